@@ -1,0 +1,208 @@
+// The tape: a graph owns its nodes in creation order; a Var is a light handle (graph, index,
+// generation). Every input of a node has a smaller index than the node, so backward is one
+// reverse loop over the nodes: no recursion, no topological sort, no reference counts between
+// nodes. Clearing the graph frees everything at once and invalidates every handle into it.
+//
+//   xgrad::Graph<double> g;
+//   auto x = g.variable(xt::xarray<double>{1.0, 2.0});   // a leaf whose gradient we want
+//   auto y = xgrad::sum(x * x);
+//   y.backward();
+//   x.grad();                                           // {2.0, 4.0}
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <unordered_map>
+#include <vector>
+
+#include "../tensor/tensor.hpp"
+#include "parameter.hpp"
+
+namespace xgrad {
+
+// Misuse of the graph: a handle used after its graph was cleared, a second backward through a
+// released graph, inputs from two different graphs.
+class GraphError : public std::logic_error {
+  public:
+    using std::logic_error::logic_error;
+};
+
+template <class T>
+class Tape;
+template <class T>
+class BackwardContext;
+
+template <class T>
+using BackwardFn = std::function<void(BackwardContext<T>&)>;
+
+template <class T>
+class Var {
+  public:
+    Var() = default;  // an empty handle; defined() is false
+
+    bool defined() const { return tape_ != nullptr; }
+    const Tensor<T>& value() const;
+    // Gradient from the latest backward: leaves and retain_grad() nodes only.
+    const Tensor<T>& grad() const;
+    bool has_grad() const;
+    Shape shape() const { return shape_of(value()); }
+    std::size_t dim() const { return value().dimension(); }
+    std::size_t numel() const { return value().size(); }
+    T item() const;  // the value of a one-element tensor
+    bool requires_grad() const;
+
+    // Keep this non-leaf node's gradient after backward (for inspection, e.g. dL/dh_t).
+    void retain_grad() const;
+    // A constant leaf in the same graph holding a copy of this value: gradients stop here.
+    Var detach() const;
+    // Backpropagates from this one-element value (loss.backward()).
+    void backward(bool retain_graph = false) const;
+
+    Tape<T>& tape() const;
+    std::uint32_t index() const { return index_; }
+
+  private:
+    friend class Tape<T>;
+    Var(std::shared_ptr<Tape<T>> tape, std::uint32_t index, std::uint64_t generation)
+        : tape_(std::move(tape)), index_(index), generation_(generation) {}
+    void check_alive() const;
+
+    std::shared_ptr<Tape<T>> tape_;
+    std::uint32_t index_ = 0;
+    std::uint64_t generation_ = 0;
+};
+
+struct BackwardOptions {
+    // Keep the backward functions (and what they saved) so backward can run again.
+    bool retain_graph = false;
+};
+
+// The storage behind a Graph. Ops record into it through Var::tape().
+template <class T>
+class Tape : public std::enable_shared_from_this<Tape<T>> {
+  public:
+    // Adds a node computed from `inputs`. `backward` runs only if some input requires grad
+    // and grad mode is on; otherwise it is dropped at once.
+    Var<T> record(Tensor<T> value, std::span<const Var<T>> inputs, BackwardFn<T> backward);
+    Var<T> record(Tensor<T> value, std::initializer_list<Var<T>> inputs, BackwardFn<T> backward) {
+        return record(std::move(value), std::span<const Var<T>>(inputs.begin(), inputs.size()),
+                      std::move(backward));
+    }
+    Var<T> leaf(Tensor<T> value, bool requires_grad);
+    Var<T> parameter(const Parameter<T>& p);
+    void backward(const Var<T>& root, const Tensor<T>* seed, BackwardOptions options);
+    void clear();
+    std::size_t size() const { return nodes_.size(); }
+    std::uint64_t generation() const { return generation_; }
+
+  private:
+    friend class Var<T>;
+    friend class BackwardContext<T>;
+    struct Node {
+        explicit Node(Tensor<T> v) : value(std::move(v)) {}
+        Tensor<T> value;
+        std::optional<Tensor<T>> grad;  // empty until backward reaches the node
+        BackwardFn<T> backward;
+        Parameter<T> parameter;  // defined for parameter leaves
+        std::uint32_t first_input = 0;
+        std::uint32_t num_inputs = 0;
+        bool requires_grad = false;
+        bool is_leaf = false;
+        bool retain_grad = false;
+        bool released = false;  // its backward was freed by a backward without retain_graph
+    };
+    Var<T> push(Node node);
+    const Node& node(const Var<T>& v) const;
+    Node& node(const Var<T>& v);
+
+    std::vector<Node> nodes_;
+    std::vector<std::uint32_t> input_ids_;  // every node's inputs, back to back
+    std::unordered_map<const void*, std::uint32_t> parameter_leaves_;
+    std::uint64_t generation_ = 0;
+};
+
+// What a backward function sees: the node's output and its gradient, its inputs' values, and
+// where to add its inputs' gradients.
+template <class T>
+class BackwardContext {
+  public:
+    const Tensor<T>& output() const { return node_.value; }
+    const Tensor<T>& output_grad() const { return *node_.grad; }
+    std::size_t num_inputs() const { return node_.num_inputs; }
+    const Tensor<T>& input(std::size_t i) const { return input_node(i).value; }
+    bool needs_grad(std::size_t i) const { return input_node(i).requires_grad; }
+    // Adds `g` into input i's gradient, first summing away any dimensions that broadcasting
+    // added (so `g` may have the output's shape).
+    void accumulate(std::size_t i, Tensor<T> g);
+    // Input i's gradient buffer, for scatter-style updates: zero-filled on first use. A
+    // caller that overwrites the whole buffer (a GEMM with beta = 0) passes `fresh`: the new
+    // buffer is then left unfilled and *fresh tells whether it was just created.
+    Tensor<T>& input_grad(std::size_t i, bool* fresh = nullptr);
+
+  private:
+    friend class Tape<T>;
+    BackwardContext(Tape<T>& tape, typename Tape<T>::Node& node) : tape_(tape), node_(node) {}
+    typename Tape<T>::Node& input_node(std::size_t i) const {
+        return tape_.nodes_[tape_.input_ids_[node_.first_input + i]];
+    }
+    Tape<T>& tape_;
+    typename Tape<T>::Node& node_;
+};
+
+// The user's handle on a tape. Destroying or clearing it frees every node and makes every Var
+// into it raise GraphError on use.
+template <class T>
+class Graph {
+  public:
+    Graph() : tape_(std::make_shared<Tape<T>>()) {}
+    ~Graph() { tape_->clear(); }
+    Graph(const Graph&) = delete;
+    Graph& operator=(const Graph&) = delete;
+
+    // A leaf that does not need a gradient (data, targets, masks).
+    Var<T> constant(Tensor<T> value) { return tape_->leaf(std::move(value), false); }
+    // A leaf whose gradient backward computes (read it with Var::grad()).
+    Var<T> variable(Tensor<T> value) { return tape_->leaf(std::move(value), true); }
+    // The parameter as a leaf of this graph (recorded once per graph); backward adds its
+    // gradient into p.grad().
+    Var<T> parameter(const Parameter<T>& p) { return tape_->parameter(p); }
+
+    void backward(const Var<T>& root, BackwardOptions options = {}) { tape_->backward(root, nullptr, options); }
+    // Backward from a non-scalar root, seeded with d(loss)/d(root) = seed.
+    void backward(const Var<T>& root, const Tensor<T>& seed, BackwardOptions options = {}) {
+        tape_->backward(root, &seed, options);
+    }
+    void clear() { tape_->clear(); }
+    std::size_t size() const { return tape_->size(); }
+
+  private:
+    std::shared_ptr<Tape<T>> tape_;
+};
+
+// Grad mode, per thread. Inside a NoGradGuard ops record values only: no backward functions
+// are kept, and their results do not require grad.
+bool grad_enabled();
+class NoGradGuard {
+  public:
+    NoGradGuard();
+    ~NoGradGuard();
+    NoGradGuard(const NoGradGuard&) = delete;
+    NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+  private:
+    bool previous_;
+};
+
+extern template class Var<float>;
+extern template class Var<double>;
+extern template class Tape<float>;
+extern template class Tape<double>;
+extern template class BackwardContext<float>;
+extern template class BackwardContext<double>;
+
+}  // namespace xgrad

@@ -1,0 +1,107 @@
+// Differentiable ops. Each returns a new node on its inputs' graph; its backward is written
+// beside its forward in autograd/ops_*.cpp. Binary elementwise ops broadcast like numpy and
+// reduce gradients back to each input's shape. Every op checks its arguments and throws
+// ShapeError (or std::invalid_argument) naming the op and the shapes.
+//
+//   auto h = xgrad::tanh(xgrad::matmul(x, w) + b);
+//   auto loss = xgrad::cross_entropy(h, targets);
+//   loss.backward();
+#pragma once
+
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+#include "../tensor/random.hpp"
+#include "../tensor/tensor.hpp"
+#include "graph.hpp"
+
+namespace xgrad {
+
+template <class T>
+using Scalar = std::type_identity_t<T>;  // a scalar argument that does not take part in deduction
+
+// ---- elementwise ----
+template <class T> Var<T> add(const Var<T>& a, const Var<T>& b);
+template <class T> Var<T> sub(const Var<T>& a, const Var<T>& b);
+template <class T> Var<T> mul(const Var<T>& a, const Var<T>& b);
+template <class T> Var<T> div(const Var<T>& a, const Var<T>& b);
+template <class T> Var<T> add(const Var<T>& a, Scalar<T> s);
+template <class T> Var<T> mul(const Var<T>& a, Scalar<T> s);
+template <class T> Var<T> rsub(const Var<T>& a, Scalar<T> s);  // s - a
+template <class T> Var<T> rdiv(const Var<T>& a, Scalar<T> s);  // s / a
+template <class T> Var<T> neg(const Var<T>& a);
+template <class T> Var<T> exp(const Var<T>& a);
+template <class T> Var<T> log(const Var<T>& a);
+template <class T> Var<T> pow(const Var<T>& a, Scalar<T> exponent);
+template <class T> Var<T> pow(const Var<T>& a, const Var<T>& exponent);  // needs a > 0 where exponent's grad is used
+template <class T> Var<T> sqrt(const Var<T>& a);
+template <class T> Var<T> abs(const Var<T>& a);  // gradient 0 at 0
+template <class T> Var<T> tanh(const Var<T>& a);
+template <class T> Var<T> sigmoid(const Var<T>& a);
+template <class T> Var<T> relu(const Var<T>& a);
+template <class T> Var<T> clamp(const Var<T>& a, Scalar<T> lo, Scalar<T> hi);
+// mask ? a : b, elementwise with broadcasting; the mask is a constant.
+template <class T> Var<T> where(const xt::xarray<bool>& mask, const Var<T>& a, const Var<T>& b);
+
+// ---- linear algebra and shape ----
+// (m,k)x(k,n), batched (b,m,k)x(b,k,n), or (b,m,k)x(k,n).
+template <class T> Var<T> matmul(const Var<T>& a, const Var<T>& b);
+template <class T> Var<T> transpose(const Var<T>& a, std::ptrdiff_t dim0, std::ptrdiff_t dim1);
+template <class T> Var<T> permute(const Var<T>& a, const std::vector<std::size_t>& dims);
+// One dimension may be -1 (inferred).
+template <class T> Var<T> reshape(const Var<T>& a, const std::vector<std::ptrdiff_t>& shape);
+template <class T> Var<T> concat(const std::vector<Var<T>>& parts, std::ptrdiff_t axis);
+template <class T> Var<T> stack(const std::vector<Var<T>>& parts, std::ptrdiff_t axis);
+// Elements [start, start + length) along axis.
+template <class T> Var<T> narrow(const Var<T>& a, std::ptrdiff_t axis, std::size_t start, std::size_t length);
+// The index-th slice along axis; the axis is removed.
+template <class T> Var<T> select(const Var<T>& a, std::ptrdiff_t axis, std::size_t index);
+// Consecutive pieces of the given sizes along axis (they must add up to the axis length).
+template <class T> std::vector<Var<T>> split(const Var<T>& a, const std::vector<std::size_t>& sizes, std::ptrdiff_t axis);
+// Pieces of split_size (the last may be smaller), as torch.split.
+template <class T> std::vector<Var<T>> split(const Var<T>& a, std::size_t split_size, std::ptrdiff_t axis);
+
+// ---- reductions ----
+template <class T> Var<T> sum(const Var<T>& a);
+template <class T> Var<T> sum(const Var<T>& a, const std::vector<std::ptrdiff_t>& axes, bool keepdims = false);
+template <class T> Var<T> mean(const Var<T>& a);
+template <class T> Var<T> mean(const Var<T>& a, const std::vector<std::ptrdiff_t>& axes, bool keepdims = false);
+// Maximum along one axis; the gradient goes to the first maximal element.
+template <class T> Var<T> max(const Var<T>& a, std::ptrdiff_t axis, bool keepdims = false);
+template <class T> Var<T> softmax(const Var<T>& a, std::ptrdiff_t axis);
+template <class T> Var<T> log_softmax(const Var<T>& a, std::ptrdiff_t axis);
+
+// ---- losses and layers ----
+struct CrossEntropyOptions {
+    std::int64_t ignore_index = -100;  // targets equal to this contribute nothing
+    enum class Reduction { mean, sum } reduction = Reduction::mean;
+};
+// logits (..., C) with the classes last, targets of the leading shape (...). The mean is over
+// the counted positions: targets not equal to ignore_index, weighted by `mask` (shape (...)) if given.
+template <class T>
+Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options = {},
+                     const std::optional<Tensor<T>>& mask = std::nullopt);
+// mean((a - b)^2)
+template <class T> Var<T> mse_loss(const Var<T>& a, const Var<T>& b);
+// Rows of weight (V, D) gathered by indices of any shape -> indices.shape + (D).
+template <class T> Var<T> embedding(const Var<T>& weight, const Indices& indices);
+// Inverted dropout: zero with probability p, scale the rest by 1/(1-p); identity when !training.
+template <class T> Var<T> dropout(const Var<T>& a, double p, Generator& gen, bool training = true);
+
+// ---- operators ----
+template <class T> Var<T> operator+(const Var<T>& a, const Var<T>& b) { return add(a, b); }
+template <class T> Var<T> operator-(const Var<T>& a, const Var<T>& b) { return sub(a, b); }
+template <class T> Var<T> operator*(const Var<T>& a, const Var<T>& b) { return mul(a, b); }
+template <class T> Var<T> operator/(const Var<T>& a, const Var<T>& b) { return div(a, b); }
+template <class T> Var<T> operator-(const Var<T>& a) { return neg(a); }
+template <class T> Var<T> operator+(const Var<T>& a, Scalar<T> s) { return add(a, s); }
+template <class T> Var<T> operator+(Scalar<T> s, const Var<T>& a) { return add(a, s); }
+template <class T> Var<T> operator-(const Var<T>& a, Scalar<T> s) { return add(a, -s); }
+template <class T> Var<T> operator-(Scalar<T> s, const Var<T>& a) { return rsub(a, s); }
+template <class T> Var<T> operator*(const Var<T>& a, Scalar<T> s) { return mul(a, s); }
+template <class T> Var<T> operator*(Scalar<T> s, const Var<T>& a) { return mul(a, s); }
+template <class T> Var<T> operator/(const Var<T>& a, Scalar<T> s) { return mul(a, T(1) / s); }
+template <class T> Var<T> operator/(Scalar<T> s, const Var<T>& a) { return rdiv(a, s); }
+
+}  // namespace xgrad

@@ -1,0 +1,231 @@
+// Elementwise ops. Binary ops broadcast like numpy; BackwardContext::accumulate sums each
+// gradient back to its input's shape.
+#include <cmath>
+
+#include <fmt/format.h>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xoperation.hpp>
+
+#include "ops.hpp"
+
+namespace xgrad {
+
+namespace {
+template <class T>
+void check_broadcast(std::string_view op, const Var<T>& a, const Var<T>& b) {
+    broadcast_shapes(op, a.shape(), b.shape());
+}
+}  // namespace
+
+// y = a + b;   da += dy,  db += dy
+template <class T>
+Var<T> add(const Var<T>& a, const Var<T>& b) {
+    check_broadcast("add", a, b);
+    Tensor<T> y = a.value() + b.value();
+    return a.tape().record(std::move(y), {a, b}, [](BackwardContext<T>& c) {
+        if (c.needs_grad(0)) c.accumulate(0, c.output_grad());
+        if (c.needs_grad(1)) c.accumulate(1, c.output_grad());
+    });
+}
+
+// y = a - b;   da += dy,  db -= dy
+template <class T>
+Var<T> sub(const Var<T>& a, const Var<T>& b) {
+    check_broadcast("sub", a, b);
+    Tensor<T> y = a.value() - b.value();
+    return a.tape().record(std::move(y), {a, b}, [](BackwardContext<T>& c) {
+        if (c.needs_grad(0)) c.accumulate(0, c.output_grad());
+        if (c.needs_grad(1)) c.accumulate(1, -c.output_grad());
+    });
+}
+
+// y = a * b;   da += dy * b,  db += dy * a
+template <class T>
+Var<T> mul(const Var<T>& a, const Var<T>& b) {
+    check_broadcast("mul", a, b);
+    Tensor<T> y = a.value() * b.value();
+    return a.tape().record(std::move(y), {a, b}, [](BackwardContext<T>& c) {
+        if (c.needs_grad(0)) c.accumulate(0, c.output_grad() * c.input(1));
+        if (c.needs_grad(1)) c.accumulate(1, c.output_grad() * c.input(0));
+    });
+}
+
+// y = a / b;   da += dy / b,  db -= dy * y / b
+template <class T>
+Var<T> div(const Var<T>& a, const Var<T>& b) {
+    check_broadcast("div", a, b);
+    Tensor<T> y = a.value() / b.value();
+    return a.tape().record(std::move(y), {a, b}, [](BackwardContext<T>& c) {
+        if (c.needs_grad(0)) c.accumulate(0, c.output_grad() / c.input(1));
+        if (c.needs_grad(1)) c.accumulate(1, -c.output_grad() * c.output() / c.input(1));
+    });
+}
+
+// y = a + s;   da += dy
+template <class T>
+Var<T> add(const Var<T>& a, Scalar<T> s) {
+    Tensor<T> y = a.value() + s;
+    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, c.output_grad()); });
+}
+
+// y = a * s;   da += dy * s
+template <class T>
+Var<T> mul(const Var<T>& a, Scalar<T> s) {
+    Tensor<T> y = a.value() * s;
+    return a.tape().record(std::move(y), {a}, [s](BackwardContext<T>& c) { c.accumulate(0, c.output_grad() * s); });
+}
+
+// y = s - a;   da -= dy
+template <class T>
+Var<T> rsub(const Var<T>& a, Scalar<T> s) {
+    Tensor<T> y = s - a.value();
+    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, -c.output_grad()); });
+}
+
+// y = s / a;   da -= dy * y / a
+template <class T>
+Var<T> rdiv(const Var<T>& a, Scalar<T> s) {
+    Tensor<T> y = s / a.value();
+    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+        c.accumulate(0, -c.output_grad() * c.output() / c.input(0));
+    });
+}
+
+// y = -a;   da -= dy
+template <class T>
+Var<T> neg(const Var<T>& a) {
+    Tensor<T> y = -a.value();
+    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, -c.output_grad()); });
+}
+
+// y = exp(a);   da += dy * y
+template <class T>
+Var<T> exp(const Var<T>& a) {
+    Tensor<T> y = xt::exp(a.value());
+    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+        c.accumulate(0, c.output_grad() * c.output());
+    });
+}
+
+// y = log(a);   da += dy / a
+template <class T>
+Var<T> log(const Var<T>& a) {
+    Tensor<T> y = xt::log(a.value());
+    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+        c.accumulate(0, c.output_grad() / c.input(0));
+    });
+}
+
+// y = a^p;   da += dy * p * a^(p-1)
+template <class T>
+Var<T> pow(const Var<T>& a, Scalar<T> p) {
+    Tensor<T> y = xt::pow(a.value(), p);
+    return a.tape().record(std::move(y), {a}, [p](BackwardContext<T>& c) {
+        c.accumulate(0, c.output_grad() * p * xt::pow(c.input(0), p - T(1)));
+    });
+}
+
+// y = a^b;   da += dy * b * a^(b-1),  db += dy * y * log(a)
+template <class T>
+Var<T> pow(const Var<T>& a, const Var<T>& b) {
+    check_broadcast("pow", a, b);
+    Tensor<T> y = xt::pow(a.value(), b.value());
+    return a.tape().record(std::move(y), {a, b}, [](BackwardContext<T>& c) {
+        if (c.needs_grad(0)) c.accumulate(0, c.output_grad() * c.input(1) * xt::pow(c.input(0), c.input(1) - T(1)));
+        if (c.needs_grad(1)) c.accumulate(1, c.output_grad() * c.output() * xt::log(c.input(0)));
+    });
+}
+
+// y = sqrt(a);   da += dy / (2 y)
+template <class T>
+Var<T> sqrt(const Var<T>& a) {
+    Tensor<T> y = xt::sqrt(a.value());
+    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+        c.accumulate(0, c.output_grad() / (T(2) * c.output()));
+    });
+}
+
+// y = |a|;   da += dy * sign(a)
+template <class T>
+Var<T> abs(const Var<T>& a) {
+    Tensor<T> y = xt::abs(a.value());
+    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+        c.accumulate(0, c.output_grad() * xt::sign(c.input(0)));
+    });
+}
+
+// y = tanh(a);   da += dy * (1 - y^2)
+template <class T>
+Var<T> tanh(const Var<T>& a) {
+    Tensor<T> y = xt::tanh(a.value());
+    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+        c.accumulate(0, c.output_grad() * (T(1) - c.output() * c.output()));
+    });
+}
+
+// y = 1 / (1 + exp(-a));   da += dy * y * (1 - y)
+// (exp(-a) overflows to inf for very negative a, giving exactly 0, never NaN.)
+template <class T>
+Var<T> sigmoid(const Var<T>& a) {
+    Tensor<T> y = T(1) / (T(1) + xt::exp(-a.value()));
+    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+        c.accumulate(0, c.output_grad() * c.output() * (T(1) - c.output()));
+    });
+}
+
+// y = max(a, 0);   da += dy * [a > 0]
+template <class T>
+Var<T> relu(const Var<T>& a) {
+    Tensor<T> y = xt::maximum(a.value(), T(0));
+    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+        c.accumulate(0, xt::where(c.input(0) > T(0), c.output_grad(), T(0)));
+    });
+}
+
+// y = min(max(a, lo), hi);   da += dy * [lo <= a <= hi]
+template <class T>
+Var<T> clamp(const Var<T>& a, Scalar<T> lo, Scalar<T> hi) {
+    if (!(lo <= hi)) throw std::invalid_argument(fmt::format("clamp: lo ({}) must not exceed hi ({})", lo, hi));
+    Tensor<T> y = xt::clip(a.value(), lo, hi);
+    return a.tape().record(std::move(y), {a}, [lo, hi](BackwardContext<T>& c) {
+        c.accumulate(0, xt::where(c.input(0) >= lo && c.input(0) <= hi, c.output_grad(), T(0)));
+    });
+}
+
+// y = mask ? a : b;   da += dy * mask,  db += dy * !mask
+template <class T>
+Var<T> where(const xt::xarray<bool>& mask, const Var<T>& a, const Var<T>& b) {
+    broadcast_shapes("where", broadcast_shapes("where", shape_of(mask), a.shape()), b.shape());
+    Tensor<T> y = xt::where(mask, a.value(), b.value());
+    return a.tape().record(std::move(y), {a, b}, [mask](BackwardContext<T>& c) {
+        if (c.needs_grad(0)) c.accumulate(0, xt::where(mask, c.output_grad(), T(0)));
+        if (c.needs_grad(1)) c.accumulate(1, xt::where(mask, T(0), c.output_grad()));
+    });
+}
+
+#define XGRAD_INSTANTIATE(T)                                                     \
+    template Var<T> add(const Var<T>&, const Var<T>&);                           \
+    template Var<T> sub(const Var<T>&, const Var<T>&);                           \
+    template Var<T> mul(const Var<T>&, const Var<T>&);                           \
+    template Var<T> div(const Var<T>&, const Var<T>&);                           \
+    template Var<T> add(const Var<T>&, Scalar<T>);                               \
+    template Var<T> mul(const Var<T>&, Scalar<T>);                               \
+    template Var<T> rsub(const Var<T>&, Scalar<T>);                              \
+    template Var<T> rdiv(const Var<T>&, Scalar<T>);                              \
+    template Var<T> neg(const Var<T>&);                                          \
+    template Var<T> exp(const Var<T>&);                                          \
+    template Var<T> log(const Var<T>&);                                          \
+    template Var<T> pow(const Var<T>&, Scalar<T>);                               \
+    template Var<T> pow(const Var<T>&, const Var<T>&);                           \
+    template Var<T> sqrt(const Var<T>&);                                         \
+    template Var<T> abs(const Var<T>&);                                          \
+    template Var<T> tanh(const Var<T>&);                                         \
+    template Var<T> sigmoid(const Var<T>&);                                      \
+    template Var<T> relu(const Var<T>&);                                         \
+    template Var<T> clamp(const Var<T>&, Scalar<T>, Scalar<T>);                  \
+    template Var<T> where(const xt::xarray<bool>&, const Var<T>&, const Var<T>&);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad

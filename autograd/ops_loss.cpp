@@ -1,0 +1,143 @@
+// Losses and the row-gather / masking layers that sit next to them.
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+#include <xtensor/xmath.hpp>
+
+#include "ops.hpp"
+
+namespace xgrad {
+
+// loss = Σ_n w_n (lse_n - x[n, t_n]) / Σ_n w_n  (mean) or without the division (sum),
+// with w_n = mask_n · [t_n ≠ ignore_index];   dx[n] += dy · w_n / denom · (softmax(x[n]) - onehot(t_n))
+template <class T>
+Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options,
+                     const std::optional<Tensor<T>>& mask) {
+    const Shape shape = logits.shape();
+    if (shape.empty()) throw ShapeError("cross_entropy: logits must have a class axis, got a 0-d tensor");
+    const Shape lead(shape.begin(), shape.end() - 1);
+    if (shape_of(targets) != lead) {
+        throw ShapeError(fmt::format("cross_entropy: logits {} (classes last) need targets of shape {}, got {}",
+                                     shape_str(shape), shape_str(lead), shape_str(shape_of(targets))));
+    }
+    if (mask && shape_of(*mask) != lead) {
+        throw ShapeError(fmt::format("cross_entropy: logits {} need a mask of shape {}, got {}", shape_str(shape),
+                                     shape_str(lead), shape_str(shape_of(*mask))));
+    }
+    const std::size_t classes = shape.back(), rows = numel(lead);
+    std::vector<T> weight(rows);
+    T denom = 0;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const std::int64_t t = targets.data()[r];
+        if (t == options.ignore_index) continue;
+        if (t < 0 || static_cast<std::size_t>(t) >= classes) {
+            throw std::invalid_argument(fmt::format("cross_entropy: target {} at position {} is out of range for {} classes",
+                                                    t, r, classes));
+        }
+        weight[r] = mask ? mask->data()[r] : T(1);
+        denom += weight[r];
+    }
+    // With nothing counted the mean is 0 (PyTorch gives NaN), so fully padded batches do not poison training.
+    const T scale = options.reduction == CrossEntropyOptions::Reduction::sum ? T(1) : (denom > 0 ? T(1) / denom : T(0));
+
+    const T* x = logits.value().data();
+    std::vector<T> lse(rows);
+    T total = 0;
+    for (std::size_t r = 0; r < rows; ++r) {
+        if (weight[r] == T(0)) continue;
+        const T* row = x + r * classes;
+        T m = -std::numeric_limits<T>::infinity();
+        for (std::size_t k = 0; k < classes; ++k) m = std::max(m, row[k]);
+        T s = 0;
+        for (std::size_t k = 0; k < classes; ++k) s += std::exp(row[k] - m);
+        lse[r] = m + std::log(s);
+        total += weight[r] * (lse[r] - row[targets.data()[r]]);
+    }
+    Tensor<T> y = xt::xarray<T>(total * scale);
+    return logits.tape().record(std::move(y), {logits}, [targets, weight = std::move(weight), lse = std::move(lse),
+                                                         scale, classes](BackwardContext<T>& c) {
+        T* dx = c.input_grad(0).data();
+        const T* xv = c.input(0).data();
+        const T dy = c.output_grad().data()[0];
+        for (std::size_t r = 0; r < weight.size(); ++r) {
+            if (weight[r] == T(0)) continue;
+            const T g = dy * weight[r] * scale;
+            for (std::size_t k = 0; k < classes; ++k) dx[r * classes + k] += g * std::exp(xv[r * classes + k] - lse[r]);
+            dx[r * classes + static_cast<std::size_t>(targets.data()[r])] -= g;
+        }
+    });
+}
+
+// y = mean((a - b)^2);   da += dy · 2(a - b)/N,  db -= dy · 2(a - b)/N
+template <class T>
+Var<T> mse_loss(const Var<T>& a, const Var<T>& b) {
+    if (a.shape() != b.shape()) {
+        throw ShapeError(fmt::format("mse_loss: input {} and target {} must have the same shape",
+                                     shape_str(a.shape()), shape_str(b.shape())));
+    }
+    const T n = static_cast<T>(a.numel());
+    Tensor<T> y = xt::xarray<T>(xt::sum(xt::square(a.value() - b.value()))() / n);
+    return a.tape().record(std::move(y), {a, b}, [n](BackwardContext<T>& c) {
+        Tensor<T> g = (c.output_grad().data()[0] * T(2) / n) * (c.input(0) - c.input(1));
+        if (c.needs_grad(1)) c.accumulate(1, -g);
+        if (c.needs_grad(0)) c.accumulate(0, std::move(g));
+    });
+}
+
+// y[..., :] = weight[indices[...], :];   dweight[indices[...], :] += dy[..., :]
+template <class T>
+Var<T> embedding(const Var<T>& weight, const Indices& indices) {
+    if (weight.dim() != 2) {
+        throw ShapeError(fmt::format("embedding: weight must be 2-D (num_embeddings, dim), got {}",
+                                     shape_str(weight.shape())));
+    }
+    const std::size_t rows = weight.shape()[0], dim = weight.shape()[1];
+    for (std::size_t i = 0; i < indices.size(); ++i) {
+        const std::int64_t id = indices.data()[i];
+        if (id < 0 || static_cast<std::size_t>(id) >= rows) {
+            throw std::invalid_argument(fmt::format("embedding: index {} at position {} is out of range for weight {}",
+                                                    id, i, shape_str(weight.shape())));
+        }
+    }
+    Shape out = shape_of(indices);
+    out.push_back(dim);
+    Tensor<T> y = Tensor<T>::from_shape(out);
+    const T* w = weight.value().data();
+    for (std::size_t i = 0; i < indices.size(); ++i) {
+        std::copy_n(w + static_cast<std::size_t>(indices.data()[i]) * dim, dim, y.data() + i * dim);
+    }
+    return weight.tape().record(std::move(y), {weight}, [indices, dim](BackwardContext<T>& c) {
+        T* dw = c.input_grad(0).data();
+        const T* dy = c.output_grad().data();
+        for (std::size_t i = 0; i < indices.size(); ++i) {
+            T* row = dw + static_cast<std::size_t>(indices.data()[i]) * dim;
+            for (std::size_t d = 0; d < dim; ++d) row[d] += dy[i * dim + d];
+        }
+    });
+}
+
+// y = a · mask / (1 - p), mask ~ Bernoulli(1 - p);   da += dy · mask / (1 - p)
+template <class T>
+Var<T> dropout(const Var<T>& a, double p, Generator& gen, bool training) {
+    if (!(p >= 0.0 && p <= 1.0)) throw std::invalid_argument(fmt::format("dropout: p = {} is not in [0, 1]", p));
+    if (!training || p == 0.0) return a;
+    Tensor<T> mask = bernoulli<T>(a.shape(), 1.0 - p, gen);
+    if (p < 1.0) mask *= static_cast<T>(1.0 / (1.0 - p));
+    Tensor<T> y = a.value() * mask;
+    return a.tape().record(std::move(y), {a}, [mask = std::move(mask)](BackwardContext<T>& c) {
+        c.accumulate(0, c.output_grad() * mask);
+    });
+}
+
+#define XGRAD_INSTANTIATE(T)                                                                                   \
+    template Var<T> cross_entropy(const Var<T>&, const Indices&, CrossEntropyOptions,                          \
+                                  const std::optional<Tensor<T>>&);                                            \
+    template Var<T> mse_loss(const Var<T>&, const Var<T>&);                                                   \
+    template Var<T> embedding(const Var<T>&, const Indices&);                                                 \
+    template Var<T> dropout(const Var<T>&, double, Generator&, bool);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad

@@ -1,0 +1,205 @@
+// Reductions and the normalizations along an axis.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <xtensor/xbroadcast.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xtensor.hpp>
+
+#include "ops.hpp"
+
+namespace xgrad {
+
+namespace {
+// A tensor seen as (outer, n, inner) around one axis, so per-axis loops run on raw memory.
+struct AxisSplit {
+    std::size_t outer = 1, n = 1, inner = 1;
+    AxisSplit(const Shape& shape, std::size_t axis) {
+        for (std::size_t d = 0; d < shape.size(); ++d) {
+            if (d < axis) outer *= shape[d];
+            if (d == axis) n = shape[d];
+            if (d > axis) inner *= shape[d];
+        }
+    }
+    std::size_t at(std::size_t o, std::size_t k, std::size_t i) const { return (o * n + k) * inner + i; }
+};
+
+// Normalized, sorted, distinct axes; an empty list means every axis (as torch.sum(x, dim=[])).
+std::vector<std::size_t> reduction_axes(std::string_view op, const std::vector<std::ptrdiff_t>& axes, std::size_t rank) {
+    std::vector<std::size_t> out;
+    for (std::ptrdiff_t a : axes) out.push_back(normalize_axis(op, a, rank));
+    if (axes.empty()) for (std::size_t d = 0; d < rank; ++d) out.push_back(d);
+    std::sort(out.begin(), out.end());
+    if (std::adjacent_find(out.begin(), out.end()) != out.end()) {
+        throw ShapeError(fmt::format("{}: axes [{}] repeat an axis", op, fmt::join(axes, ", ")));
+    }
+    return out;
+}
+
+// The input's shape with the reduced axes set to 1.
+Shape kept_shape(const Shape& in, const std::vector<std::size_t>& axes) {
+    Shape s = in;
+    for (std::size_t a : axes) s[a] = 1;
+    return s;
+}
+
+// Reduced output shape: kept as 1s with keepdims, removed otherwise.
+Shape reduced_shape(const Shape& in, const std::vector<std::size_t>& axes, bool keepdims) {
+    if (keepdims) return kept_shape(in, axes);
+    Shape s;
+    for (std::size_t d = 0; d < in.size(); ++d) {
+        if (!std::binary_search(axes.begin(), axes.end(), d)) s.push_back(in[d]);
+    }
+    return s;
+}
+
+// sum (scale 1) or mean (scale 1/count) over axes.
+template <class T>
+Var<T> scaled_sum(std::string_view op, const Var<T>& a, const std::vector<std::ptrdiff_t>& axes_arg, bool keepdims,
+                  bool average) {
+    const Shape in = a.shape();
+    const std::vector<std::size_t> axes = reduction_axes(op, axes_arg, in.size());
+    std::size_t count = 1;
+    for (std::size_t ax : axes) count *= in[ax];
+    const T scale = average ? T(1) / static_cast<T>(count) : T(1);
+    Tensor<T> y = xt::sum(a.value(), axes);
+    if (average) y *= scale;
+    y.reshape(reduced_shape(in, axes, keepdims));
+    Shape kept = kept_shape(in, axes);
+    return a.tape().record(std::move(y), {a}, [kept, scale](BackwardContext<T>& c) {
+        Tensor<T> g = c.output_grad() * scale;
+        g.reshape(kept);
+        c.accumulate(0, xt::broadcast(g, c.input(0).shape()));
+    });
+}
+}  // namespace
+
+// y = sum(a);   da += dy (broadcast)
+template <class T>
+Var<T> sum(const Var<T>& a) {
+    return scaled_sum("sum", a, {}, false, false);
+}
+
+// y = sum(a, axes);   da += dy broadcast over the summed axes
+template <class T>
+Var<T> sum(const Var<T>& a, const std::vector<std::ptrdiff_t>& axes, bool keepdims) {
+    return scaled_sum("sum", a, axes, keepdims, false);
+}
+
+// y = mean(a);   da += dy / count
+template <class T>
+Var<T> mean(const Var<T>& a) {
+    return scaled_sum("mean", a, {}, false, true);
+}
+
+// y = mean(a, axes);   da += dy / count broadcast over the averaged axes
+template <class T>
+Var<T> mean(const Var<T>& a, const std::vector<std::ptrdiff_t>& axes, bool keepdims) {
+    return scaled_sum("mean", a, axes, keepdims, true);
+}
+
+// y = max(a, axis);   da[argmax] += dy (the first maximal element along the axis)
+template <class T>
+Var<T> max(const Var<T>& a, std::ptrdiff_t axis_arg, bool keepdims) {
+    const Shape in = a.shape();
+    const std::size_t axis = normalize_axis("max", axis_arg, in.size());
+    if (in[axis] == 0) throw ShapeError(fmt::format("max: axis {} of shape {} is empty", axis, shape_str(in)));
+    const AxisSplit s(in, axis);
+    Tensor<T> y = Tensor<T>::from_shape(reduced_shape(in, {axis}, keepdims));
+    std::vector<std::size_t> argmax(s.outer * s.inner);
+    const T* x = a.value().data();
+    for (std::size_t o = 0; o < s.outer; ++o) {
+        for (std::size_t i = 0; i < s.inner; ++i) {
+            std::size_t best = 0;
+            for (std::size_t k = 1; k < s.n; ++k) {
+                // NaN wins, as in PyTorch, so it is never silently skipped.
+                T cand = x[s.at(o, k, i)], cur = x[s.at(o, best, i)];
+                if (cand > cur || (std::isnan(cand) && !std::isnan(cur))) best = k;
+            }
+            argmax[o * s.inner + i] = best;
+            y.data()[o * s.inner + i] = x[s.at(o, best, i)];
+        }
+    }
+    return a.tape().record(std::move(y), {a}, [s, argmax](BackwardContext<T>& c) {
+        T* dx = c.input_grad(0).data();
+        const T* dy = c.output_grad().data();
+        for (std::size_t o = 0; o < s.outer; ++o)
+            for (std::size_t i = 0; i < s.inner; ++i) dx[s.at(o, argmax[o * s.inner + i], i)] += dy[o * s.inner + i];
+    });
+}
+
+// y = exp(a - max) / sum(exp(a - max)) along axis;   da += y * (dy - sum(dy * y))
+template <class T>
+Var<T> softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
+    const AxisSplit s(a.shape(), normalize_axis("softmax", axis_arg, a.dim()));
+    Tensor<T> y = Tensor<T>::from_shape(a.value().shape());
+    const T* x = a.value().data();
+    for (std::size_t o = 0; o < s.outer; ++o) {
+        for (std::size_t i = 0; i < s.inner; ++i) {
+            T m = -std::numeric_limits<T>::infinity();
+            for (std::size_t k = 0; k < s.n; ++k) m = std::max(m, x[s.at(o, k, i)]);
+            T total = 0;
+            for (std::size_t k = 0; k < s.n; ++k) total += y.data()[s.at(o, k, i)] = std::exp(x[s.at(o, k, i)] - m);
+            for (std::size_t k = 0; k < s.n; ++k) y.data()[s.at(o, k, i)] /= total;
+        }
+    }
+    return a.tape().record(std::move(y), {a}, [s](BackwardContext<T>& c) {
+        T* dx = c.input_grad(0).data();
+        const T* dy = c.output_grad().data();
+        const T* out = c.output().data();
+        for (std::size_t o = 0; o < s.outer; ++o) {
+            for (std::size_t i = 0; i < s.inner; ++i) {
+                T dot = 0;
+                for (std::size_t k = 0; k < s.n; ++k) dot += dy[s.at(o, k, i)] * out[s.at(o, k, i)];
+                for (std::size_t k = 0; k < s.n; ++k) dx[s.at(o, k, i)] += out[s.at(o, k, i)] * (dy[s.at(o, k, i)] - dot);
+            }
+        }
+    });
+}
+
+// y = a - max - log(sum(exp(a - max))) along axis;   da += dy - exp(y) * sum(dy)
+template <class T>
+Var<T> log_softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
+    const AxisSplit s(a.shape(), normalize_axis("log_softmax", axis_arg, a.dim()));
+    Tensor<T> y = Tensor<T>::from_shape(a.value().shape());
+    const T* x = a.value().data();
+    for (std::size_t o = 0; o < s.outer; ++o) {
+        for (std::size_t i = 0; i < s.inner; ++i) {
+            T m = -std::numeric_limits<T>::infinity();
+            for (std::size_t k = 0; k < s.n; ++k) m = std::max(m, x[s.at(o, k, i)]);
+            T total = 0;
+            for (std::size_t k = 0; k < s.n; ++k) total += std::exp(x[s.at(o, k, i)] - m);
+            const T log_norm = m + std::log(total);
+            for (std::size_t k = 0; k < s.n; ++k) y.data()[s.at(o, k, i)] = x[s.at(o, k, i)] - log_norm;
+        }
+    }
+    return a.tape().record(std::move(y), {a}, [s](BackwardContext<T>& c) {
+        T* dx = c.input_grad(0).data();
+        const T* dy = c.output_grad().data();
+        const T* out = c.output().data();
+        for (std::size_t o = 0; o < s.outer; ++o) {
+            for (std::size_t i = 0; i < s.inner; ++i) {
+                T total = 0;
+                for (std::size_t k = 0; k < s.n; ++k) total += dy[s.at(o, k, i)];
+                for (std::size_t k = 0; k < s.n; ++k) dx[s.at(o, k, i)] += dy[s.at(o, k, i)] - std::exp(out[s.at(o, k, i)]) * total;
+            }
+        }
+    });
+}
+
+#define XGRAD_INSTANTIATE(T)                                                           \
+    template Var<T> sum(const Var<T>&);                                                \
+    template Var<T> sum(const Var<T>&, const std::vector<std::ptrdiff_t>&, bool);      \
+    template Var<T> mean(const Var<T>&);                                               \
+    template Var<T> mean(const Var<T>&, const std::vector<std::ptrdiff_t>&, bool);     \
+    template Var<T> max(const Var<T>&, std::ptrdiff_t, bool);                          \
+    template Var<T> softmax(const Var<T>&, std::ptrdiff_t);                            \
+    template Var<T> log_softmax(const Var<T>&, std::ptrdiff_t);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad

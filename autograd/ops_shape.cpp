@@ -1,0 +1,227 @@
+// Ops that move elements without changing them: their backward moves the gradient back.
+#include <numeric>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <xtensor/xmanipulation.hpp>
+#include <xtensor/xstrided_view.hpp>
+#include <xtensor/xtensor.hpp>
+
+#include "ops.hpp"
+
+namespace xgrad {
+
+namespace {
+// Slicing spec selecting `range` (a slice or an index) along `axis` and everything elsewhere.
+template <class S>
+xt::xstrided_slice_vector along(std::size_t rank, std::size_t axis, S range) {
+    xt::xstrided_slice_vector sv(rank, xt::all());
+    sv[axis] = range;
+    return sv;
+}
+
+template <class T>
+void check_parts(std::string_view op, const std::vector<Var<T>>& parts) {
+    if (parts.empty()) throw std::invalid_argument(fmt::format("{}: needs at least one tensor", op));
+}
+
+std::string shapes_str(const std::vector<Shape>& shapes) {
+    std::vector<std::string> s;
+    for (const Shape& shape : shapes) s.push_back(shape_str(shape));
+    return fmt::format("{}", fmt::join(s, ", "));
+}
+}  // namespace
+
+// y = a with axes reordered by dims;   da += dy with the inverse order
+template <class T>
+Var<T> permute(const Var<T>& a, const std::vector<std::size_t>& dims) {
+    std::vector<std::size_t> sorted = dims;
+    std::sort(sorted.begin(), sorted.end());
+    std::vector<std::size_t> identity(a.dim());
+    std::iota(identity.begin(), identity.end(), 0);
+    if (sorted != identity) {
+        throw ShapeError(fmt::format("permute: dims [{}] are not a permutation of the axes of shape {}",
+                                     fmt::join(dims, ", "), shape_str(a.shape())));
+    }
+    std::vector<std::size_t> inverse(dims.size());
+    for (std::size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = i;
+    Tensor<T> y = xt::transpose(a.value(), dims);
+    return a.tape().record(std::move(y), {a}, [inverse](BackwardContext<T>& c) {
+        c.accumulate(0, xt::transpose(c.output_grad(), inverse));
+    });
+}
+
+// y = a with dim0 and dim1 swapped;   da += dy with them swapped back
+template <class T>
+Var<T> transpose(const Var<T>& a, std::ptrdiff_t dim0, std::ptrdiff_t dim1) {
+    std::vector<std::size_t> dims(a.dim());
+    std::iota(dims.begin(), dims.end(), 0);
+    std::swap(dims[normalize_axis("transpose", dim0, a.dim())], dims[normalize_axis("transpose", dim1, a.dim())]);
+    return permute(a, dims);
+}
+
+// y = a viewed with a new shape (same elements, row-major);   da += dy reshaped back
+template <class T>
+Var<T> reshape(const Var<T>& a, const std::vector<std::ptrdiff_t>& shape) {
+    auto fail = [&] {
+        return ShapeError(fmt::format("reshape: cannot reshape {} ({} elements) to [{}]", shape_str(a.shape()),
+                                      a.numel(), fmt::join(shape, ", ")));
+    };
+    Shape out(shape.size());
+    std::size_t known = 1;
+    std::ptrdiff_t inferred = -1;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (shape[i] == -1 && inferred < 0) {
+            inferred = static_cast<std::ptrdiff_t>(i);
+        } else if (shape[i] < 0) {
+            throw fail();
+        } else {
+            out[i] = static_cast<std::size_t>(shape[i]);
+            known *= out[i];
+        }
+    }
+    if (inferred >= 0) {
+        if (known == 0 || a.numel() % known != 0) throw fail();
+        out[static_cast<std::size_t>(inferred)] = a.numel() / known;
+    } else if (known != a.numel()) {
+        throw fail();
+    }
+    Tensor<T> y = a.value();
+    y.reshape(out);
+    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+        Tensor<T> g = c.output_grad();
+        g.reshape(c.input(0).shape());
+        c.accumulate(0, std::move(g));
+    });
+}
+
+// y = [a_0, a_1, ...] joined along axis;   da_i += the matching slice of dy
+template <class T>
+Var<T> concat(const std::vector<Var<T>>& parts, std::ptrdiff_t axis_arg) {
+    check_parts("concat", parts);
+    const Shape first = parts[0].shape();
+    if (first.empty()) throw ShapeError("concat: cannot concatenate 0-d tensors (use stack)");
+    const std::size_t axis = normalize_axis("concat", axis_arg, first.size());
+    std::vector<Shape> shapes;
+    Shape out = first;
+    out[axis] = 0;
+    for (const Var<T>& p : parts) shapes.push_back(p.shape());
+    for (const Shape& s : shapes) {
+        bool compatible = s.size() == first.size();
+        for (std::size_t d = 0; compatible && d < s.size(); ++d) compatible = d == axis || s[d] == first[d];
+        if (!compatible) {
+            throw ShapeError(fmt::format("concat: shapes {} do not match outside axis {}", shapes_str(shapes), axis));
+        }
+        out[axis] += s[axis];
+    }
+    Tensor<T> y = Tensor<T>::from_shape(out);
+    std::vector<std::size_t> starts;
+    for (std::size_t i = 0, start = 0; i < parts.size(); start += shapes[i][axis], ++i) {
+        starts.push_back(start);
+        xt::strided_view(y, along(out.size(), axis, xt::range(start, start + shapes[i][axis]))) = parts[i].value();
+    }
+    return parts[0].tape().record(std::move(y), std::span<const Var<T>>(parts), [axis, starts](BackwardContext<T>& c) {
+        for (std::size_t i = 0; i < c.num_inputs(); ++i) {
+            if (!c.needs_grad(i)) continue;
+            auto range = xt::range(starts[i], starts[i] + c.input(i).shape(axis));
+            c.accumulate(i, xt::strided_view(c.output_grad(), along(c.output().dimension(), axis, range)));
+        }
+    });
+}
+
+// y = [a_0, a_1, ...] stacked along a new axis;   da_i += dy's i-th slice along it
+template <class T>
+Var<T> stack(const std::vector<Var<T>>& parts, std::ptrdiff_t axis_arg) {
+    check_parts("stack", parts);
+    const Shape first = parts[0].shape();
+    const std::size_t axis = normalize_axis("stack", axis_arg, first.size() + 1);
+    std::vector<Shape> shapes;
+    for (const Var<T>& p : parts) shapes.push_back(p.shape());
+    for (const Shape& s : shapes) {
+        if (s != first) throw ShapeError(fmt::format("stack: shapes {} are not all equal", shapes_str(shapes)));
+    }
+    Shape out = first;
+    out.insert(out.begin() + static_cast<std::ptrdiff_t>(axis), parts.size());
+    Tensor<T> y = Tensor<T>::from_shape(out);
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        xt::strided_view(y, along(out.size(), axis, i)) = parts[i].value();
+    }
+    return parts[0].tape().record(std::move(y), std::span<const Var<T>>(parts), [axis](BackwardContext<T>& c) {
+        for (std::size_t i = 0; i < c.num_inputs(); ++i) {
+            if (c.needs_grad(i)) c.accumulate(i, xt::strided_view(c.output_grad(), along(c.output().dimension(), axis, i)));
+        }
+    });
+}
+
+// y = a[..., start:start+length, ...] along axis;   da[..., start:start+length, ...] += dy
+template <class T>
+Var<T> narrow(const Var<T>& a, std::ptrdiff_t axis_arg, std::size_t start, std::size_t length) {
+    const std::size_t axis = normalize_axis("narrow", axis_arg, a.dim());
+    if (start > a.shape()[axis] || length > a.shape()[axis] - start) {
+        throw ShapeError(fmt::format("narrow: elements [{}, {}) along axis {} are out of range for shape {}", start,
+                                     start + length, axis, shape_str(a.shape())));
+    }
+    auto sv = along(a.dim(), axis, xt::range(start, start + length));
+    Tensor<T> y = xt::strided_view(a.value(), sv);
+    return a.tape().record(std::move(y), {a}, [sv](BackwardContext<T>& c) {
+        xt::strided_view(c.input_grad(0), sv) += c.output_grad();
+    });
+}
+
+// y = a[..., index, ...] (axis removed);   da[..., index, ...] += dy
+template <class T>
+Var<T> select(const Var<T>& a, std::ptrdiff_t axis_arg, std::size_t index) {
+    const std::size_t axis = normalize_axis("select", axis_arg, a.dim());
+    if (index >= a.shape()[axis]) {
+        throw ShapeError(fmt::format("select: index {} is out of range along axis {} of shape {}", index, axis,
+                                     shape_str(a.shape())));
+    }
+    auto sv = along(a.dim(), axis, index);
+    Tensor<T> y = xt::strided_view(a.value(), sv);
+    return a.tape().record(std::move(y), {a}, [sv](BackwardContext<T>& c) {
+        xt::strided_view(c.input_grad(0), sv) += c.output_grad();
+    });
+}
+
+template <class T>
+std::vector<Var<T>> split(const Var<T>& a, const std::vector<std::size_t>& sizes, std::ptrdiff_t axis_arg) {
+    const std::size_t axis = normalize_axis("split", axis_arg, a.dim());
+    if (std::accumulate(sizes.begin(), sizes.end(), std::size_t{0}) != a.shape()[axis]) {
+        throw ShapeError(fmt::format("split: sizes [{}] do not add up to {}, the length of axis {} of shape {}",
+                                     fmt::join(sizes, ", "), a.shape()[axis], axis, shape_str(a.shape())));
+    }
+    std::vector<Var<T>> pieces;
+    std::size_t start = 0;
+    for (std::size_t size : sizes) {
+        pieces.push_back(narrow(a, static_cast<std::ptrdiff_t>(axis), start, size));
+        start += size;
+    }
+    return pieces;
+}
+
+template <class T>
+std::vector<Var<T>> split(const Var<T>& a, std::size_t split_size, std::ptrdiff_t axis_arg) {
+    const std::size_t axis = normalize_axis("split", axis_arg, a.dim());
+    if (split_size == 0) throw std::invalid_argument("split: split_size must be positive");
+    std::vector<std::size_t> sizes;
+    for (std::size_t left = a.shape()[axis]; left > 0; left -= std::min(left, split_size)) {
+        sizes.push_back(std::min(left, split_size));
+    }
+    return split(a, sizes, static_cast<std::ptrdiff_t>(axis));
+}
+
+#define XGRAD_INSTANTIATE(T)                                                                                 \
+    template Var<T> permute(const Var<T>&, const std::vector<std::size_t>&);                                \
+    template Var<T> transpose(const Var<T>&, std::ptrdiff_t, std::ptrdiff_t);                               \
+    template Var<T> reshape(const Var<T>&, const std::vector<std::ptrdiff_t>&);                             \
+    template Var<T> concat(const std::vector<Var<T>>&, std::ptrdiff_t);                                     \
+    template Var<T> stack(const std::vector<Var<T>>&, std::ptrdiff_t);                                      \
+    template Var<T> narrow(const Var<T>&, std::ptrdiff_t, std::size_t, std::size_t);                        \
+    template Var<T> select(const Var<T>&, std::ptrdiff_t, std::size_t);                                     \
+    template std::vector<Var<T>> split(const Var<T>&, const std::vector<std::size_t>&, std::ptrdiff_t);     \
+    template std::vector<Var<T>> split(const Var<T>&, std::size_t, std::ptrdiff_t);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad

@@ -1,0 +1,26 @@
+// BLAS-backed linear algebra. `gemm` accumulates into an existing buffer (beta = 1 avoids an
+// allocation and an extra add); `matmul` allocates its result.
+//
+//   xgrad::Tensor<float> c = xgrad::matmul(a, b);          // (m, k) x (k, n) -> (m, n)
+//   xgrad::gemm(false, true, 1.0f, a, b, 1.0f, c);         // c += a * b^T
+#pragma once
+
+#include "tensor.hpp"
+
+namespace xgrad {
+
+// Raw row-major GEMM: C(m,n) = alpha * op(A) op(B) + beta * C, with leading dimensions lda, ldb, ldc.
+template <class T>
+void gemm_raw(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
+              std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc);
+
+// C = alpha * op(A) op(B) + beta * C on 2-D row-major tensors; C must already have the result shape.
+template <class T>
+void gemm(bool trans_a, bool trans_b, T alpha, const Tensor<T>& a, const Tensor<T>& b, T beta, Tensor<T>& c);
+
+// Matrix product: (m,k)x(k,n) -> (m,n); batched (b,m,k)x(b,k,n) -> (b,m,n); and
+// (b,m,k)x(k,n) -> (b,m,n). Throws ShapeError naming "matmul" and both shapes otherwise.
+template <class T>
+Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
+
+}  // namespace xgrad

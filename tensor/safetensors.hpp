@@ -1,0 +1,59 @@
+// Named-tensor files in the safetensors format, so weights move to and from the PyTorch
+// ecosystem: an 8-byte little-endian header length N, N bytes of JSON
+// ({"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, "__metadata__": {...}}),
+// then the raw little-endian data.
+//
+//   xgrad::TensorFile<float> f;
+//   f.tensors["weight"] = w;
+//   f.metadata["format"] = "pt";
+//   xgrad::save_safetensors("model.safetensors", f);            // atomic: temp file, fsync, rename
+//   auto g = xgrad::load_safetensors<float>("model.safetensors");
+//
+// The reader validates everything before it allocates tensor storage: a header size cap, well-formed
+// JSON, known dtypes, overflow-checked sizes, offsets contiguous and inside the file, exact file
+// length. Every failure throws FileFormatError naming the file and, where there is one, the byte offset.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tensor.hpp"
+
+namespace xgrad {
+
+class FileFormatError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+template <class T>
+struct TensorFile {
+    std::map<std::string, Tensor<T>> tensors;
+    std::map<std::string, std::string> metadata;  // stored under "__metadata__"
+};
+
+// Largest JSON header accepted (as the reference implementation).
+inline constexpr std::uint64_t safetensors_max_header = 100'000'000;
+
+// Reads F64, F32, F16 and BF16 tensors, converting to T. Other dtypes are refused by name.
+template <class T>
+TensorFile<T> load_safetensors(const std::string& path);
+// The same from bytes in memory; `source` names them in error messages.
+template <class T>
+TensorFile<T> parse_safetensors(const std::uint8_t* data, std::size_t size, std::string_view source);
+
+// Writes T's own dtype (F32 or F64), tensors in name order.
+template <class T>
+std::vector<std::uint8_t> serialize_safetensors(const TensorFile<T>& file);
+template <class T>
+void save_safetensors(const std::string& path, const TensorFile<T>& file);
+
+// Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it over `path` and fsyncs
+// the directory: a crash at any moment leaves either the old file or the new one, never a mix.
+void write_file_atomic(const std::string& path, const std::vector<std::uint8_t>& bytes);
+
+}  // namespace xgrad

@@ -1,0 +1,63 @@
+#include "tensor.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xtensor.hpp>
+
+namespace xgrad {
+
+std::size_t numel(const Shape& shape) {
+    std::size_t n = 1;
+    for (std::size_t d : shape) n *= d;
+    return n;
+}
+
+std::string shape_str(const Shape& shape) {
+    if (shape.size() == 1) return fmt::format("({},)", shape[0]);
+    return fmt::format("({})", fmt::join(shape, ", "));
+}
+
+Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b) {
+    Shape out(std::max(a.size(), b.size()));
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        // Align from the right, as numpy does.
+        std::size_t da = i < out.size() - a.size() ? 1 : a[i - (out.size() - a.size())];
+        std::size_t db = i < out.size() - b.size() ? 1 : b[i - (out.size() - b.size())];
+        if (da != db && da != 1 && db != 1) {
+            throw ShapeError(fmt::format("{}: shapes {} and {} cannot be broadcast together", op,
+                                         shape_str(a), shape_str(b)));
+        }
+        out[i] = da == 1 ? db : da;
+    }
+    return out;
+}
+
+std::size_t normalize_axis(std::string_view op, std::ptrdiff_t axis, std::size_t rank) {
+    auto r = static_cast<std::ptrdiff_t>(rank);
+    if (axis < -r || axis >= r) {
+        throw ShapeError(fmt::format("{}: axis {} is out of range for a tensor of rank {}", op, axis, rank));
+    }
+    return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
+}
+
+template <class T>
+Tensor<T> sum_to(const Tensor<T>& grad, const Shape& shape) {
+    Shape gshape = shape_of(grad);
+    if (gshape == shape) return grad;
+    std::size_t lead = gshape.size() - shape.size();
+    std::vector<std::size_t> axes;
+    for (std::size_t i = 0; i < gshape.size(); ++i) {
+        if (i < lead || (shape[i - lead] == 1 && gshape[i] != 1)) axes.push_back(i);
+    }
+    Tensor<T> reduced = xt::sum(grad, axes);
+    reduced.reshape(shape);
+    return reduced;
+}
+
+template Tensor<float> sum_to(const Tensor<float>&, const Shape&);
+template Tensor<double> sum_to(const Tensor<double>&, const Shape&);
+
+}  // namespace xgrad

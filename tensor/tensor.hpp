@@ -1,0 +1,55 @@
+// xgrad tensors: float and double n-d arrays over xtensor, and the shape helpers every layer uses.
+//
+//   xgrad::Tensor<float> x = xt::zeros<float>({2, 3});
+//   xgrad::Shape s = x.shape_vector();           // no: use xgrad::shape_of(x)
+//   fmt::print("{}\n", xgrad::shape_str(xgrad::shape_of(x)));   // "(2, 3)"
+//
+// Only <xtensor/xarray.hpp> is included here; math, views and BLAS stay in .cpp files.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+namespace xgrad {
+
+template <class T>
+using Tensor = xt::xarray<T>;
+
+// Class or token indices (embedding rows, cross-entropy targets).
+using Indices = xt::xarray<std::int64_t>;
+
+using Shape = std::vector<std::size_t>;
+
+// Thrown when arguments have incompatible shapes; the message names the op and every shape.
+class ShapeError : public std::invalid_argument {
+  public:
+    using std::invalid_argument::invalid_argument;
+};
+
+template <class A>
+Shape shape_of(const A& a) {
+    return Shape(a.shape().begin(), a.shape().end());
+}
+
+std::size_t numel(const Shape& shape);
+
+// "(2, 3)"; a scalar is "()".
+std::string shape_str(const Shape& shape);
+
+// numpy broadcasting of two shapes; throws ShapeError naming `op` if they are incompatible.
+Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b);
+
+// Python-style axis (negative counts from the end) checked against `rank`; throws naming `op`.
+std::size_t normalize_axis(std::string_view op, std::ptrdiff_t axis, std::size_t rank);
+
+// Sums `grad` down to `shape` (the inverse of broadcasting `shape` up to grad's shape).
+template <class T>
+Tensor<T> sum_to(const Tensor<T>& grad, const Shape& shape);
+
+}  // namespace xgrad

@@ -1,0 +1,101 @@
+// tensor/: shapes, broadcasting, random numbers and initializers, BLAS products, printing.
+#include <cmath>
+
+#include <doctest/doctest.h>
+#include <xtensor/xbuilder.hpp>
+#include <xtensor/xmath.hpp>
+
+#include <xgrad/xgrad.hpp>
+
+using xgrad::Shape;
+using xgrad::Tensor;
+
+TEST_CASE("shape helpers") {
+    CHECK(xgrad::shape_str({}) == "()");
+    CHECK(xgrad::shape_str({3}) == "(3,)");
+    CHECK(xgrad::shape_str({2, 3}) == "(2, 3)");
+    CHECK(xgrad::numel({2, 3, 4}) == 24);
+    CHECK(xgrad::numel({}) == 1);
+    CHECK(xgrad::broadcast_shapes("op", {2, 1, 4}, {3, 1}) == Shape{2, 3, 4});
+    CHECK(xgrad::broadcast_shapes("op", {}, {5}) == Shape{5});
+    CHECK_THROWS_WITH_AS(xgrad::broadcast_shapes("add", {2, 3}, {4}),
+                         "add: shapes (2, 3) and (4,) cannot be broadcast together", xgrad::ShapeError);
+    CHECK(xgrad::normalize_axis("op", -1, 3) == 2);
+    CHECK_THROWS_WITH_AS(xgrad::normalize_axis("sum", 3, 3), doctest::Contains("sum: axis 3"), xgrad::ShapeError);
+}
+
+TEST_CASE("sum_to undoes broadcasting") {
+    Tensor<double> g = xt::ones<double>({2, 3, 4});
+    CHECK(xgrad::sum_to(g, {3, 1}) == Tensor<double>(xt::full_like(Tensor<double>::from_shape({3, 1}), 8.0)));
+    CHECK(xgrad::sum_to(g, {}) == Tensor<double>(24.0));
+    CHECK(xgrad::sum_to(g, {2, 3, 4}) == g);
+}
+
+TEST_CASE("the generator is seeded and reproducible; its state round-trips") {
+    xgrad::Generator a(7), b(7), c(8);
+    CHECK(a.next_u64() == b.next_u64());
+    CHECK(a.next_u64() != c.next_u64());
+    a.normal(0, 1);  // leaves a spare normal inside the state
+    std::string saved = a.state();
+    double next = a.normal(0, 1), after = a.uniform01();
+    xgrad::Generator d(0);
+    d.set_state(saved);
+    CHECK(d.normal(0, 1) == next);
+    CHECK(d.uniform01() == after);
+    CHECK_THROWS_AS(d.set_state("garbage"), std::invalid_argument);
+    for (int i = 0; i < 1000; ++i) CHECK(a.below(7) < 7);
+}
+
+TEST_CASE("distributions and initializers have the right moments and bounds") {
+    xgrad::Generator gen(1);
+    Tensor<double> n = xgrad::normal<double>({100000}, 2.0, 3.0, gen);
+    CHECK(xt::mean(n)() == doctest::Approx(2.0).epsilon(0.02));
+    CHECK(xt::stddev(n)() == doctest::Approx(3.0).epsilon(0.02));
+    Tensor<float> u = xgrad::uniform<float>({1000}, -1.0, 1.0, gen);
+    CHECK(xt::amin(u)() >= -1.0f);
+    CHECK(xt::amax(u)() < 1.0f);
+    // Xavier uniform bound sqrt(6 / (fan_in + fan_out)) = sqrt(6 / 300) for a (100, 200) weight.
+    Tensor<double> xu = xgrad::xavier_uniform<double>({100, 200}, gen);
+    const double bound = std::sqrt(6.0 / 300.0);
+    CHECK(xt::amax(xt::abs(xu))() <= bound);
+    CHECK(xt::amax(xt::abs(xu))() > 0.95 * bound);
+    Tensor<double> xn = xgrad::xavier_normal<double>({100, 200}, gen);
+    CHECK(xt::stddev(xn)() == doctest::Approx(std::sqrt(2.0 / 300.0)).epsilon(0.03));
+    Tensor<double> kn = xgrad::kaiming_normal<double>({300, 200}, gen);
+    CHECK(xt::stddev(kn)() == doctest::Approx(std::sqrt(2.0 / 200.0)).epsilon(0.03));
+    Tensor<double> ku = xgrad::kaiming_uniform<double>({300, 200}, gen);
+    CHECK(xt::amax(xt::abs(ku))() <= std::sqrt(6.0 / 200.0));
+    CHECK_THROWS_AS(xgrad::xavier_uniform<float>({5}, gen), xgrad::ShapeError);
+}
+
+TEST_CASE("matmul: 2-D, batched 3-D and 3-D by 2-D against hand-computed products") {
+    Tensor<double> a = {{1, 2, 3}, {4, 5, 6}};
+    Tensor<double> b = {{1, 0}, {0, 1}, {1, 1}};
+    CHECK(xgrad::matmul(a, b) == Tensor<double>{{4, 5}, {10, 11}});
+    Tensor<double> a3 = {{{1, 2, 3}, {4, 5, 6}}, {{2, 4, 6}, {8, 10, 12}}};
+    Tensor<double> b3 = {{{1, 0}, {0, 1}, {1, 1}}, {{1, 0}, {0, 1}, {1, 1}}};
+    CHECK(xgrad::matmul(a3, b3) == Tensor<double>{{{4, 5}, {10, 11}}, {{8, 10}, {20, 22}}});
+    CHECK(xgrad::matmul(a3, b) == Tensor<double>{{{4, 5}, {10, 11}}, {{8, 10}, {20, 22}}});
+    Tensor<float> af = {{1, 2}, {3, 4}};
+    CHECK(xgrad::matmul(af, af) == Tensor<float>{{7, 10}, {15, 22}});
+    CHECK_THROWS_WITH_AS(xgrad::matmul(a, a), "matmul: cannot multiply shapes (2, 3) and (2, 3)", xgrad::ShapeError);
+    CHECK_THROWS_AS(xgrad::matmul(a3, Tensor<double>(xt::ones<double>({3, 3, 2}))), xgrad::ShapeError);
+    // An empty inner dimension gives zeros, not a BLAS error.
+    CHECK(xgrad::matmul(Tensor<double>::from_shape({2, 0}), Tensor<double>::from_shape({0, 3})) ==
+          Tensor<double>(xt::zeros<double>({2, 3})));
+}
+
+TEST_CASE("gemm accumulates into an existing buffer") {
+    Tensor<double> a = {{1, 2}, {3, 4}};
+    Tensor<double> c = {{1, 1}, {1, 1}};
+    xgrad::gemm(false, true, 1.0, a, a, 1.0, c);  // c += a aᵀ
+    CHECK(c == Tensor<double>{{6, 12}, {12, 26}});
+    CHECK_THROWS_AS(xgrad::gemm(false, false, 1.0, a, a, 0.0, a = Tensor<double>::from_shape({3, 2})), xgrad::ShapeError);
+}
+
+TEST_CASE("printing") {
+    CHECK(xgrad::format_tensor(Tensor<double>{{1, 2}, {3, 4}}, 1) == "tensor([[1.0, 2.0],\n        [3.0, 4.0]], shape=(2, 2))");
+    CHECK(xgrad::format_tensor(Tensor<float>(2.5f), 2) == "tensor(2.50, shape=())");
+    CHECK(xgrad::format_tensor(Tensor<double>(xt::arange<double>(10)), 0, 2) ==
+          "tensor([0, 1, ..., 8, 9], shape=(10,))");
+}

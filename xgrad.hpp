@@ -1,0 +1,13 @@
+// The whole public API of xgrad: #include <xgrad/xgrad.hpp> and link xgrad::xgrad.
+#pragma once
+
+#include "tensor/format.hpp"
+#include "tensor/linalg.hpp"
+#include "tensor/random.hpp"
+#include "tensor/safetensors.hpp"
+#include "tensor/tensor.hpp"
+
+#include "autograd/gradcheck.hpp"
+#include "autograd/graph.hpp"
+#include "autograd/ops.hpp"
+#include "autograd/parameter.hpp"
