@@ -81,7 +81,7 @@ struct CrossEntropyOptions {
 // the counted positions: targets not equal to ignore_index, weighted by `mask` (shape (...)) if given.
 template <class T>
 Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options = {},
-                     const std::optional<Tensor<T>>& mask = std::nullopt);
+                     const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
 // mean((a - b)^2)
 template <class T> Var<T> mse_loss(const Var<T>& a, const Var<T>& b);
 // Rows of weight (V, D) gathered by indices of any shape -> indices.shape + (D).

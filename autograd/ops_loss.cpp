@@ -13,7 +13,7 @@ namespace xgrad {
 // with w_n = mask_n · [t_n ≠ ignore_index];   dx[n] += dy · w_n / denom · (softmax(x[n]) - onehot(t_n))
 template <class T>
 Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options,
-                     const std::optional<Tensor<T>>& mask) {
+                     const std::optional<Tensor<Scalar<T>>>& mask) {
     const Shape shape = logits.shape();
     if (shape.empty()) throw ShapeError("cross_entropy: logits must have a class axis, got a 0-d tensor");
     const Shape lead(shape.begin(), shape.end() - 1);
@@ -132,7 +132,7 @@ Var<T> dropout(const Var<T>& a, double p, Generator& gen, bool training) {
 
 #define XGRAD_INSTANTIATE(T)                                                                                   \
     template Var<T> cross_entropy(const Var<T>&, const Indices&, CrossEntropyOptions,                          \
-                                  const std::optional<Tensor<T>>&);                                            \
+                                  const std::optional<Tensor<Scalar<T>>>&);                                            \
     template Var<T> mse_loss(const Var<T>&, const Var<T>&);                                                   \
     template Var<T> embedding(const Var<T>&, const Indices&);                                                 \
     template Var<T> dropout(const Var<T>&, double, Generator&, bool);

@@ -9,24 +9,14 @@
 #include <xtensor/xmath.hpp>
 #include <xtensor/xtensor.hpp>
 
+#include "axis_split.hpp"
 #include "ops.hpp"
 
 namespace xgrad {
 
-namespace {
-// A tensor seen as (outer, n, inner) around one axis, so per-axis loops run on raw memory.
-struct AxisSplit {
-    std::size_t outer = 1, n = 1, inner = 1;
-    AxisSplit(const Shape& shape, std::size_t axis) {
-        for (std::size_t d = 0; d < shape.size(); ++d) {
-            if (d < axis) outer *= shape[d];
-            if (d == axis) n = shape[d];
-            if (d > axis) inner *= shape[d];
-        }
-    }
-    std::size_t at(std::size_t o, std::size_t k, std::size_t i) const { return (o * n + k) * inner + i; }
-};
+using detail::AxisSplit;
 
+namespace {
 // Normalized, sorted, distinct axes; an empty list means every axis (as torch.sum(x, dim=[])).
 std::vector<std::size_t> reduction_axes(std::string_view op, const std::vector<std::ptrdiff_t>& axes, std::size_t rank) {
     std::vector<std::size_t> out;

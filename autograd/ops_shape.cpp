@@ -4,22 +4,16 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <xtensor/xmanipulation.hpp>
-#include <xtensor/xstrided_view.hpp>
-#include <xtensor/xtensor.hpp>
 
+#include "axis_split.hpp"
 #include "ops.hpp"
 
 namespace xgrad {
 
-namespace {
-// Slicing spec selecting `range` (a slice or an index) along `axis` and everything elsewhere.
-template <class S>
-xt::xstrided_slice_vector along(std::size_t rank, std::size_t axis, S range) {
-    xt::xstrided_slice_vector sv(rank, xt::all());
-    sv[axis] = range;
-    return sv;
-}
+using detail::AxisSplit;
+using detail::copy_along;
 
+namespace {
 template <class T>
 void check_parts(std::string_view op, const std::vector<Var<T>>& parts) {
     if (parts.empty()) throw std::invalid_argument(fmt::format("{}: needs at least one tensor", op));
@@ -106,25 +100,28 @@ Var<T> concat(const std::vector<Var<T>>& parts, std::ptrdiff_t axis_arg) {
     Shape out = first;
     out[axis] = 0;
     for (const Var<T>& p : parts) shapes.push_back(p.shape());
+    std::vector<std::size_t> starts;
     for (const Shape& s : shapes) {
         bool compatible = s.size() == first.size();
         for (std::size_t d = 0; compatible && d < s.size(); ++d) compatible = d == axis || s[d] == first[d];
         if (!compatible) {
             throw ShapeError(fmt::format("concat: shapes {} do not match outside axis {}", shapes_str(shapes), axis));
         }
+        starts.push_back(out[axis]);
         out[axis] += s[axis];
     }
+    const AxisSplit o(out, axis);
     Tensor<T> y = Tensor<T>::from_shape(out);
-    std::vector<std::size_t> starts;
-    for (std::size_t i = 0, start = 0; i < parts.size(); start += shapes[i][axis], ++i) {
-        starts.push_back(start);
-        xt::strided_view(y, along(out.size(), axis, xt::range(start, start + shapes[i][axis]))) = parts[i].value();
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        const std::size_t len = shapes[i][axis];
+        copy_along<false>(parts[i].value().data(), len, 0, y.data(), o.n, starts[i], len, o.outer, o.inner);
     }
-    return parts[0].tape().record(std::move(y), std::span<const Var<T>>(parts), [axis, starts](BackwardContext<T>& c) {
+    return parts[0].tape().record(std::move(y), std::span<const Var<T>>(parts), [o, starts](BackwardContext<T>& c) {
         for (std::size_t i = 0; i < c.num_inputs(); ++i) {
             if (!c.needs_grad(i)) continue;
-            auto range = xt::range(starts[i], starts[i] + c.input(i).shape(axis));
-            c.accumulate(i, xt::strided_view(c.output_grad(), along(c.output().dimension(), axis, range)));
+            const std::size_t len = c.input(i).size() / (o.outer * o.inner);
+            copy_along<true>(c.output_grad().data(), o.n, starts[i], c.input_grad(i).data(), len, 0, len, o.outer,
+                             o.inner);
         }
     });
 }
@@ -142,16 +139,41 @@ Var<T> stack(const std::vector<Var<T>>& parts, std::ptrdiff_t axis_arg) {
     }
     Shape out = first;
     out.insert(out.begin() + static_cast<std::ptrdiff_t>(axis), parts.size());
+    const AxisSplit o(out, axis);
     Tensor<T> y = Tensor<T>::from_shape(out);
     for (std::size_t i = 0; i < parts.size(); ++i) {
-        xt::strided_view(y, along(out.size(), axis, i)) = parts[i].value();
+        copy_along<false>(parts[i].value().data(), 1, 0, y.data(), o.n, i, 1, o.outer, o.inner);
     }
-    return parts[0].tape().record(std::move(y), std::span<const Var<T>>(parts), [axis](BackwardContext<T>& c) {
+    return parts[0].tape().record(std::move(y), std::span<const Var<T>>(parts), [o](BackwardContext<T>& c) {
         for (std::size_t i = 0; i < c.num_inputs(); ++i) {
-            if (c.needs_grad(i)) c.accumulate(i, xt::strided_view(c.output_grad(), along(c.output().dimension(), axis, i)));
+            if (c.needs_grad(i)) {
+                copy_along<true>(c.output_grad().data(), o.n, i, c.input_grad(i).data(), 1, 0, 1, o.outer, o.inner);
+            }
         }
     });
 }
+
+namespace {
+// Elements [start, start + length) along axis, keeping the axis (narrow) or dropping it (select).
+template <class T>
+Var<T> slice_along(const Var<T>& a, std::size_t axis, std::size_t start, std::size_t length,
+                   bool keep_axis) {
+    const Shape in = a.shape();
+    const AxisSplit s(in, axis);
+    Shape out = in;
+    if (keep_axis) {
+        out[axis] = length;
+    } else {
+        out.erase(out.begin() + static_cast<std::ptrdiff_t>(axis));
+    }
+    Tensor<T> y = Tensor<T>::from_shape(out);
+    copy_along<false>(a.value().data(), s.n, start, y.data(), length, 0, length, s.outer, s.inner);
+    return a.tape().record(std::move(y), {a}, [s, start, length](BackwardContext<T>& c) {
+        copy_along<true>(c.output_grad().data(), length, 0, c.input_grad(0).data(), s.n, start, length, s.outer,
+                         s.inner);
+    });
+}
+}  // namespace
 
 // y = a[..., start:start+length, ...] along axis;   da[..., start:start+length, ...] += dy
 template <class T>
@@ -161,11 +183,7 @@ Var<T> narrow(const Var<T>& a, std::ptrdiff_t axis_arg, std::size_t start, std::
         throw ShapeError(fmt::format("narrow: elements [{}, {}) along axis {} are out of range for shape {}", start,
                                      start + length, axis, shape_str(a.shape())));
     }
-    auto sv = along(a.dim(), axis, xt::range(start, start + length));
-    Tensor<T> y = xt::strided_view(a.value(), sv);
-    return a.tape().record(std::move(y), {a}, [sv](BackwardContext<T>& c) {
-        xt::strided_view(c.input_grad(0), sv) += c.output_grad();
-    });
+    return slice_along(a, axis, start, length, true);
 }
 
 // y = a[..., index, ...] (axis removed);   da[..., index, ...] += dy
@@ -176,11 +194,7 @@ Var<T> select(const Var<T>& a, std::ptrdiff_t axis_arg, std::size_t index) {
         throw ShapeError(fmt::format("select: index {} is out of range along axis {} of shape {}", index, axis,
                                      shape_str(a.shape())));
     }
-    auto sv = along(a.dim(), axis, index);
-    Tensor<T> y = xt::strided_view(a.value(), sv);
-    return a.tape().record(std::move(y), {a}, [sv](BackwardContext<T>& c) {
-        xt::strided_view(c.input_grad(0), sv) += c.output_grad();
-    });
+    return slice_along(a, axis, index, 1, false);
 }
 
 template <class T>
