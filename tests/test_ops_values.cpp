@@ -1,0 +1,205 @@
+// Forward values against hand-computed ones, float agreeing with double, and the error every
+// bad argument raises (naming the op and the shapes).
+#include <cmath>
+
+#include <doctest/doctest.h>
+#include <xtensor/xbuilder.hpp>
+#include <xtensor/xmath.hpp>
+
+#include <xgrad/xgrad.hpp>
+
+using xgrad::Graph;
+using xgrad::Indices;
+using xgrad::Tensor;
+
+namespace {
+template <class E>
+bool close(const Tensor<double>& a, const E& b, double tol = 1e-12) {
+    return a.shape() == Tensor<double>(b).shape() && xt::allclose(a, b, tol, tol);
+}
+
+Tensor<double> column(std::initializer_list<double> values) {
+    Tensor<double> c = Tensor<double>(values);
+    c.reshape({values.size(), 1});
+    return c;
+}
+}  // namespace
+
+TEST_CASE("elementwise forward values") {
+    Graph<double> g;
+    auto a = g.constant(Tensor<double>{{1.0, -2.0}, {0.5, 4.0}});
+    auto b = g.constant(Tensor<double>{2.0, -1.0});
+    CHECK(close((a + b).value(), Tensor<double>{{3.0, -3.0}, {2.5, 3.0}}));
+    CHECK(close((a - b).value(), Tensor<double>{{-1.0, -1.0}, {-1.5, 5.0}}));
+    CHECK(close((a * b).value(), Tensor<double>{{2.0, 2.0}, {1.0, -4.0}}));
+    CHECK(close((a / b).value(), Tensor<double>{{0.5, 2.0}, {0.25, -4.0}}));
+    CHECK(close((1.0 - a).value(), Tensor<double>{{0.0, 3.0}, {0.5, -3.0}}));
+    CHECK(close((2.0 / a).value(), Tensor<double>{{2.0, -1.0}, {4.0, 0.5}}));
+    CHECK(close(xgrad::relu(a).value(), Tensor<double>{{1.0, 0.0}, {0.5, 4.0}}));
+    CHECK(close(xgrad::abs(a).value(), Tensor<double>{{1.0, 2.0}, {0.5, 4.0}}));
+    CHECK(close(xgrad::clamp(a, -1.0, 1.0).value(), Tensor<double>{{1.0, -1.0}, {0.5, 1.0}}));
+    CHECK(close(xgrad::pow(a, 2.0).value(), Tensor<double>{{1.0, 4.0}, {0.25, 16.0}}));
+    CHECK(close(xgrad::sqrt(g.constant(Tensor<double>{4.0, 9.0})).value(), Tensor<double>{2.0, 3.0}));
+    CHECK(close(xgrad::exp(g.constant(Tensor<double>{0.0, 1.0})).value(), Tensor<double>{1.0, std::exp(1.0)}));
+    CHECK(close(xgrad::log(g.constant(Tensor<double>{1.0, std::exp(2.0)})).value(), Tensor<double>{0.0, 2.0}));
+    CHECK(close(xgrad::sigmoid(g.constant(Tensor<double>{0.0})).value(), Tensor<double>{0.5}));
+    xt::xarray<bool> mask = {true, false};
+    CHECK(close(xgrad::where(mask, a, b).value(), Tensor<double>{{1.0, -1.0}, {0.5, -1.0}}));
+}
+
+TEST_CASE("tanh and sigmoid stay finite and exact at extreme inputs") {
+    Graph<double> g;
+    auto x = g.variable(Tensor<double>{-1000.0, -30.0, 30.0, 1000.0});
+    auto t = xgrad::tanh(x);
+    auto s = xgrad::sigmoid(x);
+    CHECK(close(t.value(), Tensor<double>{-1.0, -1.0, 1.0, 1.0}));
+    CHECK(close(s.value(), Tensor<double>{0.0, std::exp(-30.0) / (1 + std::exp(-30.0)), 1.0 / (1 + std::exp(-30.0)), 1.0}));
+    xgrad::sum(t + s).backward();
+    CHECK(xt::all(xt::isfinite(x.grad())));
+    Graph<float> gf;
+    auto xf = gf.variable(Tensor<float>{-1000.0f, -100.0f, 100.0f});
+    auto tf = xgrad::tanh(xf);
+    CHECK(xt::all(xt::isfinite(tf.value())));
+    CHECK(tf.value()(0) == -1.0f);
+    xgrad::sum(tf).backward();
+    CHECK(xt::all(xt::isfinite(xf.grad())));
+}
+
+TEST_CASE("reductions, softmax and losses by hand") {
+    Graph<double> g;
+    auto a = g.constant(Tensor<double>{{1.0, 5.0, 3.0}, {4.0, 2.0, 6.0}});
+    CHECK(xgrad::sum(a).item() == 21.0);
+    CHECK(xgrad::mean(a).item() == 3.5);
+    CHECK(close(xgrad::sum(a, {0}).value(), Tensor<double>{5.0, 7.0, 9.0}));
+    CHECK(close(xgrad::sum(a, {1}, true).value(), column({9.0, 12.0})));
+    CHECK(close(xgrad::mean(a, {-1}).value(), Tensor<double>{3.0, 4.0}));
+    CHECK(close(xgrad::max(a, 1).value(), Tensor<double>{5.0, 6.0}));
+    CHECK(close(xgrad::max(a, 0, true).value(), Tensor<double>{{4.0, 5.0, 6.0}}));
+    auto z = g.constant(Tensor<double>{0.0, std::log(3.0)});
+    CHECK(close(xgrad::softmax(z, 0).value(), Tensor<double>{0.25, 0.75}));
+    CHECK(close(xgrad::log_softmax(z, 0).value(), Tensor<double>{std::log(0.25), std::log(0.75)}));
+    // Huge logits do not overflow.
+    auto big = g.constant(Tensor<double>{1000.0, 1000.0});
+    CHECK(close(xgrad::softmax(big, 0).value(), Tensor<double>{0.5, 0.5}));
+
+    auto logits = g.constant(Tensor<double>{{0.0, std::log(3.0)}, {std::log(4.0), 0.0}});
+    Indices targets = {1, 1};
+    // -(log 0.75 + log 0.2) / 2
+    CHECK(xgrad::cross_entropy(logits, targets).item() == doctest::Approx(-(std::log(0.75) + std::log(0.2)) / 2));
+    xgrad::CrossEntropyOptions ignore;
+    ignore.ignore_index = 1;
+    CHECK(xgrad::cross_entropy(logits, Indices{0, 1}, ignore).item() == doctest::Approx(-std::log(0.25)));
+    CHECK(xgrad::cross_entropy(logits, Indices{1, 1}, ignore).item() == 0.0);  // nothing counted
+    Tensor<double> mask = {0.0, 1.0};
+    CHECK(xgrad::cross_entropy(logits, targets, {}, mask).item() == doctest::Approx(-std::log(0.2)));
+    auto p = g.constant(Tensor<double>{1.0, 2.0});
+    auto q = g.constant(Tensor<double>{3.0, 2.0});
+    CHECK(xgrad::mse_loss(p, q).item() == 2.0);
+}
+
+TEST_CASE("shape ops by hand") {
+    Graph<double> g;
+    auto a = g.constant(Tensor<double>{{1, 2, 3}, {4, 5, 6}});
+    CHECK(close(xgrad::transpose(a, 0, 1).value(), Tensor<double>{{1, 4}, {2, 5}, {3, 6}}));
+    CHECK(close(xgrad::reshape(a, {3, -1}).value(), Tensor<double>{{1, 2}, {3, 4}, {5, 6}}));
+    CHECK(close(xgrad::narrow(a, 1, 1, 2).value(), Tensor<double>{{2, 3}, {5, 6}}));
+    CHECK(close(xgrad::select(a, 1, 2).value(), Tensor<double>{3, 6}));
+    CHECK(close(xgrad::concat(std::vector{a, a}, 0).value(), Tensor<double>{{1, 2, 3}, {4, 5, 6}, {1, 2, 3}, {4, 5, 6}}));
+    CHECK(close(xgrad::stack(std::vector{a, a}, 2).value(),
+                Tensor<double>{{{1, 1}, {2, 2}, {3, 3}}, {{4, 4}, {5, 5}, {6, 6}}}));
+    auto pieces = xgrad::split(a, std::size_t{2}, 1);
+    REQUIRE(pieces.size() == 2);
+    CHECK(close(pieces[1].value(), column({3, 6})));
+    auto w = g.constant(Tensor<double>{{0, 0}, {1, 1}, {2, 2}});
+    CHECK(close(xgrad::embedding(w, Indices{2, 0}).value(), Tensor<double>{{2, 2}, {0, 0}}));
+    auto m = xgrad::matmul(a, w);
+    CHECK(close(m.value(), Tensor<double>{{8, 8}, {17, 17}}));
+}
+
+TEST_CASE("dropout: seeded, scaled, identity in eval mode") {
+    Graph<double> g;
+    auto x = g.constant(xt::ones<double>({1000}));
+    xgrad::Generator g1(3), g2(3);
+    auto d1 = xgrad::dropout(x, 0.25, g1);
+    auto d2 = xgrad::dropout(x, 0.25, g2);
+    CHECK(d1.value() == d2.value());
+    double kept = 0;
+    for (double v : d1.value()) {
+        CHECK((v == 0.0 || v == doctest::Approx(1.0 / 0.75)));
+        kept += v != 0.0;
+    }
+    CHECK(kept == doctest::Approx(750).epsilon(0.08));
+    CHECK(xgrad::dropout(x, 0.25, g1, false).index() == x.index());
+    CHECK_THROWS_AS(xgrad::dropout(x, 1.5, g1), std::invalid_argument);
+}
+
+TEST_CASE("float results agree with double") {
+    xgrad::Generator gen(9);
+    Tensor<double> xd = xgrad::uniform<double>({4, 6}, -1, 1, gen);
+    Tensor<double> wd = xgrad::uniform<double>({6, 5}, -1, 1, gen);
+    Indices targets = {0, 4, 2, 2};
+    auto run = [&](auto zero) {
+        using T = decltype(zero);
+        Graph<T> g;
+        auto x = g.variable(Tensor<T>(xt::cast<T>(xd)));
+        auto w = g.variable(Tensor<T>(xt::cast<T>(wd)));
+        auto h = xgrad::tanh(xgrad::matmul(x, w));
+        auto loss = xgrad::cross_entropy(xgrad::softmax(h, -1) * T(3) + xgrad::sigmoid(h), targets);
+        loss.backward();
+        return std::tuple{static_cast<double>(loss.item()), Tensor<double>(xt::cast<double>(x.grad())),
+                          Tensor<double>(xt::cast<double>(w.grad()))};
+    };
+    auto [lf, gxf, gwf] = run(0.0f);
+    auto [ld, gxd, gwd] = run(0.0);
+    CHECK(lf == doctest::Approx(ld).epsilon(1e-5));
+    CHECK(xt::allclose(gxf, gxd, 1e-4, 1e-5));
+    CHECK(xt::allclose(gwf, gwd, 1e-4, 1e-5));
+}
+
+TEST_CASE("every shape error names the op and the shapes") {
+    Graph<double> g;
+    auto a = g.constant(xt::zeros<double>({2, 3}));
+    auto b = g.constant(xt::zeros<double>({4}));
+    auto c3 = g.constant(xt::zeros<double>({2, 3, 4}));
+    using E = xgrad::ShapeError;
+    CHECK_THROWS_WITH_AS(a + b, "add: shapes (2, 3) and (4,) cannot be broadcast together", E);
+    CHECK_THROWS_WITH_AS(a - b, doctest::Contains("sub: shapes (2, 3) and (4,)"), E);
+    CHECK_THROWS_WITH_AS(a * b, doctest::Contains("mul: shapes (2, 3) and (4,)"), E);
+    CHECK_THROWS_WITH_AS(a / b, doctest::Contains("div: shapes (2, 3) and (4,)"), E);
+    CHECK_THROWS_WITH_AS(xgrad::pow(a, b), doctest::Contains("pow: shapes (2, 3) and (4,)"), E);
+    CHECK_THROWS_WITH_AS(xgrad::where(xt::xarray<bool>{true, false, true, false}, a, a),
+                         doctest::Contains("where: shapes (4,) and (2, 3)"), E);
+    CHECK_THROWS_WITH_AS(xgrad::matmul(a, a), "matmul: cannot multiply shapes (2, 3) and (2, 3)", E);
+    CHECK_THROWS_WITH_AS(xgrad::matmul(b, a), "matmul: cannot multiply shapes (4,) and (2, 3)", E);
+    CHECK_THROWS_WITH_AS(xgrad::transpose(a, 0, 2), doctest::Contains("transpose: axis 2"), E);
+    CHECK_THROWS_WITH_AS(xgrad::permute(c3, {0, 0, 1}), doctest::Contains("permute: dims [0, 0, 1]"), E);
+    CHECK_THROWS_WITH_AS(xgrad::permute(c3, {0, 0, 1}), doctest::Contains("(2, 3, 4)"), E);
+    CHECK_THROWS_WITH_AS(xgrad::reshape(a, {4, -1}), "reshape: cannot reshape (2, 3) (6 elements) to [4, -1]", E);
+    CHECK_THROWS_WITH_AS(xgrad::reshape(a, {5}), doctest::Contains("reshape: cannot reshape (2, 3)"), E);
+    CHECK_THROWS_WITH_AS(xgrad::concat(std::vector{a, c3}, 0),
+                         "concat: shapes (2, 3), (2, 3, 4) do not match outside axis 0", E);
+    CHECK_THROWS_WITH_AS(xgrad::stack(std::vector{a, b}, 0), "stack: shapes (2, 3), (4,) are not all equal", E);
+    CHECK_THROWS_WITH_AS(xgrad::narrow(a, 1, 2, 2),
+                         "narrow: elements [2, 4) along axis 1 are out of range for shape (2, 3)", E);
+    CHECK_THROWS_WITH_AS(xgrad::select(a, 0, 2), "select: index 2 is out of range along axis 0 of shape (2, 3)", E);
+    CHECK_THROWS_WITH_AS(xgrad::split(a, std::vector<std::size_t>{1, 1}, 1),
+                         doctest::Contains("split: sizes [1, 1] do not add up to 3, the length of axis 1 of shape (2, 3)"), E);
+    CHECK_THROWS_WITH_AS(xgrad::sum(a, {0, 0}), doctest::Contains("sum: axes [0, 0] repeat an axis"), E);
+    CHECK_THROWS_WITH_AS(xgrad::mean(a, {2}), doctest::Contains("mean: axis 2 is out of range for a tensor of rank 2"), E);
+    CHECK_THROWS_WITH_AS(xgrad::max(a, 5), doctest::Contains("max: axis 5"), E);
+    CHECK_THROWS_WITH_AS(xgrad::softmax(a, -3), doctest::Contains("softmax: axis -3"), E);
+    CHECK_THROWS_WITH_AS(xgrad::log_softmax(a, 2), doctest::Contains("log_softmax: axis 2"), E);
+    CHECK_THROWS_WITH_AS(xgrad::cross_entropy(a, Indices{0, 1, 2}),
+                         "cross_entropy: logits (2, 3) (classes last) need targets of shape (2,), got (3,)", E);
+    CHECK_THROWS_WITH_AS(xgrad::cross_entropy(a, Indices{0, 1}, {}, Tensor<double>{1.0}),
+                         "cross_entropy: logits (2, 3) need a mask of shape (2,), got (1,)", E);
+    CHECK_THROWS_WITH_AS(xgrad::cross_entropy(a, Indices{0, 7}),
+                         "cross_entropy: target 7 at position 1 is out of range for 3 classes", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(xgrad::mse_loss(a, b), "mse_loss: input (2, 3) and target (4,) must have the same shape", E);
+    CHECK_THROWS_WITH_AS(xgrad::embedding(b, Indices{0}),
+                         "embedding: weight must be 2-D (num_embeddings, dim), got (4,)", E);
+    CHECK_THROWS_WITH_AS(xgrad::embedding(a, Indices{0, 2}),
+                         "embedding: index 2 at position 1 is out of range for weight (2, 3)", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(xgrad::clamp(a, 1.0, -1.0), "clamp: lo (1) must not exceed hi (-1)", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(a.item(), "item: expected one element, got shape (2, 3)", E);
+}
