@@ -173,7 +173,7 @@ TEST_CASE("safetensors: serialized bytes match the format exactly") {
     xgrad::TensorFile<float> f;
     f.tensors["b"] = xgrad::Tensor<float>{1.0f, -2.0f};
     f.tensors["a"] = xgrad::Tensor<float>(0.5f);
-    f.metadata["k"] = "v";
+    f.metadata.emplace("k", "v");
 
     // Metadata first, tensors by name, keys in the reference's order, padded with spaces to 136 = 17 * 8.
     const std::string json = R"({"__metadata__":{"k":"v"},)"
