@@ -204,18 +204,6 @@ void Tape<T>::clear() {
     ++generation_;
 }
 
-template <class T>
-const typename Tape<T>::Node& Tape<T>::node(const Var<T>& v) const {
-    v.check_alive();
-    return nodes_[v.index_];
-}
-
-template <class T>
-typename Tape<T>::Node& Tape<T>::node(const Var<T>& v) {
-    v.check_alive();
-    return nodes_[v.index_];
-}
-
 // ---- BackwardContext ----
 
 template <class T>

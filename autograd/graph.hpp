@@ -117,8 +117,6 @@ class Tape : public std::enable_shared_from_this<Tape<T>> {
         bool released = false;  // its backward was freed by a backward without retain_graph
     };
     Var<T> push(Node node);
-    const Node& node(const Var<T>& v) const;
-    Node& node(const Var<T>& v);
 
     std::vector<Node> nodes_;
     std::vector<std::uint32_t> input_ids_;  // every node's inputs, back to back

@@ -65,6 +65,24 @@ Var<T> scaled_sum(std::string_view op, const Var<T>& a, const std::vector<std::p
         c.accumulate(0, xt::broadcast(g, c.input(0).shape()));
     });
 }
+
+// x - logsumexp(x) along the split's axis, shifted by the maximum so large inputs cannot overflow.
+template <class T>
+Tensor<T> log_softmax_values(const Tensor<T>& input, const AxisSplit& s) {
+    Tensor<T> y = Tensor<T>::from_shape(input.shape());
+    const T* x = input.data();
+    for (std::size_t o = 0; o < s.outer; ++o) {
+        for (std::size_t i = 0; i < s.inner; ++i) {
+            T m = -std::numeric_limits<T>::infinity();
+            for (std::size_t k = 0; k < s.n; ++k) m = std::max(m, x[s.at(o, k, i)]);
+            T total = 0;
+            for (std::size_t k = 0; k < s.n; ++k) total += std::exp(x[s.at(o, k, i)] - m);
+            const T log_norm = m + std::log(total);
+            for (std::size_t k = 0; k < s.n; ++k) y.data()[s.at(o, k, i)] = x[s.at(o, k, i)] - log_norm;
+        }
+    }
+    return y;
+}
 }  // namespace
 
 // y = sum(a);   da += dy (broadcast)
@@ -125,17 +143,7 @@ Var<T> max(const Var<T>& a, std::ptrdiff_t axis_arg, bool keepdims) {
 template <class T>
 Var<T> softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
     const AxisSplit s(a.shape(), normalize_axis("softmax", axis_arg, a.dim()));
-    Tensor<T> y = Tensor<T>::from_shape(a.value().shape());
-    const T* x = a.value().data();
-    for (std::size_t o = 0; o < s.outer; ++o) {
-        for (std::size_t i = 0; i < s.inner; ++i) {
-            T m = -std::numeric_limits<T>::infinity();
-            for (std::size_t k = 0; k < s.n; ++k) m = std::max(m, x[s.at(o, k, i)]);
-            T total = 0;
-            for (std::size_t k = 0; k < s.n; ++k) total += y.data()[s.at(o, k, i)] = std::exp(x[s.at(o, k, i)] - m);
-            for (std::size_t k = 0; k < s.n; ++k) y.data()[s.at(o, k, i)] /= total;
-        }
-    }
+    Tensor<T> y = xt::exp(log_softmax_values(a.value(), s));
     return a.tape().record(std::move(y), {a}, [s](BackwardContext<T>& c) {
         T* dx = c.input_grad(0).data();
         const T* dy = c.output_grad().data();
@@ -154,18 +162,7 @@ Var<T> softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
 template <class T>
 Var<T> log_softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
     const AxisSplit s(a.shape(), normalize_axis("log_softmax", axis_arg, a.dim()));
-    Tensor<T> y = Tensor<T>::from_shape(a.value().shape());
-    const T* x = a.value().data();
-    for (std::size_t o = 0; o < s.outer; ++o) {
-        for (std::size_t i = 0; i < s.inner; ++i) {
-            T m = -std::numeric_limits<T>::infinity();
-            for (std::size_t k = 0; k < s.n; ++k) m = std::max(m, x[s.at(o, k, i)]);
-            T total = 0;
-            for (std::size_t k = 0; k < s.n; ++k) total += std::exp(x[s.at(o, k, i)] - m);
-            const T log_norm = m + std::log(total);
-            for (std::size_t k = 0; k < s.n; ++k) y.data()[s.at(o, k, i)] = x[s.at(o, k, i)] - log_norm;
-        }
-    }
+    Tensor<T> y = log_softmax_values(a.value(), s);
     return a.tape().record(std::move(y), {a}, [s](BackwardContext<T>& c) {
         T* dx = c.input_grad(0).data();
         const T* dy = c.output_grad().data();

@@ -1,8 +1,8 @@
 // xgrad tensors: float and double n-d arrays over xtensor, and the shape helpers every layer uses.
 //
 //   xgrad::Tensor<float> x = xt::zeros<float>({2, 3});
-//   xgrad::Shape s = x.shape_vector();           // no: use xgrad::shape_of(x)
-//   fmt::print("{}\n", xgrad::shape_str(xgrad::shape_of(x)));   // "(2, 3)"
+//   xgrad::shape_str(xgrad::shape_of(x));              // "(2, 3)"
+//   xgrad::broadcast_shapes("add", {2, 3}, {3});       // {2, 3}
 //
 // Only <xtensor/xarray.hpp> is included here; math, views and BLAS stay in .cpp files.
 #pragma once
