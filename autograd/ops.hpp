@@ -47,6 +47,8 @@ template <class T> Var<T> where(const xt::xarray<bool>& mask, const Var<T>& a, c
 // ---- linear algebra and shape ----
 // (m,k)x(k,n), batched (b,m,k)x(b,k,n), or (b,m,k)x(k,n).
 template <class T> Var<T> matmul(const Var<T>& a, const Var<T>& b);
+// x Wᵀ + b, as torch.nn.functional.linear: x (..., in), weight (out, in), bias (out,) or an empty Var.
+template <class T> Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {});
 template <class T> Var<T> transpose(const Var<T>& a, std::ptrdiff_t dim0, std::ptrdiff_t dim1);
 template <class T> Var<T> permute(const Var<T>& a, const std::vector<std::size_t>& dims);
 // One dimension may be -1 (inferred).

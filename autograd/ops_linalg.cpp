@@ -1,5 +1,7 @@
 // Matrix products through BLAS; gradients are GEMMs accumulated straight into the inputs'
 // gradient buffers (beta = 1), or written into fresh ones (beta = 0).
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "../tensor/linalg.hpp"
@@ -46,6 +48,48 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b) {
     });
 }
 
+// y = x Wᵀ + b over all rows of x;   dx += dy W,  dW += dyᵀ x,  db += Σ_rows dy
+template <class T>
+Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
+    const Shape xs = x.shape(), ws = weight.shape();
+    if (xs.empty() || ws.size() != 2 || ws[1] != xs.back() ||
+        (bias.defined() && bias.shape() != Shape{ws[0]})) {
+        throw ShapeError(fmt::format("linear: input {} does not fit weight {} and bias {} (need input (..., in), "
+                                     "weight (out, in), bias (out,))", shape_str(xs), shape_str(ws),
+                                     bias.defined() ? shape_str(bias.shape()) : std::string("none")));
+    }
+    const std::size_t in = ws[1], out = ws[0], rows = x.numel() / std::max<std::size_t>(in, 1);
+    Shape ys = xs;
+    ys.back() = out;
+    Tensor<T> y = Tensor<T>::from_shape(ys);
+    if (bias.defined()) {
+        for (std::size_t r = 0; r < rows; ++r) std::copy_n(bias.value().data(), out, y.data() + r * out);
+    }
+    gemm_raw<T>(false, true, rows, out, in, T(1), x.value().data(), in, weight.value().data(), in,
+                beta_for<T>(!bias.defined()), y.data(), out);
+    auto backward = [rows, in, out](BackwardContext<T>& c) {
+        const T* dy = c.output_grad().data();
+        bool fresh = false;
+        if (c.needs_grad(0)) {
+            T* dx = c.input_grad(0, &fresh).data();
+            gemm_raw<T>(false, false, rows, in, out, T(1), dy, out, c.input(1).data(), in, beta_for<T>(fresh), dx, in);
+        }
+        if (c.needs_grad(1)) {
+            T* dw = c.input_grad(1, &fresh).data();
+            gemm_raw<T>(true, false, out, in, rows, T(1), dy, out, c.input(0).data(), in, beta_for<T>(fresh), dw, in);
+        }
+        if (c.num_inputs() == 3 && c.needs_grad(2)) {
+            T* db = c.input_grad(2).data();
+            for (std::size_t r = 0; r < rows; ++r)
+                for (std::size_t o = 0; o < out; ++o) db[o] += dy[r * out + o];
+        }
+    };
+    if (bias.defined()) return x.tape().record(std::move(y), {x, weight, bias}, std::move(backward));
+    return x.tape().record(std::move(y), {x, weight}, std::move(backward));
+}
+
+template Var<float> linear(const Var<float>&, const Var<float>&, const Var<float>&);
+template Var<double> linear(const Var<double>&, const Var<double>&, const Var<double>&);
 template Var<float> matmul(const Var<float>&, const Var<float>&);
 template Var<double> matmul(const Var<double>&, const Var<double>&);
 

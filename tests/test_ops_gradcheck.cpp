@@ -107,6 +107,14 @@ TEST_CASE("matmul: 2-D, batched 3-D, 3-D by 2-D, and size-1 dimensions") {
     expect_gradients([](const Vs& v) { return xgrad::matmul(v[0], v[0]); }, {rnd({3, 3})});
 }
 
+TEST_CASE("linear: x Wᵀ + b over 2-D and 3-D inputs, with and without bias") {
+    expect_gradients([](const Vs& v) { return xgrad::linear(v[0], v[1], v[2]); }, {rnd({3, 4}), rnd({5, 4}), rnd({5})});
+    expect_gradients([](const Vs& v) { return xgrad::linear(v[0], v[1], v[2]); },
+                     {rnd({2, 3, 4}), rnd({5, 4}), rnd({5})});
+    expect_gradients([](const Vs& v) { return xgrad::linear(v[0], v[1]); }, {rnd({3, 4}), rnd({2, 4})});
+    expect_gradients([](const Vs& v) { return xgrad::linear(v[0], v[1]); }, {rnd({4}), rnd({1, 4})});
+}
+
 TEST_CASE("shape ops") {
     expect_gradients([](const Vs& v) { return xgrad::transpose(v[0], 0, 1); }, {rnd({3, 4})});
     expect_gradients([](const Vs& v) { return xgrad::transpose(v[0], -1, 0); }, {rnd({2, 3, 4})});

@@ -114,6 +114,8 @@ TEST_CASE("shape ops by hand") {
     CHECK(close(xgrad::embedding(w, Indices{2, 0}).value(), Tensor<double>{{2, 2}, {0, 0}}));
     auto m = xgrad::matmul(a, w);
     CHECK(close(m.value(), Tensor<double>{{8, 8}, {17, 17}}));
+    auto lin = xgrad::linear(a, xgrad::transpose(w, 0, 1), g.constant(Tensor<double>{1, -1}));
+    CHECK(close(lin.value(), Tensor<double>{{9, 7}, {18, 16}}));
 }
 
 TEST_CASE("dropout: seeded, scaled, identity in eval mode") {
@@ -171,6 +173,9 @@ TEST_CASE("every shape error names the op and the shapes") {
                          doctest::Contains("where: shapes (4,) and (2, 3)"), E);
     CHECK_THROWS_WITH_AS(xgrad::matmul(a, a), "matmul: cannot multiply shapes (2, 3) and (2, 3)", E);
     CHECK_THROWS_WITH_AS(xgrad::matmul(b, a), "matmul: cannot multiply shapes (4,) and (2, 3)", E);
+    auto w32 = g.constant(xt::zeros<double>({3, 2}));
+    CHECK_THROWS_WITH_AS(xgrad::linear(a, w32), doctest::Contains("linear: input (2, 3) does not fit weight (3, 2) and bias none"), E);
+    CHECK_THROWS_WITH_AS(xgrad::linear(a, a, b), doctest::Contains("linear: input (2, 3) does not fit weight (2, 3) and bias (4,)"), E);
     CHECK_THROWS_WITH_AS(xgrad::transpose(a, 0, 2), doctest::Contains("transpose: axis 2"), E);
     CHECK_THROWS_WITH_AS(xgrad::permute(c3, {0, 0, 1}), doctest::Contains("permute: dims [0, 0, 1]"), E);
     CHECK_THROWS_WITH_AS(xgrad::permute(c3, {0, 0, 1}), doctest::Contains("(2, 3, 4)"), E);
