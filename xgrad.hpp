@@ -11,3 +11,8 @@
 #include "autograd/graph.hpp"
 #include "autograd/ops.hpp"
 #include "autograd/parameter.hpp"
+
+#include "nn/layers.hpp"
+#include "nn/module.hpp"
+#include "nn/rnn.hpp"
+#include "nn/rnn_kernel.hpp"

@@ -79,6 +79,11 @@ Var<T> Var<T>::detach() const {
 }
 
 template <class T>
+Var<T> Var<T>::detach(Graph<T>& into) const {
+    return into.constant(value());
+}
+
+template <class T>
 void Var<T>::backward(bool retain_graph) const {
     tape().backward(*this, nullptr, BackwardOptions{retain_graph});
 }
@@ -95,14 +100,18 @@ Var<T> Tape<T>::push(Node node) {
 }
 
 template <class T>
-Var<T> Tape<T>::record(Tensor<T> value, std::span<const Var<T>> inputs, BackwardFn<T> backward) {
-    Node n(std::move(value));
+Var<T> Tape<T>::record(const char* op, Tensor<T> value, std::span<const Var<T>> inputs, BackwardFn<T> backward) {
+    Node n(op, std::move(value));
     n.first_input = static_cast<std::uint32_t>(input_ids_.size());
     n.num_inputs = static_cast<std::uint32_t>(inputs.size());
     bool any_requires_grad = false;
-    for (const Var<T>& in : inputs) {
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        const Var<T>& in = inputs[i];
+        if (!in.tape_) throw GraphError(fmt::format("{}: input {} is an empty variable handle", op, i));
+        if (in.tape_.get() != this) {
+            throw GraphError(fmt::format("{}: input {} comes from a different graph than input 0", op, i));
+        }
         in.check_alive();
-        if (in.tape_.get() != this) throw GraphError("Graph: an op's inputs come from two different graphs");
         any_requires_grad = any_requires_grad || nodes_[in.index_].requires_grad;
     }
     n.requires_grad = any_requires_grad && grad_mode_enabled;
@@ -118,7 +127,7 @@ Var<T> Tape<T>::record(Tensor<T> value, std::span<const Var<T>> inputs, Backward
 
 template <class T>
 Var<T> Tape<T>::leaf(Tensor<T> value, bool requires_grad) {
-    Node n(std::move(value));
+    Node n("leaf", std::move(value));
     n.requires_grad = requires_grad;
     n.is_leaf = true;
     return push(std::move(n));
@@ -127,12 +136,10 @@ Var<T> Tape<T>::leaf(Tensor<T> value, bool requires_grad) {
 template <class T>
 Var<T> Tape<T>::parameter(const Parameter<T>& p) {
     auto found = parameter_leaves_.find(p.id());
-    // A leaf recorded under NoGradGuard is not reused once grad mode is back on.
-    if (found != parameter_leaves_.end() && (nodes_[found->second].requires_grad || !grad_mode_enabled)) {
-        return Var<T>(this->shared_from_this(), found->second, generation_);
-    }
-    Node n(p.value());
-    n.requires_grad = grad_mode_enabled;
+    if (found != parameter_leaves_.end()) return Var<T>(this->shared_from_this(), found->second, generation_);
+    // Always requires grad, as in PyTorch: under NoGradGuard it is the ops that record nothing.
+    Node n("parameter", p.value());
+    n.requires_grad = true;
     n.is_leaf = true;
     n.parameter = p;
     Var<T> v = push(std::move(n));
@@ -158,6 +165,20 @@ void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOption
         throw ShapeError(fmt::format("backward: an implicit seed needs a one-element output, got shape {}",
                                      shape_str(shape_of(top.value))));
     }
+    // Which nodes this backward reaches; a freed one among them fails the call before any
+    // gradient moves, so a failed backward leaves every gradient as it was.
+    std::vector<bool> reached(root.index_ + 1, false);
+    reached[root.index_] = true;
+    for (std::uint32_t i = root.index_ + 1; i-- > 0;) {
+        const Node& n = nodes_[i];
+        if (!reached[i] || !n.requires_grad) continue;
+        if (n.released) {
+            throw GraphError(fmt::format(
+                "backward: node {} ({}) was already freed by an earlier backward; pass retain_graph=true to the "
+                "first backward to run backward twice", i, n.op));
+        }
+        for (std::uint32_t j = 0; j < n.num_inputs; ++j) reached[input_ids_[n.first_input + j]] = true;
+    }
     // Non-leaf gradients describe one backward pass; leaf gradients accumulate across passes.
     for (std::uint32_t i = 0; i <= root.index_; ++i) {
         if (!nodes_[i].is_leaf) nodes_[i].grad.reset();
@@ -179,11 +200,6 @@ void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOption
             }
             continue;
         }
-        if (n.released) {
-            throw GraphError(fmt::format(
-                "backward: node {} was already freed by an earlier backward; pass retain_graph=true to the "
-                "first backward to run backward twice", i));
-        }
         if (n.backward) {
             BackwardContext<T> ctx(*this, n);
             n.backward(ctx);
@@ -198,19 +214,36 @@ void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOption
 
 template <class T>
 void Tape<T>::clear() {
-    nodes_.clear();
-    input_ids_.clear();
-    parameter_leaves_.clear();
+    // Release the storage itself: a Var that outlives its graph keeps only an empty tape alive.
+    nodes_ = {};
+    input_ids_ = {};
+    parameter_leaves_ = {};
     ++generation_;
 }
 
 // ---- BackwardContext ----
 
 template <class T>
+typename Tape<T>::Node& BackwardContext<T>::input_node(std::size_t i) const {
+    if (i >= node_.num_inputs) {
+        throw GraphError(fmt::format("{} backward: input {} requested of a node with {} inputs", node_.op, i,
+                                     node_.num_inputs));
+    }
+    return tape_.nodes_[tape_.input_ids_[node_.first_input + i]];
+}
+
+template <class T>
 void BackwardContext<T>::accumulate(std::size_t i, Tensor<T> g) {
     auto& in = input_node(i);
     if (!in.requires_grad) return;
-    if (g.shape() != in.value.shape()) g = sum_to(g, shape_of(in.value));
+    if (g.shape() != in.value.shape()) {
+        const Shape gs = shape_of(g), is = shape_of(in.value);
+        if (broadcast_shapes(node_.op, is, gs) != gs) {
+            throw GraphError(fmt::format("{} backward: gradient of shape {} does not reduce to input {}'s shape {}",
+                                         node_.op, shape_str(gs), i, shape_str(is)));
+        }
+        g = sum_to(g, is);
+    }
     if (in.grad) {
         *in.grad += g;
     } else {

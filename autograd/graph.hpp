@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -35,6 +36,8 @@ class GraphError : public std::logic_error {
 template <class T>
 class Tape;
 template <class T>
+class Graph;
+template <class T>
 class BackwardContext;
 
 template <class T>
@@ -58,8 +61,11 @@ class Var {
 
     // Keep this non-leaf node's gradient after backward (for inspection, e.g. dL/dh_t).
     void retain_grad() const;
-    // A constant leaf in the same graph holding a copy of this value: gradients stop here.
+    // A constant leaf holding a copy of this value: gradients stop here. With `into`, the leaf is
+    // recorded in that graph, which is how a hidden state carries over to the next chunk in
+    // truncated BPTT (the old graph can then be cleared).
     Var detach() const;
+    Var detach(Graph<T>& into) const;
     // Backpropagates from this one-element value (loss.backward()).
     void backward(bool retain_graph = false) const;
 
@@ -86,11 +92,12 @@ struct BackwardOptions {
 template <class T>
 class Tape : public std::enable_shared_from_this<Tape<T>> {
   public:
-    // Adds a node computed from `inputs`. `backward` runs only if some input requires grad
-    // and grad mode is on; otherwise it is dropped at once.
-    Var<T> record(Tensor<T> value, std::span<const Var<T>> inputs, BackwardFn<T> backward);
-    Var<T> record(Tensor<T> value, std::initializer_list<Var<T>> inputs, BackwardFn<T> backward) {
-        return record(std::move(value), std::span<const Var<T>>(inputs.begin(), inputs.size()),
+    // Adds a node computed by `op` (a name with static storage, used in messages) from `inputs`.
+    // `backward` runs only if some input requires grad and grad mode is on; otherwise it is
+    // dropped at once.
+    Var<T> record(const char* op, Tensor<T> value, std::span<const Var<T>> inputs, BackwardFn<T> backward);
+    Var<T> record(const char* op, Tensor<T> value, std::initializer_list<Var<T>> inputs, BackwardFn<T> backward) {
+        return record(op, std::move(value), std::span<const Var<T>>(inputs.begin(), inputs.size()),
                       std::move(backward));
     }
     Var<T> leaf(Tensor<T> value, bool requires_grad);
@@ -104,7 +111,8 @@ class Tape : public std::enable_shared_from_this<Tape<T>> {
     friend class Var<T>;
     friend class BackwardContext<T>;
     struct Node {
-        explicit Node(Tensor<T> v) : value(std::move(v)) {}
+        Node(const char* op_name, Tensor<T> v) : op(op_name), value(std::move(v)) {}
+        const char* op;
         Tensor<T> value;
         std::optional<Tensor<T>> grad;  // empty until backward reaches the node
         BackwardFn<T> backward;
@@ -118,7 +126,8 @@ class Tape : public std::enable_shared_from_this<Tape<T>> {
     };
     Var<T> push(Node node);
 
-    std::vector<Node> nodes_;
+    // A deque keeps references to values stable while later ops append nodes.
+    std::deque<Node> nodes_;
     std::vector<std::uint32_t> input_ids_;  // every node's inputs, back to back
     std::unordered_map<const void*, std::uint32_t> parameter_leaves_;
     std::uint64_t generation_ = 0;
@@ -132,6 +141,7 @@ class BackwardContext {
     const Tensor<T>& output() const { return node_.value; }
     const Tensor<T>& output_grad() const { return *node_.grad; }
     std::size_t num_inputs() const { return node_.num_inputs; }
+    const char* op() const { return node_.op; }
     const Tensor<T>& input(std::size_t i) const { return input_node(i).value; }
     bool needs_grad(std::size_t i) const { return input_node(i).requires_grad; }
     // Adds `g` into input i's gradient, first summing away any dimensions that broadcasting
@@ -145,9 +155,7 @@ class BackwardContext {
   private:
     friend class Tape<T>;
     BackwardContext(Tape<T>& tape, typename Tape<T>::Node& node) : tape_(tape), node_(node) {}
-    typename Tape<T>::Node& input_node(std::size_t i) const {
-        return tape_.nodes_[tape_.input_ids_[node_.first_input + i]];
-    }
+    typename Tape<T>::Node& input_node(std::size_t i) const;
     Tape<T>& tape_;
     typename Tape<T>::Node& node_;
 };

@@ -12,11 +12,12 @@
 #include <type_traits>
 #include <vector>
 
-#include "../tensor/random.hpp"
 #include "../tensor/tensor.hpp"
 #include "graph.hpp"
 
 namespace xgrad {
+
+class Generator;
 
 template <class T>
 using Scalar = std::type_identity_t<T>;  // a scalar argument that does not take part in deduction

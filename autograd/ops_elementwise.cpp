@@ -22,7 +22,7 @@ template <class T>
 Var<T> add(const Var<T>& a, const Var<T>& b) {
     check_broadcast("add", a, b);
     Tensor<T> y = a.value() + b.value();
-    return a.tape().record(std::move(y), {a, b}, [](BackwardContext<T>& c) {
+    return a.tape().record("add", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) c.accumulate(0, c.output_grad());
         if (c.needs_grad(1)) c.accumulate(1, c.output_grad());
     });
@@ -33,7 +33,7 @@ template <class T>
 Var<T> sub(const Var<T>& a, const Var<T>& b) {
     check_broadcast("sub", a, b);
     Tensor<T> y = a.value() - b.value();
-    return a.tape().record(std::move(y), {a, b}, [](BackwardContext<T>& c) {
+    return a.tape().record("sub", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) c.accumulate(0, c.output_grad());
         if (c.needs_grad(1)) c.accumulate(1, -c.output_grad());
     });
@@ -44,7 +44,7 @@ template <class T>
 Var<T> mul(const Var<T>& a, const Var<T>& b) {
     check_broadcast("mul", a, b);
     Tensor<T> y = a.value() * b.value();
-    return a.tape().record(std::move(y), {a, b}, [](BackwardContext<T>& c) {
+    return a.tape().record("mul", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) c.accumulate(0, c.output_grad() * c.input(1));
         if (c.needs_grad(1)) c.accumulate(1, c.output_grad() * c.input(0));
     });
@@ -55,7 +55,7 @@ template <class T>
 Var<T> div(const Var<T>& a, const Var<T>& b) {
     check_broadcast("div", a, b);
     Tensor<T> y = a.value() / b.value();
-    return a.tape().record(std::move(y), {a, b}, [](BackwardContext<T>& c) {
+    return a.tape().record("div", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) c.accumulate(0, c.output_grad() / c.input(1));
         if (c.needs_grad(1)) c.accumulate(1, -c.output_grad() * c.output() / c.input(1));
     });
@@ -65,28 +65,28 @@ Var<T> div(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> add(const Var<T>& a, Scalar<T> s) {
     Tensor<T> y = a.value() + s;
-    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, c.output_grad()); });
+    return a.tape().record("add", std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, c.output_grad()); });
 }
 
 // y = a * s;   da += dy * s
 template <class T>
 Var<T> mul(const Var<T>& a, Scalar<T> s) {
     Tensor<T> y = a.value() * s;
-    return a.tape().record(std::move(y), {a}, [s](BackwardContext<T>& c) { c.accumulate(0, c.output_grad() * s); });
+    return a.tape().record("mul", std::move(y), {a}, [s](BackwardContext<T>& c) { c.accumulate(0, c.output_grad() * s); });
 }
 
 // y = s - a;   da -= dy
 template <class T>
 Var<T> rsub(const Var<T>& a, Scalar<T> s) {
     Tensor<T> y = s - a.value();
-    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, -c.output_grad()); });
+    return a.tape().record("rsub", std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, -c.output_grad()); });
 }
 
 // y = s / a;   da -= dy * y / a
 template <class T>
 Var<T> rdiv(const Var<T>& a, Scalar<T> s) {
     Tensor<T> y = s / a.value();
-    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+    return a.tape().record("rdiv", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, -c.output_grad() * c.output() / c.input(0));
     });
 }
@@ -95,14 +95,14 @@ Var<T> rdiv(const Var<T>& a, Scalar<T> s) {
 template <class T>
 Var<T> neg(const Var<T>& a) {
     Tensor<T> y = -a.value();
-    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, -c.output_grad()); });
+    return a.tape().record("neg", std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, -c.output_grad()); });
 }
 
 // y = exp(a);   da += dy * y
 template <class T>
 Var<T> exp(const Var<T>& a) {
     Tensor<T> y = xt::exp(a.value());
-    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+    return a.tape().record("exp", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() * c.output());
     });
 }
@@ -111,28 +111,35 @@ Var<T> exp(const Var<T>& a) {
 template <class T>
 Var<T> log(const Var<T>& a) {
     Tensor<T> y = xt::log(a.value());
-    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+    return a.tape().record("log", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() / c.input(0));
     });
 }
 
-// y = a^p;   da += dy * p * a^(p-1)
+// y = a^p;   da += dy * p * a^(p-1)   (0 for p = 0, where 0 * 0^-1 would be NaN)
 template <class T>
 Var<T> pow(const Var<T>& a, Scalar<T> p) {
     Tensor<T> y = xt::pow(a.value(), p);
-    return a.tape().record(std::move(y), {a}, [p](BackwardContext<T>& c) {
+    return a.tape().record("pow", std::move(y), {a}, [p](BackwardContext<T>& c) {
+        if (p == T(0)) return;
         c.accumulate(0, c.output_grad() * p * xt::pow(c.input(0), p - T(1)));
     });
 }
 
-// y = a^b;   da += dy * b * a^(b-1),  db += dy * y * log(a)
+// y = a^b;   da += dy * b * a^(b-1),  db += dy * y * log(a)   (da = 0 where b = 0; db = 0 where a = 0 and b >= 0)
 template <class T>
 Var<T> pow(const Var<T>& a, const Var<T>& b) {
     check_broadcast("pow", a, b);
     Tensor<T> y = xt::pow(a.value(), b.value());
-    return a.tape().record(std::move(y), {a, b}, [](BackwardContext<T>& c) {
-        if (c.needs_grad(0)) c.accumulate(0, c.output_grad() * c.input(1) * xt::pow(c.input(0), c.input(1) - T(1)));
-        if (c.needs_grad(1)) c.accumulate(1, c.output_grad() * c.output() * xt::log(c.input(0)));
+    return a.tape().record("pow", std::move(y), {a, b}, [](BackwardContext<T>& c) {
+        if (c.needs_grad(0)) {
+            c.accumulate(0, xt::where(xt::equal(c.input(1), T(0)), T(0),
+                                      c.output_grad() * c.input(1) * xt::pow(c.input(0), c.input(1) - T(1))));
+        }
+        if (c.needs_grad(1)) {
+            c.accumulate(1, xt::where(xt::equal(c.input(0), T(0)) && c.input(1) >= T(0), T(0),
+                                      c.output_grad() * c.output() * xt::log(c.input(0))));
+        }
     });
 }
 
@@ -140,7 +147,7 @@ Var<T> pow(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> sqrt(const Var<T>& a) {
     Tensor<T> y = xt::sqrt(a.value());
-    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+    return a.tape().record("sqrt", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() / (T(2) * c.output()));
     });
 }
@@ -149,7 +156,7 @@ Var<T> sqrt(const Var<T>& a) {
 template <class T>
 Var<T> abs(const Var<T>& a) {
     Tensor<T> y = xt::abs(a.value());
-    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+    return a.tape().record("abs", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() * xt::sign(c.input(0)));
     });
 }
@@ -158,7 +165,7 @@ Var<T> abs(const Var<T>& a) {
 template <class T>
 Var<T> tanh(const Var<T>& a) {
     Tensor<T> y = xt::tanh(a.value());
-    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+    return a.tape().record("tanh", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() * (T(1) - c.output() * c.output()));
     });
 }
@@ -168,7 +175,7 @@ Var<T> tanh(const Var<T>& a) {
 template <class T>
 Var<T> sigmoid(const Var<T>& a) {
     Tensor<T> y = T(1) / (T(1) + xt::exp(-a.value()));
-    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+    return a.tape().record("sigmoid", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() * c.output() * (T(1) - c.output()));
     });
 }
@@ -177,7 +184,7 @@ Var<T> sigmoid(const Var<T>& a) {
 template <class T>
 Var<T> relu(const Var<T>& a) {
     Tensor<T> y = xt::maximum(a.value(), T(0));
-    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+    return a.tape().record("relu", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, xt::where(c.input(0) > T(0), c.output_grad(), T(0)));
     });
 }
@@ -187,7 +194,7 @@ template <class T>
 Var<T> clamp(const Var<T>& a, Scalar<T> lo, Scalar<T> hi) {
     if (!(lo <= hi)) throw std::invalid_argument(fmt::format("clamp: lo ({}) must not exceed hi ({})", lo, hi));
     Tensor<T> y = xt::clip(a.value(), lo, hi);
-    return a.tape().record(std::move(y), {a}, [lo, hi](BackwardContext<T>& c) {
+    return a.tape().record("clamp", std::move(y), {a}, [lo, hi](BackwardContext<T>& c) {
         c.accumulate(0, xt::where(c.input(0) >= lo && c.input(0) <= hi, c.output_grad(), T(0)));
     });
 }
@@ -197,7 +204,7 @@ template <class T>
 Var<T> where(const xt::xarray<bool>& mask, const Var<T>& a, const Var<T>& b) {
     broadcast_shapes("where", broadcast_shapes("where", shape_of(mask), a.shape()), b.shape());
     Tensor<T> y = xt::where(mask, a.value(), b.value());
-    return a.tape().record(std::move(y), {a, b}, [mask](BackwardContext<T>& c) {
+    return a.tape().record("where", std::move(y), {a, b}, [mask](BackwardContext<T>& c) {
         if (c.needs_grad(0)) c.accumulate(0, xt::where(mask, c.output_grad(), T(0)));
         if (c.needs_grad(1)) c.accumulate(1, xt::where(mask, T(0), c.output_grad()));
     });

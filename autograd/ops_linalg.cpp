@@ -1,7 +1,5 @@
 // Matrix products through BLAS; gradients are GEMMs accumulated straight into the inputs'
 // gradient buffers (beta = 1), or written into fresh ones (beta = 0).
-#include <algorithm>
-
 #include <fmt/format.h>
 
 #include "../tensor/linalg.hpp"
@@ -20,7 +18,7 @@ T beta_for(bool fresh) {
 template <class T>
 Var<T> matmul(const Var<T>& a, const Var<T>& b) {
     Tensor<T> y = matmul(a.value(), b.value());  // checks shapes, naming "matmul"
-    return a.tape().record(std::move(y), {a, b}, [](BackwardContext<T>& c) {
+    return a.tape().record("matmul", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         const Tensor<T>& av = c.input(0);
         const Tensor<T>& bv = c.input(1);
         const T* dy = c.output_grad().data();
@@ -29,7 +27,7 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b) {
         // (b,m,k) x (k,n) is one (b*m, k) x (k, n) product; 2-D is the same with one batch.
         const bool flat = rb == 2;
         const std::size_t batches = flat ? 1 : av.shape(0);
-        const std::size_t rows = flat ? av.size() / k : m;
+        const std::size_t rows = flat && ra == 3 ? av.shape(0) * m : m;
         bool fresh = false;
         if (c.needs_grad(0)) {
             T* da = c.input_grad(0, &fresh).data();
@@ -58,7 +56,8 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
                                      "weight (out, in), bias (out,))", shape_str(xs), shape_str(ws),
                                      bias.defined() ? shape_str(bias.shape()) : std::string("none")));
     }
-    const std::size_t in = ws[1], out = ws[0], rows = x.numel() / std::max<std::size_t>(in, 1);
+    const std::size_t in = ws[1], out = ws[0];
+    const std::size_t rows = numel(Shape(xs.begin(), xs.end() - 1));
     Shape ys = xs;
     ys.back() = out;
     Tensor<T> y = Tensor<T>::from_shape(ys);
@@ -84,8 +83,8 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
                 for (std::size_t o = 0; o < out; ++o) db[o] += dy[r * out + o];
         }
     };
-    if (bias.defined()) return x.tape().record(std::move(y), {x, weight, bias}, std::move(backward));
-    return x.tape().record(std::move(y), {x, weight}, std::move(backward));
+    if (bias.defined()) return x.tape().record("linear", std::move(y), {x, weight, bias}, std::move(backward));
+    return x.tape().record("linear", std::move(y), {x, weight}, std::move(backward));
 }
 
 template Var<float> linear(const Var<float>&, const Var<float>&, const Var<float>&);

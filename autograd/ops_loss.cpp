@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <xtensor/xmath.hpp>
 
+#include "../tensor/random.hpp"
 #include "ops.hpp"
 
 namespace xgrad {
@@ -55,7 +56,7 @@ Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyO
         total += weight[r] * (lse[r] - row[targets.data()[r]]);
     }
     Tensor<T> y = xt::xarray<T>(total * scale);
-    return logits.tape().record(std::move(y), {logits}, [targets, weight = std::move(weight), lse = std::move(lse),
+    return logits.tape().record("cross_entropy", std::move(y), {logits}, [targets, weight = std::move(weight), lse = std::move(lse),
                                                          scale, classes](BackwardContext<T>& c) {
         T* dx = c.input_grad(0).data();
         const T* xv = c.input(0).data();
@@ -78,7 +79,7 @@ Var<T> mse_loss(const Var<T>& a, const Var<T>& b) {
     }
     const T n = static_cast<T>(a.numel());
     Tensor<T> y = xt::xarray<T>(xt::sum(xt::square(a.value() - b.value()))() / n);
-    return a.tape().record(std::move(y), {a, b}, [n](BackwardContext<T>& c) {
+    return a.tape().record("mse_loss", std::move(y), {a, b}, [n](BackwardContext<T>& c) {
         Tensor<T> g = (c.output_grad().data()[0] * T(2) / n) * (c.input(0) - c.input(1));
         if (c.needs_grad(1)) c.accumulate(1, -g);
         if (c.needs_grad(0)) c.accumulate(0, std::move(g));
@@ -107,7 +108,7 @@ Var<T> embedding(const Var<T>& weight, const Indices& indices) {
     for (std::size_t i = 0; i < indices.size(); ++i) {
         std::copy_n(w + static_cast<std::size_t>(indices.data()[i]) * dim, dim, y.data() + i * dim);
     }
-    return weight.tape().record(std::move(y), {weight}, [indices, dim](BackwardContext<T>& c) {
+    return weight.tape().record("embedding", std::move(y), {weight}, [indices, dim](BackwardContext<T>& c) {
         T* dw = c.input_grad(0).data();
         const T* dy = c.output_grad().data();
         for (std::size_t i = 0; i < indices.size(); ++i) {
@@ -125,7 +126,7 @@ Var<T> dropout(const Var<T>& a, double p, Generator& gen, bool training) {
     Tensor<T> mask = bernoulli<T>(a.shape(), 1.0 - p, gen);
     if (p < 1.0) mask *= static_cast<T>(1.0 / (1.0 - p));
     Tensor<T> y = a.value() * mask;
-    return a.tape().record(std::move(y), {a}, [mask = std::move(mask)](BackwardContext<T>& c) {
+    return a.tape().record("dropout", std::move(y), {a}, [mask = std::move(mask)](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() * mask);
     });
 }

@@ -48,7 +48,7 @@ Shape reduced_shape(const Shape& in, const std::vector<std::size_t>& axes, bool 
 
 // sum (scale 1) or mean (scale 1/count) over axes.
 template <class T>
-Var<T> scaled_sum(std::string_view op, const Var<T>& a, const std::vector<std::ptrdiff_t>& axes_arg, bool keepdims,
+Var<T> scaled_sum(const char* op, const Var<T>& a, const std::vector<std::ptrdiff_t>& axes_arg, bool keepdims,
                   bool average) {
     const Shape in = a.shape();
     const std::vector<std::size_t> axes = reduction_axes(op, axes_arg, in.size());
@@ -59,7 +59,7 @@ Var<T> scaled_sum(std::string_view op, const Var<T>& a, const std::vector<std::p
     if (average) y *= scale;
     y.reshape(reduced_shape(in, axes, keepdims));
     Shape kept = kept_shape(in, axes);
-    return a.tape().record(std::move(y), {a}, [kept, scale](BackwardContext<T>& c) {
+    return a.tape().record(op, std::move(y), {a}, [kept, scale](BackwardContext<T>& c) {
         Tensor<T> g = c.output_grad() * scale;
         g.reshape(kept);
         c.accumulate(0, xt::broadcast(g, c.input(0).shape()));
@@ -131,7 +131,7 @@ Var<T> max(const Var<T>& a, std::ptrdiff_t axis_arg, bool keepdims) {
             y.data()[o * s.inner + i] = x[s.at(o, best, i)];
         }
     }
-    return a.tape().record(std::move(y), {a}, [s, argmax](BackwardContext<T>& c) {
+    return a.tape().record("max", std::move(y), {a}, [s, argmax](BackwardContext<T>& c) {
         T* dx = c.input_grad(0).data();
         const T* dy = c.output_grad().data();
         for (std::size_t o = 0; o < s.outer; ++o)
@@ -144,7 +144,7 @@ template <class T>
 Var<T> softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
     const AxisSplit s(a.shape(), normalize_axis("softmax", axis_arg, a.dim()));
     Tensor<T> y = xt::exp(log_softmax_values(a.value(), s));
-    return a.tape().record(std::move(y), {a}, [s](BackwardContext<T>& c) {
+    return a.tape().record("softmax", std::move(y), {a}, [s](BackwardContext<T>& c) {
         T* dx = c.input_grad(0).data();
         const T* dy = c.output_grad().data();
         const T* out = c.output().data();
@@ -163,7 +163,7 @@ template <class T>
 Var<T> log_softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
     const AxisSplit s(a.shape(), normalize_axis("log_softmax", axis_arg, a.dim()));
     Tensor<T> y = log_softmax_values(a.value(), s);
-    return a.tape().record(std::move(y), {a}, [s](BackwardContext<T>& c) {
+    return a.tape().record("log_softmax", std::move(y), {a}, [s](BackwardContext<T>& c) {
         T* dx = c.input_grad(0).data();
         const T* dy = c.output_grad().data();
         const T* out = c.output().data();

@@ -40,7 +40,7 @@ Var<T> permute(const Var<T>& a, const std::vector<std::size_t>& dims) {
     std::vector<std::size_t> inverse(dims.size());
     for (std::size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = i;
     Tensor<T> y = xt::transpose(a.value(), dims);
-    return a.tape().record(std::move(y), {a}, [inverse](BackwardContext<T>& c) {
+    return a.tape().record("permute", std::move(y), {a}, [inverse](BackwardContext<T>& c) {
         c.accumulate(0, xt::transpose(c.output_grad(), inverse));
     });
 }
@@ -82,7 +82,7 @@ Var<T> reshape(const Var<T>& a, const std::vector<std::ptrdiff_t>& shape) {
     }
     Tensor<T> y = a.value();
     y.reshape(out);
-    return a.tape().record(std::move(y), {a}, [](BackwardContext<T>& c) {
+    return a.tape().record("reshape", std::move(y), {a}, [](BackwardContext<T>& c) {
         Tensor<T> g = c.output_grad();
         g.reshape(c.input(0).shape());
         c.accumulate(0, std::move(g));
@@ -116,10 +116,12 @@ Var<T> concat(const std::vector<Var<T>>& parts, std::ptrdiff_t axis_arg) {
         const std::size_t len = shapes[i][axis];
         copy_along<false>(parts[i].value().data(), len, 0, y.data(), o.n, starts[i], len, o.outer, o.inner);
     }
-    return parts[0].tape().record(std::move(y), std::span<const Var<T>>(parts), [o, starts](BackwardContext<T>& c) {
+    std::vector<std::size_t> lengths;
+    for (const Shape& s : shapes) lengths.push_back(s[axis]);
+    return parts[0].tape().record("concat", std::move(y), std::span<const Var<T>>(parts), [o, starts, lengths](BackwardContext<T>& c) {
         for (std::size_t i = 0; i < c.num_inputs(); ++i) {
             if (!c.needs_grad(i)) continue;
-            const std::size_t len = c.input(i).size() / (o.outer * o.inner);
+            const std::size_t len = lengths[i];
             copy_along<true>(c.output_grad().data(), o.n, starts[i], c.input_grad(i).data(), len, 0, len, o.outer,
                              o.inner);
         }
@@ -144,7 +146,7 @@ Var<T> stack(const std::vector<Var<T>>& parts, std::ptrdiff_t axis_arg) {
     for (std::size_t i = 0; i < parts.size(); ++i) {
         copy_along<false>(parts[i].value().data(), 1, 0, y.data(), o.n, i, 1, o.outer, o.inner);
     }
-    return parts[0].tape().record(std::move(y), std::span<const Var<T>>(parts), [o](BackwardContext<T>& c) {
+    return parts[0].tape().record("stack", std::move(y), std::span<const Var<T>>(parts), [o](BackwardContext<T>& c) {
         for (std::size_t i = 0; i < c.num_inputs(); ++i) {
             if (c.needs_grad(i)) {
                 copy_along<true>(c.output_grad().data(), o.n, i, c.input_grad(i).data(), 1, 0, 1, o.outer, o.inner);
@@ -156,7 +158,7 @@ Var<T> stack(const std::vector<Var<T>>& parts, std::ptrdiff_t axis_arg) {
 namespace {
 // Elements [start, start + length) along axis, keeping the axis (narrow) or dropping it (select).
 template <class T>
-Var<T> slice_along(const Var<T>& a, std::size_t axis, std::size_t start, std::size_t length,
+Var<T> slice_along(const char* op, const Var<T>& a, std::size_t axis, std::size_t start, std::size_t length,
                    bool keep_axis) {
     const Shape in = a.shape();
     const AxisSplit s(in, axis);
@@ -168,7 +170,7 @@ Var<T> slice_along(const Var<T>& a, std::size_t axis, std::size_t start, std::si
     }
     Tensor<T> y = Tensor<T>::from_shape(out);
     copy_along<false>(a.value().data(), s.n, start, y.data(), length, 0, length, s.outer, s.inner);
-    return a.tape().record(std::move(y), {a}, [s, start, length](BackwardContext<T>& c) {
+    return a.tape().record(op, std::move(y), {a}, [s, start, length](BackwardContext<T>& c) {
         copy_along<true>(c.output_grad().data(), length, 0, c.input_grad(0).data(), s.n, start, length, s.outer,
                          s.inner);
     });
@@ -183,7 +185,7 @@ Var<T> narrow(const Var<T>& a, std::ptrdiff_t axis_arg, std::size_t start, std::
         throw ShapeError(fmt::format("narrow: elements [{}, {}) along axis {} are out of range for shape {}", start,
                                      start + length, axis, shape_str(a.shape())));
     }
-    return slice_along(a, axis, start, length, true);
+    return slice_along("narrow", a, axis, start, length, true);
 }
 
 // y = a[..., index, ...] (axis removed);   da[..., index, ...] += dy
@@ -194,7 +196,7 @@ Var<T> select(const Var<T>& a, std::ptrdiff_t axis_arg, std::size_t index) {
         throw ShapeError(fmt::format("select: index {} is out of range along axis {} of shape {}", index, axis,
                                      shape_str(a.shape())));
     }
-    return slice_along(a, axis, index, 1, false);
+    return slice_along("select", a, axis, index, 1, false);
 }
 
 template <class T>

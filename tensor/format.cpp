@@ -10,7 +10,7 @@ void format_block(std::string& out, const Tensor<T>& t, std::size_t dim, std::si
                   std::size_t edge, std::size_t indent) {
     const std::size_t n = t.shape(dim);
     const std::size_t stride = t.strides()[dim];
-    const bool elide = n > 2 * edge;
+    const bool elide = edge > 0 && n > 2 * edge;  // 0 edge items: never elide
     out += '[';
     for (std::size_t i = 0; i < n; ++i) {
         if (elide && i == edge) {

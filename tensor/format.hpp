@@ -9,7 +9,7 @@
 
 namespace xgrad {
 
-// Long dimensions are elided with "..." after `edge_items` entries at each end.
+// Long dimensions are elided with "..." after `edge_items` entries at each end (0: print everything).
 template <class T>
 std::string format_tensor(const Tensor<T>& t, int precision = 4, std::size_t edge_items = 3);
 

@@ -53,6 +53,15 @@ void Generator::set_state(const std::string& state) {
     spare_ = std::strtod(spare_text.c_str(), nullptr);
 }
 
+Generator& default_generator() {
+    static Generator generator(0);
+    return generator;
+}
+
+void manual_seed(std::uint64_t seed) {
+    default_generator() = Generator(seed);
+}
+
 template <class T>
 Tensor<T> uniform(const Shape& shape, double lo, double hi, Generator& gen) {
     Tensor<T> out = Tensor<T>::from_shape(shape);

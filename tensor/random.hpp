@@ -34,6 +34,11 @@ class Generator {
     double spare_ = 0.0;
 };
 
+// The generator modules draw their initial weights from when none is given, as torch's global
+// one; manual_seed(s) makes model construction reproducible. Not synchronized across threads.
+Generator& default_generator();
+void manual_seed(std::uint64_t seed);
+
 template <class T>
 Tensor<T> uniform(const Shape& shape, double lo, double hi, Generator& gen);
 template <class T>

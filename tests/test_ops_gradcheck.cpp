@@ -8,6 +8,7 @@
 
 using xgrad::Indices;
 using xgrad::Shape;
+using xgrad::Graph;
 using xgrad::Tensor;
 using V = xgrad::Var<double>;
 using Vs = std::vector<V>;
@@ -40,7 +41,7 @@ TEST_CASE("gradcheck itself catches a wrong backward") {
     // y = x^2 with a backward that forgets the factor 2.
     auto wrong_square = [](const Vs& v) {
         Tensor<double> y = v[0].value() * v[0].value();
-        return v[0].tape().record(std::move(y), {v[0]}, [](xgrad::BackwardContext<double>& c) {
+        return v[0].tape().record("wrong_square", std::move(y), {v[0]}, [](xgrad::BackwardContext<double>& c) {
             c.accumulate(0, c.output_grad() * c.input(0));
         });
     };
@@ -193,6 +194,29 @@ TEST_CASE("embedding gathers rows and scatter-adds repeated ones") {
     expect_gradients([ids](const Vs& v) { return xgrad::embedding(v[0], ids); }, {rnd({5, 3})});
     Indices scalar_id = Indices(3);
     expect_gradients([scalar_id](const Vs& v) { return xgrad::embedding(v[0], scalar_id); }, {rnd({5, 3})});
+}
+
+TEST_CASE("size-0 dimensions") {
+    expect_gradients([](const Vs& v) { return xgrad::matmul(v[0], v[1]); }, {rnd({2, 0}), rnd({0, 3})});
+    expect_gradients([](const Vs& v) { return xgrad::matmul(v[0], v[1]); }, {rnd({2, 3, 0}), rnd({2, 0, 4})});
+    expect_gradients([](const Vs& v) { return xgrad::matmul(v[0], v[1]); }, {rnd({2, 3, 0}), rnd({0, 4})});
+    expect_gradients([](const Vs& v) { return xgrad::linear(v[0], v[1], v[2]); }, {rnd({5, 0}), rnd({3, 0}), rnd({3})});
+    expect_gradients([](const Vs& v) { return xgrad::concat(Vs{v[0], v[1]}, 1); }, {rnd({0, 3}), rnd({0, 2})});
+    expect_gradients([](const Vs& v) { return xgrad::concat(Vs{v[0], v[1]}, 0); }, {rnd({0, 3}), rnd({2, 3})});
+    expect_gradients([](const Vs& v) { return xgrad::sum(v[0], {1}); }, {rnd({3, 0})});
+    expect_gradients([](const Vs& v) { return xgrad::narrow(v[0], 0, 1, 0) + 1.0; }, {rnd({3, 2})});
+    expect_gradients([](const Vs& v) { return xgrad::exp(v[0]); }, {rnd({0})});
+}
+
+TEST_CASE("pow at a zero base has finite gradients, as PyTorch") {
+    Tensor<double> base = {0.0, 0.0, 2.0};
+    Graph<double> g;
+    auto a = g.variable(base);
+    auto b = g.variable(Tensor<double>{2.0, 0.0, 1.5});
+    xgrad::sum(xgrad::pow(a, b) + xgrad::pow(a, 0.0)).backward();
+    CHECK(xt::all(xt::isfinite(a.grad())));
+    CHECK(xt::all(xt::isfinite(b.grad())));
+    CHECK(b.grad()(0) == 0.0);
 }
 
 TEST_CASE("dropout with a fixed mask") {

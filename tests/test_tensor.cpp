@@ -90,7 +90,9 @@ TEST_CASE("gemm accumulates into an existing buffer") {
     Tensor<double> c = {{1, 1}, {1, 1}};
     xgrad::gemm(false, true, 1.0, a, a, 1.0, c);  // c += a aᵀ
     CHECK(c == Tensor<double>{{6, 12}, {12, 26}});
-    CHECK_THROWS_AS(xgrad::gemm(false, false, 1.0, a, a, 0.0, a = Tensor<double>::from_shape({3, 2})), xgrad::ShapeError);
+    Tensor<double> wrong = Tensor<double>::from_shape({3, 2});
+    CHECK_THROWS_WITH_AS(xgrad::gemm(false, false, 1.0, a, a, 0.0, wrong),
+                         "gemm: op(A) (2, 2) x op(B) (2, 2) does not give C (3, 2)", xgrad::ShapeError);
 }
 
 TEST_CASE("printing") {
@@ -98,4 +100,5 @@ TEST_CASE("printing") {
     CHECK(xgrad::format_tensor(Tensor<float>(2.5f), 2) == "tensor(2.50, shape=())");
     CHECK(xgrad::format_tensor(Tensor<double>(xt::arange<double>(10)), 0, 2) ==
           "tensor([0, 1, ..., 8, 9], shape=(10,))");
+    CHECK(xgrad::format_tensor(Tensor<double>(xt::arange<double>(4)), 0, 0) == "tensor([0, 1, 2, 3], shape=(4,))");
 }

@@ -1,0 +1,115 @@
+#include "module.hpp"
+
+#include <fmt/format.h>
+
+#include "../tensor/safetensors.hpp"
+
+namespace xgrad::nn {
+
+template <class T>
+std::vector<std::pair<std::string, Parameter<T>>> Module<T>::named_parameters() const {
+    std::vector<std::pair<std::string, Parameter<T>>> out;
+    // An explicit stack (children pushed in reverse) walks the tree depth-first without recursion.
+    std::vector<std::pair<std::string, const Module<T>*>> stack = {{"", this}};
+    while (!stack.empty()) {
+        auto [prefix, m] = stack.back();
+        stack.pop_back();
+        for (const auto& [name, p] : m->parameters_) out.emplace_back(prefix + name, p);
+        for (auto it = m->children_.rbegin(); it != m->children_.rend(); ++it) {
+            stack.emplace_back(prefix + it->first + ".", it->second);
+        }
+    }
+    return out;
+}
+
+template <class T>
+std::vector<Parameter<T>> Module<T>::parameters() const {
+    std::vector<Parameter<T>> out;
+    for (auto& [name, p] : named_parameters()) out.push_back(p);
+    return out;
+}
+
+template <class T>
+std::size_t Module<T>::parameter_count() const {
+    std::size_t n = 0;
+    for (const auto& p : parameters()) n += p.numel();
+    return n;
+}
+
+template <class T>
+void Module<T>::zero_grad() {
+    for (auto& p : parameters()) p.zero_grad();
+}
+
+template <class T>
+void Module<T>::train(bool on) {
+    std::vector<Module<T>*> stack = {this};
+    while (!stack.empty()) {
+        Module<T>* m = stack.back();
+        stack.pop_back();
+        m->training_ = on;
+        for (auto& [name, child] : m->children_) stack.push_back(child);
+    }
+}
+
+template <class T>
+StateDict<T> Module<T>::state_dict() const {
+    StateDict<T> out;
+    for (const auto& [name, p] : named_parameters()) out[name] = p.value();
+    return out;
+}
+
+template <class T>
+void Module<T>::load_state_dict(const StateDict<T>& state) {
+    const auto named = named_parameters();
+    for (const auto& [name, p] : named) {
+        auto found = state.find(name);
+        if (found == state.end()) {
+            throw std::invalid_argument(fmt::format("{}.load_state_dict: missing parameter '{}' of shape {}",
+                                                    type_name_, name, shape_str(p.shape())));
+        }
+        if (shape_of(found->second) != p.shape()) {
+            throw ShapeError(fmt::format("{}.load_state_dict: parameter '{}' has shape {} in the state dict, expected {}",
+                                         type_name_, name, shape_str(shape_of(found->second)), shape_str(p.shape())));
+        }
+    }
+    if (state.size() != named.size()) {
+        for (const auto& [name, value] : state) {
+            bool known = false;
+            for (const auto& entry : named) known = known || entry.first == name;
+            if (!known) {
+                throw std::invalid_argument(fmt::format("{}.load_state_dict: unexpected parameter '{}' of shape {}",
+                                                        type_name_, name, shape_str(shape_of(value))));
+            }
+        }
+    }
+    for (auto [name, p] : named) p.value() = state.at(name);
+}
+
+template <class T>
+void Module<T>::save(const std::string& path) const {
+    TensorFile<T> file;
+    file.tensors = state_dict();
+    save_safetensors(path, file);
+}
+
+template <class T>
+void Module<T>::load(const std::string& path) {
+    load_state_dict(load_safetensors<T>(path).tensors);
+}
+
+template <class T>
+Parameter<T> Module<T>::register_parameter(const std::string& name, Tensor<T> value) {
+    parameters_.emplace_back(name, Parameter<T>(std::move(value)));
+    return parameters_.back().second;
+}
+
+template <class T>
+void Module<T>::register_module(const std::string& name, Module<T>& child) {
+    children_.emplace_back(name, &child);
+}
+
+template class Module<float>;
+template class Module<double>;
+
+}  // namespace xgrad::nn

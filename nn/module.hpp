@@ -1,0 +1,70 @@
+// Modules: named parameters and submodules, train/eval mode, and state dicts that save to and
+// load from safetensors files with PyTorch's names.
+//
+//   class TwoLayer : public xgrad::nn::Module<float> {
+//     public:
+//       TwoLayer() : Module("TwoLayer") { register_module("fc1", fc1); register_module("fc2", fc2); }
+//       xgrad::Var<float> forward(const xgrad::Var<float>& x) { return fc2.forward(xgrad::relu(fc1.forward(x))); }
+//       xgrad::nn::Linear<float> fc1{4, 8}, fc2{8, 2};
+//   };
+//   TwoLayer net;
+//   net.named_parameters();        // "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"
+//   net.save("net.safetensors");
+//
+// Modules register references to their members, so they can be neither copied nor moved.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../autograd/parameter.hpp"
+#include "../tensor/tensor.hpp"
+
+namespace xgrad::nn {
+
+template <class T>
+using StateDict = std::map<std::string, Tensor<T>>;
+
+template <class T>
+class Module {
+  public:
+    explicit Module(std::string type_name) : type_name_(std::move(type_name)) {}
+    virtual ~Module() = default;
+    Module(const Module&) = delete;
+    Module& operator=(const Module&) = delete;
+
+    const std::string& type_name() const { return type_name_; }
+    // Depth-first in registration order, names joined with '.' ("rnn.weight_ih_l0").
+    std::vector<std::pair<std::string, Parameter<T>>> named_parameters() const;
+    std::vector<Parameter<T>> parameters() const;
+    std::size_t parameter_count() const;  // total number of elements
+    void zero_grad();
+    void train(bool on = true);  // this module and every submodule
+    void eval() { train(false); }
+    bool is_training() const { return training_; }
+
+    StateDict<T> state_dict() const;  // copies of every parameter's value
+    // Every name must be present with the same shape, and no other name may appear; nothing is
+    // changed unless all of them fit. Throws ShapeError / std::invalid_argument naming the
+    // module, the parameter and the shapes.
+    void load_state_dict(const StateDict<T>& state);
+    void save(const std::string& path) const;  // safetensors, written atomically
+    void load(const std::string& path);
+
+  protected:
+    Parameter<T> register_parameter(const std::string& name, Tensor<T> value);
+    void register_module(const std::string& name, Module<T>& child);
+
+  private:
+    std::string type_name_;
+    std::vector<std::pair<std::string, Parameter<T>>> parameters_;
+    std::vector<std::pair<std::string, Module<T>*>> children_;
+    bool training_ = true;
+};
+
+extern template class Module<float>;
+extern template class Module<double>;
+
+}  // namespace xgrad::nn
