@@ -12,7 +12,9 @@
 #include "autograd/ops.hpp"
 #include "autograd/parameter.hpp"
 
+#include "nn/clip.hpp"
 #include "nn/layers.hpp"
 #include "nn/module.hpp"
 #include "nn/rnn.hpp"
 #include "nn/rnn_kernel.hpp"
+#include "nn/verify.hpp"

@@ -32,11 +32,19 @@ std::string GradcheckReport::summary() const {
 }
 
 GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs, GradcheckOptions options) {
-    const std::size_t outputs = evaluate(f, inputs).size();
+    return gradcheck(f, inputs, {}, options);
+}
 
-    // Analytic Jacobian, row by row: row j holds d y_j / d inputs, from one backward pass.
+GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs,
+                          const std::vector<Parameter<double>>& parameters, GradcheckOptions options) {
+    std::vector<Tensor<double>> perturbed = inputs;
+    std::vector<Parameter<double>> params = parameters;  // handles: perturbing them perturbs the caller's
+    const std::size_t outputs = evaluate(f, perturbed).size();
+
+    // Analytic Jacobian, row by row: row j holds d y_j / d (inputs, parameters), from one backward pass.
     std::vector<std::vector<Tensor<double>>> analytic(outputs);
     for (std::size_t j = 0; j < outputs; ++j) {
+        for (auto& p : params) p.zero_grad();
         Graph<double> g;
         std::vector<Var<double>> vars;
         for (const auto& x : inputs) vars.push_back(g.variable(x));
@@ -48,20 +56,25 @@ GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>
         for (const auto& v : vars) {
             analytic[j].push_back(v.has_grad() ? v.grad() : Tensor<double>(xt::zeros<double>(v.value().shape())));
         }
+        for (const auto& p : params) analytic[j].push_back(p.grad());
     }
 
+    // Numeric Jacobian, column by column, compared entry by entry.
+    std::vector<Tensor<double>*> targets;
+    for (auto& x : perturbed) targets.push_back(&x);
+    for (auto& p : params) targets.push_back(&p.value());
     GradcheckReport report;
-    for (std::size_t i = 0; i < inputs.size(); ++i) {
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+        Tensor<double>& target = *targets[i];
         GradcheckInputReport r;
         double worst_violation = -1;
-        std::vector<Tensor<double>> perturbed = inputs;
-        for (std::size_t e = 0; e < inputs[i].size(); ++e) {
-            const double original = inputs[i].data()[e];
-            perturbed[i].data()[e] = original + options.eps;
+        for (std::size_t e = 0; e < target.size(); ++e) {
+            const double original = target.data()[e];
+            target.data()[e] = original + options.eps;
             const std::vector<double> plus = evaluate(f, perturbed);
-            perturbed[i].data()[e] = original - options.eps;
+            target.data()[e] = original - options.eps;
             const std::vector<double> minus = evaluate(f, perturbed);
-            perturbed[i].data()[e] = original;
+            target.data()[e] = original;
             for (std::size_t j = 0; j < outputs; ++j) {
                 const double numeric = (plus[j] - minus[j]) / (2 * options.eps);
                 const double a = analytic[j][i].data()[e];

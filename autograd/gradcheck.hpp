@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "graph.hpp"
+#include "parameter.hpp"
 
 namespace xgrad {
 
@@ -34,7 +35,7 @@ struct GradcheckInputReport {
 };
 
 struct GradcheckReport {
-    std::vector<GradcheckInputReport> inputs;
+    std::vector<GradcheckInputReport> inputs;  // the inputs first, then the parameters
     bool passed = true;
     std::string summary() const;  // one line per input
 };
@@ -44,5 +45,9 @@ using GradcheckFn = std::function<Var<double>(const std::vector<Var<double>>&)>;
 
 GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs,
                           GradcheckOptions options = {});
+// Also checks the gradients of parameters that `f` uses (a module's, say): their values are
+// perturbed in place and restored; their .grad() is overwritten.
+GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs,
+                          const std::vector<Parameter<double>>& parameters, GradcheckOptions options = {});
 
 }  // namespace xgrad
