@@ -18,3 +18,6 @@
 #include "nn/rnn.hpp"
 #include "nn/rnn_kernel.hpp"
 #include "nn/verify.hpp"
+
+#include "optim/optimizer.hpp"
+#include "optim/scheduler.hpp"

@@ -1,0 +1,166 @@
+// Optimizers over parameters, with PyTorch's update rules and defaults (torch.optim, 1.13):
+//
+//   xgrad::optim::Adam<float> opt(model.parameters(), xgrad::optim::AdamOptions(2e-3));
+//   opt.zero_grad();  loss.backward();  opt.step();
+//
+// Each optimizer's state (moment buffers, step count) saves to and loads from a TensorFile, so
+// training resumes exactly from a checkpoint.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "../autograd/parameter.hpp"
+#include "../tensor/safetensors.hpp"
+
+#define XGRAD_OPTIM_OPTION(type, name, initial)   \
+  public:                                        \
+    auto& name(const type& value) {              \
+        name##_ = value;                         \
+        return *this;                            \
+    }                                            \
+    const type& name() const { return name##_; } \
+                                                 \
+  private:                                       \
+    type name##_ = initial
+
+namespace xgrad::optim {
+
+template <class T>
+class Optimizer {
+  public:
+    virtual ~Optimizer() = default;
+    Optimizer(const Optimizer&) = delete;
+    Optimizer& operator=(const Optimizer&) = delete;
+
+    // One update of every parameter from its .grad().
+    void step();
+    void zero_grad();
+    double lr() const { return lr_; }
+    void set_lr(double lr);
+    std::int64_t steps_taken() const { return steps_; }
+    const std::string& name() const { return name_; }
+    const std::vector<Parameter<T>>& parameters() const { return params_; }
+
+    // Tensors "<buffer>.<parameter index>" and metadata "optimizer", "step", "lr".
+    TensorFile<T> state_dict() const;
+    // Refuses another optimizer's state, missing or extra buffers, and wrong shapes, naming them.
+    void load_state_dict(const TensorFile<T>& state);
+
+  protected:
+    Optimizer(std::string name, std::vector<Parameter<T>> params, double lr, std::vector<std::string> buffers);
+    // Updates parameter i (value p, gradient g, n entries) for step number `step` (1-based).
+    virtual void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step) = 0;
+    // Parameter i's buffer `b` (an index into the names given to the constructor).
+    T* buffer(std::size_t b, std::size_t i) { return buffers_[b][i].data(); }
+    void fill_buffer(std::size_t b, T value);
+
+  private:
+    std::string name_;
+    std::vector<Parameter<T>> params_;
+    double lr_;
+    std::int64_t steps_ = 0;
+    std::vector<std::string> buffer_names_;
+    std::vector<std::vector<Tensor<T>>> buffers_;  // [buffer][parameter], zeros of the parameter's shape
+};
+
+struct SGDOptions {
+    explicit SGDOptions(double lr) : lr_(lr) {}
+    XGRAD_OPTIM_OPTION(double, lr, 0.0);
+    XGRAD_OPTIM_OPTION(double, momentum, 0.0);
+    XGRAD_OPTIM_OPTION(double, dampening, 0.0);
+    XGRAD_OPTIM_OPTION(double, weight_decay, 0.0);
+    XGRAD_OPTIM_OPTION(bool, nesterov, false);
+};
+
+struct AdamOptions {
+    explicit AdamOptions(double lr = 1e-3) : lr_(lr) {}
+    XGRAD_OPTIM_OPTION(double, lr, 1e-3);
+    XGRAD_OPTIM_OPTION(double, beta1, 0.9);
+    XGRAD_OPTIM_OPTION(double, beta2, 0.999);
+    XGRAD_OPTIM_OPTION(double, eps, 1e-8);
+    XGRAD_OPTIM_OPTION(double, weight_decay, 0.0);  // AdamW's default is 1e-2, set by AdamW
+    XGRAD_OPTIM_OPTION(bool, amsgrad, false);
+};
+
+struct AdagradOptions {
+    explicit AdagradOptions(double lr = 1e-2) : lr_(lr) {}
+    XGRAD_OPTIM_OPTION(double, lr, 1e-2);
+    XGRAD_OPTIM_OPTION(double, lr_decay, 0.0);
+    XGRAD_OPTIM_OPTION(double, weight_decay, 0.0);
+    XGRAD_OPTIM_OPTION(double, initial_accumulator_value, 0.0);
+    XGRAD_OPTIM_OPTION(double, eps, 1e-10);
+};
+
+struct RMSpropOptions {
+    explicit RMSpropOptions(double lr = 1e-2) : lr_(lr) {}
+    XGRAD_OPTIM_OPTION(double, lr, 1e-2);
+    XGRAD_OPTIM_OPTION(double, alpha, 0.99);
+    XGRAD_OPTIM_OPTION(double, eps, 1e-8);
+    XGRAD_OPTIM_OPTION(double, weight_decay, 0.0);
+    XGRAD_OPTIM_OPTION(double, momentum, 0.0);
+    XGRAD_OPTIM_OPTION(bool, centered, false);
+};
+
+// g = grad + wd p;  buf = g (first step) or μ buf + (1 - τ) g;  g = g + μ buf (nesterov) or buf;  p -= lr g
+template <class T>
+class SGD : public Optimizer<T> {
+  public:
+    SGD(std::vector<Parameter<T>> params, SGDOptions options);
+    const SGDOptions& options() const { return options_; }
+
+  private:
+    void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step) override;
+    SGDOptions options_;
+};
+
+// m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g²;  p -= lr/(1-β1^t) · m / (sqrt(v)/sqrt(1-β2^t) + ε)
+// Adam adds wd p to g; AdamW (decoupled) multiplies p by 1 - lr wd first.
+template <class T>
+class Adam : public Optimizer<T> {
+  public:
+    Adam(std::vector<Parameter<T>> params, AdamOptions options = AdamOptions());
+    const AdamOptions& options() const { return options_; }
+
+  protected:
+    Adam(std::string name, std::vector<Parameter<T>> params, AdamOptions options, bool decoupled);
+
+  private:
+    void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step) override;
+    AdamOptions options_;
+    bool decoupled_;
+};
+
+template <class T>
+class AdamW : public Adam<T> {
+  public:
+    // weight_decay defaults to 1e-2 here, as torch.optim.AdamW.
+    AdamW(std::vector<Parameter<T>> params, AdamOptions options = AdamOptions().weight_decay(1e-2));
+};
+
+// g += wd p;  clr = lr / (1 + (t-1) lr_decay);  s += g²;  p -= clr g / (sqrt(s) + ε)
+template <class T>
+class Adagrad : public Optimizer<T> {
+  public:
+    Adagrad(std::vector<Parameter<T>> params, AdagradOptions options = AdagradOptions());
+
+  private:
+    void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step) override;
+    AdagradOptions options_;
+};
+
+// g += wd p;  v = α v + (1-α) g²;  avg = sqrt(v - ḡ²) (centered, ḡ = α ḡ + (1-α) g) or sqrt(v), + ε;
+// buf = μ buf + g/avg, p -= lr buf (momentum) or p -= lr g/avg
+template <class T>
+class RMSprop : public Optimizer<T> {
+  public:
+    RMSprop(std::vector<Parameter<T>> params, RMSpropOptions options = RMSpropOptions());
+
+  private:
+    void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step) override;
+    RMSpropOptions options_;
+};
+
+}  // namespace xgrad::optim

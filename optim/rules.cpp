@@ -1,0 +1,151 @@
+// The update rules, each as torch.optim (1.13) writes it, on raw arrays.
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "optimizer.hpp"
+
+namespace xgrad::optim {
+
+namespace {
+void check(std::string_view who, std::string_view what, double value, bool ok) {
+    if (!ok) throw std::invalid_argument(fmt::format("{}: invalid {} = {}", who, what, value));
+}
+}  // namespace
+
+template <class T>
+SGD<T>::SGD(std::vector<Parameter<T>> params, SGDOptions o)
+    : Optimizer<T>("SGD", std::move(params), o.lr(), {"momentum_buffer"}), options_(o) {
+    check("SGD", "momentum", o.momentum(), o.momentum() >= 0);
+    check("SGD", "weight_decay", o.weight_decay(), o.weight_decay() >= 0);
+    if (o.nesterov() && (o.momentum() <= 0 || o.dampening() != 0)) {
+        throw std::invalid_argument("SGD: nesterov needs momentum > 0 and dampening = 0");
+    }
+}
+
+template <class T>
+void SGD<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t step) {
+    const auto& o = options_;
+    const T lr = static_cast<T>(this->lr()), mu = static_cast<T>(o.momentum()), wd = static_cast<T>(o.weight_decay());
+    const T keep = static_cast<T>(1.0 - o.dampening());
+    T* buf = this->buffer(0, i);
+    for (std::size_t k = 0; k < n; ++k) {
+        T g = grad[k] + wd * p[k];
+        if (o.momentum() != 0) {
+            buf[k] = step == 1 ? g : mu * buf[k] + keep * g;
+            g = o.nesterov() ? g + mu * buf[k] : buf[k];
+        }
+        p[k] -= lr * g;
+    }
+}
+
+template <class T>
+Adam<T>::Adam(std::vector<Parameter<T>> params, AdamOptions o) : Adam("Adam", std::move(params), o, false) {}
+
+template <class T>
+Adam<T>::Adam(std::string name, std::vector<Parameter<T>> params, AdamOptions o, bool decoupled)
+    : Optimizer<T>(std::move(name), std::move(params), o.lr(), {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}),
+      options_(o), decoupled_(decoupled) {
+    check(this->name(), "beta1", o.beta1(), o.beta1() >= 0 && o.beta1() < 1);
+    check(this->name(), "beta2", o.beta2(), o.beta2() >= 0 && o.beta2() < 1);
+    check(this->name(), "eps", o.eps(), o.eps() >= 0);
+    check(this->name(), "weight_decay", o.weight_decay(), o.weight_decay() >= 0);
+}
+
+template <class T>
+void Adam<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t step) {
+    const auto& o = options_;
+    const double lr = this->lr();
+    const double correction1 = 1 - std::pow(o.beta1(), static_cast<double>(step));
+    const double correction2 = 1 - std::pow(o.beta2(), static_cast<double>(step));
+    const T step_size = static_cast<T>(lr / correction1), root2 = static_cast<T>(std::sqrt(correction2));
+    const T b1 = static_cast<T>(o.beta1()), b2 = static_cast<T>(o.beta2()), eps = static_cast<T>(o.eps());
+    const T wd = static_cast<T>(o.weight_decay()), decay = static_cast<T>(1 - lr * o.weight_decay());
+    T* m = this->buffer(0, i);
+    T* v = this->buffer(1, i);
+    T* v_max = this->buffer(2, i);
+    for (std::size_t k = 0; k < n; ++k) {
+        T g = grad[k];
+        if (decoupled_) {
+            p[k] *= decay;
+        } else {
+            g += wd * p[k];
+        }
+        m[k] = b1 * m[k] + (1 - b1) * g;
+        v[k] = b2 * v[k] + (1 - b2) * g * g;
+        T second = v[k];
+        if (o.amsgrad()) second = v_max[k] = std::max(v_max[k], v[k]);
+        p[k] -= step_size * m[k] / (std::sqrt(second) / root2 + eps);
+    }
+}
+
+template <class T>
+AdamW<T>::AdamW(std::vector<Parameter<T>> params, AdamOptions o) : Adam<T>("AdamW", std::move(params), o, true) {}
+
+template <class T>
+Adagrad<T>::Adagrad(std::vector<Parameter<T>> params, AdagradOptions o)
+    : Optimizer<T>("Adagrad", std::move(params), o.lr(), {"sum"}), options_(o) {
+    check("Adagrad", "lr_decay", o.lr_decay(), o.lr_decay() >= 0);
+    check("Adagrad", "initial_accumulator_value", o.initial_accumulator_value(), o.initial_accumulator_value() >= 0);
+    this->fill_buffer(0, static_cast<T>(o.initial_accumulator_value()));
+}
+
+template <class T>
+void Adagrad<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t step) {
+    const auto& o = options_;
+    const T clr = static_cast<T>(this->lr() / (1 + static_cast<double>(step - 1) * o.lr_decay()));
+    const T wd = static_cast<T>(o.weight_decay()), eps = static_cast<T>(o.eps());
+    T* sum = this->buffer(0, i);
+    for (std::size_t k = 0; k < n; ++k) {
+        const T g = grad[k] + wd * p[k];
+        sum[k] += g * g;
+        p[k] -= clr * g / (std::sqrt(sum[k]) + eps);
+    }
+}
+
+template <class T>
+RMSprop<T>::RMSprop(std::vector<Parameter<T>> params, RMSpropOptions o)
+    : Optimizer<T>("RMSprop", std::move(params), o.lr(), {"square_avg", "momentum_buffer", "grad_avg"}), options_(o) {
+    check("RMSprop", "alpha", o.alpha(), o.alpha() >= 0);
+    check("RMSprop", "momentum", o.momentum(), o.momentum() >= 0);
+}
+
+template <class T>
+void RMSprop<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t) {
+    const auto& o = options_;
+    const T lr = static_cast<T>(this->lr()), alpha = static_cast<T>(o.alpha()), eps = static_cast<T>(o.eps());
+    const T wd = static_cast<T>(o.weight_decay()), mu = static_cast<T>(o.momentum());
+    T* sq = this->buffer(0, i);
+    T* buf = this->buffer(1, i);
+    T* mean = this->buffer(2, i);
+    for (std::size_t k = 0; k < n; ++k) {
+        const T g = grad[k] + wd * p[k];
+        sq[k] = alpha * sq[k] + (1 - alpha) * g * g;
+        T avg;
+        if (o.centered()) {
+            mean[k] = alpha * mean[k] + (1 - alpha) * g;
+            avg = std::sqrt(sq[k] - mean[k] * mean[k]) + eps;
+        } else {
+            avg = std::sqrt(sq[k]) + eps;
+        }
+        if (o.momentum() > 0) {
+            buf[k] = mu * buf[k] + g / avg;
+            p[k] -= lr * buf[k];
+        } else {
+            p[k] -= lr * g / avg;
+        }
+    }
+}
+
+template class SGD<float>;
+template class SGD<double>;
+template class Adam<float>;
+template class Adam<double>;
+template class AdamW<float>;
+template class AdamW<double>;
+template class Adagrad<float>;
+template class Adagrad<double>;
+template class RMSprop<float>;
+template class RMSprop<double>;
+
+}  // namespace xgrad::optim

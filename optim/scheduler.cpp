@@ -1,0 +1,72 @@
+#include "scheduler.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include <fmt/format.h>
+
+namespace xgrad::optim {
+
+template <class T>
+void LRScheduler<T>::set_last_epoch(std::int64_t epoch) {
+    if (epoch < 0) throw std::invalid_argument(fmt::format("LRScheduler: epoch {} is negative", epoch));
+    last_epoch_ = epoch;
+    optimizer_.set_lr(lr_at(epoch));
+}
+
+template <class T>
+StepLR<T>::StepLR(Optimizer<T>& optimizer, std::int64_t step_size, double gamma)
+    : LRScheduler<T>(optimizer), step_size_(step_size), gamma_(gamma) {
+    if (step_size <= 0) throw std::invalid_argument(fmt::format("StepLR: step_size = {} must be positive", step_size));
+    if (!(gamma > 0)) throw std::invalid_argument(fmt::format("StepLR: gamma = {} must be positive", gamma));
+    this->set_last_epoch(0);
+}
+
+template <class T>
+double StepLR<T>::lr_at(std::int64_t epoch) const {
+    return this->base_lr_ * std::pow(gamma_, static_cast<double>(epoch / step_size_));
+}
+
+template <class T>
+ExponentialLR<T>::ExponentialLR(Optimizer<T>& optimizer, double gamma) : LRScheduler<T>(optimizer), gamma_(gamma) {
+    if (!(gamma > 0)) throw std::invalid_argument(fmt::format("ExponentialLR: gamma = {} must be positive", gamma));
+    this->set_last_epoch(0);
+}
+
+template <class T>
+double ExponentialLR<T>::lr_at(std::int64_t epoch) const {
+    return this->base_lr_ * std::pow(gamma_, static_cast<double>(epoch));
+}
+
+template <class T>
+CosineWarmupLR<T>::CosineWarmupLR(Optimizer<T>& optimizer, std::int64_t warmup_steps, std::int64_t total_steps,
+                                  double min_lr)
+    : LRScheduler<T>(optimizer), warmup_(warmup_steps), total_(total_steps), min_lr_(min_lr) {
+    if (warmup_steps < 0 || total_steps <= warmup_steps) {
+        throw std::invalid_argument(fmt::format("CosineWarmupLR: need 0 <= warmup_steps ({}) < total_steps ({})",
+                                                warmup_steps, total_steps));
+    }
+    if (!(min_lr >= 0 && min_lr <= this->base_lr_)) {
+        throw std::invalid_argument(fmt::format("CosineWarmupLR: min_lr = {} must be in [0, base lr {}]", min_lr, this->base_lr_));
+    }
+    this->set_last_epoch(0);
+}
+
+template <class T>
+double CosineWarmupLR<T>::lr_at(std::int64_t epoch) const {
+    if (epoch < warmup_) return this->base_lr_ * static_cast<double>(epoch + 1) / static_cast<double>(warmup_);
+    const double progress = std::min(1.0, static_cast<double>(epoch - warmup_) / static_cast<double>(total_ - warmup_));
+    return min_lr_ + (this->base_lr_ - min_lr_) * 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
+}
+
+template class LRScheduler<float>;
+template class LRScheduler<double>;
+template class StepLR<float>;
+template class StepLR<double>;
+template class ExponentialLR<float>;
+template class ExponentialLR<double>;
+template class CosineWarmupLR<float>;
+template class CosineWarmupLR<double>;
+
+}  // namespace xgrad::optim

@@ -1,0 +1,167 @@
+// optim/: every optimizer against torch.optim 1.13 over three steps (values produced by
+// `torch.optim.X(...)` from the same start and gradients, in float64), state that saves and
+// resumes exactly, and the learning-rate schedules.
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <numbers>
+
+#include <doctest/doctest.h>
+
+#include <xgrad/xgrad.hpp>
+
+using xgrad::Parameter;
+using xgrad::Tensor;
+namespace optim = xgrad::optim;
+
+namespace {
+using Make = std::function<std::unique_ptr<optim::Optimizer<double>>(std::vector<Parameter<double>>)>;
+
+const std::vector<Tensor<double>> gradients = {{0.5, -1.0}, {-1.0, 0.25}, {0.75, 2.0}};
+
+void expect_trajectory(const Make& make, const std::vector<std::array<double, 2>>& expected) {
+    Parameter<double> p(Tensor<double>{1.0, -2.0});
+    auto opt = make({p});
+    for (std::size_t s = 0; s < gradients.size(); ++s) {
+        p.grad() = gradients[s];
+        opt->step();
+        CAPTURE(s);
+        CHECK(p.value()(0) == doctest::Approx(expected[s][0]).epsilon(1e-12));
+        CHECK(p.value()(1) == doctest::Approx(expected[s][1]).epsilon(1e-12));
+    }
+}
+}  // namespace
+
+TEST_CASE("SGD, with momentum, dampening, weight decay and nesterov, matches torch.optim.SGD") {
+    expect_trajectory([](auto ps) { return std::make_unique<optim::SGD<double>>(ps, optim::SGDOptions(0.1)); },
+                      {{{0.95, -1.9}, {1.05, -1.925}, {0.975, -2.125}}});
+    expect_trajectory([](auto ps) {
+        return std::make_unique<optim::SGD<double>>(ps, optim::SGDOptions(0.1).momentum(0.9).dampening(0.1).weight_decay(0.01));
+    }, {{{0.949, -1.898}, {0.9922458999999999, -1.8269917999999998}, {0.9627741886899999, -1.94144012738}}});
+    expect_trajectory([](auto ps) {
+        return std::make_unique<optim::SGD<double>>(ps, optim::SGDOptions(0.1).momentum(0.9).nesterov(true));
+    }, {{{0.905, -1.81}, {1.0545, -1.7765}, {0.95655, -2.10385}}});
+}
+
+TEST_CASE("Adam (plain, and with weight decay and amsgrad) and AdamW match torch.optim") {
+    expect_trajectory([](auto ps) { return std::make_unique<optim::Adam<double>>(ps, optim::AdamOptions(0.1)); },
+                      {{{0.900000002, -1.900000001}, {0.9366103542405654, -1.8530531845234584},
+                        {0.9245056251892441, -1.893235643867778}}});
+    expect_trajectory([](auto ps) {
+        return std::make_unique<optim::Adam<double>>(ps, optim::AdamOptions(0.1).weight_decay(0.1).amsgrad(true));
+    }, {{{0.9000000016666666, -1.9000000008333333}, {0.9252635194456061, -1.8367957569894449},
+         {0.901627437293819, -1.8631547168238813}}});
+    expect_trajectory([](auto ps) { return std::make_unique<optim::AdamW<double>>(ps, optim::AdamOptions(0.1).weight_decay(0.01)); },
+                      {{{0.899000002, -1.898000001}, {0.9347113542385653, -1.8491551845224583},
+                        {0.9216719138330054, -1.8874884886822554}}});
+    Parameter<double> p(Tensor<double>{1.0});
+    CHECK(optim::AdamW<double>({p}).options().weight_decay() == 1e-2);  // torch's AdamW default
+}
+
+TEST_CASE("Adagrad and RMSprop match torch.optim") {
+    expect_trajectory([](auto ps) {
+        return std::make_unique<optim::Adagrad<double>>(
+            ps, optim::AdagradOptions(0.1).lr_decay(0.01).weight_decay(0.1).initial_accumulator_value(0.2));
+    }, {{{0.9198216274369869, -1.9062957428741534}, {0.9962275619430074, -1.9108809678785086},
+         {0.9388343992580436, -1.9908690213875513}}});
+    expect_trajectory([](auto ps) { return std::make_unique<optim::RMSprop<double>>(ps, optim::RMSpropOptions(0.01)); },
+                      {{{0.900000019999996, -1.900000009999999}, {0.9895323081911337, -1.9243685165661313},
+                        {0.9335921408287796, -2.0134381433072908}}});
+    expect_trajectory([](auto ps) {
+        return std::make_unique<optim::RMSprop<double>>(
+            ps, optim::RMSpropOptions(0.01).alpha(0.9).momentum(0.5).centered(true).weight_decay(0.1));
+    }, {{{0.9666666685185185, -1.9666666675925926}, {0.9769105591555269, -1.9515438276341102},
+         {0.9615778582396083, -1.971351059033952}}});
+}
+
+TEST_CASE("optimizer state saves and resumes exactly: N + N steps equal 2N steps, bit for bit") {
+    auto gradient = [](int step) { return Tensor<float>{std::sin(step * 1.0f), std::cos(step * 0.7f), 0.1f * step}; };
+    auto run = [&](auto make, int first, int second, bool through_file) {
+        Parameter<float> p(Tensor<float>{0.5f, -0.25f, 1.0f});
+        auto opt = make(std::vector<Parameter<float>>{p});
+        for (int s = 0; s < first; ++s) {
+            p.grad() = gradient(s);
+            opt->step();
+        }
+        if (through_file) {
+            auto bytes = xgrad::serialize_safetensors(opt->state_dict());
+            auto fresh = make(std::vector<Parameter<float>>{p});
+            fresh->load_state_dict(xgrad::parse_safetensors<float>(bytes.data(), bytes.size(), "state"));
+            opt = std::move(fresh);
+        }
+        for (int s = first; s < first + second; ++s) {
+            p.grad() = gradient(s);
+            opt->step();
+        }
+        return Tensor<float>(p.value());
+    };
+    using MakeF = std::function<std::unique_ptr<optim::Optimizer<float>>(std::vector<Parameter<float>>)>;
+    const std::vector<MakeF> float_makers = {
+        [](auto ps) { return std::make_unique<optim::SGD<float>>(ps, optim::SGDOptions(0.1).momentum(0.9)); },
+        [](auto ps) { return std::make_unique<optim::Adam<float>>(ps, optim::AdamOptions(0.01).amsgrad(true)); },
+        [](auto ps) { return std::make_unique<optim::AdamW<float>>(ps); },
+        [](auto ps) { return std::make_unique<optim::Adagrad<float>>(ps); },
+        [](auto ps) { return std::make_unique<optim::RMSprop<float>>(ps, optim::RMSpropOptions().centered(true).momentum(0.3)); },
+    };
+    for (const auto& make : float_makers) {
+        const Tensor<float> straight = run(make, 10, 10, false);
+        const Tensor<float> resumed = run(make, 10, 10, true);
+        CHECK(straight == resumed);
+        CHECK(run(make, 10, 0, false) != straight);  // the second half did move the parameters
+    }
+}
+
+TEST_CASE("optimizer state loading refuses what does not fit") {
+    Parameter<float> p(Tensor<float>{1.0f, 2.0f});
+    optim::Adam<float> adam({p});
+    optim::SGD<float> sgd({p}, optim::SGDOptions(0.1));
+    CHECK_THROWS_WITH_AS(adam.load_state_dict(sgd.state_dict()), "Adam.load_state_dict: the state belongs to optimizer SGD",
+                         std::invalid_argument);
+    auto state = adam.state_dict();
+    state.tensors["exp_avg.0"] = Tensor<float>{1.0f};
+    CHECK_THROWS_WITH_AS(adam.load_state_dict(state), "Adam.load_state_dict: 'exp_avg.0' has shape (1,), parameter 0 has shape (2,)",
+                         xgrad::ShapeError);
+    state = adam.state_dict();
+    state.tensors.erase("exp_avg_sq.0");
+    CHECK_THROWS_AS(adam.load_state_dict(state), std::invalid_argument);
+    state = adam.state_dict();
+    state.metadata["step"] = "seven";
+    CHECK_THROWS_WITH_AS(adam.load_state_dict(state), "Adam.load_state_dict: malformed step or lr", std::invalid_argument);
+    CHECK_THROWS_AS(optim::Adam<float>({p}, optim::AdamOptions(0.1).beta1(1.0)), std::invalid_argument);
+    CHECK_THROWS_AS(optim::SGD<float>({p}, optim::SGDOptions(-1.0)), std::invalid_argument);
+    CHECK_THROWS_AS(optim::SGD<float>({p}, optim::SGDOptions(0.1).nesterov(true)), std::invalid_argument);
+}
+
+TEST_CASE("learning-rate schedules") {
+    Parameter<double> p(Tensor<double>{1.0});
+    optim::SGD<double> opt({p}, optim::SGDOptions(1.0));
+    optim::StepLR<double> step(opt, 3, 0.5);
+    std::vector<double> seen;
+    for (int i = 0; i < 7; ++i) {
+        seen.push_back(opt.lr());
+        step.step();
+    }
+    CHECK(seen == std::vector<double>{1, 1, 1, 0.5, 0.5, 0.5, 0.25});
+
+    optim::SGD<double> opt2({p}, optim::SGDOptions(2.0));
+    optim::ExponentialLR<double> expo(opt2, 0.9);
+    expo.step();
+    expo.step();
+    CHECK(opt2.lr() == doctest::Approx(2.0 * 0.81));
+
+    optim::SGD<double> opt3({p}, optim::SGDOptions(1.0));
+    optim::CosineWarmupLR<double> cosine(opt3, 4, 14, 0.1);
+    CHECK(opt3.lr() == doctest::Approx(0.25));  // warmup: (0 + 1) / 4
+    cosine.set_last_epoch(3);
+    CHECK(opt3.lr() == doctest::Approx(1.0));
+    cosine.set_last_epoch(4);
+    CHECK(opt3.lr() == doctest::Approx(1.0));  // cosine starts at the base
+    cosine.set_last_epoch(9);
+    CHECK(opt3.lr() == doctest::Approx(0.1 + 0.9 * 0.5));  // half way
+    cosine.set_last_epoch(14);
+    CHECK(opt3.lr() == doctest::Approx(0.1));
+    cosine.set_last_epoch(100);
+    CHECK(opt3.lr() == doctest::Approx(0.1));
+    CHECK_THROWS_AS(optim::CosineWarmupLR<double>(opt3, 5, 5), std::invalid_argument);
+    CHECK_THROWS_AS(optim::StepLR<double>(opt3, 0), std::invalid_argument);
+}
