@@ -87,6 +87,8 @@ class RNN : public Module<T> {
     RNNSpec spec() const;
     // Per (layer, direction), in the kernel's order: weight_ih, weight_hh, then bias_ih, bias_hh.
     const std::vector<Parameter<T>>& flat_weights() const { return weights_; }
+    // The generator inter-layer dropout masks come from (its state belongs in a checkpoint).
+    Generator& dropout_generator() { return dropout_generator_; }
 
     // When on, backward records ||∂L/∂h_t|| for every layer, direction and step (both
     // implementations); read it with hidden_grad_norms() after backward: (layers * directions, T).

@@ -88,6 +88,13 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
     return c;
 }
 
+void set_blas_threads(int threads) {
+    if (threads < 1) throw std::invalid_argument(fmt::format("set_blas_threads: {} threads", threads));
+    openblas_set_num_threads(threads);
+}
+
+int blas_threads() { return openblas_get_num_threads(); }
+
 template void gemm<float>(bool, bool, float, const Tensor<float>&, const Tensor<float>&, float, Tensor<float>&);
 template void gemm<double>(bool, bool, double, const Tensor<double>&, const Tensor<double>&, double,
                            Tensor<double>&);

@@ -23,4 +23,8 @@ void gemm(bool trans_a, bool trans_b, T alpha, const Tensor<T>& a, const Tensor<
 template <class T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
 
+// BLAS's own worker threads (OpenBLAS honours OPENBLAS_NUM_THREADS at start-up; this changes it later).
+void set_blas_threads(int threads);
+int blas_threads();
+
 }  // namespace xgrad

@@ -1,5 +1,6 @@
 #include "safetensors.hpp"
 
+#include <csignal>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -607,7 +608,31 @@ void save_safetensors(const std::string& path, const TensorFile<T>& file) {
     write_file_atomic(path, serialize_safetensors(file));
 }
 
+namespace {
+// A writer killed mid-save leaves its temporary file behind. Those of processes that no longer
+// exist are removed, so repeated crashes do not litter the folder; a live writer's file is left alone.
+void remove_stale_temporaries(const std::string& path) {
+    namespace fs = std::filesystem;
+    const fs::path target(path);
+    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    const std::string prefix = target.filename().string() + ".tmp.";
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (!name.starts_with(prefix)) continue;
+        const std::string rest = name.substr(prefix.size());  // "<pid>.<counter>"
+        const std::size_t dot = rest.find('.');
+        if (dot == 0 || dot == std::string::npos || rest.find_first_not_of("0123456789.") != std::string::npos) continue;
+        const long pid = std::strtol(rest.substr(0, dot).c_str(), nullptr, 10);
+        if (pid > 0 && pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+            fs::remove(entry.path(), ec);
+        }
+    }
+}
+}  // namespace
+
 void write_file_atomic(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+    remove_stale_temporaries(path);
     TempFile temp(path);
     write_all(temp.fd(), bytes.data(), bytes.size(), path);
     if (::fsync(temp.fd()) != 0) fail_io("cannot sync the temporary file for", path, errno);

@@ -1,0 +1,114 @@
+#include "checkpoint.hpp"
+
+#include <fmt/format.h>
+
+namespace charlm {
+
+namespace {
+const std::string model_prefix = "model.", optimizer_prefix = "optimizer.", hidden_key = "state.hidden";
+
+std::int64_t parse_int(const std::string& path, const std::string& key, const std::string& text) {
+    std::size_t used = 0;
+    long long value = -1;
+    try {
+        value = std::stoll(text, &used);
+    } catch (const std::logic_error&) {
+        used = 0;
+    }
+    if (used != text.size() || text.empty() || value < 0) {
+        throw InputError(fmt::format("checkpoint {}: metadata '{}' is not a non-negative integer", path, key));
+    }
+    return value;
+}
+}  // namespace
+
+void save_checkpoint(const std::string& path, const TrainingState& state, CharLM& model,
+                     const xgrad::optim::Optimizer<float>& optimizer) {
+    xgrad::TensorFile<float> file;
+    for (auto& [name, value] : model.state_dict()) file.tensors[model_prefix + name] = std::move(value);
+    const xgrad::TensorFile<float> opt = optimizer.state_dict();
+    for (const auto& [name, value] : opt.tensors) file.tensors[optimizer_prefix + name] = value;
+    for (const auto& [key, value] : opt.metadata) file.metadata[optimizer_prefix + key] = value;
+    file.tensors[hidden_key] = state.hidden;
+    nlohmann::json vocabulary = nlohmann::json::array();
+    for (char32_t c : state.vocabulary.symbols()) vocabulary.push_back(static_cast<std::uint32_t>(c));
+    file.metadata["format"] = "xgrad-charlm";
+    file.metadata["format_version"] = std::to_string(checkpoint_format_version);
+    file.metadata["config"] = state.config.to_json().dump();
+    file.metadata["vocabulary"] = vocabulary.dump();
+    file.metadata["step"] = std::to_string(state.step);
+    file.metadata["data_position"] = std::to_string(state.data_position);
+    file.metadata["train_chars"] = std::to_string(state.train_chars);
+    file.metadata["dropout_rng"] = model.rnn.dropout_generator().state();
+    xgrad::save_safetensors(path, file);
+}
+
+Checkpoint read_checkpoint(const std::string& path) {
+    Checkpoint c;
+    c.path = path;
+    try {
+        c.file = xgrad::load_safetensors<float>(path);
+    } catch (const std::exception& e) {
+        throw InputError(fmt::format("checkpoint {}", e.what()));
+    }
+    auto meta = [&](const std::string& key) -> const std::string& {
+        auto it = c.file.metadata.find(key);
+        if (it == c.file.metadata.end()) throw InputError(fmt::format("checkpoint {}: no '{}' in its metadata", path, key));
+        return it->second;
+    };
+    auto found = c.file.metadata.find("format");
+    if (found == c.file.metadata.end() || found->second != "xgrad-charlm") {
+        throw InputError(fmt::format("checkpoint {}: not an xgrad-charlm checkpoint (no format 'xgrad-charlm' in its metadata)", path));
+    }
+    const std::int64_t version = parse_int(path, "format_version", meta("format_version"));
+    if (version > checkpoint_format_version) {
+        throw InputError(fmt::format("checkpoint {}: format version {} is newer than this program reads ({})", path,
+                                     version, checkpoint_format_version));
+    }
+    try {
+        c.state.config = Config::from_json(nlohmann::json::parse(meta("config")));
+        std::u32string symbols;
+        for (const auto& v : nlohmann::json::parse(meta("vocabulary"))) symbols.push_back(v.get<std::uint32_t>());
+        c.state.vocabulary = Vocabulary(std::move(symbols));
+    } catch (const nlohmann::json::exception& e) {
+        throw InputError(fmt::format("checkpoint {}: malformed configuration or vocabulary: {}", path, e.what()));
+    } catch (const InputError& e) {
+        throw InputError(fmt::format("checkpoint {}: {}", path, e.what()));
+    }
+    const Config& cfg = c.state.config;
+    if (c.state.vocabulary.size() < 2 || cfg.hidden == 0 || cfg.layers == 0 || cfg.batch == 0 || cfg.seq == 0) {
+        throw InputError(fmt::format("checkpoint {}: implausible configuration {}", path, meta("config")));
+    }
+    c.state.step = parse_int(path, "step", meta("step"));
+    c.state.data_position = static_cast<std::size_t>(parse_int(path, "data_position", meta("data_position")));
+    c.state.train_chars = static_cast<std::size_t>(parse_int(path, "train_chars", meta("train_chars")));
+    auto hidden = c.file.tensors.find(hidden_key);
+    const xgrad::Shape expected = {cfg.layers, cfg.batch, cfg.hidden};
+    if (hidden == c.file.tensors.end() || xgrad::shape_of(hidden->second) != expected) {
+        throw InputError(fmt::format("checkpoint {}: '{}' missing or not of shape {}", path, hidden_key, xgrad::shape_str(expected)));
+    }
+    c.state.hidden = hidden->second;
+    meta("dropout_rng");
+    return c;
+}
+
+void restore(const Checkpoint& c, CharLM& model, xgrad::optim::Optimizer<float>* optimizer) {
+    try {
+        xgrad::nn::StateDict<float> weights;
+        xgrad::TensorFile<float> opt;
+        for (const auto& [name, value] : c.file.tensors) {
+            if (name.starts_with(model_prefix)) weights[name.substr(model_prefix.size())] = value;
+            if (name.starts_with(optimizer_prefix)) opt.tensors[name.substr(optimizer_prefix.size())] = value;
+        }
+        for (const auto& [key, value] : c.file.metadata) {
+            if (key.starts_with(optimizer_prefix)) opt.metadata[key.substr(optimizer_prefix.size())] = value;
+        }
+        model.load_state_dict(weights);
+        model.rnn.dropout_generator().set_state(c.file.metadata.at("dropout_rng"));
+        if (optimizer) optimizer->load_state_dict(opt);
+    } catch (const std::exception& e) {
+        throw InputError(fmt::format("checkpoint {}: {}", c.path, e.what()));
+    }
+}
+
+}  // namespace charlm

@@ -1,0 +1,79 @@
+// xgrad-charlm: train a character-level language model on any text, sample it, evaluate it.
+//
+//   xgrad-charlm train --corpus book.txt --hidden 256 --steps 3000 --out book.safetensors
+//   xgrad-charlm sample --checkpoint book.safetensors --prime "The " --length 400
+//   xgrad-charlm eval --checkpoint book.safetensors --corpus other.txt
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "training.hpp"
+
+int main(int argc, char** argv) {
+    CLI::App app{"Train a character-level language model with xgrad, sample it, and evaluate it."};
+    app.require_subcommand(1);
+    const auto positive = CLI::Range(1, 1 << 30);
+
+    charlm::TrainArgs t;
+    auto* train = app.add_subcommand("train", "train a model on a text corpus (checkpointing as it goes)");
+    train->add_option("--corpus", t.corpus, "a UTF-8 text file, or a folder of them")->capture_default_str();
+    train->add_option("--cell", t.config.cell, "recurrent cell")->check(CLI::IsMember({"rnn"}))->capture_default_str();
+    train->add_option("--hidden", t.config.hidden, "hidden size")->check(positive)->capture_default_str();
+    train->add_option("--layers", t.config.layers, "stacked layers")->check(positive)->capture_default_str();
+    train->add_option("--seq", t.config.seq, "characters per stream per step (BPTT length)")->check(positive)->capture_default_str();
+    train->add_option("--batch", t.config.batch, "parallel streams")->check(positive)->capture_default_str();
+    train->add_option("--steps", t.steps, "train until this many steps in total (default 2000 without --time-limit)")
+        ->check(positive);
+    train->add_option("--time-limit", t.time_limit, "stop after this many seconds")->check(CLI::PositiveNumber);
+    train->add_option("--lr", t.config.lr, "learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+    train->add_option("--optimizer", t.config.optimizer, "sgd, momentum, adam, adamw, adagrad or rmsprop")
+        ->check(CLI::IsMember({"sgd", "momentum", "adam", "adamw", "adagrad", "rmsprop"}))->capture_default_str();
+    train->add_option("--clip", t.config.clip, "clip the global gradient norm to this")->check(CLI::PositiveNumber)->capture_default_str();
+    train->add_option("--dropout", t.config.dropout, "dropout between layers, in [0, 1)")->check(CLI::Range(0.0, 0.999999))
+        ->capture_default_str();
+    train->add_option("--seed", t.config.seed, "random seed")->capture_default_str();
+    train->add_option("--impl", t.config.impl, "graph (primitive ops) or fused (handwritten BPTT): same numbers")
+        ->check(CLI::IsMember({"graph", "fused"}))->capture_default_str();
+    train->add_option("--val-fraction", t.config.val_fraction, "the last part of the corpus held out for validation")
+        ->check(CLI::Range(0.0, 0.9))->capture_default_str();
+    train->add_option("--eval-every", t.eval_every, "validate every N steps (0: only at the end)")->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    train->add_option("--out", t.out, "checkpoint to write")->capture_default_str();
+    train->add_option("--save-every", t.save_every, "also checkpoint every N steps (0: only at the end)")
+        ->check(CLI::NonNegativeNumber)->capture_default_str();
+    train->add_option("--resume", t.resume, "continue training from this checkpoint");
+    train->add_option("--threads", t.threads, "BLAS threads (default: as the environment sets)")->check(CLI::Range(1, 256));
+    train->add_option("--metrics", t.metrics, "append a CSV row per evaluation to this file");
+
+    charlm::SampleArgs s;
+    auto* sample = app.add_subcommand("sample", "generate text from a checkpoint");
+    sample->add_option("--checkpoint", s.checkpoint, "a checkpoint written by train")->required();
+    sample->add_option("--prime", s.prime, "text to start from");
+    sample->add_option("--length", s.length, "characters to generate")->check(positive)->capture_default_str();
+    sample->add_option("--temperature", s.temperature, "softmax temperature")->check(CLI::PositiveNumber)->capture_default_str();
+    sample->add_option("--top-k", s.top_k, "sample among the k most likely characters (0: all)")->capture_default_str();
+    sample->add_option("--seed", s.seed, "random seed")->capture_default_str();
+
+    charlm::EvalArgs e;
+    auto* eval = app.add_subcommand("eval", "bits per character of a checkpoint on a text");
+    eval->add_option("--checkpoint", e.checkpoint, "a checkpoint written by train")->required();
+    eval->add_option("--corpus", e.corpus, "a UTF-8 text file, or a folder of them")->required();
+
+    CLI11_PARSE(app, argc, argv);
+    try {
+        if (train->parsed()) {
+            for (const char* flag : {"cell", "hidden", "layers", "seq", "batch", "dropout", "lr", "clip", "optimizer", "seed"}) {
+                if (train->count(std::string("--") + flag) > 0) t.explicit_flags.emplace_back(flag);
+            }
+            if (train->count("--val-fraction") > 0) t.explicit_flags.emplace_back("val_fraction");
+            return charlm::train(t);
+        }
+        if (sample->parsed()) return charlm::sample(s);
+        return charlm::evaluate(e);
+    } catch (const std::exception& error) {
+        std::fflush(stdout);
+        fmt::print(stderr, "xgrad-charlm: {}\n", error.what());
+        return 1;
+    }
+}

@@ -1,0 +1,49 @@
+// The character-level language model: one-hot characters -> RNN -> Linear -> next-character
+// logits, its configuration, and its optimizer.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <xgrad/xgrad.hpp>
+
+namespace charlm {
+
+struct Config {
+    std::string cell = "rnn";
+    std::size_t hidden = 256, layers = 1, seq = 64, batch = 32;
+    double dropout = 0.0, lr = 2e-3, clip = 5.0, val_fraction = 0.1;
+    std::string optimizer = "adam";
+    std::string impl = "fused";
+    std::uint64_t seed = 1;
+
+    nlohmann::json to_json() const;
+    static Config from_json(const nlohmann::json& j);  // throws nlohmann::json::exception if malformed
+};
+
+struct Output {
+    xgrad::Var<float> logits;  // (T, B, vocabulary)
+    xgrad::Var<float> h_n;     // (layers, B, hidden)
+};
+
+class CharLM : public xgrad::nn::Module<float> {
+  public:
+    CharLM(const Config& config, std::size_t vocabulary, xgrad::Generator& gen);
+    // inputs (T, B) of vocabulary indices; h0 (layers, B, hidden); lengths as nn::RNN.
+    Output forward(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const xgrad::Tensor<float>& h0,
+                   const std::vector<std::int64_t>& lengths = {});
+    xgrad::Tensor<float> zero_state(std::size_t batch) const;
+    std::size_t vocabulary() const { return vocabulary_; }
+
+    xgrad::nn::RNN<float> rnn;
+    xgrad::nn::Linear<float> head;
+
+  private:
+    std::size_t vocabulary_;
+};
+
+std::unique_ptr<xgrad::optim::Optimizer<float>> make_optimizer(const std::string& name,
+                                                               std::vector<xgrad::Parameter<float>> params, double lr);
+
+}  // namespace charlm

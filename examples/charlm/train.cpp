@@ -1,0 +1,225 @@
+// xgrad-charlm train: contiguous streams through the training text, the hidden state carried
+// from chunk to chunk (truncated BPTT), periodic validation, atomic checkpoints.
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <numbers>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "checkpoint.hpp"
+#include "training.hpp"
+
+namespace charlm {
+
+namespace {
+std::atomic<bool> interrupted{false};
+extern "C" void on_interrupt(int) { interrupted = true; }
+
+// --out must be writable before hours of training depend on it.
+void check_output_path(const std::string& out) {
+    namespace fs = std::filesystem;
+    const fs::path path(out);
+    if (fs::is_directory(path)) throw InputError(fmt::format("--out {}: is a folder, not a file name", out));
+    const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+    if (!fs::is_directory(dir)) throw InputError(fmt::format("--out {}: folder {} does not exist", out, dir.string()));
+    // Creating a file is the only reliable test (permissions, read-only mounts, root's privileges alike).
+    const fs::path probe = dir / fmt::format(".xgrad-charlm-probe.{}", ::getpid());
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        throw InputError(fmt::format("--out {}: folder {} is not writable: {}", out, dir.string(), std::strerror(errno)));
+    }
+    ::close(fd);
+    ::unlink(probe.c_str());
+}
+
+// B contiguous streams through the training text; a batch is the next seq characters of each.
+class Streams {
+  public:
+    Streams(const std::vector<std::int64_t>& ids, std::size_t batch, std::size_t seq)
+        : ids_(ids), batch_(batch), seq_(seq), length_(ids.size() / batch) {}
+    std::size_t length() const { return length_; }
+    bool fits(std::size_t position) const { return position + seq_ + 1 <= length_; }
+    void fill(std::size_t position, xgrad::Indices& inputs, xgrad::Indices& targets) const {
+        for (std::size_t t = 0; t < seq_; ++t) {
+            for (std::size_t b = 0; b < batch_; ++b) {
+                const std::size_t at = b * length_ + position + t;
+                inputs(t, b) = ids_[at];
+                targets(t, b) = ids_[at + 1];
+            }
+        }
+    }
+
+  private:
+    const std::vector<std::int64_t>& ids_;
+    std::size_t batch_, seq_, length_;
+};
+
+std::string duration(double seconds) {
+    if (!std::isfinite(seconds) || seconds < 0) return "-";
+    const auto s = static_cast<long>(seconds + 0.5);
+    return s >= 3600 ? fmt::format("{}h{:02}m", s / 3600, s / 60 % 60) : fmt::format("{}m{:02}s", s / 60, s % 60);
+}
+
+std::string bpc_text(double bpc) { return std::isnan(bpc) ? "-" : fmt::format("{:.4f}", bpc); }
+}  // namespace
+
+int train(const TrainArgs& args) {
+    using clock = std::chrono::steady_clock;
+    check_output_path(args.out);
+    if (args.threads > 0) xgrad::set_blas_threads(args.threads);
+
+    std::optional<Checkpoint> resumed;
+    Config config = args.config;
+    if (!args.resume.empty()) {
+        resumed = read_checkpoint(args.resume);
+        const Config& saved = resumed->state.config;
+        const nlohmann::json given = config.to_json(), stored = saved.to_json();
+        for (const std::string& flag : args.explicit_flags) {
+            if (given.at(flag) != stored.at(flag)) {
+                throw InputError(fmt::format("--resume {}: the checkpoint has {} {}, but --{} {} was given", args.resume,
+                                             flag, stored.at(flag).dump(), flag, given.at(flag).dump()));
+            }
+        }
+        config = saved;
+    }
+
+    Corpus corpus = load_corpus(args.corpus);
+    if (!corpus.skipped.empty()) {
+        std::string names;
+        for (const auto& s : corpus.skipped) names += (names.empty() ? "" : ", ") + s;
+        fmt::print(stderr, "warning: skipped {} files of {} that are not UTF-8 text: {}\n", corpus.skipped.size(), args.corpus, names);
+    }
+    const Vocabulary vocabulary = Vocabulary::of(corpus.text);
+    if (vocabulary.size() < 2) {
+        throw InputError(fmt::format("corpus {}: it has a single distinct character ({}): nothing to learn", args.corpus,
+                                     describe(vocabulary.symbol(0))));
+    }
+    const std::vector<std::int64_t> ids = encode(vocabulary, corpus.text);
+    const auto val_size = static_cast<std::size_t>(std::floor(static_cast<double>(ids.size()) * config.val_fraction));
+    if (config.val_fraction > 0 && val_size < 2) {
+        throw InputError(fmt::format("corpus {}: {} characters leave {} for the validation split (--val-fraction {}); "
+                                     "it needs at least 2", args.corpus, ids.size(), val_size, config.val_fraction));
+    }
+    const std::vector<std::int64_t> train_ids(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(val_size));
+    const std::vector<std::int64_t> val_ids(ids.end() - static_cast<std::ptrdiff_t>(val_size), ids.end());
+    const Streams streams(train_ids, config.batch, config.seq);
+    if (!streams.fits(0)) {
+        throw InputError(fmt::format("corpus {}: the training part has {} characters, too few for one batch of {} streams "
+                                     "of {} + 1 characters (lower --batch or --seq, or use a longer corpus)",
+                                     args.corpus, train_ids.size(), config.batch, config.seq));
+    }
+    if (resumed) {
+        if (!(resumed->state.vocabulary == vocabulary)) {
+            throw InputError(fmt::format("--resume {}: the corpus has {} distinct characters, the checkpoint's vocabulary {}; "
+                                         "resume on the corpus it was trained on", args.resume, vocabulary.size(),
+                                         resumed->state.vocabulary.size()));
+        }
+        if (resumed->state.train_chars != train_ids.size() || !streams.fits(resumed->state.data_position)) {
+            throw InputError(fmt::format("--resume {}: the checkpoint was trained on {} training characters, this corpus has {}",
+                                         args.resume, resumed->state.train_chars, train_ids.size()));
+        }
+    }
+
+    xgrad::Generator init(config.seed);
+    CharLM model(config, vocabulary.size(), init);
+    auto optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr);
+    TrainingState state{config, vocabulary, 0, 0, train_ids.size(), model.zero_state(config.batch)};
+    if (resumed) {
+        restore(*resumed, model, optimizer.get());
+        state.step = resumed->state.step;
+        state.data_position = resumed->state.data_position;
+        state.hidden = resumed->state.hidden;
+    }
+    const std::int64_t total_steps = args.steps.value_or(args.time_limit ? std::numeric_limits<std::int64_t>::max() : 2000);
+
+    std::ofstream metrics;
+    if (!args.metrics.empty()) {
+        const bool fresh = !std::filesystem::exists(args.metrics) || !resumed;
+        metrics.open(args.metrics, fresh ? std::ios::trunc : std::ios::app);
+        if (!metrics) throw InputError(fmt::format("--metrics {}: cannot open for writing", args.metrics));
+        if (fresh) metrics << "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n";
+    }
+    const bool terminal = ::isatty(STDERR_FILENO) != 0;
+    fmt::print(stderr, "{} {} characters ({} training, {} validation), vocabulary {}, {} parameters, {}{} steps\n",
+               resumed ? "resuming from " + args.resume + ":" : "training on", ids.size(), train_ids.size(), val_ids.size(),
+               vocabulary.size(), model.parameter_count(), resumed ? fmt::format("step {} of ", state.step) : "",
+               args.steps || !args.time_limit ? std::to_string(total_steps) : "time-limited");
+
+    std::signal(SIGINT, on_interrupt);
+    std::signal(SIGTERM, on_interrupt);
+    xgrad::Indices inputs = xgrad::Indices::from_shape({config.seq, config.batch});
+    xgrad::Indices targets = xgrad::Indices::from_shape({config.seq, config.batch});
+    const auto start = clock::now();
+    auto elapsed = [&] { return std::chrono::duration<double>(clock::now() - start).count(); };
+    const std::int64_t first_step = state.step;
+    double train_loss = NAN, val_bpc = NAN;
+    auto save = [&] {
+        save_checkpoint(args.out, state, model, *optimizer);
+    };
+    while (state.step < total_steps && !(args.time_limit && elapsed() >= *args.time_limit) && !interrupted) {
+        streams.fill(state.data_position, inputs, targets);
+        xgrad::Graph<float> g;
+        Output out = model.forward(g, inputs, state.hidden);
+        auto loss = xgrad::cross_entropy(out.logits, targets);
+        model.zero_grad();
+        loss.backward();
+        const double norm = xgrad::nn::clip_grad_norm(model.parameters(), config.clip);
+        if (!std::isfinite(loss.item()) || !std::isfinite(norm)) {
+            throw std::runtime_error(fmt::format("step {}: the loss ({}) or the gradient norm ({}) is not finite; "
+                                                 "the last checkpoint is kept (lower --lr?)", state.step + 1, loss.item(), norm));
+        }
+        optimizer->step();
+        ++state.step;
+        state.hidden = out.h_n.value();
+        state.data_position += config.seq;
+        if (!streams.fits(state.data_position)) {  // a new pass over the text starts from a fresh state
+            state.data_position = 0;
+            state.hidden = model.zero_state(config.batch);
+        }
+        train_loss = loss.item();
+        const double seconds = elapsed();
+        const double chars_per_s = static_cast<double>((state.step - first_step) * static_cast<std::int64_t>(config.batch * config.seq)) / seconds;
+        const bool finishing = state.step == total_steps || (args.time_limit && seconds >= *args.time_limit);
+        if ((args.eval_every > 0 && state.step % args.eval_every == 0) || finishing) {
+            val_bpc = val_ids.empty() ? NAN : bits_per_char(model, val_ids);
+            if (metrics) {
+                metrics << fmt::format("{},{:.6f},{:.6f},{},{:.1f},{:.3f}\n", state.step, train_loss,
+                                       train_loss / std::numbers::ln2, bpc_text(val_bpc), chars_per_s, elapsed());
+                metrics.flush();
+            }
+        }
+        if (args.save_every > 0 && state.step % args.save_every == 0) save();
+        double eta = seconds / static_cast<double>(state.step - first_step) * static_cast<double>(total_steps - state.step);
+        if (args.time_limit) eta = std::min(eta, *args.time_limit - seconds);
+        const std::string line = fmt::format("step {} loss {:.4f} train {:.3f} bpc val {} bpc {:.0f} chars/s ETA {}", state.step,
+                                             train_loss, train_loss / std::numbers::ln2, bpc_text(val_bpc), chars_per_s, duration(eta));
+        if (terminal) {
+            fmt::print(stderr, "\r{:<100}", line);
+        } else if (state.step % 100 == 0 || (args.eval_every > 0 && state.step % args.eval_every == 0)) {
+            fmt::print(stderr, "{}\n", line);
+        }
+    }
+    if (terminal) fmt::print(stderr, "\n");
+    if (std::isnan(val_bpc) && !val_ids.empty()) val_bpc = bits_per_char(model, val_ids);
+    save();
+    const double seconds = elapsed();
+    if (interrupted) fmt::print(stderr, "interrupted: checkpoint saved at step {}\n", state.step);
+    fmt::print("final validation: {} bits per character\n", bpc_text(val_bpc));
+    fmt::print("steps {} (this run {}), wall time {:.1f} s, {:.0f} characters/s, {} parameters\n", state.step,
+               state.step - first_step, seconds,
+               static_cast<double>((state.step - first_step) * static_cast<std::int64_t>(config.batch * config.seq)) / seconds,
+               model.parameter_count());
+    fmt::print("checkpoint: {}\n", args.out);
+    return interrupted ? 130 : 0;
+}
+
+}  // namespace charlm

@@ -1,0 +1,299 @@
+// xgrad-charlm: the UTF-8 decoder and corpus reader, checkpoints (exact resume, a writer killed
+// mid-save), and the program itself through real runs, including every bad input it must refuse.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include "checkpoint.hpp"
+#include "corpus.hpp"
+#include "training.hpp"
+
+namespace fs = std::filesystem;
+using charlm::decode_utf8;
+using charlm::Utf8Error;
+
+namespace {
+fs::path scratch() {
+    static const fs::path dir = [] {
+        fs::path d = fs::temp_directory_path() / fmt::format("xgrad_test_charlm_{}", ::getpid());
+        fs::create_directories(d);
+        return d;
+    }();
+    return dir;
+}
+
+void write(const fs::path& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary) << bytes;
+}
+
+std::string read(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Deterministic English-like text of about n characters, with a few non-ASCII letters.
+std::string words(std::size_t n, unsigned seed = 1) {
+    const char* vocab[] = {"the ", "cat ", "sat ", "on ", "a ", "mat ", "and ", "dog ", "ran ", "café ", "naïve ", "\n"};
+    std::mt19937 rng(seed);
+    std::string out;
+    while (out.size() < n) out += vocab[rng() % 12];
+    return out;
+}
+
+struct Run {
+    int code;
+    std::string output;  // stdout and stderr together
+};
+
+Run run(const std::string& args) {
+    const std::string command = fmt::format("{} {} 2>&1", XGRAD_CHARLM, args);
+    FILE* pipe = ::popen(command.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string output;
+    char buffer[4096];
+    while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+    const int status = ::pclose(pipe);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
+}
+
+// A tiny configuration that trains in a fraction of a second.
+const std::string tiny = "--hidden 12 --seq 8 --batch 4 --eval-every 5";
+
+fs::path small_corpus() {
+    const fs::path p = scratch() / "small.txt";
+    if (!fs::exists(p)) write(p, words(6000));
+    return p;
+}
+
+// Error output is one line naming the culprit.
+void expect_refusal(const Run& r, const std::string& needle) {
+    CAPTURE(r.output);
+    CHECK(r.code != 0);
+    CHECK(r.output.find(needle) != std::string::npos);
+    CHECK(r.output.find("terminate") == std::string::npos);
+}
+}  // namespace
+
+TEST_CASE("UTF-8: strict decoding with the byte offset of the first error") {
+    Utf8Error e;
+    CHECK(decode_utf8("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", e) == std::u32string{U'a', 0xE9, 0x20AC, 0x1F600});
+    struct Bad {
+        std::string bytes;
+        std::size_t offset;
+        std::string reason;
+    };
+    for (const Bad& bad : {Bad{"ab\x80", 2, "invalid byte 0x80"}, Bad{"a\xc0\xaf", 1, "overlong"},
+                           Bad{"\xed\xa0\x80", 0, "U+D800"}, Bad{"xy\xe2\x82", 2, "truncated"},
+                           Bad{"\xf4\x90\x80\x80", 0, "U+110000"}, Bad{"\xc3(", 0, "does not continue"},
+                           Bad{std::string("ok\0", 3), 2, "NUL"}}) {
+        CAPTURE(bad.reason);
+        CHECK_FALSE(decode_utf8(bad.bytes, e));
+        CHECK(e.offset == bad.offset);
+        CHECK(e.reason.find(bad.reason) != std::string::npos);
+    }
+    CHECK(decode_utf8(std::string("a\0b", 3), e, false) == std::u32string{U'a', 0, U'b'});
+    const std::u32string all = {U'x', 0x7FF, 0x800, 0xFFFF, 0x10000, 0x10FFFF};
+    CHECK(decode_utf8(charlm::encode_utf8(all), e) == all);
+}
+
+TEST_CASE("corpus: files, folders in name order, and every refusal") {
+    const fs::path dir = scratch() / "folder";
+    fs::create_directories(dir);
+    write(dir / "b.txt", "second");
+    write(dir / "a.txt", "first ");
+    write(dir / "c.dat", std::string("\x00\x01\x02", 3));
+    fs::create_symlink(dir / "a.txt", dir / "d.link");
+    charlm::Corpus c = charlm::load_corpus(dir.string());
+    CHECK(c.text == U"first second");
+    CHECK(c.skipped == std::vector<std::string>{"c.dat"});
+    CHECK(c.files.size() == 2);
+
+    using charlm::InputError;
+    CHECK_THROWS_WITH_AS(charlm::load_corpus((scratch() / "missing.txt").string()), doctest::Contains("no such file or folder"),
+                         InputError);
+    write(scratch() / "empty.txt", "");
+    CHECK_THROWS_WITH_AS(charlm::load_corpus((scratch() / "empty.txt").string()), doctest::Contains("the file is empty"), InputError);
+    write(scratch() / "latin1.txt", "caf\xe9 au lait");
+    CHECK_THROWS_WITH_AS(charlm::load_corpus((scratch() / "latin1.txt").string()),
+                         doctest::Contains("latin1.txt: not UTF-8 text: byte 0x20 does not continue the sequence at byte offset 3"), InputError);
+    const fs::path binary = scratch() / "binary";
+    fs::create_directories(binary);
+    write(binary / "x.dat", std::string("\xff\xfe", 2));
+    CHECK_THROWS_WITH_AS(charlm::load_corpus(binary.string()), doctest::Contains("no readable, non-empty UTF-8 text files"),
+                         InputError);
+}
+
+TEST_CASE("vocabulary: sorted code points, lookups, descriptions") {
+    auto v = charlm::Vocabulary::of(U"banana\x7");
+    CHECK(v.symbols() == std::u32string{7, U'a', U'b', U'n'});
+    CHECK(*v.index(U'n') == 3);
+    CHECK_FALSE(v.index(U'z'));
+    CHECK(charlm::describe(U'é') == "'é'");
+    CHECK(charlm::describe(7) == "U+0007");
+}
+
+TEST_CASE("train, sample and eval run end to end; the metrics file has the documented columns") {
+    const fs::path out = scratch() / "e2e.safetensors", metrics = scratch() / "e2e.csv";
+    Run r = run(fmt::format("train --corpus {} {} --steps 10 --out {} --metrics {}", small_corpus().string(), tiny,
+                            out.string(), metrics.string()));
+    CAPTURE(r.output);
+    REQUIRE(r.code == 0);
+    CHECK(r.output.find("final validation:") != std::string::npos);
+    CHECK(r.output.find("checkpoint: " + out.string()) != std::string::npos);
+    const std::string csv = read(metrics);
+    CHECK(csv.starts_with("step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n5,"));
+    CHECK(csv.find("\n10,") != std::string::npos);
+
+    Run s = run(fmt::format("sample --checkpoint {} --prime \"the \" --length 50 --seed 3", out.string()));
+    CAPTURE(s.output);
+    CHECK(s.code == 0);
+    CHECK(s.output.starts_with("the "));
+    Utf8Error e;
+    CHECK(decode_utf8(s.output, e)->size() == 4 + 50 + 1);
+    CHECK(run(fmt::format("sample --checkpoint {} --prime \"the \" --length 50 --seed 3", out.string())).output == s.output);
+
+    write(scratch() / "other.txt", "the cat sat on the mat with a zebra");  // 'z', 'w', 'h', 'b' are new
+    Run ev = run(fmt::format("eval --checkpoint {} --corpus {}", out.string(), (scratch() / "other.txt").string()));
+    CAPTURE(ev.output);
+    CHECK(ev.code == 0);
+    CHECK(ev.output.find("bits per character over") != std::string::npos);
+    CHECK(ev.output.find("characters outside the model's vocabulary were left out") != std::string::npos);
+}
+
+TEST_CASE("resume is exact: N steps, save, resume in a fresh process, N more equal 2N straight, bit for bit") {
+    for (const char* impl : {"fused", "graph"}) {
+        CAPTURE(impl);
+        const std::string common = fmt::format("train --corpus {} {} --dropout 0.3 --layers 2 --impl {}",
+                                               small_corpus().string(), tiny, impl);
+        const fs::path straight = scratch() / "straight.safetensors", half = scratch() / "half.safetensors",
+                       resumed = scratch() / "resumed.safetensors";
+        REQUIRE(run(fmt::format("{} --steps 24 --out {}", common, straight.string())).code == 0);
+        REQUIRE(run(fmt::format("{} --steps 12 --out {}", common, half.string())).code == 0);
+        Run r = run(fmt::format("train --corpus {} --resume {} --steps 24 --out {}", small_corpus().string(),
+                                half.string(), resumed.string()));
+        CAPTURE(r.output);
+        REQUIRE(r.code == 0);
+        auto a = xgrad::load_safetensors<float>(straight.string());
+        auto b = xgrad::load_safetensors<float>(resumed.string());
+        REQUIRE(a.tensors.size() == b.tensors.size());
+        for (const auto& [name, value] : a.tensors) {
+            CAPTURE(name);
+            CHECK(b.tensors.at(name) == value);
+        }
+        CHECK(a.metadata.at("step") == "24");
+        CHECK(b.metadata.at("step") == "24");
+        CHECK(a.metadata.at("dropout_rng") == b.metadata.at("dropout_rng"));
+    }
+}
+
+TEST_CASE("a checkpoint writer killed at random moments always leaves a loadable checkpoint") {
+    const fs::path path = scratch() / "killed.safetensors";
+    xgrad::Generator gen(1);
+    charlm::Config config;
+    config.hidden = 64;
+    config.batch = 8;
+    charlm::CharLM model(config, 40, gen);
+    auto optimizer = charlm::make_optimizer("adam", model.parameters(), 1e-3);
+    charlm::TrainingState state{config, charlm::Vocabulary::of(U"abcdefghijklmnopqrstuvwxyz0123456789 .,\n"), 0, 0, 1000,
+                                model.zero_state(8)};
+    charlm::save_checkpoint(path.string(), state, model, *optimizer);
+    std::mt19937 rng(42);
+    int checked = 0;
+    for (int round = 0; round < 25; ++round) {
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {  // write checkpoints back to back until killed
+            for (std::int64_t step = 1;; ++step) {
+                state.step = step;
+                charlm::save_checkpoint(path.string(), state, model, *optimizer);
+            }
+        }
+        ::usleep(1000 + rng() % 20000);
+        ::kill(child, SIGKILL);
+        ::waitpid(child, nullptr, 0);
+        charlm::Checkpoint c = charlm::read_checkpoint(path.string());  // throws if damaged
+        charlm::restore(c, model, optimizer.get());
+        ++checked;
+    }
+    CHECK(checked == 25);
+    std::size_t leftovers = 0;
+    for (const auto& entry : fs::directory_iterator(scratch())) leftovers += entry.path().string().find(".tmp.") != std::string::npos;
+    CHECK(leftovers <= 1);  // at most the temporary file of the write that was killed
+}
+
+TEST_CASE("bad corpora, flags and checkpoints: one clear line, non-zero exit, nothing damaged") {
+    const fs::path good = scratch() / "good.safetensors";
+    REQUIRE(run(fmt::format("train --corpus {} {} --steps 5 --out {}", small_corpus().string(), tiny, good.string())).code == 0);
+    const std::string good_bytes = read(good);
+    const std::string train = fmt::format("train {} --steps 2 --out {}", tiny, (scratch() / "x.safetensors").string());
+
+    expect_refusal(run(fmt::format("{} --corpus {}", train, (scratch() / "nope.txt").string())), "no such file or folder");
+    write(scratch() / "empty2.txt", "");
+    expect_refusal(run(fmt::format("{} --corpus {}", train, (scratch() / "empty2.txt").string())), "the file is empty");
+    write(scratch() / "aaaa.txt", std::string(5000, 'a'));
+    expect_refusal(run(fmt::format("{} --corpus {}", train, (scratch() / "aaaa.txt").string())), "single distinct character ('a')");
+    write(scratch() / "short.txt", words(20));
+    expect_refusal(run(fmt::format("{} --corpus {}", train, (scratch() / "short.txt").string())), "too few for one batch");
+    write(scratch() / "tiny.txt", "ab ba ab ba ab ba ab ba ab ba ab ba ab ba ab ba ab ba ab ba ab ba ab ba ab ba ab ba ab ba ab ba ab ba ab ba ab");
+    expect_refusal(run(fmt::format("train --hidden 4 --seq 2 --batch 2 --steps 1 --val-fraction 0.01 --out {} --corpus {}",
+                                   (scratch() / "x.safetensors").string(), (scratch() / "tiny.txt").string())),
+                   "validation split");
+    write(scratch() / "bad-utf8.txt", words(3000) + "\xff" + words(100));
+    expect_refusal(run(fmt::format("{} --corpus {}", train, (scratch() / "bad-utf8.txt").string())), "at byte offset 3");
+    const fs::path binary = scratch() / "binary-only";
+    fs::create_directories(binary);
+    write(binary / "blob", std::string("\x00\xff", 2));
+    expect_refusal(run(fmt::format("{} --corpus {}", train, binary.string())), "no readable, non-empty UTF-8 text files");
+
+    for (const char* flag : {"--hidden 0", "--steps 0", "--lr 0", "--lr -1", "--batch 0", "--seq 0", "--dropout 1",
+                             "--optimizer nadam", "--cell lstmx", "--impl cuda", "--val-fraction 1.5"}) {
+        CAPTURE(flag);
+        const Run r = run(fmt::format("train --corpus {} {}", small_corpus().string(), flag));
+        CHECK(r.code != 0);
+        CHECK(r.output.find(std::string(flag).substr(0, std::string(flag).find(' '))) != std::string::npos);
+    }
+    expect_refusal(run(fmt::format("sample --checkpoint {} --temperature 0", good.string())), "--temperature");
+    expect_refusal(run(fmt::format("sample --checkpoint {} --prime \"zebra\"", good.string())),
+                   "--prime: character 'z' at position 0 is not in the model's vocabulary");
+    expect_refusal(run(fmt::format("train --corpus {} --out {}/no/such/dir/x.safetensors", small_corpus().string(),
+                                   scratch().string())), "does not exist");
+    // Nobody, root included, can create files in /proc.
+    expect_refusal(run(fmt::format("train --corpus {} --out /proc/x.safetensors", small_corpus().string())), "not writable");
+
+    // Damaged checkpoints, for sample, eval and --resume alike.
+    const fs::path truncated = scratch() / "truncated.safetensors", corrupted = scratch() / "corrupted.safetensors",
+                   foreign = scratch() / "foreign.safetensors", future = scratch() / "future.safetensors";
+    write(truncated, good_bytes.substr(0, good_bytes.size() - 7));
+    std::string flipped = good_bytes;
+    flipped[12] = '#';  // inside the JSON header
+    write(corrupted, flipped);
+    xgrad::TensorFile<float> plain;
+    plain.tensors["weight"] = xgrad::Tensor<float>{1.0f};
+    xgrad::save_safetensors(foreign.string(), plain);
+    auto newer = xgrad::load_safetensors<float>(good.string());
+    newer.metadata["format_version"] = "99";
+    xgrad::save_safetensors(future.string(), newer);
+    for (const auto& [file, needle] : std::vector<std::pair<fs::path, std::string>>{
+             {truncated, "byte offset"}, {corrupted, "corrupted.safetensors"}, {foreign, "not an xgrad-charlm checkpoint"},
+             {future, "format version 99 is newer than this program reads (1)"}, {scratch() / "absent.safetensors", "absent"}}) {
+        CAPTURE(file.string());
+        expect_refusal(run(fmt::format("sample --checkpoint {}", file.string())), needle);
+        expect_refusal(run(fmt::format("eval --checkpoint {} --corpus {}", file.string(), small_corpus().string())), needle);
+        expect_refusal(run(fmt::format("train --corpus {} --resume {} --out {}", small_corpus().string(), file.string(),
+                                       good.string())), needle);
+    }
+    // A resume that does not fit the corpus or the flags.
+    write(scratch() / "different.txt", words(6000, 2) + "xyz");
+    expect_refusal(run(fmt::format("train --corpus {} --resume {} --out {}", (scratch() / "different.txt").string(),
+                                   good.string(), good.string())), "distinct characters");
+    expect_refusal(run(fmt::format("train --corpus {} --resume {} --hidden 64 --out {}", small_corpus().string(), good.string(),
+                                   good.string())), "the checkpoint has hidden 12, but --hidden 64 was given");
+    CHECK(read(good) == good_bytes);  // every refusal left the checkpoint as it was
+}
