@@ -3,7 +3,7 @@
 # about two minutes, then sample it. Extra arguments go to `xgrad-charlm train`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh
+bash scripts/build.sh xgrad-charlm
 charlm=./build/examples/xgrad-charlm
 checkpoint=build/charlm-demo.safetensors
 "$charlm" train --time-limit 120 --eval-every 500 --out "$checkpoint" "$@"
