@@ -1,4 +1,5 @@
-// The fused Elman RNN: GEMMs into preallocated buffers, elementwise work in plain loops.
+// The fused recurrent kernels: GEMMs into preallocated buffers, each cell's elementwise forward
+// and backward in plain loops, side by side.
 #include "rnn_kernel.hpp"
 
 #include <algorithm>
@@ -11,8 +12,8 @@
 
 namespace xgrad::nn {
 
-void check_rnn_args(std::string_view who, const RNNSpec& spec, const Shape& input, bool batch_first,
-                    const Shape* h0, const std::vector<std::int64_t>& lengths) {
+void check_rnn_args(std::string_view who, const RNNSpec& spec, const Shape& input, bool batch_first, const Shape* h0,
+                    const std::vector<std::int64_t>& lengths, const Shape* c0) {
     const char* layout = batch_first ? "(batch, seq_len, input_size)" : "(seq_len, batch, input_size)";
     if (input.size() != 3) {
         throw ShapeError(fmt::format("{}: input must be 3-D {}, got {}", who, layout, shape_str(input)));
@@ -26,9 +27,11 @@ void check_rnn_args(std::string_view who, const RNNSpec& spec, const Shape& inpu
         throw ShapeError(fmt::format("{}: input {} {} has no time steps or no sequences", who, layout, shape_str(input)));
     }
     const Shape state = {spec.num_layers * spec.directions(), batch, spec.hidden_size};
-    if (h0 && *h0 != state) {
-        throw ShapeError(fmt::format("{}: h0 must have shape {} (num_layers * directions, batch, hidden_size), got {}",
-                                     who, shape_str(state), shape_str(*h0)));
+    for (auto [name, shape] : {std::pair{"h0", h0}, std::pair{"c0", c0}}) {
+        if (shape && *shape != state) {
+            throw ShapeError(fmt::format("{}: {} must have shape {} (num_layers * directions, batch, hidden_size), got {}",
+                                         who, name, shape_str(state), shape_str(*shape)));
+        }
     }
     if (!lengths.empty() && lengths.size() != batch) {
         throw std::invalid_argument(
@@ -45,84 +48,183 @@ void check_rnn_args(std::string_view who, const RNNSpec& spec, const Shape& inpu
 
 namespace {
 template <class T>
-T activate(Nonlinearity f, T a) {
-    return f == Nonlinearity::tanh ? std::tanh(a) : std::max(a, T(0));
-}
-
-// φ'(a) from h = φ(a): 1 - h² for tanh, [h > 0] for relu.
-template <class T>
-T derivative_from_output(Nonlinearity f, T h) {
-    return f == Nonlinearity::tanh ? T(1) - h * h : (h > T(0) ? T(1) : T(0));
+T sigmoid(T x) {
+    return T(1) / (T(1) + std::exp(-x));
 }
 
 void resize(auto& tensor, const Shape& shape) {
     if (!std::equal(tensor.shape().begin(), tensor.shape().end(), shape.begin(), shape.end())) tensor.resize(shape);
 }
+
+// Where (layer, direction) k keeps its state before and after step t in a (T + 1)-slot buffer.
+struct Slots {
+    std::size_t steps, row;
+    bool forward;
+    std::size_t before(std::size_t t) const { return (forward ? t : t + 1) * row; }
+    std::size_t after(std::size_t t) const { return (forward ? t + 1 : t) * row; }
+    std::size_t initial() const { return (forward ? 0 : steps) * row; }
+    std::size_t final() const { return (forward ? steps : 0) * row; }
+};
+
+// One valid row of one step, forward. `a` holds the gates' pre-activations (input part plus, for
+// RNN and LSTM, the recurrent part; GRU's recurrent part is `hw`) and is overwritten with their
+// activations, which backward reads.
+template <class T>
+void cell_forward(const RNNSpec& s, T* a, const T* hw, T* hn, const T* h_prev, T* h, const T* c_prev, T* c) {
+    const std::size_t H = s.hidden_size;
+    switch (s.mode) {
+    case RecurrentMode::rnn:  // h = φ(a)
+        for (std::size_t j = 0; j < H; ++j) {
+            h[j] = a[j] = s.nonlinearity == Nonlinearity::tanh ? std::tanh(a[j]) : std::max(a[j], T(0));
+        }
+        break;
+    case RecurrentMode::lstm:  // i, f, o = σ(·), g = tanh(·);  c = f c_prev + i g;  h = o tanh(c)
+        for (std::size_t j = 0; j < H; ++j) {
+            const T i = a[j] = sigmoid(a[j]), f = a[H + j] = sigmoid(a[H + j]);
+            const T g = a[2 * H + j] = std::tanh(a[2 * H + j]), o = a[3 * H + j] = sigmoid(a[3 * H + j]);
+            c[j] = f * c_prev[j] + i * g;
+            h[j] = o * std::tanh(c[j]);
+        }
+        break;
+    case RecurrentMode::gru:  // r, z = σ(x· + h·);  n = tanh(x_n + r (W_hn h + b_hn));  h = (1 - z) n + z h_prev
+        for (std::size_t j = 0; j < H; ++j) {
+            const T r = a[j] = sigmoid(a[j] + hw[j]), z = a[H + j] = sigmoid(a[H + j] + hw[H + j]);
+            hn[j] = hw[2 * H + j];
+            const T n = a[2 * H + j] = std::tanh(a[2 * H + j] + r * hn[j]);
+            h[j] = (1 - z) * n + z * h_prev[j];
+        }
+        break;
+    }
+}
+
+// One valid row of one step, backward: from δh (and the carried δc) to the gates' δ for the input
+// part (dx) and the recurrent part (dh_part; the same as dx except GRU's n gate), plus what flows
+// to h_{t-1} directly (GRU) and to c_{t-1} (LSTM).
+template <class T>
+void cell_backward(const RNNSpec& s, const T* act, const T* hn, const T* h_prev, const T* h, const T* c_prev,
+                   const T* c, const T* delta_h, const T* delta_c, T* dx, T* dh_part, T* direct_h, T* d_c_prev) {
+    const std::size_t H = s.hidden_size;
+    switch (s.mode) {
+    case RecurrentMode::rnn:  // δa = δh φ'(a), with φ' from h: 1 - h² (tanh), [h > 0] (relu)
+        for (std::size_t j = 0; j < H; ++j) {
+            dx[j] = delta_h[j] * (s.nonlinearity == Nonlinearity::tanh ? T(1) - h[j] * h[j] : (h[j] > 0 ? T(1) : T(0)));
+        }
+        break;
+    case RecurrentMode::lstm:  // δc = δc_carried + δh o (1 - tanh²c);  δi = δc g, δf = δc c_prev, δg = δc i, δo = δh tanh c
+        for (std::size_t j = 0; j < H; ++j) {
+            const T i = act[j], f = act[H + j], g = act[2 * H + j], o = act[3 * H + j], tc = std::tanh(c[j]);
+            const T dc = delta_c[j] + delta_h[j] * o * (1 - tc * tc);
+            dx[j] = dc * g * i * (1 - i);
+            dx[H + j] = dc * c_prev[j] * f * (1 - f);
+            dx[2 * H + j] = dc * i * (1 - g * g);
+            dx[3 * H + j] = delta_h[j] * tc * o * (1 - o);
+            d_c_prev[j] = dc * f;
+        }
+        break;
+    case RecurrentMode::gru:  // δn = δh (1 - z), δz = δh (h_prev - n), δh_prev ∋ δh z;  δr = δa_n (W_hn h + b_hn)
+        for (std::size_t j = 0; j < H; ++j) {
+            const T r = act[j], z = act[H + j], n = act[2 * H + j];
+            const T da_n = delta_h[j] * (1 - z) * (1 - n * n);
+            dx[j] = dh_part[j] = da_n * hn[j] * r * (1 - r);
+            dx[H + j] = dh_part[H + j] = delta_h[j] * (h_prev[j] - n) * z * (1 - z);
+            dx[2 * H + j] = da_n;
+            dh_part[2 * H + j] = da_n * r;
+            direct_h[j] = delta_h[j] * z;
+        }
+        break;
+    }
+}
 }  // namespace
 
 template <class T>
 RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tensor<T>& input, const Tensor<T>* h0,
-                         const std::vector<std::int64_t>& lengths, std::vector<Tensor<T>> dropout_masks,
-                         RNNCache<T>& cache) {
-    const Shape h0_shape = h0 ? shape_of(*h0) : Shape{};
-    check_rnn_args("rnn_forward", spec, shape_of(input), false, h0 ? &h0_shape : nullptr, lengths);
+                         const Tensor<T>* c0, const std::vector<std::int64_t>& lengths,
+                         std::vector<Tensor<T>> dropout_masks, RNNCache<T>& cache) {
+    const Shape h0_shape = h0 ? shape_of(*h0) : Shape{}, c0_shape = c0 ? shape_of(*c0) : Shape{};
+    check_rnn_args("rnn_forward", spec, shape_of(input), false, h0 ? &h0_shape : nullptr, lengths,
+                   c0 ? &c0_shape : nullptr);
+    if (c0 && !spec.has_cell_state()) throw std::invalid_argument("rnn_forward: c0 is for LSTM only");
     const std::size_t steps = input.shape(0), batch = input.shape(1), H = spec.hidden_size;
-    const std::size_t D = spec.directions(), L = spec.num_layers, row = batch * H;
+    const std::size_t D = spec.directions(), L = spec.num_layers, row = batch * H, GH = spec.gates() * H;
     if (!dropout_masks.empty() && dropout_masks.size() + 1 != L) {
         throw std::invalid_argument(fmt::format("rnn_forward: {} dropout masks for {} layers (need num_layers - 1)",
                                                 dropout_masks.size(), L));
     }
+    const bool lstm = spec.has_cell_state(), gru = spec.mode == RecurrentMode::gru;
     cache.steps = steps;
     cache.batch = batch;
     cache.lengths = lengths.empty() ? std::vector<std::int64_t>(batch, static_cast<std::int64_t>(steps)) : lengths;
     cache.layer_inputs.resize(L);
     cache.states.resize(L * D);
+    cache.cells.resize(lstm ? L * D : 0);
+    cache.gates.resize(L * D);
+    cache.hidden_n.resize(gru ? L * D : 0);
     cache.dropout_masks = std::move(dropout_masks);
     cache.layer_inputs[0] = input;
 
     RNNResult<T> result;
     result.h_n = Tensor<T>::from_shape({L * D, batch, H});
-    std::vector<T> bias(H);
+    if (lstm) result.c_n = Tensor<T>::from_shape({L * D, batch, H});
+    std::vector<T> hw(gru ? batch * GH : 0);
     for (std::size_t l = 0; l < L; ++l) {
         const Tensor<T>& x = cache.layer_inputs[l];
         const std::size_t in = spec.layer_input_size(l);
         Tensor<T> out = Tensor<T>::from_shape({steps, batch, D * H});
         for (std::size_t d = 0; d < D; ++d) {
             const std::size_t k = l * D + d;
-            const bool forward = d == 0;
-            Tensor<T>& states = cache.states[k];
-            resize(states, {steps + 1, batch, H});
-            T* s = states.data();
-            T* initial = s + (forward ? 0 : steps) * row;
-            if (h0) {
-                std::copy_n(h0->data() + k * row, row, initial);
-            } else {
-                std::fill_n(initial, row, T(0));
+            const Slots slot{steps, row, d == 0};
+            resize(cache.states[k], {steps + 1, batch, H});
+            resize(cache.gates[k], {steps, batch, GH});
+            if (lstm) resize(cache.cells[k], {steps + 1, batch, H});
+            if (gru) resize(cache.hidden_n[k], {steps, batch, H});
+            T* s = cache.states[k].data();
+            T* cs = lstm ? cache.cells[k].data() : nullptr;
+            T* a = cache.gates[k].data();
+            for (auto [buffer, given] : {std::pair{s, h0}, std::pair{cs, c0}}) {
+                if (!buffer) continue;
+                if (given) {
+                    std::copy_n(given->data() + k * row, row, buffer + slot.initial());
+                } else {
+                    std::fill_n(buffer + slot.initial(), row, T(0));
+                }
             }
-            // Every step's input projection in one GEMM, straight into the slots its states will fill.
-            T* first_step = s + (forward ? row : 0);
-            gemm_raw<T>(false, true, steps * batch, H, in, T(1), x.data(), in, w.weight_ih[k], in, T(0), first_step, H);
+            // Every step's input projection in one GEMM; RNN and LSTM fold both biases in here.
+            gemm_raw<T>(false, true, steps * batch, GH, in, T(1), x.data(), in, w.weight_ih[k], in, T(0), a, GH);
             if (spec.bias) {
-                for (std::size_t j = 0; j < H; ++j) bias[j] = w.bias_ih[k][j] + w.bias_hh[k][j];
                 for (std::size_t r = 0; r < steps * batch; ++r)
-                    for (std::size_t j = 0; j < H; ++j) first_step[r * H + j] += bias[j];
+                    for (std::size_t j = 0; j < GH; ++j) a[r * GH + j] += w.bias_ih[k][j] + (gru ? T(0) : w.bias_hh[k][j]);
             }
             for (std::size_t step = 0; step < steps; ++step) {
-                const std::size_t t = forward ? step : steps - 1 - step;
-                T* cur = s + (forward ? t + 1 : t) * row;
-                const T* prev = s + (forward ? t : t + 1) * row;
-                gemm_raw<T>(false, true, batch, H, H, T(1), prev, H, w.weight_hh[k], H, T(1), cur, H);
+                const std::size_t t = slot.forward ? step : steps - 1 - step;
+                const T* prev = s + slot.before(t);
+                T* cur = s + slot.after(t);
+                T* a_t = a + t * batch * GH;
+                if (gru) {
+                    gemm_raw<T>(false, true, batch, GH, H, T(1), prev, H, w.weight_hh[k], H, T(0), hw.data(), GH);
+                    if (spec.bias) {
+                        for (std::size_t b = 0; b < batch; ++b)
+                            for (std::size_t j = 0; j < GH; ++j) hw[b * GH + j] += w.bias_hh[k][j];
+                    }
+                } else {
+                    gemm_raw<T>(false, true, batch, GH, H, T(1), prev, H, w.weight_hh[k], H, T(1), a_t, GH);
+                }
                 for (std::size_t b = 0; b < batch; ++b) {
                     T* o = out.data() + (t * batch + b) * D * H + d * H;
                     if (static_cast<std::int64_t>(t) < cache.lengths[b]) {
-                        for (std::size_t j = 0; j < H; ++j) o[j] = cur[b * H + j] = activate(spec.nonlinearity, cur[b * H + j]);
+                        cell_forward(spec, a_t + b * GH, gru ? hw.data() + b * GH : nullptr,
+                                     gru ? cache.hidden_n[k].data() + (t * batch + b) * H : nullptr, prev + b * H,
+                                     cur + b * H, lstm ? cs + slot.before(t) + b * H : nullptr,
+                                     lstm ? cs + slot.after(t) + b * H : nullptr);
+                        std::copy_n(cur + b * H, H, o);
                     } else {  // past this sequence's end: carry the state, output zero
                         std::copy_n(prev + b * H, H, cur + b * H);
+                        if (lstm) std::copy_n(cs + slot.before(t) + b * H, H, cs + slot.after(t) + b * H);
                         std::fill_n(o, H, T(0));
                     }
                 }
             }
-            std::copy_n(s + (forward ? steps : 0) * row, row, result.h_n.data() + k * row);
+            std::copy_n(s + slot.final(), row, result.h_n.data() + k * row);
+            if (lstm) std::copy_n(cs + slot.final(), row, result.c_n.data() + k * row);
         }
         if (l + 1 < L) {
             if (!cache.dropout_masks.empty()) out *= cache.dropout_masks[l];
@@ -136,14 +238,17 @@ RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tens
 
 template <class T>
 RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNCache<T>& cache, const T* d_output,
-                         const T* d_h_n) {
+                         const T* d_h_n, const T* d_c_n) {
     const std::size_t steps = cache.steps, batch = cache.batch, H = spec.hidden_size;
-    const std::size_t D = spec.directions(), L = spec.num_layers, row = batch * H;
-    if (cache.states.size() != L * D || steps == 0) {
+    const std::size_t D = spec.directions(), L = spec.num_layers, row = batch * H, GH = spec.gates() * H;
+    const bool lstm = spec.has_cell_state(), gru = spec.mode == RecurrentMode::gru;
+    if (cache.states.size() != L * D || cache.gates.size() != L * D || steps == 0 ||
+        cache.gates[0].size() != steps * batch * GH) {
         throw std::invalid_argument("rnn_backward: the cache does not come from rnn_forward with this spec");
     }
     RNNGrads<T> g;
     g.h0 = Tensor<T>::from_shape({L * D, batch, H});
+    if (lstm) g.c0 = Tensor<T>::from_shape({L * D, batch, H});
     g.hidden_grad_norms = Tensor<T>::from_shape({L * D, steps});
     g.weight_ih.resize(L * D);
     g.weight_hh.resize(L * D);
@@ -158,8 +263,10 @@ RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNC
     } else {
         d_out.fill(T(0));
     }
-    Tensor<T> d_a = Tensor<T>::from_shape({steps, batch, H});
-    std::vector<T> dh(row), dh_next(row);
+    Tensor<T> d_ax = Tensor<T>::from_shape({steps, batch, GH});
+    Tensor<T> d_ah = gru ? Tensor<T>::from_shape({steps, batch, GH}) : Tensor<T>();
+    T* const dah = gru ? d_ah.data() : d_ax.data();  // RNN and LSTM: the same δ for both parts
+    std::vector<T> dh(row), dh_next(row), dc(lstm ? row : 0), dc_next(lstm ? row : 0), delta_h(H), direct(row);
 
     for (std::size_t l = L; l-- > 0;) {
         const std::size_t in = spec.layer_input_size(l);
@@ -168,57 +275,75 @@ RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNC
         d_x.fill(T(0));
         for (std::size_t d = 0; d < D; ++d) {
             const std::size_t k = l * D + d;
-            const bool forward = d == 0;
+            const Slots slot{steps, row, d == 0};
             const T* s = cache.states[k].data();
-            if (d_h_n) {
-                std::copy_n(d_h_n + k * row, row, dh.begin());
-            } else {
-                std::fill(dh.begin(), dh.end(), T(0));
+            const T* cs = lstm ? cache.cells[k].data() : nullptr;
+            const T* act = cache.gates[k].data();
+            const T* hn = gru ? cache.hidden_n[k].data() : nullptr;
+            for (auto [carried, given] : {std::pair{&dh, d_h_n}, std::pair{&dc, d_c_n}}) {
+                if (carried->empty()) continue;
+                if (given) {
+                    std::copy_n(given + k * row, row, carried->begin());
+                } else {
+                    std::fill(carried->begin(), carried->end(), T(0));
+                }
             }
             // Walk the steps in the reverse of the order forward took them.
             for (std::size_t step = 0; step < steps; ++step) {
-                const std::size_t t = forward ? steps - 1 - step : step;
-                const T* cur = s + (forward ? t + 1 : t) * row;
-                T* da = d_a.data() + t * row;
+                const std::size_t t = slot.forward ? steps - 1 - step : step;
                 T norm2 = 0;
                 for (std::size_t b = 0; b < batch; ++b) {
-                    if (static_cast<std::int64_t>(t) < cache.lengths[b]) {
-                        const T* dout = d_out.data() + (t * batch + b) * D * H + d * H;
-                        for (std::size_t j = 0; j < H; ++j) {
-                            const T delta_h = dh[b * H + j] + dout[j];
-                            norm2 += delta_h * delta_h;
-                            da[b * H + j] = delta_h * derivative_from_output(spec.nonlinearity, cur[b * H + j]);
-                        }
-                    } else {
-                        std::fill_n(da + b * H, H, T(0));
+                    T* dx_row = d_ax.data() + (t * batch + b) * GH;
+                    T* dh_row = dah + (t * batch + b) * GH;
+                    if (static_cast<std::int64_t>(t) >= cache.lengths[b]) {
+                        std::fill_n(dx_row, GH, T(0));
+                        if (gru) std::fill_n(dh_row, GH, T(0));
+                        continue;
                     }
+                    const T* dout = d_out.data() + (t * batch + b) * D * H + d * H;
+                    for (std::size_t j = 0; j < H; ++j) {
+                        delta_h[j] = dh[b * H + j] + dout[j];
+                        norm2 += delta_h[j] * delta_h[j];
+                    }
+                    cell_backward(spec, act + (t * batch + b) * GH, gru ? hn + (t * batch + b) * H : nullptr,
+                                  s + slot.before(t) + b * H, s + slot.after(t) + b * H,
+                                  lstm ? cs + slot.before(t) + b * H : nullptr, lstm ? cs + slot.after(t) + b * H : nullptr,
+                                  delta_h.data(), lstm ? dc.data() + b * H : nullptr, dx_row, dh_row,
+                                  direct.data() + b * H, lstm ? dc_next.data() + b * H : nullptr);
                 }
                 g.hidden_grad_norms(k, t) = std::sqrt(norm2);
-                gemm_raw<T>(false, false, batch, H, H, T(1), da, H, w.weight_hh[k], H, T(0), dh_next.data(), H);
-                for (std::size_t b = 0; b < batch; ++b) {  // a carried state passes its gradient straight back
-                    if (static_cast<std::int64_t>(t) >= cache.lengths[b]) {
-                        std::copy_n(dh.begin() + static_cast<std::ptrdiff_t>(b * H), H,
-                                    dh_next.begin() + static_cast<std::ptrdiff_t>(b * H));
+                gemm_raw<T>(false, false, batch, H, GH, T(1), dah + t * batch * GH, GH, w.weight_hh[k], H, T(0),
+                            dh_next.data(), H);
+                for (std::size_t b = 0; b < batch; ++b) {
+                    const auto at = static_cast<std::ptrdiff_t>(b * H);
+                    if (static_cast<std::int64_t>(t) >= cache.lengths[b]) {  // a carried state passes its gradient straight back
+                        std::copy_n(dh.begin() + at, H, dh_next.begin() + at);
+                        if (lstm) std::copy_n(dc.begin() + at, H, dc_next.begin() + at);
+                    } else if (gru) {
+                        for (std::size_t j = 0; j < H; ++j) dh_next[b * H + j] += direct[b * H + j];
                     }
                 }
                 std::swap(dh, dh_next);
+                if (lstm) std::swap(dc, dc_next);
             }
             std::copy(dh.begin(), dh.end(), g.h0.data() + k * row);
-            // Weight gradients over all steps at once: δA (T*B, H) against the inputs and previous states.
-            const T* previous = s + (forward ? 0 : row);
-            g.weight_hh[k] = Tensor<T>::from_shape({H, H});
-            gemm_raw<T>(true, false, H, H, steps * batch, T(1), d_a.data(), H, previous, H, T(0), g.weight_hh[k].data(), H);
-            g.weight_ih[k] = Tensor<T>::from_shape({H, in});
-            gemm_raw<T>(true, false, H, in, steps * batch, T(1), d_a.data(), H, x.data(), in, T(0),
+            if (lstm) std::copy(dc.begin(), dc.end(), g.c0.data() + k * row);
+            // Weight gradients over all steps at once: δ (T*B, gates*H) against the inputs and previous states.
+            const T* previous = s + slot.before(0);  // rows t = 0..T-1 of the states before each step
+            g.weight_hh[k] = Tensor<T>::from_shape({GH, H});
+            gemm_raw<T>(true, false, GH, H, steps * batch, T(1), dah, GH, previous, H, T(0), g.weight_hh[k].data(), H);
+            g.weight_ih[k] = Tensor<T>::from_shape({GH, in});
+            gemm_raw<T>(true, false, GH, in, steps * batch, T(1), d_ax.data(), GH, x.data(), in, T(0),
                         g.weight_ih[k].data(), in);
             if (spec.bias) {
-                g.bias_ih[k] = Tensor<T>::from_shape({H});
-                g.bias_ih[k].fill(T(0));
-                for (std::size_t r = 0; r < steps * batch; ++r)
-                    for (std::size_t j = 0; j < H; ++j) g.bias_ih[k](j) += d_a.data()[r * H + j];
-                g.bias_hh[k] = g.bias_ih[k];
+                for (auto [grad, delta] : {std::pair{&g.bias_ih[k], d_ax.data()}, std::pair{&g.bias_hh[k], dah}}) {
+                    *grad = Tensor<T>::from_shape({GH});
+                    grad->fill(T(0));
+                    for (std::size_t r = 0; r < steps * batch; ++r)
+                        for (std::size_t j = 0; j < GH; ++j) (*grad)(j) += delta[r * GH + j];
+                }
             }
-            gemm_raw<T>(false, false, steps * batch, in, H, T(1), d_a.data(), H, w.weight_ih[k], in, T(1), d_x.data(), in);
+            gemm_raw<T>(false, false, steps * batch, in, GH, T(1), d_ax.data(), GH, w.weight_ih[k], in, T(1), d_x.data(), in);
         }
         if (l > 0) {
             if (!cache.dropout_masks.empty()) d_x *= cache.dropout_masks[l - 1];
@@ -248,14 +373,14 @@ RNNWeights<T> weights_from(const RNNSpec& spec, const std::vector<const Tensor<T
 
 template <class T>
 void check_params(const RNNSpec& spec, const std::vector<Var<T>>& params) {
-    const std::size_t per = spec.bias ? 4 : 2, H = spec.hidden_size;
+    const std::size_t per = spec.bias ? 4 : 2, H = spec.hidden_size, GH = spec.gates() * H;
     if (params.size() != per * spec.num_layers * spec.directions()) {
         throw std::invalid_argument(fmt::format("rnn_fused: {} parameters given, expected {}", params.size(),
                                                 per * spec.num_layers * spec.directions()));
     }
     for (std::size_t i = 0; i < params.size(); ++i) {
         const std::size_t k = i / per, which = i % per, layer = k / spec.directions();
-        const Shape expected = which == 0 ? Shape{H, spec.layer_input_size(layer)} : which == 1 ? Shape{H, H} : Shape{H};
+        const Shape expected = which == 0 ? Shape{GH, spec.layer_input_size(layer)} : which == 1 ? Shape{GH, H} : Shape{GH};
         if (params[i].shape() != expected) {
             throw ShapeError(fmt::format("rnn_fused: parameter {} has shape {}, expected {}", i,
                                          shape_str(params[i].shape()), shape_str(expected)));
@@ -265,35 +390,40 @@ void check_params(const RNNSpec& spec, const std::vector<Var<T>>& params) {
 }  // namespace
 
 template <class T>
-RNNOutput<T> rnn_fused(const RNNSpec& spec, const Var<T>& input, const Var<T>& h0, const std::vector<Var<T>>& params,
-                       const std::vector<std::int64_t>& lengths, std::vector<Tensor<T>> dropout_masks,
-                       std::shared_ptr<Tensor<T>> hidden_grad_norms) {
+LSTMOutput<T> rnn_fused(const RNNSpec& spec, const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
+                       const std::vector<Var<T>>& params, const std::vector<std::int64_t>& lengths,
+                       std::vector<Tensor<T>> dropout_masks, std::shared_ptr<Tensor<T>> hidden_grad_norms) {
     check_params(spec, params);
     std::vector<Var<T>> inputs = {input};
     if (h0.defined()) inputs.push_back(h0);
+    if (c0.defined()) inputs.push_back(c0);
+    const std::size_t first_param = inputs.size();
     inputs.insert(inputs.end(), params.begin(), params.end());
     std::vector<const Tensor<T>*> values;
     for (const Var<T>& p : params) values.push_back(&p.value());
 
     auto cache = std::make_shared<RNNCache<T>>();
-    RNNResult<T> r = rnn_forward(spec, weights_from(spec, values), input.value(),
-                                 h0.defined() ? &h0.value() : nullptr, lengths, std::move(dropout_masks), *cache);
-    // One node holds output and h_n back to back; two slices of it are the op's results.
-    const std::size_t n_out = r.output.size(), n_state = r.h_n.size();
-    Tensor<T> packed = Tensor<T>::from_shape({n_out + n_state});
+    RNNResult<T> r = rnn_forward(spec, weights_from(spec, values), input.value(), h0.defined() ? &h0.value() : nullptr,
+                                 c0.defined() ? &c0.value() : nullptr, lengths, std::move(dropout_masks), *cache);
+    // One node holds output, h_n and c_n back to back; slices of it are the op's results.
+    const std::size_t n_out = r.output.size(), n_state = r.h_n.size(), n_cell = r.c_n.dimension() == 3 ? r.c_n.size() : 0;
+    Tensor<T> packed = Tensor<T>::from_shape({n_out + n_state + n_cell});
     std::copy_n(r.output.data(), n_out, packed.data());
     std::copy_n(r.h_n.data(), n_state, packed.data() + n_out);
-    const bool has_h0 = h0.defined();
+    if (n_cell) std::copy_n(r.c_n.data(), n_cell, packed.data() + n_out + n_state);
+    const bool has_h0 = h0.defined(), has_c0 = c0.defined();
     Var<T> node = input.tape().record("rnn_fused", std::move(packed), std::span<const Var<T>>(inputs),
-                                      [spec, cache, n_out, has_h0, hidden_grad_norms](BackwardContext<T>& c) {
-        const std::size_t first_param = has_h0 ? 2 : 1;
+                                      [spec, cache, n_out, n_state, n_cell, has_h0, has_c0, first_param,
+                                       hidden_grad_norms](BackwardContext<T>& c) {
         std::vector<const Tensor<T>*> values;
         for (std::size_t i = first_param; i < c.num_inputs(); ++i) values.push_back(&c.input(i));
         const T* dy = c.output_grad().data();
-        RNNGrads<T> g = rnn_backward(spec, weights_from(spec, values), *cache, dy, dy + n_out);
+        RNNGrads<T> g = rnn_backward(spec, weights_from(spec, values), *cache, dy, dy + n_out,
+                                     n_cell ? dy + n_out + n_state : nullptr);
         if (hidden_grad_norms) *hidden_grad_norms = g.hidden_grad_norms;
         c.accumulate(0, std::move(g.input));
         if (has_h0) c.accumulate(1, std::move(g.h0));
+        if (has_c0) c.accumulate(has_h0 ? 2 : 1, std::move(g.c0));
         const std::size_t per = spec.bias ? 4 : 2;
         for (std::size_t k = 0; k < g.weight_ih.size(); ++k) {
             c.accumulate(first_param + k * per, std::move(g.weight_ih[k]));
@@ -306,17 +436,21 @@ RNNOutput<T> rnn_fused(const RNNSpec& spec, const Var<T>& input, const Var<T>& h
     });
     const auto steps = static_cast<std::ptrdiff_t>(r.output.shape(0)), batch = static_cast<std::ptrdiff_t>(r.output.shape(1));
     const auto width = static_cast<std::ptrdiff_t>(r.output.shape(2)), hidden = static_cast<std::ptrdiff_t>(spec.hidden_size);
-    return {reshape(narrow(node, 0, 0, n_out), {steps, batch, width}),
-            reshape(narrow(node, 0, n_out, n_state), {-1, batch, hidden})};
+    LSTMOutput<T> out{reshape(narrow(node, 0, 0, n_out), {steps, batch, width}),
+                     reshape(narrow(node, 0, n_out, n_state), {-1, batch, hidden}), Var<T>()};
+    if (n_cell) out.c_n = reshape(narrow(node, 0, n_out + n_state, n_cell), {-1, batch, hidden});
+    return out;
 }
 
-#define XGRAD_INSTANTIATE(T)                                                                                       \
-    template RNNResult<T> rnn_forward(const RNNSpec&, const RNNWeights<T>&, const Tensor<T>&, const Tensor<T>*,    \
-                                      const std::vector<std::int64_t>&, std::vector<Tensor<T>>, RNNCache<T>&);     \
-    template RNNGrads<T> rnn_backward(const RNNSpec&, const RNNWeights<T>&, const RNNCache<T>&, const T*, const T*); \
-    template RNNOutput<T> rnn_fused(const RNNSpec&, const Var<T>&, const Var<T>&, const std::vector<Var<T>>&,       \
-                                    const std::vector<std::int64_t>&, std::vector<Tensor<T>>,                      \
-                                    std::shared_ptr<Tensor<T>>);
+#define XGRAD_INSTANTIATE(T)                                                                                        \
+    template RNNResult<T> rnn_forward(const RNNSpec&, const RNNWeights<T>&, const Tensor<T>&, const Tensor<T>*,     \
+                                      const Tensor<T>*, const std::vector<std::int64_t>&, std::vector<Tensor<T>>,   \
+                                      RNNCache<T>&);                                                                \
+    template RNNGrads<T> rnn_backward(const RNNSpec&, const RNNWeights<T>&, const RNNCache<T>&, const T*, const T*, \
+                                      const T*);                                                                    \
+    template LSTMOutput<T> rnn_fused(const RNNSpec&, const Var<T>&, const Var<T>&, const Var<T>&,                   \
+                                    const std::vector<Var<T>>&, const std::vector<std::int64_t>&,                   \
+                                    std::vector<Tensor<T>>, std::shared_ptr<Tensor<T>>);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE

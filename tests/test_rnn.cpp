@@ -186,6 +186,8 @@ TEST_CASE("the RNN passes gradcheck in double, both implementations, with respec
 
 namespace {
 using xgrad::nn::RNNSpec;
+const Tensor<double>* const no_tensor = nullptr;  // no c0: these are Elman cells
+const double* const no_values = nullptr;
 
 // The kernel alone, with no graph: a loss L = Σ output ⊙ w_out + Σ h_n ⊙ w_state and its gradients.
 struct KernelProblem {
@@ -220,13 +222,13 @@ struct KernelProblem {
     }
     double loss() const {
         xgrad::nn::RNNCache<double> cache;
-        auto r = xgrad::nn::rnn_forward(spec, pointers(), input, &h0, {}, {}, cache);
+        auto r = xgrad::nn::rnn_forward(spec, pointers(), input, &h0, no_tensor, {}, {}, cache);
         return xt::sum(r.output * w_out)() + xt::sum(r.h_n * w_state)();
     }
     xgrad::nn::RNNGrads<double> grads() const {
         xgrad::nn::RNNCache<double> cache;
-        xgrad::nn::rnn_forward(spec, pointers(), input, &h0, {}, {}, cache);
-        return xgrad::nn::rnn_backward(spec, pointers(), cache, w_out.data(), w_state.data());
+        xgrad::nn::rnn_forward(spec, pointers(), input, &h0, no_tensor, {}, {}, cache);
+        return xgrad::nn::rnn_backward(spec, pointers(), cache, w_out.data(), w_state.data(), no_values);
     }
     // Central difference of the loss along one entry of `target` (a member of this problem).
     Tensor<double> numeric(Tensor<double>& target) {
@@ -306,7 +308,7 @@ TEST_CASE("regression: tanh of large negative inputs is -1, not NaN, with finite
     s.hidden_size = 4;
     KernelProblem p(s, 1000.0);  // pre-activations of magnitude ~ 1000
     xgrad::nn::RNNCache<double> cache;
-    auto r = xgrad::nn::rnn_forward(s, p.pointers(), p.input, &p.h0, {}, {}, cache);
+    auto r = xgrad::nn::rnn_forward(s, p.pointers(), p.input, &p.h0, no_tensor, {}, {}, cache);
     CHECK(xt::all(xt::isfinite(r.output)));
     CHECK(xt::all(xt::equal(xt::abs(r.output), 1.0) || xt::abs(r.output) < 1.0));
     CHECK(xt::amin(r.output)() == -1.0);
