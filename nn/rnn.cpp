@@ -236,6 +236,19 @@ LSTMOutput<T> RecurrentBase<T>::forward_graph(const Var<T>& x, const Var<T>& h0,
 }
 
 template <class T>
+LSTMOutput<T> RecurrentBase<T>::forward_any(const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
+                                            const std::vector<std::int64_t>& lengths) {
+    if (!spec_.has_cell_state() && c0.defined()) {
+        throw std::invalid_argument(fmt::format("{}: c0 is for LSTM only", this->type_name()));
+    }
+    if (spec_.has_cell_state() && h0.defined() != c0.defined()) {
+        throw std::invalid_argument(fmt::format("LSTM: h0 and c0 go together: give both or neither (got {} only)",
+                                                h0.defined() ? "h0" : "c0"));
+    }
+    return run(input, h0, c0, lengths, settings());
+}
+
+template <class T>
 Tensor<T> RecurrentBase<T>::hidden_grad_norms() const {
     const std::string& who = this->type_name();
     if (!track_hidden_grads_) throw std::logic_error(who + "::hidden_grad_norms: call track_hidden_grads(true) before forward");
@@ -268,8 +281,13 @@ RNN<T>::RNN(const RNNOptions& o, Generator& gen)
       options_(o) {}
 
 template <class T>
+RecurrentSettings RNN<T>::settings() const {
+    return settings_of(options_, 0.0);
+}
+
+template <class T>
 RNNOutput<T> RNN<T>::forward(const Var<T>& input, const Var<T>& h0, const std::vector<std::int64_t>& lengths) {
-    LSTMOutput<T> r = this->run(input, h0, {}, lengths, settings_of(options_, 0.0));
+    LSTMOutput<T> r = this->forward_any(input, h0, {}, lengths);
     return {r.output, r.h_n};
 }
 
@@ -280,14 +298,14 @@ LSTM<T>::LSTM(const LSTMOptions& o, Generator& gen)
       options_(o) {}
 
 template <class T>
+RecurrentSettings LSTM<T>::settings() const {
+    return settings_of(options_, options_.zoneout_cell() < 0 ? options_.zoneout() : options_.zoneout_cell());
+}
+
+template <class T>
 LSTMOutput<T> LSTM<T>::forward(const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
-                              const std::vector<std::int64_t>& lengths) {
-    if (h0.defined() != c0.defined()) {
-        throw std::invalid_argument(fmt::format("LSTM: h0 and c0 go together: give both or neither (got {} only)",
-                                                h0.defined() ? "h0" : "c0"));
-    }
-    const double zc = options_.zoneout_cell() < 0 ? options_.zoneout() : options_.zoneout_cell();
-    return this->run(input, h0, c0, lengths, settings_of(options_, zc));
+                               const std::vector<std::int64_t>& lengths) {
+    return this->forward_any(input, h0, c0, lengths);
 }
 
 template <class T>
@@ -295,8 +313,13 @@ GRU<T>::GRU(const GRUOptions& o, Generator& gen)
     : RecurrentBase<T>("GRU", spec_of(RecurrentMode::gru, o), settings_of(o, 0.0), gen), options_(o) {}
 
 template <class T>
+RecurrentSettings GRU<T>::settings() const {
+    return settings_of(options_, 0.0);
+}
+
+template <class T>
 RNNOutput<T> GRU<T>::forward(const Var<T>& input, const Var<T>& h0, const std::vector<std::int64_t>& lengths) {
-    LSTMOutput<T> r = this->run(input, h0, {}, lengths, settings_of(options_, 0.0));
+    LSTMOutput<T> r = this->forward_any(input, h0, {}, lengths);
     return {r.output, r.h_n};
 }
 

@@ -99,6 +99,13 @@ class RecurrentBase : public Module<T> {
     void track_hidden_grads(bool on) { track_hidden_grads_ = on; }
     Tensor<T> hidden_grad_norms() const;
 
+    // Any of the three through one call, with the layer's current options: (output, h_n, c_n);
+    // c0 and c_n are for LSTM only.
+    LSTMOutput<T> forward_any(const Var<T>& input, const Var<T>& h0 = {}, const Var<T>& c0 = {},
+                              const std::vector<std::int64_t>& lengths = {});
+    virtual RecurrentSettings settings() const = 0;
+    virtual void set_implementation(RNNImplementation implementation) = 0;
+
   protected:
     RecurrentBase(std::string name, const RNNSpec& spec, const RecurrentSettings& settings, Generator& gen);
     LSTMOutput<T> run(const Var<T>& input, const Var<T>& h0, const Var<T>& c0, const std::vector<std::int64_t>& lengths,
@@ -126,7 +133,9 @@ class RNN : public RecurrentBase<T> {
     // empty for zeros; lengths empty, or each sequence's length: past it the state is carried
     // unchanged and the output is zero, and h_n is the state at the sequence's own last step.
     RNNOutput<T> forward(const Var<T>& input, const Var<T>& h0 = {}, const std::vector<std::int64_t>& lengths = {});
-    RNNOptions& options() { return options_; }  // e.g. to switch the implementation
+    RNNOptions& options() { return options_; }
+    RecurrentSettings settings() const override;
+    void set_implementation(RNNImplementation implementation) override { options_.implementation(implementation); }  // e.g. to switch the implementation
     const RNNOptions& options() const { return options_; }
 
   private:
@@ -142,6 +151,8 @@ class LSTM : public RecurrentBase<T> {
     LSTMOutput<T> forward(const Var<T>& input, const Var<T>& h0 = {}, const Var<T>& c0 = {},
                           const std::vector<std::int64_t>& lengths = {});
     LSTMOptions& options() { return options_; }
+    RecurrentSettings settings() const override;
+    void set_implementation(RNNImplementation implementation) override { options_.implementation(implementation); }
     const LSTMOptions& options() const { return options_; }
 
   private:
@@ -155,6 +166,8 @@ class GRU : public RecurrentBase<T> {
     explicit GRU(const GRUOptions& options, Generator& gen = default_generator());
     RNNOutput<T> forward(const Var<T>& input, const Var<T>& h0 = {}, const std::vector<std::int64_t>& lengths = {});
     GRUOptions& options() { return options_; }
+    RecurrentSettings settings() const override;
+    void set_implementation(RNNImplementation implementation) override { options_.implementation(implementation); }
     const GRUOptions& options() const { return options_; }
 
   private:

@@ -1,0 +1,336 @@
+// LSTM and GRU two ways, one answer: the graph path against the fused kernel over the full grid
+// of options, PyTorch's own numbers, gradchecks, the cells, recurrent dropout and zoneout, and bad
+// arguments.
+#include <cmath>
+#include <memory>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <xtensor/xbuilder.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xview.hpp>
+
+#include <xgrad/xgrad.hpp>
+
+using xgrad::Graph;
+using xgrad::Tensor;
+using xgrad::Var;
+using xgrad::nn::RecurrentBase;
+using xgrad::nn::RNNImplementation;
+namespace nn = xgrad::nn;
+
+namespace {
+struct Config {
+    bool lstm, bias;
+    std::size_t layers;
+    bool bidirectional, batch_first, variable_lengths, with_h0;
+    std::string name() const {
+        return fmt::format("{} bias={} layers={} bidirectional={} batch_first={} variable={} h0={}", lstm ? "LSTM" : "GRU",
+                           bias, layers, bidirectional, batch_first, variable_lengths, with_h0);
+    }
+};
+
+constexpr std::size_t T_ = 5, B = 3, I = 4, H = 6;
+
+template <class T>
+std::unique_ptr<RecurrentBase<T>> make(bool lstm, const Config& c, xgrad::Generator& gen) {
+    if (lstm) {
+        return std::make_unique<nn::LSTM<T>>(nn::LSTMOptions(I, H).num_layers(c.layers).bias(c.bias)
+                                                 .bidirectional(c.bidirectional).batch_first(c.batch_first), gen);
+    }
+    return std::make_unique<nn::GRU<T>>(nn::GRUOptions(I, H).num_layers(c.layers).bias(c.bias)
+                                            .bidirectional(c.bidirectional).batch_first(c.batch_first), gen);
+}
+
+template <class T>
+struct Run {
+    Tensor<T> output, h_n, c_n, d_input, d_h0, d_c0;
+    std::vector<Tensor<T>> d_params;
+};
+
+template <class T>
+void check_agreement(const Config& c, double tol) {
+    xgrad::Generator gen(17);
+    auto layer = make<T>(c.lstm, c, gen);
+    const std::size_t D = c.bidirectional ? 2 : 1;
+    const xgrad::Shape in_shape = c.batch_first ? xgrad::Shape{B, T_, I} : xgrad::Shape{T_, B, I};
+    const xgrad::Shape out_shape = c.batch_first ? xgrad::Shape{B, T_, D * H} : xgrad::Shape{T_, B, D * H};
+    const xgrad::Shape state = {c.layers * D, B, H};
+    const Tensor<T> input = xgrad::uniform<T>(in_shape, -1, 1, gen), h0 = xgrad::uniform<T>(state, -1, 1, gen);
+    const Tensor<T> c0 = xgrad::uniform<T>(state, -1, 1, gen), w_out = xgrad::uniform<T>(out_shape, -1, 1, gen);
+    const Tensor<T> w_h = xgrad::uniform<T>(state, -1, 1, gen), w_c = xgrad::uniform<T>(state, -1, 1, gen);
+    const std::vector<std::int64_t> lengths = c.variable_lengths ? std::vector<std::int64_t>{5, 1, 3} : std::vector<std::int64_t>{};
+    Run<T> runs[2];
+    for (int i = 0; i < 2; ++i) {
+        layer->set_implementation(i == 0 ? RNNImplementation::graph : RNNImplementation::fused);
+        layer->zero_grad();
+        Graph<T> g;
+        Var<T> x = g.variable(input), h = c.with_h0 ? g.variable(h0) : Var<T>();
+        Var<T> cell = c.with_h0 && c.lstm ? g.variable(c0) : Var<T>();
+        auto r = layer->forward_any(x, h, cell, lengths);
+        auto loss = xgrad::sum(r.output * g.constant(w_out)) + xgrad::sum(r.h_n * g.constant(w_h));
+        if (c.lstm) loss = loss + xgrad::sum(r.c_n * g.constant(w_c));
+        loss.backward();
+        runs[i] = {r.output.value(), r.h_n.value(), c.lstm ? r.c_n.value() : Tensor<T>(), x.grad(),
+                   c.with_h0 ? h.grad() : Tensor<T>(), cell.defined() ? cell.grad() : Tensor<T>(), {}};
+        for (const auto& p : layer->parameters()) runs[i].d_params.push_back(p.grad());
+    }
+    auto close = [tol](const Tensor<T>& a, const Tensor<T>& b) {
+        return a.shape() == b.shape() && (a.size() == 0 || xt::amax(xt::abs(a - b))() <= tol);
+    };
+    CHECK(close(runs[0].output, runs[1].output));
+    CHECK(close(runs[0].h_n, runs[1].h_n));
+    CHECK(close(runs[0].c_n, runs[1].c_n));
+    CHECK(close(runs[0].d_input, runs[1].d_input));
+    CHECK(close(runs[0].d_h0, runs[1].d_h0));
+    CHECK(close(runs[0].d_c0, runs[1].d_c0));
+    const auto names = layer->named_parameters();
+    for (std::size_t i = 0; i < runs[0].d_params.size(); ++i) {
+        CAPTURE(names[i].first);
+        CHECK(close(runs[0].d_params[i], runs[1].d_params[i]));
+        CHECK(xt::amax(xt::abs(runs[0].d_params[i]))() > 0);  // a vacuous comparison would hide a missing gradient
+    }
+}
+
+std::vector<Config> grid() {
+    std::vector<Config> configs;
+    for (bool lstm : {true, false})
+        for (bool bias : {true, false})
+            for (std::size_t layers : {1, 2})
+                for (bool bi : {false, true})
+                    for (bool bf : {false, true})
+                        for (bool var : {false, true})
+                            for (bool h0 : {false, true}) configs.push_back({lstm, bias, layers, bi, bf, var, h0});
+    return configs;
+}
+}  // namespace
+
+TEST_CASE("LSTM and GRU: graph and fused agree on outputs, states and every gradient over the full grid, double (1e-10)") {
+    for (const Config& c : grid()) {
+        CAPTURE(c.name());
+        check_agreement<double>(c, 1e-10);
+    }
+}
+
+TEST_CASE("LSTM and GRU: graph and fused agree over the full grid in float (5e-5 absolute)") {
+    for (const Config& c : grid()) {
+        CAPTURE(c.name());
+        check_agreement<float>(c, 5e-5);
+    }
+}
+
+namespace {
+template <class T>
+void check_against_pytorch(RecurrentBase<T>& layer, const std::string& name, double tol) {
+    CAPTURE(name);
+    const auto io = xgrad::load_safetensors<double>(std::string(XGRAD_FIXTURES_DIR) + "/" + name + "_io.safetensors");
+    auto get = [&](const std::string& key) { return Tensor<T>(xt::cast<T>(io.tensors.at(key))); };
+    const bool lstm = io.tensors.count("c0") > 0;
+    layer.load(std::string(XGRAD_FIXTURES_DIR) + "/" + name + ".safetensors");
+    for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
+        layer.set_implementation(impl);
+        layer.zero_grad();
+        Graph<T> g;
+        auto x = g.variable(get("input")), h0 = g.variable(get("h0"));
+        auto c0 = lstm ? g.variable(get("c0")) : Var<T>();
+        auto r = layer.forward_any(x, h0, c0);
+        auto close = [tol](const Tensor<T>& a, const Tensor<T>& b) {
+            return a.shape() == b.shape() && xt::amax(xt::abs(a - b))() <= tol;
+        };
+        CHECK(close(r.output.value(), get("output")));
+        CHECK(close(r.h_n.value(), get("h_n")));
+        auto loss = xgrad::sum(r.output * g.constant(get("w_out"))) + xgrad::sum(r.h_n * g.constant(get("w_state")));
+        if (lstm) {
+            CHECK(close(r.c_n.value(), get("c_n")));
+            loss = loss + xgrad::sum(r.c_n * g.constant(get("w_cell")));
+        }
+        loss.backward();
+        CHECK(close(x.grad(), get("grad.input")));
+        CHECK(close(h0.grad(), get("grad.h0")));
+        if (lstm) CHECK(close(c0.grad(), get("grad.c0")));
+        for (const auto& [pname, p] : layer.named_parameters()) {
+            CAPTURE(pname);
+            CHECK(close(p.grad(), get("grad." + pname)));
+        }
+    }
+}
+
+template <class T>
+void pytorch_fixtures(double tol) {
+    nn::LSTM<T> lstm(nn::LSTMOptions(3, 4).num_layers(2).bidirectional(true));
+    check_against_pytorch(lstm, "pytorch_lstm_2layer_bidir", tol);
+    nn::GRU<T> gru(nn::GRUOptions(3, 4).num_layers(2).bidirectional(true));
+    check_against_pytorch(gru, "pytorch_gru_2layer_bidir", tol);
+    nn::GRU<T> gru_bf(nn::GRUOptions(3, 5).bias(false).batch_first(true));
+    check_against_pytorch(gru_bf, "pytorch_gru_nobias_batchfirst", tol);
+}
+}  // namespace
+
+TEST_CASE("state dicts exported from PyTorch's nn.LSTM and nn.GRU give PyTorch's outputs and gradients") {
+    pytorch_fixtures<double>(1e-10);
+    pytorch_fixtures<float>(5e-5);
+}
+
+TEST_CASE("LSTM and GRU pass gradcheck in double, both implementations, for input, states and every weight") {
+    for (bool lstm : {true, false}) {
+        for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
+            xgrad::Generator gen(3);
+            auto layer = make<double>(lstm, Config{lstm, true, 2, true, false, true, true}, gen);
+            layer->set_implementation(impl);
+            const std::vector<std::int64_t> lengths = {4, 2};
+            std::vector<Tensor<double>> inputs = {xgrad::uniform<double>({4, 2, I}, -1, 1, gen),
+                                                  xgrad::uniform<double>({4, 2, H}, -1, 1, gen)};
+            if (lstm) inputs.push_back(xgrad::uniform<double>({4, 2, H}, -1, 1, gen));
+            auto report = xgrad::gradcheck([&](const std::vector<Var<double>>& v) {
+                auto r = layer->forward_any(v[0], v[1], lstm ? v[2] : Var<double>(), lengths);
+                std::vector<Var<double>> parts = {xgrad::reshape(r.output, {-1}), xgrad::reshape(r.h_n, {-1})};
+                if (lstm) parts.push_back(xgrad::reshape(r.c_n, {-1}));
+                return xgrad::concat(parts, 0);
+            }, inputs, layer->parameters());
+            INFO(report.summary());
+            CHECK(report.passed);
+        }
+    }
+}
+
+TEST_CASE("LSTMCell and GRUCell are one step of LSTM and GRU") {
+    xgrad::Generator gen(2);
+    nn::LSTMCell<double> lstm_cell(nn::LSTMCellOptions(3, 4), gen);
+    nn::GRUCell<double> gru_cell(nn::GRUCellOptions(3, 4), gen);
+    nn::LSTM<double> lstm(nn::LSTMOptions(3, 4));
+    nn::GRU<double> gru(nn::GRUOptions(3, 4));
+    for (auto [cell, layer] : {std::pair<xgrad::nn::Module<double>*, xgrad::nn::Module<double>*>{&lstm_cell, &lstm},
+                               {&gru_cell, &gru}}) {
+        xgrad::nn::StateDict<double> state;
+        for (const auto& [name, p] : cell->named_parameters()) state[name + "_l0"] = p.value();
+        layer->load_state_dict(state);
+    }
+    Graph<double> g;
+    const Tensor<double> x = xgrad::uniform<double>({1, 2, 3}, -1, 1, gen), h = xgrad::uniform<double>({1, 2, 4}, -1, 1, gen);
+    const Tensor<double> c = xgrad::uniform<double>({1, 2, 4}, -1, 1, gen);
+    auto x0 = xgrad::select(g.constant(x), 0, 0), h0 = xgrad::select(g.constant(h), 0, 0), c0 = xgrad::select(g.constant(c), 0, 0);
+    auto [h1, c1] = lstm_cell.forward(x0, h0, c0);
+    auto full = lstm.forward(g.constant(x), g.constant(h), g.constant(c));
+    CHECK(xt::allclose(h1.value(), xt::view(full.output.value(), 0), 1e-12, 1e-12));
+    CHECK(xt::allclose(c1.value(), xt::view(full.c_n.value(), 0), 1e-12, 1e-12));
+    auto g1 = gru_cell.forward(x0, h0);
+    auto gfull = gru.forward(g.constant(x), g.constant(h));
+    CHECK(xt::allclose(g1.value(), xt::view(gfull.output.value(), 0), 1e-12, 1e-12));
+    auto from_zero = gru_cell.forward(x0);
+    CHECK(xt::allclose(from_zero.value(), xt::view(gru.forward(g.constant(x)).output.value(), 0), 1e-12, 1e-12));
+    CHECK_THROWS_WITH_AS(lstm_cell.forward(x0, h0), "LSTMCell: hx and cx go together: give both or neither (got hx only)",
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(gru_cell.forward(x0, g.constant(xt::zeros<double>({2, 5}))), "GRUCell: hx must be (2, 4), got (2, 5)",
+                         xgrad::ShapeError);
+    CHECK_THROWS_WITH_AS(gru_cell.forward(g.constant(x)), "GRUCell: input must be (batch, 3), got (1, 2, 3)", xgrad::ShapeError);
+}
+
+namespace {
+// The module's forward with its dropout generator reset first: the same masks on every call.
+template <class T>
+Var<T> fixed_masks(RecurrentBase<T>& layer, const std::string& state, const Var<T>& x) {
+    layer.dropout_generator().set_state(state);
+    return layer.forward_any(x).output;
+}
+}  // namespace
+
+TEST_CASE("recurrent dropout and zoneout pass gradcheck with a fixed mask, for every cell") {
+    for (int cell = 0; cell < 3; ++cell) {
+        for (int kind = 0; kind < 4; ++kind) {
+            CAPTURE(cell);
+            CAPTURE(kind);
+            xgrad::Generator gen(5);
+            std::unique_ptr<RecurrentBase<double>> layer;
+            auto setup = [&](auto options) {
+                options.num_layers(2).implementation(RNNImplementation::fused);  // falls back to graph: checked below
+                if (kind == 0) options.dropout_input(0.3);
+                if (kind == 1) options.dropout_output(0.3);
+                if (kind == 2) options.dropout_recurrent(0.3);
+                if (kind == 3) options.zoneout(0.3);
+                return options;
+            };
+            if (cell == 0) layer = std::make_unique<nn::RNN<double>>(setup(nn::RNNOptions(3, 4)), gen);
+            if (cell == 1) layer = std::make_unique<nn::LSTM<double>>(setup(nn::LSTMOptions(3, 4)), gen);
+            if (cell == 2) layer = std::make_unique<nn::GRU<double>>(setup(nn::GRUOptions(3, 4)), gen);
+            const std::string state = layer->dropout_generator().state();
+            const Tensor<double> x = xgrad::uniform<double>({5, 2, 3}, -1, 1, gen);
+            auto report = xgrad::gradcheck([&](const std::vector<Var<double>>& v) { return fixed_masks(*layer, state, v[0]); },
+                                           {x}, layer->parameters());
+            INFO(report.summary());
+            CHECK(report.passed);
+            // The masks are really applied: training output differs from evaluation output.
+            Graph<double> g;
+            const Tensor<double> train_out = fixed_masks(*layer, state, g.constant(x)).value();
+            layer->eval();
+            const Tensor<double> eval_out = fixed_masks(*layer, state, g.constant(x)).value();
+            layer->train();
+            CHECK(xt::amax(xt::abs(train_out - eval_out))() > 1e-6);
+        }
+    }
+}
+
+TEST_CASE("variational dropout reuses one mask per sequence at every step") {
+    xgrad::Generator gen(8);
+    nn::GRU<double> gru(nn::GRUOptions(6, 4).dropout_input(0.5), gen);
+    Graph<double> g;
+    auto x = g.variable(xgrad::uniform<double>({7, 3, 6}, -1, 1, gen));
+    xgrad::sum(gru.forward(x).output).backward();
+    // An input feature dropped for a sequence gets no gradient at any step; a kept one gets some at every step.
+    std::size_t dropped = 0, kept = 0;
+    for (std::size_t b = 0; b < 3; ++b) {
+        for (std::size_t i = 0; i < 6; ++i) {
+            std::size_t zero_steps = 0;
+            for (std::size_t t = 0; t < 7; ++t) zero_steps += x.grad()(t, b, i) == 0.0;
+            CHECK((zero_steps == 0 || zero_steps == 7));
+            (zero_steps == 7 ? dropped : kept) += 1;
+        }
+    }
+    CHECK(dropped > 0);
+    CHECK(kept > 0);
+}
+
+TEST_CASE("zoneout: units keep their previous state in training, and the expectation holds in evaluation") {
+    xgrad::Generator gen(9);
+    nn::LSTM<double> plain(nn::LSTMOptions(3, 8), gen);
+    nn::LSTM<double> zoned(nn::LSTMOptions(3, 8).zoneout(0.5));
+    zoned.load_state_dict(plain.state_dict());
+    Graph<double> g;
+    auto x = g.constant(xgrad::uniform<double>({1, 4, 3}, -1, 1, gen));
+    auto h0 = g.constant(xgrad::uniform<double>({1, 4, 8}, -1, 1, gen)), c0 = g.constant(xgrad::uniform<double>({1, 4, 8}, -1, 1, gen));
+    const Tensor<double> fresh = plain.forward(x, h0, c0).h_n.value(), previous = h0.value();
+    const Tensor<double> trained = zoned.forward(x, h0, c0).h_n.value();
+    std::size_t from_previous = 0;
+    for (std::size_t i = 0; i < trained.size(); ++i) {
+        const bool old = trained.data()[i] == previous.data()[i], now = trained.data()[i] == fresh.data()[i];
+        CHECK((old || now));
+        from_previous += old;
+    }
+    CHECK(from_previous > 4);
+    CHECK(from_previous < 28);
+    zoned.eval();
+    CHECK(xt::allclose(zoned.forward(x, h0, c0).h_n.value(), 0.5 * fresh + 0.5 * previous, 1e-12, 1e-12));
+}
+
+TEST_CASE("bad LSTM and GRU arguments name the module, the argument and the shapes or values") {
+    nn::LSTM<float> lstm(nn::LSTMOptions(3, 4));
+    Graph<float> g;
+    auto x = g.constant(xt::zeros<float>({5, 2, 3}));
+    auto state = g.constant(xt::zeros<float>({1, 2, 4}));
+    CHECK_THROWS_WITH_AS(lstm.forward(x, state), "LSTM: h0 and c0 go together: give both or neither (got h0 only)",
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(lstm.forward(x, state, g.constant(xt::zeros<float>({1, 3, 4}))),
+                         "LSTM: c0 must have shape (1, 2, 4) (num_layers * directions, batch, hidden_size), got (1, 3, 4)",
+                         xgrad::ShapeError);
+    CHECK_THROWS_WITH_AS(lstm.forward(g.constant(xt::zeros<float>({5, 2, 7}))),
+                         "LSTM: input (5, 2, 7) has 7 features, expected input_size 3", xgrad::ShapeError);
+    nn::GRU<float> gru(nn::GRUOptions(3, 4));
+    CHECK_THROWS_WITH_AS(gru.forward(x, g.constant(xt::zeros<float>({2, 2, 4}))),
+                         doctest::Contains("GRU: h0 must have shape (1, 2, 4)"), xgrad::ShapeError);
+    CHECK_THROWS_WITH_AS(gru.forward_any(x, state, state), "GRU: c0 is for LSTM only", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(nn::GRU<float>(nn::GRUOptions(3, 4).zoneout(1.0)), "GRU: zoneout = 1 is not in [0, 1)",
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(nn::LSTM<float>(nn::LSTMOptions(3, 4).dropout_recurrent(-0.1)),
+                         "LSTM: dropout_recurrent = -0.1 is not in [0, 1)", std::invalid_argument);
+    lstm.options().dropout_input(1.5);
+    CHECK_THROWS_WITH_AS(lstm.forward(x), "LSTM: dropout_input = 1.5 is not in [0, 1)", std::invalid_argument);
+}
