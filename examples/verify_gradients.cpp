@@ -1,9 +1,10 @@
-// Verifies an RNN's gradients three ways, parameter by parameter: the handwritten-BPTT kernel
+// Verifies an RNN's (or LSTM's, GRU's) gradients three ways, parameter by parameter: the handwritten-BPTT kernel
 // against generic graph backprop, and graph backprop against central differences. Prints the
 // errors and ||∂L/∂h_t|| per time step from both implementations; exits 1 beyond tolerance.
 //
 //   verify_gradients --layers 2 --bidirectional --lengths 6,3,4
 //   verify_gradients --steps 40 --loss-last --recurrent-scale 0.5   # vanishing gradients
+//   verify_gradients --cell lstm --steps 40 --loss-last --no-numeric  # the same sequence through an LSTM
 #include <algorithm>
 #include <cmath>
 
@@ -23,9 +24,10 @@ std::string bar(double value, double top) {
 
 int main(int argc, char** argv) {
     xgrad::nn::RNNVerifyOptions o;
-    std::string nonlinearity = "tanh";
+    std::string nonlinearity = "tanh", cell = "rnn";
     bool no_bias = false, skip_numeric = false;
     CLI::App app{"Check an RNN's handwritten BPTT against autograd, and autograd against finite differences."};
+    app.add_option("--cell", cell, "rnn, lstm or gru")->check(CLI::IsMember({"rnn", "lstm", "gru"}));
     app.add_option("--input-size", o.input_size, "input features")->check(CLI::Range(1, 1000000));
     app.add_option("--hidden", o.hidden_size, "hidden size")->check(CLI::Range(1, 1000000));
     app.add_option("--layers", o.num_layers, "stacked layers")->check(CLI::Range(1, 1000000));
@@ -38,12 +40,15 @@ int main(int argc, char** argv) {
     app.add_option("--lengths", o.lengths, "per-sequence lengths, comma separated")->delimiter(',');
     app.add_flag("--loss-last", o.loss_at_last_step_only, "loss on each sequence's last step only");
     app.add_option("--recurrent-scale", o.recurrent_scale, "multiply W_hh by this after initialization");
+    app.add_option("--forget-bias", o.forget_bias, "LSTM: add this to the forget gates' bias");
     app.add_option("--seed", o.seed, "random seed");
     app.add_flag("--no-numeric", skip_numeric, "skip finite differences (large models)");
     CLI11_PARSE(app, argc, argv);
     o.bias = !no_bias;
     o.finite_differences = !skip_numeric;
     o.nonlinearity = nonlinearity == "relu" ? xgrad::nn::Nonlinearity::relu : xgrad::nn::Nonlinearity::tanh;
+    o.mode = cell == "lstm" ? xgrad::nn::RecurrentMode::lstm
+             : cell == "gru" ? xgrad::nn::RecurrentMode::gru : xgrad::nn::RecurrentMode::rnn;
 
     xgrad::nn::RNNVerifyReport report;
     try {
@@ -52,8 +57,10 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "verify_gradients: {}\n", e.what());
         return 2;
     }
-    fmt::print("RNN({} -> {}, layers {}, {}, {}{}) + Linear({}) + cross-entropy; T {}, B {}; loss {:.6f}\n\n",
-               o.input_size, o.hidden_size, o.num_layers, nonlinearity, o.bidirectional ? "bidirectional, " : "",
+    const std::string kind = cell == "rnn" ? "RNN" : cell == "lstm" ? "LSTM" : "GRU";
+    fmt::print("{}({} -> {}, layers {}, {}{}{}) + Linear({}) + cross-entropy; T {}, B {}; loss {:.6f}\n\n", kind,
+               o.input_size, o.hidden_size, o.num_layers, cell == "rnn" ? nonlinearity + ", " : "",
+               o.bidirectional ? "bidirectional, " : "",
                o.bias ? "bias" : "no bias", o.classes, o.steps, o.batch, report.loss);
     fmt::print("{:<24} {:>22} {:>22}\n", "parameter", "|handwritten-autograd|", "|autograd-numeric|");
     fmt::print("{:<24} {:>11} {:>10} {:>11} {:>10}\n", "", "max abs", "rel", "max abs", "rel");

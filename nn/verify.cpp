@@ -11,17 +11,28 @@
 namespace xgrad::nn {
 
 namespace {
+std::unique_ptr<RecurrentBase<double>> make_layer(const RNNVerifyOptions& o, Generator& gen) {
+    auto configure = [&](auto options) {
+        return options.num_layers(o.num_layers).bidirectional(o.bidirectional).bias(o.bias);
+    };
+    switch (o.mode) {
+    case RecurrentMode::lstm: return std::make_unique<LSTM<double>>(configure(LSTMOptions(o.input_size, o.hidden_size)), gen);
+    case RecurrentMode::gru: return std::make_unique<GRU<double>>(configure(GRUOptions(o.input_size, o.hidden_size)), gen);
+    case RecurrentMode::rnn: break;
+    }
+    return std::make_unique<RNN<double>>(configure(RNNOptions(o.input_size, o.hidden_size)).nonlinearity(o.nonlinearity), gen);
+}
+
 class Model : public Module<double> {
   public:
     Model(const RNNVerifyOptions& o, Generator& gen)
-        : Module<double>("RNNVerifyModel"),
-          rnn(RNNOptions(o.input_size, o.hidden_size).num_layers(o.num_layers).bidirectional(o.bidirectional)
-                  .bias(o.bias).nonlinearity(o.nonlinearity), gen),
+        : Module<double>("RNNVerifyModel"), rnn_holder(make_layer(o, gen)), rnn(*rnn_holder),
           fc(o.hidden_size * (o.bidirectional ? 2 : 1), o.classes, true, gen) {
         register_module("rnn", rnn);
         register_module("fc", fc);
     }
-    RNN<double> rnn;
+    std::unique_ptr<RecurrentBase<double>> rnn_holder;
+    RecurrentBase<double>& rnn;
     Linear<double> fc;
 };
 
@@ -32,8 +43,7 @@ struct Data {
 };
 
 Var<double> loss_of(Model& m, const RNNVerifyOptions& o, const Data& d, const Var<double>& input) {
-    auto [output, h_n] = m.rnn.forward(input, {}, o.lengths);
-    return cross_entropy(m.fc.forward(output), d.targets, {}, d.mask);
+    return cross_entropy(m.fc.forward(m.rnn.forward_any(input, {}, {}, o.lengths).output), d.targets, {}, d.mask);
 }
 
 GradientComparison compare(const Tensor<double>& a, const Tensor<double>& b, double abs_bar, double rel_bar) {
@@ -55,7 +65,7 @@ struct Gradients {
 };
 
 Gradients gradients(Model& m, const RNNVerifyOptions& o, const Data& d, RNNImplementation impl) {
-    m.rnn.options().implementation(impl);
+    m.rnn.set_implementation(impl);
     m.rnn.track_hidden_grads(true);
     m.zero_grad();
     Graph<double> g;
@@ -75,6 +85,10 @@ RNNVerifyReport verify_rnn_gradients(const RNNVerifyOptions& o) {
     for (std::size_t i = 0; i < model.rnn.flat_weights().size(); i += o.bias ? 4 : 2) {
         Parameter<double> w_hh = model.rnn.flat_weights()[i + 1];
         w_hh.value() *= o.recurrent_scale;
+        if (o.mode == RecurrentMode::lstm && o.bias) {  // gates i, f, g, o: f is the second block
+            Parameter<double> b_ih = model.rnn.flat_weights()[i + 2];
+            for (std::size_t j = o.hidden_size; j < 2 * o.hidden_size; ++j) b_ih.value()(j) += o.forget_bias;
+        }
     }
     const Shape positions = {o.steps, o.batch};
     Data d{uniform<double>({o.steps, o.batch, o.input_size}, -1, 1, gen), Indices::from_shape(positions),
@@ -102,7 +116,7 @@ RNNVerifyReport verify_rnn_gradients(const RNNVerifyOptions& o) {
         report.parameters.push_back(c);
     }
     if (o.finite_differences) {
-        model.rnn.options().implementation(RNNImplementation::graph);
+        model.rnn.set_implementation(RNNImplementation::graph);
         auto loss_now = [&] {
             NoGradGuard no_grad;
             Graph<double> g;

@@ -1,4 +1,4 @@
-// Manual versus autograd gradients, for users: an RNN + Linear + cross-entropy model on random
+// Manual versus autograd gradients, for users: an RNN (or LSTM, GRU) + Linear + cross-entropy model on random
 // data, its gradients from the handwritten-BPTT kernel, from generic graph backprop, and from
 // central differences, compared parameter by parameter.
 //
@@ -17,12 +17,14 @@
 namespace xgrad::nn {
 
 struct RNNVerifyOptions {
+    RecurrentMode mode = RecurrentMode::rnn;
     std::size_t input_size = 5, hidden_size = 8, num_layers = 1, steps = 6, batch = 3, classes = 5;
     bool bidirectional = false, bias = true;
-    Nonlinearity nonlinearity = Nonlinearity::tanh;
+    Nonlinearity nonlinearity = Nonlinearity::tanh;  // RNN only
     std::vector<std::int64_t> lengths;  // empty: every sequence runs all steps
     bool loss_at_last_step_only = false;  // makes vanishing or exploding gradients easy to see
     double recurrent_scale = 1.0;         // multiplies W_hh after the usual initialization
+    double forget_bias = 0.0;             // LSTM only: added to the forget gates' bias_ih (a common init)
     std::uint64_t seed = 1;
     bool finite_differences = true;       // costs two forward passes per parameter entry
     // Bars: the kernel agrees with the graph within `agreement`; autograd agrees with finite

@@ -168,10 +168,11 @@ TEST_CASE("train, sample and eval run end to end; the metrics file has the docum
 }
 
 TEST_CASE("resume is exact: N steps, save, resume in a fresh process, N more equal 2N straight, bit for bit") {
-    for (const char* impl : {"fused", "graph"}) {
-        CAPTURE(impl);
-        const std::string common = fmt::format("train --corpus {} {} --dropout 0.3 --layers 2 --impl {}",
-                                               small_corpus().string(), tiny, impl);
+    for (const char* variant : {"--impl fused", "--impl graph", "--cell lstm", "--cell gru",
+                                "--cell lstm --zoneout 0.2 --variational-dropout 0.2"}) {
+        CAPTURE(variant);
+        const std::string common = fmt::format("train --corpus {} {} --dropout 0.3 --layers 2 {}",
+                                               small_corpus().string(), tiny, variant);
         const fs::path straight = scratch() / "straight.safetensors", half = scratch() / "half.safetensors",
                        resumed = scratch() / "resumed.safetensors";
         REQUIRE(run(fmt::format("{} --steps 24 --out {}", common, straight.string())).code == 0);

@@ -5,7 +5,8 @@
 namespace charlm {
 
 namespace {
-const std::string model_prefix = "model.", optimizer_prefix = "optimizer.", hidden_key = "state.hidden";
+const std::string model_prefix = "model.", optimizer_prefix = "optimizer.", hidden_key = "state.hidden",
+                  cell_key = "state.cell";
 
 std::int64_t parse_int(const std::string& path, const std::string& key, const std::string& text) {
     std::size_t used = 0;
@@ -29,7 +30,8 @@ void save_checkpoint(const std::string& path, const TrainingState& state, CharLM
     const xgrad::TensorFile<float> opt = optimizer.state_dict();
     for (const auto& [name, value] : opt.tensors) file.tensors[optimizer_prefix + name] = value;
     for (const auto& [key, value] : opt.metadata) file.metadata[optimizer_prefix + key] = value;
-    file.tensors[hidden_key] = state.hidden;
+    file.tensors[hidden_key] = state.carried.h;
+    if (state.carried.c.dimension() == 3) file.tensors[cell_key] = state.carried.c;
     nlohmann::json vocabulary = nlohmann::json::array();
     for (char32_t c : state.vocabulary.symbols()) vocabulary.push_back(static_cast<std::uint32_t>(c));
     file.metadata["format"] = "xgrad-charlm";
@@ -82,12 +84,15 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.state.step = parse_int(path, "step", meta("step"));
     c.state.data_position = static_cast<std::size_t>(parse_int(path, "data_position", meta("data_position")));
     c.state.train_chars = static_cast<std::size_t>(parse_int(path, "train_chars", meta("train_chars")));
-    auto hidden = c.file.tensors.find(hidden_key);
     const xgrad::Shape expected = {cfg.layers, cfg.batch, cfg.hidden};
-    if (hidden == c.file.tensors.end() || xgrad::shape_of(hidden->second) != expected) {
-        throw InputError(fmt::format("checkpoint {}: '{}' missing or not of shape {}", path, hidden_key, xgrad::shape_str(expected)));
+    for (const std::string& key : {hidden_key, cell_key}) {
+        if (key == cell_key && cfg.cell != "lstm") continue;
+        auto found = c.file.tensors.find(key);
+        if (found == c.file.tensors.end() || xgrad::shape_of(found->second) != expected) {
+            throw InputError(fmt::format("checkpoint {}: '{}' missing or not of shape {}", path, key, xgrad::shape_str(expected)));
+        }
+        (key == hidden_key ? c.state.carried.h : c.state.carried.c) = found->second;
     }
-    c.state.hidden = hidden->second;
     meta("dropout_rng");
     return c;
 }

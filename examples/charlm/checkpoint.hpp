@@ -19,7 +19,7 @@ struct TrainingState {
     std::int64_t step = 0;
     std::size_t data_position = 0;  // offset inside every training stream
     std::size_t train_chars = 0;    // length of the training text it was trained on
-    xgrad::Tensor<float> hidden;    // the carried state, (layers, batch, hidden)
+    State carried;                  // the carried state: h, and c for an LSTM
 };
 
 void save_checkpoint(const std::string& path, const TrainingState& state, CharLM& model,

@@ -29,11 +29,11 @@ double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids) {
     for (std::size_t b = 0; b < streams; ++b) longest = std::max(longest, begin[b + 1] - begin[b] - 1);
 
     const bool was_training = model.is_training();
-    const auto impl = model.rnn.options().implementation();
+    const auto impl = model.rnn.settings().implementation;
     model.eval();
-    model.rnn.options().implementation(xgrad::nn::RNNImplementation::fused);  // same numbers, faster
+    model.rnn.set_implementation(xgrad::nn::RNNImplementation::fused);  // same numbers, faster
     xgrad::NoGradGuard no_grad;
-    xgrad::Tensor<float> state = model.zero_state(streams);
+    State state = model.zero_state(streams);
     double nats = 0;
     xgrad::CrossEntropyOptions sum;
     sum.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
@@ -57,10 +57,10 @@ double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids) {
         xgrad::Graph<float> g;
         Output out = model.forward(g, inputs, state, lengths);
         nats += xgrad::cross_entropy(out.logits, targets, sum, mask).item();
-        state = out.h_n.value();
+        state = out.next;
     }
     model.train(was_training);
-    model.rnn.options().implementation(impl);
+    model.rnn.set_implementation(impl);
     return nats / std::numbers::ln2 / static_cast<double>(ids.size() - streams);
 }
 
@@ -96,7 +96,7 @@ int sample(const SampleArgs& args) {
     }
     xgrad::NoGradGuard no_grad;
     xgrad::Generator gen(args.seed);
-    xgrad::Tensor<float> state = model.zero_state(1);
+    State state = model.zero_state(1);
     if (!args.prime.empty()) std::fputs(args.prime.c_str(), stdout);
     // Feed all of the prime but its last character, then generate one character at a time.
     std::vector<std::int64_t> ids = encode(vocabulary, *prime);
@@ -105,7 +105,7 @@ int sample(const SampleArgs& args) {
         xgrad::Indices context = xgrad::Indices::from_shape({ids.size() - 1, 1});
         std::copy(ids.begin(), ids.end() - 1, context.begin());
         xgrad::Graph<float> g;
-        state = model.forward(g, context, state).h_n.value();
+        state = model.forward(g, context, state).next;
     }
     const std::size_t vocab = vocabulary.size();
     const std::size_t top_k = args.top_k == 0 ? vocab : std::min(args.top_k, vocab);
@@ -116,7 +116,7 @@ int sample(const SampleArgs& args) {
         xgrad::Indices input = xgrad::Indices::from_shape({1, 1});
         input(0, 0) = current;
         Output out = model.forward(g, input, state);
-        state = out.h_n.value();
+        state = out.next;
         const float* logits = out.logits.value().data();
         // Softmax at the temperature over the top_k most likely characters.
         for (std::size_t k = 0; k < vocab; ++k) order[k] = k;

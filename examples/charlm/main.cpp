@@ -18,7 +18,8 @@ int main(int argc, char** argv) {
     charlm::TrainArgs t;
     auto* train = app.add_subcommand("train", "train a model on a text corpus (checkpointing as it goes)");
     train->add_option("--corpus", t.corpus, "a UTF-8 text file, or a folder of them")->capture_default_str();
-    train->add_option("--cell", t.config.cell, "recurrent cell")->check(CLI::IsMember({"rnn"}))->capture_default_str();
+    train->add_option("--cell", t.config.cell, "recurrent cell: rnn, lstm or gru")->check(CLI::IsMember({"rnn", "lstm", "gru"}))
+        ->capture_default_str();
     train->add_option("--hidden", t.config.hidden, "hidden size")->check(positive)->capture_default_str();
     train->add_option("--layers", t.config.layers, "stacked layers")->check(positive)->capture_default_str();
     train->add_option("--seq", t.config.seq, "characters per stream per step (BPTT length)")->check(positive)->capture_default_str();
@@ -32,6 +33,11 @@ int main(int argc, char** argv) {
     train->add_option("--clip", t.config.clip, "clip the global gradient norm to this")->check(CLI::PositiveNumber)->capture_default_str();
     train->add_option("--dropout", t.config.dropout, "dropout between layers, in [0, 1)")->check(CLI::Range(0.0, 0.999999))
         ->capture_default_str();
+    train->add_option("--zoneout", t.config.zoneout, "zoneout probability on the recurrent state, in [0, 1)")
+        ->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+    train->add_option("--variational-dropout", t.config.variational_dropout,
+                      "variational dropout (one mask per sequence) on each layer's output and recurrent state, in [0, 1)")
+        ->check(CLI::Range(0.0, 0.999999))->capture_default_str();
     train->add_option("--seed", t.config.seed, "random seed")->capture_default_str();
     train->add_option("--impl", t.config.impl, "graph (primitive ops) or fused (handwritten BPTT): same numbers")
         ->check(CLI::IsMember({"graph", "fused"}))->capture_default_str();
@@ -67,6 +73,8 @@ int main(int argc, char** argv) {
                 if (train->count(std::string("--") + flag) > 0) t.explicit_flags.emplace_back(flag);
             }
             if (train->count("--val-fraction") > 0) t.explicit_flags.emplace_back("val_fraction");
+            if (train->count("--zoneout") > 0) t.explicit_flags.emplace_back("zoneout");
+            if (train->count("--variational-dropout") > 0) t.explicit_flags.emplace_back("variational_dropout");
             return charlm::train(t);
         }
         if (sample->parsed()) return charlm::sample(s);

@@ -7,7 +7,8 @@ namespace charlm {
 nlohmann::json Config::to_json() const {
     return {{"cell", cell},       {"hidden", hidden},   {"layers", layers},       {"seq", seq},
             {"batch", batch},     {"dropout", dropout}, {"lr", lr},               {"clip", clip},
-            {"optimizer", optimizer}, {"impl", impl},   {"seed", seed},           {"val_fraction", val_fraction}};
+            {"optimizer", optimizer}, {"impl", impl},   {"seed", seed},           {"val_fraction", val_fraction},
+            {"zoneout", zoneout},     {"variational_dropout", variational_dropout}};
 }
 
 Config Config::from_json(const nlohmann::json& j) {
@@ -24,33 +25,52 @@ Config Config::from_json(const nlohmann::json& j) {
     c.impl = j.at("impl").get<std::string>();
     c.seed = j.at("seed").get<std::uint64_t>();
     c.val_fraction = j.at("val_fraction").get<double>();
+    c.zoneout = j.at("zoneout").get<double>();
+    c.variational_dropout = j.at("variational_dropout").get<double>();
     return c;
 }
 
+namespace {
+std::unique_ptr<xgrad::nn::RecurrentBase<float>> make_layer(const Config& config, std::size_t vocabulary,
+                                                           xgrad::Generator& gen) {
+    namespace nn = xgrad::nn;
+    auto configure = [&](auto options) {
+        return options.num_layers(config.layers).dropout(config.dropout).zoneout(config.zoneout)
+            .dropout_output(config.variational_dropout).dropout_recurrent(config.variational_dropout)
+            .implementation(config.impl == "graph" ? nn::RNNImplementation::graph : nn::RNNImplementation::fused);
+    };
+    if (config.cell == "lstm") return std::make_unique<nn::LSTM<float>>(configure(nn::LSTMOptions(vocabulary, config.hidden)), gen);
+    if (config.cell == "gru") return std::make_unique<nn::GRU<float>>(configure(nn::GRUOptions(vocabulary, config.hidden)), gen);
+    if (config.cell == "rnn") return std::make_unique<nn::RNN<float>>(configure(nn::RNNOptions(vocabulary, config.hidden)), gen);
+    throw std::invalid_argument(fmt::format("unknown cell '{}' (rnn, lstm or gru)", config.cell));
+}
+}  // namespace
+
 CharLM::CharLM(const Config& config, std::size_t vocabulary, xgrad::Generator& gen)
     : Module<float>("CharLM"),
-      rnn(xgrad::nn::RNNOptions(vocabulary, config.hidden).num_layers(config.layers).dropout(config.dropout)
-              .implementation(config.impl == "graph" ? xgrad::nn::RNNImplementation::graph
-                                                     : xgrad::nn::RNNImplementation::fused), gen),
+      rnn_holder_(make_layer(config, vocabulary, gen)),
+      rnn(*rnn_holder_),
       head(config.hidden, vocabulary, true, gen),
       vocabulary_(vocabulary) {
     register_module("rnn", rnn);
     register_module("head", head);
 }
 
-Output CharLM::forward(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const xgrad::Tensor<float>& h0,
+Output CharLM::forward(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const State& state,
                        const std::vector<std::int64_t>& lengths) {
     xgrad::Tensor<float> one_hot = xgrad::Tensor<float>::from_shape({inputs.shape(0), inputs.shape(1), vocabulary_});
     one_hot.fill(0.0f);
     for (std::size_t i = 0; i < inputs.size(); ++i) one_hot.data()[i * vocabulary_ + static_cast<std::size_t>(inputs.data()[i])] = 1.0f;
-    auto [output, h_n] = rnn.forward(graph.constant(std::move(one_hot)), graph.constant(h0), lengths);
-    return {head.forward(output), h_n};
+    const bool lstm = rnn.spec().has_cell_state();
+    auto r = rnn.forward_any(graph.constant(std::move(one_hot)), graph.constant(state.h),
+                             lstm ? graph.constant(state.c) : xgrad::Var<float>(), lengths);
+    return {head.forward(r.output), {r.h_n.value(), lstm ? r.c_n.value() : xgrad::Tensor<float>()}};
 }
 
-xgrad::Tensor<float> CharLM::zero_state(std::size_t batch) const {
-    xgrad::Tensor<float> h = xgrad::Tensor<float>::from_shape({rnn.options().num_layers(), batch, rnn.options().hidden_size()});
+State CharLM::zero_state(std::size_t batch) const {
+    xgrad::Tensor<float> h = xgrad::Tensor<float>::from_shape({rnn.spec().num_layers, batch, rnn.spec().hidden_size});
     h.fill(0.0f);
-    return h;
+    return {h, rnn.spec().has_cell_state() ? h : xgrad::Tensor<float>()};
 }
 
 std::unique_ptr<xgrad::optim::Optimizer<float>> make_optimizer(const std::string& name,

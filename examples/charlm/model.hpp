@@ -17,26 +17,36 @@ struct Config {
     std::string optimizer = "adam";
     std::string impl = "fused";
     std::uint64_t seed = 1;
+    double zoneout = 0.0, variational_dropout = 0.0;  // recurrent dropout (the graph path runs them)
 
     nlohmann::json to_json() const;
     static Config from_json(const nlohmann::json& j);  // throws nlohmann::json::exception if malformed
 };
 
+// The recurrent state carried from chunk to chunk: h, and c for an LSTM (empty otherwise).
+struct State {
+    xgrad::Tensor<float> h, c;  // (layers, B, hidden)
+};
+
 struct Output {
     xgrad::Var<float> logits;  // (T, B, vocabulary)
-    xgrad::Var<float> h_n;     // (layers, B, hidden)
+    State next;
 };
 
 class CharLM : public xgrad::nn::Module<float> {
   public:
     CharLM(const Config& config, std::size_t vocabulary, xgrad::Generator& gen);
-    // inputs (T, B) of vocabulary indices; h0 (layers, B, hidden); lengths as nn::RNN.
-    Output forward(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const xgrad::Tensor<float>& h0,
+    // inputs (T, B) of vocabulary indices; lengths as nn::RNN.
+    Output forward(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const State& state,
                    const std::vector<std::int64_t>& lengths = {});
-    xgrad::Tensor<float> zero_state(std::size_t batch) const;
+    State zero_state(std::size_t batch) const;
     std::size_t vocabulary() const { return vocabulary_; }
 
-    xgrad::nn::RNN<float> rnn;
+  private:
+    std::unique_ptr<xgrad::nn::RecurrentBase<float>> rnn_holder_;
+
+  public:
+    xgrad::nn::RecurrentBase<float>& rnn;  // RNN, LSTM or GRU, as --cell says
     xgrad::nn::Linear<float> head;
 
   private:

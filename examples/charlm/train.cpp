@@ -137,7 +137,7 @@ int train(const TrainArgs& args) {
         restore(*resumed, model, optimizer.get());
         state.step = resumed->state.step;
         state.data_position = resumed->state.data_position;
-        state.hidden = resumed->state.hidden;
+        state.carried = resumed->state.carried;
     }
     const std::int64_t total_steps = args.steps.value_or(args.time_limit ? std::numeric_limits<std::int64_t>::max() : 2000);
 
@@ -168,7 +168,7 @@ int train(const TrainArgs& args) {
     while (state.step < total_steps && !(args.time_limit && elapsed() >= *args.time_limit) && !interrupted) {
         streams.fill(state.data_position, inputs, targets);
         xgrad::Graph<float> g;
-        Output out = model.forward(g, inputs, state.hidden);
+        Output out = model.forward(g, inputs, state.carried);
         auto loss = xgrad::cross_entropy(out.logits, targets);
         model.zero_grad();
         loss.backward();
@@ -179,11 +179,11 @@ int train(const TrainArgs& args) {
         }
         optimizer->step();
         ++state.step;
-        state.hidden = out.h_n.value();
+        state.carried = out.next;
         state.data_position += config.seq;
         if (!streams.fits(state.data_position)) {  // a new pass over the text starts from a fresh state
             state.data_position = 0;
-            state.hidden = model.zero_state(config.batch);
+            state.carried = model.zero_state(config.batch);
         }
         train_loss = loss.item();
         const double seconds = elapsed();
