@@ -185,6 +185,7 @@ class Graph {
     }
     void clear() { tape_->clear(); }
     std::size_t size() const { return tape_->size(); }
+    Tape<T>& tape() { return *tape_; }  // for ops that record without an input variable
 
   private:
     std::shared_ptr<Tape<T>> tape_;

@@ -127,15 +127,9 @@ RecurrentBase<T>::RecurrentBase(std::string name, const RNNSpec& spec, const Rec
 }
 
 template <class T>
-LSTMOutput<T> RecurrentBase<T>::run(const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
-                                   const std::vector<std::int64_t>& lengths, const RecurrentSettings& settings) {
-    const std::string& who = this->type_name();
-    check_settings(who, settings);
-    const Shape h0_shape = h0.defined() ? h0.shape() : Shape{}, c0_shape = c0.defined() ? c0.shape() : Shape{};
-    check_rnn_args(who, spec_, input.shape(), settings.batch_first, h0.defined() ? &h0_shape : nullptr, lengths,
-                   c0.defined() ? &c0_shape : nullptr);
-    const Var<T> x = settings.batch_first ? transpose(input, 0, 1) : input;
-    const std::size_t steps = x.shape()[0], batch = x.shape()[1];
+LSTMOutput<T> RecurrentBase<T>::run(Tape<T>& tape, const Var<T>& x, const Indices* ids, const Var<T>& h0, const Var<T>& c0,
+                                    const std::vector<std::int64_t>& lengths, const RecurrentSettings& settings) {
+    const std::size_t steps = ids ? ids->shape(0) : x.shape()[0], batch = ids ? ids->shape(1) : x.shape()[1];
     std::vector<Tensor<T>> masks;  // between layers; drawn first so both paths see the same ones
     if (this->is_training() && settings.dropout > 0) {
         for (std::size_t l = 0; l + 1 < spec_.num_layers; ++l) {
@@ -146,31 +140,38 @@ LSTMOutput<T> RecurrentBase<T>::run(const Var<T>& input, const Var<T>& h0, const
     const bool variational = this->is_training() &&
                              (settings.dropout_input > 0 || settings.dropout_output > 0 || settings.dropout_recurrent > 0);
     const bool zoned = settings.zoneout > 0 || settings.zoneout_cell > 0;
-    LSTMOutput<T> result;
     tracked_hidden_.clear();
     fused_grad_norms_.reset();
     if (settings.implementation == RNNImplementation::graph || variational || zoned) {
-        result = forward_graph(x, h0, c0, lengths, masks, settings);
-    } else {
-        std::vector<Var<T>> params;
-        for (const Parameter<T>& p : weights_) params.push_back(x.tape().parameter(p));
-        if (track_hidden_grads_) fused_grad_norms_ = std::make_shared<Tensor<T>>();
-        result = rnn_fused(spec_, x, h0, c0, params, lengths, masks, fused_grad_norms_);
+        return forward_graph(tape, x, ids, h0, c0, lengths, masks, settings);
     }
-    if (settings.batch_first) result.output = transpose(result.output, 0, 1);
-    return result;
+    std::vector<Var<T>> params;
+    for (const Parameter<T>& p : weights_) params.push_back(tape.parameter(p));
+    if (track_hidden_grads_) fused_grad_norms_ = std::make_shared<Tensor<T>>();
+    return rnn_fused(spec_, x, h0, c0, params, lengths, masks, fused_grad_norms_, ids);
+}
+
+template <class T>
+void RecurrentBase<T>::check_states(const Var<T>& h0, const Var<T>& c0) const {
+    if (!spec_.has_cell_state() && c0.defined()) {
+        throw std::invalid_argument(fmt::format("{}: c0 is for LSTM only", this->type_name()));
+    }
+    if (spec_.has_cell_state() && h0.defined() != c0.defined()) {
+        throw std::invalid_argument(fmt::format("LSTM: h0 and c0 go together: give both or neither (got {} only)",
+                                                h0.defined() ? "h0" : "c0"));
+    }
 }
 
 // The cells' equations, one step at a time, over every layer and direction.
 template <class T>
-LSTMOutput<T> RecurrentBase<T>::forward_graph(const Var<T>& x, const Var<T>& h0, const Var<T>& c0,
-                                             const std::vector<std::int64_t>& lengths, const std::vector<Tensor<T>>& masks,
-                                             const RecurrentSettings& settings) {
+LSTMOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& x, const Indices* ids, const Var<T>& h0,
+                                              const Var<T>& c0, const std::vector<std::int64_t>& lengths,
+                                              const std::vector<Tensor<T>>& masks, const RecurrentSettings& settings) {
     const RNNSpec& s = spec_;
-    const std::size_t steps = x.shape()[0], batch = x.shape()[1], H = s.hidden_size, D = s.directions();
+    const std::size_t steps = ids ? ids->shape(0) : x.shape()[0], batch = ids ? ids->shape(1) : x.shape()[1];
+    const std::size_t H = s.hidden_size, D = s.directions();
     const std::size_t per = s.bias ? 4 : 2;
     const bool lstm = s.has_cell_state(), gru = s.mode == RecurrentMode::gru, training = this->is_training();
-    Tape<T>& tape = x.tape();
     // Which sequences are still running at step t, as a (B, 1) mask broadcast over the features.
     std::vector<xt::xarray<bool>> running;
     for (std::size_t t = 0; !lengths.empty() && t < steps; ++t) {
@@ -191,10 +192,17 @@ LSTMOutput<T> RecurrentBase<T>::forward_graph(const Var<T>& x, const Var<T>& h0,
         for (std::size_t d = 0; d < D; ++d) {
             const std::size_t k = l * D + d;
             auto param = [&](std::size_t i) { return tape.parameter(weights_[k * per + i]); };
-            Var<T> in = layer_input;
-            if (p_in > 0) in = in * constant(dropout_mask<T>({batch, s.layer_input_size(l)}, p_in, dropout_generator_));
-            // All steps' input projections at once: (T, B, gates * H).
-            Var<T> projected = linear(in, param(0), s.bias ? param(2) : Var<T>());
+            // All steps' input projections at once: (T, B, gates * H); for one-hot indices, the
+            // rows of W_ihᵀ they select.
+            Var<T> projected;
+            if (l == 0 && ids) {
+                projected = embedding(transpose(param(0), 0, 1), *ids);
+                if (s.bias) projected = projected + param(2);
+            } else {
+                Var<T> in = layer_input;
+                if (p_in > 0) in = in * constant(dropout_mask<T>({batch, s.layer_input_size(l)}, p_in, dropout_generator_));
+                projected = linear(in, param(0), s.bias ? param(2) : Var<T>());
+            }
             if (s.bias && !gru) projected = projected + param(3);
             const Var<T> w_hh = param(1), b_hh = s.bias && gru ? param(3) : Var<T>();
             const Var<T> recurrent_mask = p_rec > 0 ? constant(dropout_mask<T>({batch, H}, p_rec, dropout_generator_)) : Var<T>();
@@ -238,14 +246,36 @@ LSTMOutput<T> RecurrentBase<T>::forward_graph(const Var<T>& x, const Var<T>& h0,
 template <class T>
 LSTMOutput<T> RecurrentBase<T>::forward_any(const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
                                             const std::vector<std::int64_t>& lengths) {
-    if (!spec_.has_cell_state() && c0.defined()) {
-        throw std::invalid_argument(fmt::format("{}: c0 is for LSTM only", this->type_name()));
+    check_states(h0, c0);
+    const RecurrentSettings s = settings();
+    check_settings(this->type_name(), s);
+    const Shape h0_shape = h0.defined() ? h0.shape() : Shape{}, c0_shape = c0.defined() ? c0.shape() : Shape{};
+    check_rnn_args(this->type_name(), spec_, input.shape(), s.batch_first, h0.defined() ? &h0_shape : nullptr, lengths,
+                   c0.defined() ? &c0_shape : nullptr);
+    LSTMOutput<T> r = run(input.tape(), s.batch_first ? transpose(input, 0, 1) : input, nullptr, h0, c0, lengths, s);
+    if (s.batch_first) r.output = transpose(r.output, 0, 1);
+    return r;
+}
+
+template <class T>
+LSTMOutput<T> RecurrentBase<T>::forward_indices(Graph<T>& graph, const Indices& ids, const Var<T>& h0, const Var<T>& c0,
+                                                const std::vector<std::int64_t>& lengths) {
+    const std::string& who = this->type_name();
+    check_states(h0, c0);
+    const RecurrentSettings s = settings();
+    check_settings(who, s);
+    if (s.dropout_input > 0 && this->is_training()) {
+        throw std::invalid_argument(fmt::format("{}: dropout_input does not apply to index input (drop the one-hot rows yourself)", who));
     }
-    if (spec_.has_cell_state() && h0.defined() != c0.defined()) {
-        throw std::invalid_argument(fmt::format("LSTM: h0 and c0 go together: give both or neither (got {} only)",
-                                                h0.defined() ? "h0" : "c0"));
-    }
-    return run(input, h0, c0, lengths, settings());
+    check_rnn_ids(who, ids, spec_.input_size);
+    const Indices time_major = s.batch_first ? Indices(xt::transpose(ids)) : ids;
+    const Shape as_input = {ids.shape(0), ids.shape(1), spec_.input_size};
+    const Shape h0_shape = h0.defined() ? h0.shape() : Shape{}, c0_shape = c0.defined() ? c0.shape() : Shape{};
+    check_rnn_args(who, spec_, as_input, s.batch_first, h0.defined() ? &h0_shape : nullptr, lengths,
+                   c0.defined() ? &c0_shape : nullptr);
+    LSTMOutput<T> r = run(graph.tape(), Var<T>(), &time_major, h0, c0, lengths, s);
+    if (s.batch_first) r.output = transpose(r.output, 0, 1);
+    return r;
 }
 
 template <class T>

@@ -103,18 +103,24 @@ class RecurrentBase : public Module<T> {
     // c0 and c_n are for LSTM only.
     LSTMOutput<T> forward_any(const Var<T>& input, const Var<T>& h0 = {}, const Var<T>& c0 = {},
                               const std::vector<std::int64_t>& lengths = {});
+    // The same with the input given as one-hot indices, ids (T, B) (batch_first: (B, T)) of values in
+    // [0, input_size): equal to forwarding their one-hot encoding, without the input GEMM (a row
+    // gather instead, and a scatter-add for W_ih's gradient).
+    LSTMOutput<T> forward_indices(Graph<T>& graph, const Indices& ids, const Var<T>& h0 = {}, const Var<T>& c0 = {},
+                                  const std::vector<std::int64_t>& lengths = {});
     virtual RecurrentSettings settings() const = 0;
     virtual void set_implementation(RNNImplementation implementation) = 0;
 
   protected:
     RecurrentBase(std::string name, const RNNSpec& spec, const RecurrentSettings& settings, Generator& gen);
-    LSTMOutput<T> run(const Var<T>& input, const Var<T>& h0, const Var<T>& c0, const std::vector<std::int64_t>& lengths,
-                     const RecurrentSettings& settings);
-
   private:
-    LSTMOutput<T> forward_graph(const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
-                               const std::vector<std::int64_t>& lengths, const std::vector<Tensor<T>>& masks,
-                               const RecurrentSettings& settings);
+    // input, or (when input is empty) ids, time-major by now.
+    LSTMOutput<T> run(Tape<T>& tape, const Var<T>& input, const Indices* ids, const Var<T>& h0, const Var<T>& c0,
+                      const std::vector<std::int64_t>& lengths, const RecurrentSettings& settings);
+    LSTMOutput<T> forward_graph(Tape<T>& tape, const Var<T>& input, const Indices* ids, const Var<T>& h0, const Var<T>& c0,
+                                const std::vector<std::int64_t>& lengths, const std::vector<Tensor<T>>& masks,
+                                const RecurrentSettings& settings);
+    void check_states(const Var<T>& h0, const Var<T>& c0) const;
 
     RNNSpec spec_;
     std::vector<Parameter<T>> weights_;

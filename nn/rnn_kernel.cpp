@@ -46,6 +46,19 @@ void check_rnn_args(std::string_view who, const RNNSpec& spec, const Shape& inpu
     }
 }
 
+void check_rnn_ids(std::string_view who, const Indices& ids, std::size_t input_size) {
+    if (ids.dimension() != 2) {
+        throw ShapeError(fmt::format("{}: index input must be 2-D (seq_len, batch), got {}", who, shape_str(shape_of(ids))));
+    }
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const std::int64_t id = ids.data()[i];
+        if (id < 0 || static_cast<std::size_t>(id) >= input_size) {
+            throw std::invalid_argument(fmt::format("{}: index {} at position {} is out of range for input_size {}", who,
+                                                    id, i, input_size));
+        }
+    }
+}
+
 namespace {
 template <class T>
 T sigmoid(T x) {
@@ -139,12 +152,14 @@ void cell_backward(const RNNSpec& s, const T* act, const T* hn, const T* h_prev,
 template <class T>
 RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tensor<T>& input, const Tensor<T>* h0,
                          const Tensor<T>* c0, const std::vector<std::int64_t>& lengths,
-                         std::vector<Tensor<T>> dropout_masks, RNNCache<T>& cache) {
+                         std::vector<Tensor<T>> dropout_masks, RNNCache<T>& cache, const Indices* ids) {
+    if (ids) check_rnn_ids("rnn_forward", *ids, spec.input_size);
+    const Shape input_shape = ids ? Shape{ids->shape(0), ids->shape(1), spec.input_size} : shape_of(input);
     const Shape h0_shape = h0 ? shape_of(*h0) : Shape{}, c0_shape = c0 ? shape_of(*c0) : Shape{};
-    check_rnn_args("rnn_forward", spec, shape_of(input), false, h0 ? &h0_shape : nullptr, lengths,
+    check_rnn_args("rnn_forward", spec, input_shape, false, h0 ? &h0_shape : nullptr, lengths,
                    c0 ? &c0_shape : nullptr);
     if (c0 && !spec.has_cell_state()) throw std::invalid_argument("rnn_forward: c0 is for LSTM only");
-    const std::size_t steps = input.shape(0), batch = input.shape(1), H = spec.hidden_size;
+    const std::size_t steps = input_shape[0], batch = input_shape[1], H = spec.hidden_size;
     const std::size_t D = spec.directions(), L = spec.num_layers, row = batch * H, GH = spec.gates() * H;
     if (!dropout_masks.empty() && dropout_masks.size() + 1 != L) {
         throw std::invalid_argument(fmt::format("rnn_forward: {} dropout masks for {} layers (need num_layers - 1)",
@@ -160,7 +175,14 @@ RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tens
     cache.gates.resize(L * D);
     cache.hidden_n.resize(gru ? L * D : 0);
     cache.dropout_masks = std::move(dropout_masks);
-    cache.layer_inputs[0] = input;
+    cache.one_hot = ids != nullptr;
+    if (ids) {
+        cache.ids = *ids;
+        cache.layer_inputs[0] = Tensor<T>();
+    } else {
+        cache.layer_inputs[0] = input;
+    }
+    std::vector<T> transposed;  // W_ihᵀ (input_size, gates * H), for the row gather of one-hot input
 
     RNNResult<T> result;
     result.h_n = Tensor<T>::from_shape({L * D, batch, H});
@@ -188,8 +210,18 @@ RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tens
                     std::fill_n(buffer + slot.initial(), row, T(0));
                 }
             }
-            // Every step's input projection in one GEMM; RNN and LSTM fold both biases in here.
-            gemm_raw<T>(false, true, steps * batch, GH, in, T(1), x.data(), in, w.weight_ih[k], in, T(0), a, GH);
+            // Every step's input projection in one GEMM (a row gather of W_ihᵀ for one-hot input);
+            // RNN and LSTM fold both biases in here.
+            if (l == 0 && ids) {
+                transposed.resize(in * GH);
+                for (std::size_t j = 0; j < GH; ++j)
+                    for (std::size_t v = 0; v < in; ++v) transposed[v * GH + j] = w.weight_ih[k][j * in + v];
+                for (std::size_t r = 0; r < steps * batch; ++r) {
+                    std::copy_n(transposed.data() + static_cast<std::size_t>(ids->data()[r]) * GH, GH, a + r * GH);
+                }
+            } else {
+                gemm_raw<T>(false, true, steps * batch, GH, in, T(1), x.data(), in, w.weight_ih[k], in, T(0), a, GH);
+            }
             if (spec.bias) {
                 for (std::size_t r = 0; r < steps * batch; ++r)
                     for (std::size_t j = 0; j < GH; ++j) a[r * GH + j] += w.bias_ih[k][j] + (gru ? T(0) : w.bias_hh[k][j]);
@@ -238,7 +270,7 @@ RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tens
 
 template <class T>
 RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNCache<T>& cache, const T* d_output,
-                         const T* d_h_n, const T* d_c_n) {
+                         const T* d_h_n, const T* d_c_n, bool need_input_grad) {
     const std::size_t steps = cache.steps, batch = cache.batch, H = spec.hidden_size;
     const std::size_t D = spec.directions(), L = spec.num_layers, row = batch * H, GH = spec.gates() * H;
     const bool lstm = spec.has_cell_state(), gru = spec.mode == RecurrentMode::gru;
@@ -268,11 +300,14 @@ RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNC
     T* const dah = gru ? d_ah.data() : d_ax.data();  // RNN and LSTM: the same δ for both parts
     std::vector<T> dh(row), dh_next(row), dc(lstm ? row : 0), dc_next(lstm ? row : 0), delta_h(H), direct(row);
 
+    const bool one_hot = cache.one_hot;
     for (std::size_t l = L; l-- > 0;) {
         const std::size_t in = spec.layer_input_size(l);
         const Tensor<T>& x = cache.layer_inputs[l];
-        Tensor<T> d_x = Tensor<T>::from_shape({steps, batch, in});
-        d_x.fill(T(0));
+        // The lowest layer's input gradient only when asked for (and never for indices).
+        const bool want_dx = l > 0 || (need_input_grad && !one_hot);
+        Tensor<T> d_x = want_dx ? Tensor<T>::from_shape({steps, batch, in}) : Tensor<T>();
+        if (want_dx) d_x.fill(T(0));
         for (std::size_t d = 0; d < D; ++d) {
             const std::size_t k = l * D + d;
             const Slots slot{steps, row, d == 0};
@@ -333,8 +368,19 @@ RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNC
             g.weight_hh[k] = Tensor<T>::from_shape({GH, H});
             gemm_raw<T>(true, false, GH, H, steps * batch, T(1), dah, GH, previous, H, T(0), g.weight_hh[k].data(), H);
             g.weight_ih[k] = Tensor<T>::from_shape({GH, in});
-            gemm_raw<T>(true, false, GH, in, steps * batch, T(1), d_ax.data(), GH, x.data(), in, T(0),
-                        g.weight_ih[k].data(), in);
+            if (l == 0 && one_hot) {  // scatter-add δ rows into the columns their characters select
+                std::vector<T> transposed(in * GH, T(0));
+                for (std::size_t r = 0; r < steps * batch; ++r) {
+                    T* column = transposed.data() + static_cast<std::size_t>(cache.ids.data()[r]) * GH;
+                    const T* delta = d_ax.data() + r * GH;
+                    for (std::size_t j = 0; j < GH; ++j) column[j] += delta[j];
+                }
+                for (std::size_t j = 0; j < GH; ++j)
+                    for (std::size_t v = 0; v < in; ++v) g.weight_ih[k](j, v) = transposed[v * GH + j];
+            } else {
+                gemm_raw<T>(true, false, GH, in, steps * batch, T(1), d_ax.data(), GH, x.data(), in, T(0),
+                            g.weight_ih[k].data(), in);
+            }
             if (spec.bias) {
                 for (auto [grad, delta] : {std::pair{&g.bias_ih[k], d_ax.data()}, std::pair{&g.bias_hh[k], dah}}) {
                     *grad = Tensor<T>::from_shape({GH});
@@ -343,7 +389,10 @@ RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNC
                         for (std::size_t j = 0; j < GH; ++j) (*grad)(j) += delta[r * GH + j];
                 }
             }
-            gemm_raw<T>(false, false, steps * batch, in, GH, T(1), d_ax.data(), GH, w.weight_ih[k], in, T(1), d_x.data(), in);
+            if (want_dx) {
+                gemm_raw<T>(false, false, steps * batch, in, GH, T(1), d_ax.data(), GH, w.weight_ih[k], in, T(1),
+                            d_x.data(), in);
+            }
         }
         if (l > 0) {
             if (!cache.dropout_masks.empty()) d_x *= cache.dropout_masks[l - 1];
@@ -391,10 +440,13 @@ void check_params(const RNNSpec& spec, const std::vector<Var<T>>& params) {
 
 template <class T>
 LSTMOutput<T> rnn_fused(const RNNSpec& spec, const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
-                       const std::vector<Var<T>>& params, const std::vector<std::int64_t>& lengths,
-                       std::vector<Tensor<T>> dropout_masks, std::shared_ptr<Tensor<T>> hidden_grad_norms) {
+                        const std::vector<Var<T>>& params, const std::vector<std::int64_t>& lengths,
+                        std::vector<Tensor<T>> dropout_masks, std::shared_ptr<Tensor<T>> hidden_grad_norms,
+                        const Indices* ids) {
     check_params(spec, params);
-    std::vector<Var<T>> inputs = {input};
+    if (!ids && !input.defined()) throw std::invalid_argument("rnn_fused: no input (neither a tensor nor indices)");
+    std::vector<Var<T>> inputs;
+    if (!ids) inputs.push_back(input);
     if (h0.defined()) inputs.push_back(h0);
     if (c0.defined()) inputs.push_back(c0);
     const std::size_t first_param = inputs.size();
@@ -403,27 +455,32 @@ LSTMOutput<T> rnn_fused(const RNNSpec& spec, const Var<T>& input, const Var<T>& 
     for (const Var<T>& p : params) values.push_back(&p.value());
 
     auto cache = std::make_shared<RNNCache<T>>();
-    RNNResult<T> r = rnn_forward(spec, weights_from(spec, values), input.value(), h0.defined() ? &h0.value() : nullptr,
-                                 c0.defined() ? &c0.value() : nullptr, lengths, std::move(dropout_masks), *cache);
+    const Tensor<T> none;
+    RNNResult<T> r = rnn_forward(spec, weights_from(spec, values), ids ? none : input.value(),
+                                 h0.defined() ? &h0.value() : nullptr, c0.defined() ? &c0.value() : nullptr, lengths,
+                                 std::move(dropout_masks), *cache, ids);
     // One node holds output, h_n and c_n back to back; slices of it are the op's results.
     const std::size_t n_out = r.output.size(), n_state = r.h_n.size(), n_cell = r.c_n.dimension() == 3 ? r.c_n.size() : 0;
     Tensor<T> packed = Tensor<T>::from_shape({n_out + n_state + n_cell});
     std::copy_n(r.output.data(), n_out, packed.data());
     std::copy_n(r.h_n.data(), n_state, packed.data() + n_out);
     if (n_cell) std::copy_n(r.c_n.data(), n_cell, packed.data() + n_out + n_state);
-    const bool has_h0 = h0.defined(), has_c0 = c0.defined();
-    Var<T> node = input.tape().record("rnn_fused", std::move(packed), std::span<const Var<T>>(inputs),
-                                      [spec, cache, n_out, n_state, n_cell, has_h0, has_c0, first_param,
-                                       hidden_grad_norms](BackwardContext<T>& c) {
+    const bool has_input = !ids, has_h0 = h0.defined(), has_c0 = c0.defined();
+    Var<T> node = params[0].tape().record("rnn_fused", std::move(packed), std::span<const Var<T>>(inputs),
+                                          [spec, cache, n_out, n_state, n_cell, has_input, has_h0, has_c0, first_param,
+                                           hidden_grad_norms](BackwardContext<T>& c) {
         std::vector<const Tensor<T>*> values;
         for (std::size_t i = first_param; i < c.num_inputs(); ++i) values.push_back(&c.input(i));
         const T* dy = c.output_grad().data();
+        const bool need_input_grad = has_input && c.needs_grad(0);
         RNNGrads<T> g = rnn_backward(spec, weights_from(spec, values), *cache, dy, dy + n_out,
-                                     n_cell ? dy + n_out + n_state : nullptr);
+                                     n_cell ? dy + n_out + n_state : nullptr, need_input_grad);
         if (hidden_grad_norms) *hidden_grad_norms = g.hidden_grad_norms;
-        c.accumulate(0, std::move(g.input));
-        if (has_h0) c.accumulate(1, std::move(g.h0));
-        if (has_c0) c.accumulate(has_h0 ? 2 : 1, std::move(g.c0));
+        std::size_t next = 0;
+        if (has_input && need_input_grad) c.accumulate(0, std::move(g.input));
+        next += has_input ? 1 : 0;
+        if (has_h0) c.accumulate(next++, std::move(g.h0));
+        if (has_c0) c.accumulate(next++, std::move(g.c0));
         const std::size_t per = spec.bias ? 4 : 2;
         for (std::size_t k = 0; k < g.weight_ih.size(); ++k) {
             c.accumulate(first_param + k * per, std::move(g.weight_ih[k]));
@@ -445,12 +502,12 @@ LSTMOutput<T> rnn_fused(const RNNSpec& spec, const Var<T>& input, const Var<T>& 
 #define XGRAD_INSTANTIATE(T)                                                                                        \
     template RNNResult<T> rnn_forward(const RNNSpec&, const RNNWeights<T>&, const Tensor<T>&, const Tensor<T>*,     \
                                       const Tensor<T>*, const std::vector<std::int64_t>&, std::vector<Tensor<T>>,   \
-                                      RNNCache<T>&);                                                                \
+                                      RNNCache<T>&, const Indices*);                                                \
     template RNNGrads<T> rnn_backward(const RNNSpec&, const RNNWeights<T>&, const RNNCache<T>&, const T*, const T*, \
-                                      const T*);                                                                    \
+                                      const T*, bool);                                                              \
     template LSTMOutput<T> rnn_fused(const RNNSpec&, const Var<T>&, const Var<T>&, const Var<T>&,                   \
-                                    const std::vector<Var<T>>&, const std::vector<std::int64_t>&,                   \
-                                    std::vector<Tensor<T>>, std::shared_ptr<Tensor<T>>);
+                                     const std::vector<Var<T>>&, const std::vector<std::int64_t>&,                  \
+                                     std::vector<Tensor<T>>, std::shared_ptr<Tensor<T>>, const Indices*);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE

@@ -71,6 +71,8 @@ struct RNNCache {
     std::vector<Tensor<T>> gates;          // per (layer, direction), (T, B, gates * H), after activation
     std::vector<Tensor<T>> hidden_n;       // GRU only: W_hn h_{t-1} + b_hn per step, (T, B, H)
     std::vector<Tensor<T>> dropout_masks;  // per layer below the top, (T, B, directions * H), scaled
+    bool one_hot = false;                  // the input came as one-hot indices: then `ids` holds them
+    Indices ids;                           // (T, B), and layer_inputs[0] is unused
 };
 
 template <class T>
@@ -104,24 +106,30 @@ struct RNNGrads {
 };
 
 // h0 and c0 may be null (zeros); c0 is for LSTM only. dropout_masks: empty, or one per layer
-// below the top, multiplied into that layer's output.
+// below the top, multiplied into that layer's output. With `ids` (T, B), the input is the one-hot
+// encoding of those indices and `input` is ignored: the input GEMM becomes a row gather.
 template <class T>
 RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& weights, const Tensor<T>& input,
                          const Tensor<T>* h0, const Tensor<T>* c0, const std::vector<std::int64_t>& lengths,
-                         std::vector<Tensor<T>> dropout_masks, RNNCache<T>& cache);
+                         std::vector<Tensor<T>> dropout_masks, RNNCache<T>& cache, const Indices* ids = nullptr);
 
 // d_output (T, B, directions * H), d_h_n and d_c_n (layers * directions, B, H) may each be null
-// (zero). None of them is modified.
+// (zero). None of them is modified. Without need_input_grad (and for index input) the input's
+// gradient is not computed and RNNGrads::input stays empty.
 template <class T>
 RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& weights, const RNNCache<T>& cache,
-                         const T* d_output, const T* d_h_n, const T* d_c_n);
+                         const T* d_output, const T* d_h_n, const T* d_c_n, bool need_input_grad = true);
 
 // The kernel as one graph op. params: per (layer, direction) weight_ih, weight_hh, then bias_ih,
-// bias_hh with bias. h0 and c0 may be empty Vars. If `hidden_grad_norms` is given, backward stores
-// RNNGrads::hidden_grad_norms there.
+// bias_hh with bias. h0 and c0 may be empty Vars; so may input when `ids` gives the input as
+// one-hot indices. If `hidden_grad_norms` is given, backward stores RNNGrads::hidden_grad_norms there.
 template <class T>
 LSTMOutput<T> rnn_fused(const RNNSpec& spec, const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
-                       const std::vector<Var<T>>& params, const std::vector<std::int64_t>& lengths,
-                       std::vector<Tensor<T>> dropout_masks, std::shared_ptr<Tensor<T>> hidden_grad_norms = nullptr);
+                        const std::vector<Var<T>>& params, const std::vector<std::int64_t>& lengths,
+                        std::vector<Tensor<T>> dropout_masks, std::shared_ptr<Tensor<T>> hidden_grad_norms = nullptr,
+                        const Indices* ids = nullptr);
+
+// Checks one-hot indices (T, B) against an input size, naming `who`.
+void check_rnn_ids(std::string_view who, const Indices& ids, std::size_t input_size);
 
 }  // namespace xgrad::nn

@@ -364,3 +364,52 @@ TEST_CASE("vanishing gradients: over 40 steps an LSTM with a forget bias keeps t
     CHECK(r(0, 0) < 1e-6 * r(0, 39));
     CHECK(l(0, 0) > 1e-2 * l(0, 39));
 }
+
+TEST_CASE("one-hot input given as indices equals the dense one-hot input, in values and gradients, both paths") {
+    for (int cell = 0; cell < 3; ++cell) {
+        for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
+            for (bool batch_first : {false, true}) {
+                CAPTURE(cell);
+                CAPTURE(batch_first);
+                xgrad::Generator gen(12);
+                Config c{cell == 1, true, 2, true, batch_first, true, false};
+                std::unique_ptr<RecurrentBase<double>> layer;
+                if (cell == 0) {
+                    layer = std::make_unique<nn::RNN<double>>(nn::RNNOptions(I, H).num_layers(2).bidirectional(true)
+                                                                  .batch_first(batch_first), gen);
+                } else {
+                    layer = make<double>(cell == 1, c, gen);
+                }
+                layer->set_implementation(impl);
+                xgrad::Indices ids = xgrad::Indices::from_shape(batch_first ? xgrad::Shape{B, T_} : xgrad::Shape{T_, B});
+                for (auto& v : ids) v = static_cast<std::int64_t>(gen.below(I));
+                Tensor<double> one_hot = Tensor<double>::from_shape({ids.shape(0), ids.shape(1), I});
+                one_hot.fill(0.0);
+                for (std::size_t i = 0; i < ids.size(); ++i) one_hot.data()[i * I + static_cast<std::size_t>(ids.data()[i])] = 1.0;
+                const std::vector<std::int64_t> lengths = {5, 2, 4};
+                std::vector<Tensor<double>> outputs, grads;
+                for (bool indices : {false, true}) {
+                    layer->zero_grad();
+                    Graph<double> g;
+                    auto r = indices ? layer->forward_indices(g, ids, {}, {}, lengths) : layer->forward_any(g.constant(one_hot), {}, {}, lengths);
+                    xgrad::sum(r.output * r.output).backward();
+                    outputs.push_back(r.output.value());
+                    for (const auto& p : layer->parameters()) grads.push_back(p.grad());
+                }
+                CHECK(xt::allclose(outputs[0], outputs[1], 1e-12, 1e-12));
+                const std::size_t n = grads.size() / 2;
+                for (std::size_t i = 0; i < n; ++i) {
+                    CAPTURE(layer->named_parameters()[i].first);
+                    CAPTURE(xt::amax(xt::abs(grads[i] - grads[n + i]))());
+                    CHECK(xt::allclose(grads[i], grads[n + i], 1e-12, 1e-12));
+                }
+            }
+        }
+    }
+    nn::GRU<float> gru(nn::GRUOptions(3, 4));
+    Graph<float> g;
+    CHECK_THROWS_WITH_AS(gru.forward_indices(g, xgrad::Indices{{0, 3}}), "GRU: index 3 at position 1 is out of range for input_size 3",
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(gru.forward_indices(g, xgrad::Indices{0, 1}), "GRU: index input must be 2-D (seq_len, batch), got (2,)",
+                         xgrad::ShapeError);
+}

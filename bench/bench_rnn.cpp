@@ -1,0 +1,166 @@
+// Times one char-LM training step (one-hot -> RNN/LSTM/GRU -> Linear -> cross-entropy, forward,
+// backward and SGD) in xgrad's graph and fused paths and, when installed, libtorch, in the same
+// run; prints medians, GFLOP/s, that as a share of the sgemm rate measured in the same run, peak
+// heap, and the ratios to libtorch. See BENCHMARKS.md.
+//
+//   bench_rnn                         # S, M, L for RNN; M, L for LSTM and GRU; 1 and 2 BLAS threads
+//   bench_rnn --configs M --cells rnn --threads 1
+//   bench_rnn --scaling               # time and memory as T and H grow
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <optional>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <xgrad/xgrad.hpp>
+
+#include "heap_meter.hpp"
+#include "steps.hpp"
+
+namespace {
+using clock_type = std::chrono::steady_clock;
+
+struct Config {
+    std::string name;
+    std::size_t vocab, hidden, steps, batch;
+};
+
+const std::map<std::string, Config> configs = {
+    {"S", {"S", 96, 100, 25, 1}}, {"M", {"M", 96, 256, 64, 32}}, {"L", {"L", 96, 512, 128, 64}}};
+
+struct Timing {
+    double median_ms = 0;
+    double peak_mb = 0;
+};
+
+Timing measure(bench::Trainer& trainer, int warmup, int reps) {
+    const std::size_t baseline = bench::heap_in_use();
+    bench::reset_peak_heap();
+    for (int i = 0; i < warmup; ++i) trainer.step();
+    std::vector<double> ms;
+    for (int i = 0; i < reps; ++i) {
+        const auto start = clock_type::now();
+        trainer.step();
+        ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - start).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    return {ms[ms.size() / 2], static_cast<double>(bench::peak_heap() - baseline) / 1e6};
+}
+
+// Multiply-adds of one training step, counted as 2 flops each: forward (input, recurrent and
+// output GEMMs) and backward (their weight gradients, the recurrent and output input-gradients).
+double step_gflop(const bench::Problem& p) {
+    const double G = p.cell == "lstm" ? 4 : p.cell == "gru" ? 3 : 1;
+    const double V = static_cast<double>(p.vocab), H = static_cast<double>(p.hidden);
+    const double rows = static_cast<double>(p.steps * p.batch);
+    return 2 * rows * (2 * V * G * H + 3 * H * G * H + 3 * H * V) / 1e9;
+}
+
+double sgemm_gflops(std::size_t n) {
+    xgrad::Generator gen(1);
+    xgrad::Tensor<float> a = xgrad::uniform<float>({n, n}, -1, 1, gen), b = a, c = a;
+    std::vector<double> rates;
+    for (int i = 0; i < 9; ++i) {
+        const auto start = clock_type::now();
+        xgrad::gemm(false, false, 1.0f, a, b, 0.0f, c);
+        const double s = std::chrono::duration<double>(clock_type::now() - start).count();
+        rates.push_back(2.0 * static_cast<double>(n * n * n) / s / 1e9);
+    }
+    std::sort(rates.begin(), rates.end());
+    return rates[rates.size() / 2];
+}
+
+std::vector<std::string> split(const std::string& s) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start <= s.size()) {
+        const std::size_t end = std::min(s.find(',', start), s.size());
+        if (end > start) out.push_back(s.substr(start, end - start));
+        start = end + 1;
+    }
+    return out;
+}
+
+int reps_for(const std::string& config) { return config == "S" ? 200 : config == "M" ? 21 : 7; }
+
+void run_table(const std::vector<std::string>& config_names, const std::vector<std::string>& cells, int threads) {
+    xgrad::set_blas_threads(threads);
+    bench::set_torch_threads(1);  // libtorch's best here: 1 intra-op thread over OpenBLAS's own threads
+    const double sgemm = sgemm_gflops(1024);
+    fmt::print("\n## {} BLAS thread{} (libtorch: 1 intra-op thread); sgemm 1024^3 in this run: {:.1f} GFLOP/s\n\n",
+               threads, threads > 1 ? "s" : "", sgemm);
+    fmt::print("| config | cell | implementation | median ms/step | GFLOP/s | % of sgemm | peak heap MB | time vs libtorch |\n");
+    fmt::print("|---|---|---|---:|---:|---:|---:|---:|\n");
+    for (const std::string& name : config_names) {
+        const Config& c = configs.at(name);
+        for (const std::string& cell : cells) {
+            if (cell != "rnn" && name == "S") continue;  // LSTM and GRU at M and L only
+            const bench::Problem p{cell, c.vocab, c.hidden, c.steps, c.batch};
+            const int reps = reps_for(name), warmup = name == "S" ? 20 : 2;
+            std::optional<Timing> torch;
+            if (auto t = bench::make_torch(p)) torch = measure(*t, warmup, reps);
+            auto row = [&](const std::string& impl, const Timing& t) {
+                const double gflops = step_gflop(p) / (t.median_ms / 1e3);
+                fmt::print("| {} (V {}, H {}, T {}, B {}) | {} | {} | {:.3f} | {:.1f} | {:.0f}% | {:.1f} | {} |\n", name, c.vocab,
+                           c.hidden, c.steps, c.batch, cell, impl, t.median_ms, gflops, 100 * gflops / sgemm, t.peak_mb,
+                           torch ? fmt::format("{:.2f}x", t.median_ms / torch->median_ms) : "-");
+                std::fflush(stdout);
+            };
+            if (torch) row("libtorch " + bench::torch_version(), *torch);
+            for (bool fused : {false, true}) {
+                auto trainer = bench::make_xgrad(p, fused);
+                row(fused ? "xgrad fused" : "xgrad graph", measure(*trainer, warmup, reps));
+            }
+        }
+    }
+}
+
+void run_scaling(int threads) {
+    xgrad::set_blas_threads(threads);
+    fmt::print("\n## Scaling (RNN, {} BLAS thread{}): time and peak heap per training step\n\n", threads, threads > 1 ? "s" : "");
+    fmt::print("| T | H | B | graph ms | fused ms | graph peak MB | fused peak MB | graph MB per step of T |\n");
+    fmt::print("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    auto line = [](std::size_t T, std::size_t H, std::size_t B) {
+        const bench::Problem p{"rnn", 96, H, T, B};
+        const int reps = T * H >= 4096 * 256 ? 3 : 5;
+        auto g = bench::make_xgrad(p, false);
+        const Timing graph = measure(*g, 1, reps);
+        g.reset();
+        auto f = bench::make_xgrad(p, true);
+        const Timing fused = measure(*f, 1, reps);
+        fmt::print("| {} | {} | {} | {:.2f} | {:.2f} | {:.1f} | {:.1f} | {:.3f} |\n", T, H, B, graph.median_ms, fused.median_ms,
+                   graph.peak_mb, fused.peak_mb, graph.peak_mb / static_cast<double>(T));
+        std::fflush(stdout);
+    };
+    for (std::size_t T = 32; T <= 4096; T *= 2) line(T, 256, 32);
+    for (std::size_t H : {64, 128, 512, 1024}) line(64, H, 32);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"Time a char-LM training step in xgrad (graph and fused) and libtorch, side by side."};
+    std::string config_list = "S,M,L", cell_list = "rnn,lstm,gru", thread_list = "1,2";
+    bool scaling = false;
+    app.add_option("--configs", config_list, "of S, M, L")->capture_default_str();
+    app.add_option("--cells", cell_list, "of rnn, lstm, gru")->capture_default_str();
+    app.add_option("--threads", thread_list, "BLAS thread counts to run")->capture_default_str();
+    app.add_flag("--scaling", scaling, "only the scaling tables (T and H growing), at the first thread count");
+    CLI11_PARSE(app, argc, argv);
+    const auto names = split(config_list), cells = split(cell_list), threads = split(thread_list);
+    for (const auto& n : names) {
+        if (!configs.count(n)) {
+            fmt::print(stderr, "bench_rnn: unknown config '{}' (S, M, L)\n", n);
+            return 2;
+        }
+    }
+    fmt::print("# xgrad char-LM training step{}\n", bench::have_torch() ? ", against libtorch " + bench::torch_version()
+                                                                        : " (libtorch not installed: xgrad alone)");
+    if (scaling) {
+        run_scaling(std::stoi(threads.at(0)));
+        return 0;
+    }
+    for (const auto& t : threads) run_table(names, cells, std::stoi(t));
+    return 0;
+}

@@ -1,0 +1,29 @@
+// One char-LM training step — one-hot characters -> recurrent layer -> Linear -> cross-entropy,
+// forward, backward and an SGD update — in xgrad (graph or fused) and, when it is installed, in
+// libtorch's C++ API, behind one interface so the benchmark times them the same way.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace bench {
+
+struct Problem {
+    std::string cell;  // rnn, lstm, gru
+    std::size_t vocab, hidden, steps, batch;
+};
+
+// A model and its data, built once; step() runs one training step.
+struct Trainer {
+    virtual ~Trainer() = default;
+    virtual void step() = 0;
+};
+
+std::unique_ptr<Trainer> make_xgrad(const Problem& p, bool fused);
+std::unique_ptr<Trainer> make_torch(const Problem& p);  // nullptr without libtorch
+bool have_torch();
+void set_torch_threads(int threads);
+std::string torch_version();
+
+}  // namespace bench

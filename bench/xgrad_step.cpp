@@ -1,0 +1,54 @@
+#include <xgrad/xgrad.hpp>
+
+#include "steps.hpp"
+
+namespace bench {
+
+namespace {
+class XgradTrainer : public Trainer {
+  public:
+    XgradTrainer(const Problem& p, bool fused) : p_(p), gen_(1), head_(p.hidden, p.vocab, true, gen_) {
+        namespace nn = xgrad::nn;
+        const auto impl = fused ? nn::RNNImplementation::fused : nn::RNNImplementation::graph;
+        if (p.cell == "lstm") {
+            layer_ = std::make_unique<nn::LSTM<float>>(nn::LSTMOptions(p.vocab, p.hidden).implementation(impl), gen_);
+        } else if (p.cell == "gru") {
+            layer_ = std::make_unique<nn::GRU<float>>(nn::GRUOptions(p.vocab, p.hidden).implementation(impl), gen_);
+        } else {
+            layer_ = std::make_unique<nn::RNN<float>>(nn::RNNOptions(p.vocab, p.hidden).implementation(impl), gen_);
+        }
+        params_ = layer_->parameters();
+        for (const auto& w : head_.parameters()) params_.push_back(w);
+        optimizer_ = std::make_unique<xgrad::optim::SGD<float>>(params_, xgrad::optim::SGDOptions(0.01));
+        ids_ = xgrad::Indices::from_shape({p.steps, p.batch});
+        targets_ = xgrad::Indices::from_shape({p.steps, p.batch});
+        for (auto& v : ids_) v = static_cast<std::int64_t>(gen_.below(p.vocab));
+        for (auto& v : targets_) v = static_cast<std::int64_t>(gen_.below(p.vocab));
+    }
+
+    void step() override {
+        xgrad::Tensor<float> one_hot = xgrad::Tensor<float>::from_shape({p_.steps, p_.batch, p_.vocab});
+        one_hot.fill(0.0f);
+        for (std::size_t i = 0; i < ids_.size(); ++i) one_hot.data()[i * p_.vocab + static_cast<std::size_t>(ids_.data()[i])] = 1.0f;
+        xgrad::Graph<float> g;
+        auto r = layer_->forward_any(g.constant(std::move(one_hot)));
+        auto loss = xgrad::cross_entropy(head_.forward(r.output), targets_);
+        optimizer_->zero_grad();
+        loss.backward();
+        optimizer_->step();
+    }
+
+  private:
+    Problem p_;
+    xgrad::Generator gen_;
+    std::unique_ptr<xgrad::nn::RecurrentBase<float>> layer_;
+    xgrad::nn::Linear<float> head_;
+    std::vector<xgrad::Parameter<float>> params_;
+    std::unique_ptr<xgrad::optim::SGD<float>> optimizer_;
+    xgrad::Indices ids_, targets_;
+};
+}  // namespace
+
+std::unique_ptr<Trainer> make_xgrad(const Problem& p, bool fused) { return std::make_unique<XgradTrainer>(p, fused); }
+
+}  // namespace bench
