@@ -98,14 +98,31 @@ void Module<T>::load(const std::string& path) {
     load_state_dict(load_safetensors<T>(path).tensors);
 }
 
+namespace {
+template <class Params, class Children>
+void check_new_name(const std::string& module, const std::string& name, const Params& params, const Children& children) {
+    if (name.empty() || name.find('.') != std::string::npos) {
+        throw std::invalid_argument(fmt::format("{}: '{}' is not a valid name (non-empty, no '.')", module, name));
+    }
+    for (const auto& p : params) {
+        if (p.first == name) throw std::invalid_argument(fmt::format("{}: the name '{}' is already registered", module, name));
+    }
+    for (const auto& c : children) {
+        if (c.first == name) throw std::invalid_argument(fmt::format("{}: the name '{}' is already registered", module, name));
+    }
+}
+}  // namespace
+
 template <class T>
 Parameter<T> Module<T>::register_parameter(const std::string& name, Tensor<T> value) {
+    check_new_name(type_name_, name, parameters_, children_);
     parameters_.emplace_back(name, Parameter<T>(std::move(value)));
     return parameters_.back().second;
 }
 
 template <class T>
 void Module<T>::register_module(const std::string& name, Module<T>& child) {
+    check_new_name(type_name_, name, parameters_, children_);
     children_.emplace_back(name, &child);
 }
 

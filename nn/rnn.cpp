@@ -41,6 +41,16 @@ RNNSpec spec_of(RecurrentMode mode, const Options& o) {
     return s;
 }
 
+// The sizes fixed the parameters' shapes at construction; changing them later would be ignored.
+template <class Options>
+void check_structure(std::string_view who, const Options& o, const RNNSpec& s) {
+    if (o.input_size() != s.input_size || o.hidden_size() != s.hidden_size || o.num_layers() != s.num_layers ||
+        o.bias() != s.bias || o.bidirectional() != s.bidirectional) {
+        throw std::logic_error(fmt::format("{}: input_size, hidden_size, num_layers, bias and bidirectional cannot change "
+                                           "after construction (build a new layer)", who));
+    }
+}
+
 template <class Options>
 RecurrentSettings settings_of(const Options& o, double zoneout_cell) {
     return {o.batch_first(), o.dropout(), o.dropout_input(), o.dropout_output(), o.dropout_recurrent(), o.zoneout(),
@@ -312,6 +322,7 @@ RNN<T>::RNN(const RNNOptions& o, Generator& gen)
 
 template <class T>
 RecurrentSettings RNN<T>::settings() const {
+    check_structure("RNN", options_, this->spec());
     return settings_of(options_, 0.0);
 }
 
@@ -329,6 +340,7 @@ LSTM<T>::LSTM(const LSTMOptions& o, Generator& gen)
 
 template <class T>
 RecurrentSettings LSTM<T>::settings() const {
+    check_structure("LSTM", options_, this->spec());
     return settings_of(options_, options_.zoneout_cell() < 0 ? options_.zoneout() : options_.zoneout_cell());
 }
 
@@ -344,6 +356,7 @@ GRU<T>::GRU(const GRUOptions& o, Generator& gen)
 
 template <class T>
 RecurrentSettings GRU<T>::settings() const {
+    check_structure("GRU", options_, this->spec());
     return settings_of(options_, 0.0);
 }
 

@@ -165,6 +165,12 @@ RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tens
         throw std::invalid_argument(fmt::format("rnn_forward: {} dropout masks for {} layers (need num_layers - 1)",
                                                 dropout_masks.size(), L));
     }
+    for (const Tensor<T>& m : dropout_masks) {
+        if (shape_of(m) != Shape{steps, batch, D * H}) {
+            throw ShapeError(fmt::format("rnn_forward: a dropout mask has shape {}, expected {}", shape_str(shape_of(m)),
+                                         shape_str({steps, batch, D * H})));
+        }
+    }
     const bool lstm = spec.has_cell_state(), gru = spec.mode == RecurrentMode::gru;
     cache.steps = steps;
     cache.batch = batch;

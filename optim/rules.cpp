@@ -1,4 +1,5 @@
 // The update rules, each as torch.optim (1.13) writes it, on raw arrays.
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -86,6 +87,8 @@ template <class T>
 Adagrad<T>::Adagrad(std::vector<Parameter<T>> params, AdagradOptions o)
     : Optimizer<T>("Adagrad", std::move(params), o.lr(), {"sum"}), options_(o) {
     check("Adagrad", "lr_decay", o.lr_decay(), o.lr_decay() >= 0);
+    check("Adagrad", "weight_decay", o.weight_decay(), o.weight_decay() >= 0);
+    check("Adagrad", "eps", o.eps(), o.eps() >= 0);
     check("Adagrad", "initial_accumulator_value", o.initial_accumulator_value(), o.initial_accumulator_value() >= 0);
     this->fill_buffer(0, static_cast<T>(o.initial_accumulator_value()));
 }
@@ -108,6 +111,8 @@ RMSprop<T>::RMSprop(std::vector<Parameter<T>> params, RMSpropOptions o)
     : Optimizer<T>("RMSprop", std::move(params), o.lr(), {"square_avg", "momentum_buffer", "grad_avg"}), options_(o) {
     check("RMSprop", "alpha", o.alpha(), o.alpha() >= 0);
     check("RMSprop", "momentum", o.momentum(), o.momentum() >= 0);
+    check("RMSprop", "eps", o.eps(), o.eps() >= 0);
+    check("RMSprop", "weight_decay", o.weight_decay(), o.weight_decay() >= 0);
 }
 
 template <class T>
@@ -124,7 +129,7 @@ void RMSprop<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::
         T avg;
         if (o.centered()) {
             mean[k] = alpha * mean[k] + (1 - alpha) * g;
-            avg = std::sqrt(sq[k] - mean[k] * mean[k]) + eps;
+            avg = std::sqrt(std::max(sq[k] - mean[k] * mean[k], T(0))) + eps;  // rounding can dip below 0
         } else {
             avg = std::sqrt(sq[k]) + eps;
         }

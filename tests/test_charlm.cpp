@@ -260,6 +260,8 @@ TEST_CASE("bad corpora, flags and checkpoints: one clear line, non-zero exit, no
         CHECK(r.code != 0);
         CHECK(r.output.find(std::string(flag).substr(0, std::string(flag).find(' '))) != std::string::npos);
     }
+    expect_refusal(run(fmt::format("train --corpus {} --hidden 200000 --out {}", small_corpus().string(),
+                                   (scratch() / "x.safetensors").string())), "would need at least");
     expect_refusal(run(fmt::format("sample --checkpoint {} --temperature 0", good.string())), "--temperature");
     expect_refusal(run(fmt::format("sample --checkpoint {} --prime \"zebra\"", good.string())),
                    "--prime: character 'z' at position 0 is not in the model's vocabulary");
@@ -281,9 +283,16 @@ TEST_CASE("bad corpora, flags and checkpoints: one clear line, non-zero exit, no
     auto newer = xgrad::load_safetensors<float>(good.string());
     newer.metadata["format_version"] = "99";
     xgrad::save_safetensors(future.string(), newer);
+    const fs::path inflated = scratch() / "inflated.safetensors";  // a small file claiming a huge model
+    auto claims = xgrad::load_safetensors<float>(good.string());
+    auto config = nlohmann::json::parse(claims.metadata.at("config"));
+    config["hidden"] = 100000;
+    claims.metadata["config"] = config.dump();
+    xgrad::save_safetensors(inflated.string(), claims);
     for (const auto& [file, needle] : std::vector<std::pair<fs::path, std::string>>{
              {truncated, "byte offset"}, {corrupted, "corrupted.safetensors"}, {foreign, "not an xgrad-charlm checkpoint"},
-             {future, "format version 99 is newer than this program reads (1)"}, {scratch() / "absent.safetensors", "absent"}}) {
+             {future, "format version 99 is newer than this program reads (1)"}, {scratch() / "absent.safetensors", "absent"},
+             {inflated, "its model tensors hold"}}) {
         CAPTURE(file.string());
         expect_refusal(run(fmt::format("sample --checkpoint {}", file.string())), needle);
         expect_refusal(run(fmt::format("eval --checkpoint {} --corpus {}", file.string(), small_corpus().string())), needle);

@@ -58,6 +58,22 @@ TEST_CASE("modules: nested names, counts, train/eval, zero_grad") {
     CHECK(net.drop.is_training());
 }
 
+TEST_CASE("modules refuse duplicate or dotted names") {
+    class Twice : public xgrad::nn::Module<float> {
+      public:
+        explicit Twice(int variant) : Module("Twice") {
+            register_module("layer", a);
+            if (variant == 0) register_module("layer", b);
+            if (variant == 1) register_parameter("layer", Tensor<float>{1.0f});
+            if (variant == 2) register_parameter("a.b", Tensor<float>{1.0f});
+        }
+        xgrad::nn::Linear<float> a{2, 2}, b{2, 2};
+    };
+    CHECK_THROWS_WITH_AS(Twice(0), "Twice: the name 'layer' is already registered", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(Twice(1), "Twice: the name 'layer' is already registered", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(Twice(2), "Twice: 'a.b' is not a valid name (non-empty, no '.')", std::invalid_argument);
+}
+
 TEST_CASE("modules save to and load from safetensors files") {
     xgrad::manual_seed(1);
     TwoLayer a;

@@ -78,9 +78,18 @@ Checkpoint read_checkpoint(const std::string& path) {
         throw InputError(fmt::format("checkpoint {}: {}", path, e.what()));
     }
     const Config& cfg = c.state.config;
-    if (c.state.vocabulary.size() < 2 || cfg.hidden == 0 || cfg.layers == 0 || cfg.batch == 0 || cfg.seq == 0) {
-        throw InputError(fmt::format("checkpoint {}: implausible configuration {}", path, meta("config")));
+    cfg.validate(fmt::format("checkpoint {}", path));
+    if (c.state.vocabulary.size() < 2) throw InputError(fmt::format("checkpoint {}: a vocabulary of fewer than 2 characters", path));
+    // The stored weights must be exactly what the configuration describes, before anything is built from it.
+    std::size_t stored = 0;
+    for (const auto& [name, value] : c.file.tensors) {
+        if (name.starts_with(model_prefix)) stored += value.size();
     }
+    if (stored != parameter_count(cfg, c.state.vocabulary.size())) {
+        throw InputError(fmt::format("checkpoint {}: its model tensors hold {} values, its configuration needs {}", path,
+                                     stored, parameter_count(cfg, c.state.vocabulary.size())));
+    }
+    check_memory(cfg, c.state.vocabulary.size(), fmt::format("checkpoint {}", path));
     c.state.step = parse_int(path, "step", meta("step"));
     c.state.data_position = static_cast<std::size_t>(parse_int(path, "data_position", meta("data_position")));
     c.state.train_chars = static_cast<std::size_t>(parse_int(path, "train_chars", meta("train_chars")));

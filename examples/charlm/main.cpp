@@ -74,6 +74,8 @@ int main(int argc, char** argv) {
             }
             if (train->count("--val-fraction") > 0) t.explicit_flags.emplace_back("val_fraction");
             if (train->count("--zoneout") > 0) t.explicit_flags.emplace_back("zoneout");
+            t.impl_given = train->count("--impl") > 0;
+            t.config.validate("train");
             if (train->count("--variational-dropout") > 0) t.explicit_flags.emplace_back("variational_dropout");
             return charlm::train(t);
         }

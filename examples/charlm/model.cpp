@@ -1,6 +1,11 @@
 #include "model.hpp"
 
+#include <cmath>
+#include <unistd.h>
+
 #include <fmt/format.h>
+
+#include "corpus.hpp"
 
 namespace charlm {
 
@@ -46,6 +51,50 @@ std::unique_ptr<xgrad::nn::RecurrentBase<float>> make_layer(const Config& config
 }
 }  // namespace
 
+void Config::validate(const std::string& where) const {
+    auto fail = [&](const std::string& what) { throw InputError(fmt::format("{}: {}", where, what)); };
+    if (cell != "rnn" && cell != "lstm" && cell != "gru") fail(fmt::format("cell '{}' is not rnn, lstm or gru", cell));
+    if (impl != "graph" && impl != "fused") fail(fmt::format("impl '{}' is not graph or fused", impl));
+    for (const char* name : {"sgd", "momentum", "adam", "adamw", "adagrad", "rmsprop"}) {
+        if (optimizer == name) break;
+        if (std::string(name) == "rmsprop") fail(fmt::format("unknown optimizer '{}'", optimizer));
+    }
+    for (auto [name, value] : {std::pair{"hidden", hidden}, std::pair{"layers", layers}, std::pair{"seq", seq},
+                               std::pair{"batch", batch}}) {
+        if (value == 0 || value > (std::size_t{1} << 30)) fail(fmt::format("{} = {} is out of range", name, value));
+    }
+    if (!(lr > 0) || !std::isfinite(lr)) fail(fmt::format("lr = {} must be positive", lr));
+    if (!(clip > 0) || !std::isfinite(clip)) fail(fmt::format("clip = {} must be positive", clip));
+    for (auto [name, value] : {std::pair{"dropout", dropout}, std::pair{"zoneout", zoneout},
+                               std::pair{"variational_dropout", variational_dropout}}) {
+        if (!(value >= 0 && value < 1)) fail(fmt::format("{} = {} is not in [0, 1)", name, value));
+    }
+    if (!(val_fraction >= 0 && val_fraction <= 0.9)) fail(fmt::format("val_fraction = {} is not in [0, 0.9]", val_fraction));
+}
+
+std::size_t parameter_count(const Config& c, std::size_t vocabulary) {
+    const std::size_t gates = c.cell == "lstm" ? 4 : c.cell == "gru" ? 3 : 1, H = c.hidden;
+    std::size_t n = 0;
+    for (std::size_t l = 0; l < c.layers; ++l) n += gates * H * ((l == 0 ? vocabulary : H) + H + 2);
+    return n + H * vocabulary + vocabulary;
+}
+
+void check_memory(const Config& c, std::size_t vocabulary, const std::string& where) {
+    const double gates = c.cell == "lstm" ? 4 : c.cell == "gru" ? 3 : 1;
+    // Value, gradient and up to three optimizer buffers per parameter; per position, the one-hot
+    // row, logits and their gradients, and a few gate-sized buffers per layer (the graph path keeps
+    // more, so this is a floor, not a promise).
+    const double params = static_cast<double>(parameter_count(c, vocabulary));
+    const double positions = static_cast<double>(c.seq) * static_cast<double>(c.batch);
+    const double bytes = 4.0 * (5.0 * params + positions * (4.0 * static_cast<double>(vocabulary) +
+                                                            8.0 * gates * static_cast<double>(c.hidden * c.layers)));
+    const double available = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+    if (bytes > 0.8 * available) {
+        throw InputError(fmt::format("{}: this model would need at least {:.1f} GB to train, more than this machine's "
+                                     "{:.1f} GB (lower --hidden, --layers, --seq or --batch)", where, bytes / 1e9, available / 1e9));
+    }
+}
+
 CharLM::CharLM(const Config& config, std::size_t vocabulary, xgrad::Generator& gen)
     : Module<float>("CharLM"),
       rnn_holder_(make_layer(config, vocabulary, gen)),
@@ -58,12 +107,10 @@ CharLM::CharLM(const Config& config, std::size_t vocabulary, xgrad::Generator& g
 
 Output CharLM::forward(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const State& state,
                        const std::vector<std::int64_t>& lengths) {
-    xgrad::Tensor<float> one_hot = xgrad::Tensor<float>::from_shape({inputs.shape(0), inputs.shape(1), vocabulary_});
-    one_hot.fill(0.0f);
-    for (std::size_t i = 0; i < inputs.size(); ++i) one_hot.data()[i * vocabulary_ + static_cast<std::size_t>(inputs.data()[i])] = 1.0f;
+    // One-hot characters, given as their indices: the input GEMM becomes a row gather.
     const bool lstm = rnn.spec().has_cell_state();
-    auto r = rnn.forward_any(graph.constant(std::move(one_hot)), graph.constant(state.h),
-                             lstm ? graph.constant(state.c) : xgrad::Var<float>(), lengths);
+    auto r = rnn.forward_indices(graph, inputs, graph.constant(state.h), lstm ? graph.constant(state.c) : xgrad::Var<float>(),
+                                 lengths);
     return {head.forward(r.output), {r.h_n.value(), lstm ? r.c_n.value() : xgrad::Tensor<float>()}};
 }
 

@@ -21,7 +21,14 @@ struct Config {
 
     nlohmann::json to_json() const;
     static Config from_json(const nlohmann::json& j);  // throws nlohmann::json::exception if malformed
+    // Every value in range (the command line checks the same); throws InputError naming `where`.
+    void validate(const std::string& where) const;
 };
+
+// Parameters of the model for this configuration and vocabulary size.
+std::size_t parameter_count(const Config& config, std::size_t vocabulary);
+// Refuses, with one line, a model whose training would need more memory than the machine has.
+void check_memory(const Config& config, std::size_t vocabulary, const std::string& where);
 
 // The recurrent state carried from chunk to chunk: h, and c for an LSTM (empty otherwise).
 struct State {

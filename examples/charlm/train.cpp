@@ -1,5 +1,6 @@
 // xgrad-charlm train: contiguous streams through the training text, the hidden state carried
 // from chunk to chunk (truncated BPTT), periodic validation, atomic checkpoints.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -85,11 +86,15 @@ int train(const TrainArgs& args) {
         const nlohmann::json given = config.to_json(), stored = saved.to_json();
         for (const std::string& flag : args.explicit_flags) {
             if (given.at(flag) != stored.at(flag)) {
+                std::string option = flag;
+                std::replace(option.begin(), option.end(), '_', '-');
                 throw InputError(fmt::format("--resume {}: the checkpoint has {} {}, but --{} {} was given", args.resume,
-                                             flag, stored.at(flag).dump(), flag, given.at(flag).dump()));
+                                             flag, stored.at(flag).dump(), option, given.at(flag).dump()));
             }
         }
+        const std::string impl = config.impl;  // the one thing a resumed run may change: the same numbers either way
         config = saved;
+        if (args.impl_given) config.impl = impl;
     }
 
     Corpus corpus = load_corpus(args.corpus);
@@ -99,6 +104,7 @@ int train(const TrainArgs& args) {
         fmt::print(stderr, "warning: skipped {} files of {} that are not UTF-8 text: {}\n", corpus.skipped.size(), args.corpus, names);
     }
     const Vocabulary vocabulary = Vocabulary::of(corpus.text);
+    check_memory(config, vocabulary.size(), "train");
     if (vocabulary.size() < 2) {
         throw InputError(fmt::format("corpus {}: it has a single distinct character ({}): nothing to learn", args.corpus,
                                      describe(vocabulary.symbol(0))));
@@ -123,9 +129,13 @@ int train(const TrainArgs& args) {
                                          "resume on the corpus it was trained on", args.resume, vocabulary.size(),
                                          resumed->state.vocabulary.size()));
         }
-        if (resumed->state.train_chars != train_ids.size() || !streams.fits(resumed->state.data_position)) {
+        if (resumed->state.train_chars != train_ids.size()) {
             throw InputError(fmt::format("--resume {}: the checkpoint was trained on {} training characters, this corpus has {}",
                                          args.resume, resumed->state.train_chars, train_ids.size()));
+        }
+        if (!streams.fits(resumed->state.data_position)) {
+            throw InputError(fmt::format("--resume {}: its data position {} is past the end of the training streams ({} characters)",
+                                         args.resume, resumed->state.data_position, streams.length()));
         }
     }
 
@@ -162,8 +172,10 @@ int train(const TrainArgs& args) {
     auto elapsed = [&] { return std::chrono::duration<double>(clock::now() - start).count(); };
     const std::int64_t first_step = state.step;
     double train_loss = NAN, val_bpc = NAN;
+    std::int64_t evaluated_at = -1, saved_at = -1;
     auto save = [&] {
         save_checkpoint(args.out, state, model, *optimizer);
+        saved_at = state.step;
     };
     while (state.step < total_steps && !(args.time_limit && elapsed() >= *args.time_limit) && !interrupted) {
         streams.fill(state.data_position, inputs, targets);
@@ -174,8 +186,12 @@ int train(const TrainArgs& args) {
         loss.backward();
         const double norm = xgrad::nn::clip_grad_norm(model.parameters(), config.clip);
         if (!std::isfinite(loss.item()) || !std::isfinite(norm)) {
-            throw std::runtime_error(fmt::format("step {}: the loss ({}) or the gradient norm ({}) is not finite; "
-                                                 "the last checkpoint is kept (lower --lr?)", state.step + 1, loss.item(), norm));
+            throw std::runtime_error(fmt::format(
+                "step {}: the loss ({}) or the gradient norm ({}) is not finite; {} (lower --lr?)", state.step + 1,
+                loss.item(), norm,
+                saved_at >= 0 ? fmt::format("{} keeps step {}", args.out, saved_at)
+                              : fmt::format("nothing was saved this run{}", resumed ? ", the resumed checkpoint is untouched"
+                                                                                    : " (use --save-every)")));
         }
         optimizer->step();
         ++state.step;
@@ -191,6 +207,7 @@ int train(const TrainArgs& args) {
         const bool finishing = state.step == total_steps || (args.time_limit && seconds >= *args.time_limit);
         if ((args.eval_every > 0 && state.step % args.eval_every == 0) || finishing) {
             val_bpc = val_ids.empty() ? NAN : bits_per_char(model, val_ids);
+            evaluated_at = state.step;
             if (metrics) {
                 metrics << fmt::format("{},{:.6f},{:.6f},{},{:.1f},{:.3f}\n", state.step, train_loss,
                                        train_loss / std::numbers::ln2, bpc_text(val_bpc), chars_per_s, elapsed());
@@ -209,7 +226,7 @@ int train(const TrainArgs& args) {
         }
     }
     if (terminal) fmt::print(stderr, "\n");
-    if (std::isnan(val_bpc) && !val_ids.empty()) val_bpc = bits_per_char(model, val_ids);
+    if (evaluated_at != state.step && !val_ids.empty()) val_bpc = bits_per_char(model, val_ids);  // e.g. after Ctrl-C
     save();
     const double seconds = elapsed();
     if (interrupted) fmt::print(stderr, "interrupted: checkpoint saved at step {}\n", state.step);

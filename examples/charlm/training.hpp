@@ -18,7 +18,8 @@ struct TrainArgs {
     std::int64_t eval_every = 500, save_every = 0;
     std::string out = "charlm.safetensors", resume, metrics;
     int threads = 0;                     // 0: as the environment sets BLAS
-    std::vector<std::string> explicit_flags;  // architecture flags the user gave (checked against --resume)
+    std::vector<std::string> explicit_flags;  // configuration flags the user gave (checked against --resume)
+    bool impl_given = false;                  // --impl may differ on resume: the same numbers either way
 };
 
 struct SampleArgs {
