@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include <fmt/format.h>
+#include <xsimd/xsimd.hpp>
 
 #include "../autograd/ops.hpp"
 #include "../tensor/linalg.hpp"
@@ -65,6 +66,26 @@ T sigmoid(T x) {
     return T(1) / (T(1) + std::exp(-x));
 }
 
+// Activations over n contiguous values in place, a SIMD batch at a time: scalar libm calls would
+// cost the kernel as much as a GEMM.
+template <class T>
+void tanh_inplace(T* x, std::size_t n) {
+    using batch = xsimd::batch<T>;
+    std::size_t i = 0;
+    for (; i + batch::size <= n; i += batch::size) xsimd::tanh(batch::load_unaligned(x + i)).store_unaligned(x + i);
+    for (; i < n; ++i) x[i] = std::tanh(x[i]);
+}
+
+template <class T>
+void sigmoid_inplace(T* x, std::size_t n) {
+    using batch = xsimd::batch<T>;
+    std::size_t i = 0;
+    for (; i + batch::size <= n; i += batch::size) {
+        (batch(T(1)) / (batch(T(1)) + xsimd::exp(-batch::load_unaligned(x + i)))).store_unaligned(x + i);
+    }
+    for (; i < n; ++i) x[i] = sigmoid(x[i]);
+}
+
 void resize(auto& tensor, const Shape& shape) {
     if (!std::equal(tensor.shape().begin(), tensor.shape().end(), shape.begin(), shape.end())) tensor.resize(shape);
 }
@@ -87,25 +108,28 @@ void cell_forward(const RNNSpec& s, T* a, const T* hw, T* hn, const T* h_prev, T
     const std::size_t H = s.hidden_size;
     switch (s.mode) {
     case RecurrentMode::rnn:  // h = φ(a)
-        for (std::size_t j = 0; j < H; ++j) {
-            h[j] = a[j] = s.nonlinearity == Nonlinearity::tanh ? std::tanh(a[j]) : std::max(a[j], T(0));
+        if (s.nonlinearity == Nonlinearity::tanh) {
+            tanh_inplace(a, H);
+        } else {
+            for (std::size_t j = 0; j < H; ++j) a[j] = std::max(a[j], T(0));
         }
+        std::copy_n(a, H, h);
         break;
     case RecurrentMode::lstm:  // i, f, o = σ(·), g = tanh(·);  c = f c_prev + i g;  h = o tanh(c)
-        for (std::size_t j = 0; j < H; ++j) {
-            const T i = a[j] = sigmoid(a[j]), f = a[H + j] = sigmoid(a[H + j]);
-            const T g = a[2 * H + j] = std::tanh(a[2 * H + j]), o = a[3 * H + j] = sigmoid(a[3 * H + j]);
-            c[j] = f * c_prev[j] + i * g;
-            h[j] = o * std::tanh(c[j]);
-        }
+        sigmoid_inplace(a, 2 * H);
+        tanh_inplace(a + 2 * H, H);
+        sigmoid_inplace(a + 3 * H, H);
+        for (std::size_t j = 0; j < H; ++j) h[j] = c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j];
+        tanh_inplace(h, H);
+        for (std::size_t j = 0; j < H; ++j) h[j] *= a[3 * H + j];
         break;
     case RecurrentMode::gru:  // r, z = σ(x· + h·);  n = tanh(x_n + r (W_hn h + b_hn));  h = (1 - z) n + z h_prev
-        for (std::size_t j = 0; j < H; ++j) {
-            const T r = a[j] = sigmoid(a[j] + hw[j]), z = a[H + j] = sigmoid(a[H + j] + hw[H + j]);
-            hn[j] = hw[2 * H + j];
-            const T n = a[2 * H + j] = std::tanh(a[2 * H + j] + r * hn[j]);
-            h[j] = (1 - z) * n + z * h_prev[j];
-        }
+        for (std::size_t j = 0; j < 2 * H; ++j) a[j] += hw[j];
+        sigmoid_inplace(a, 2 * H);
+        std::copy_n(hw + 2 * H, H, hn);
+        for (std::size_t j = 0; j < H; ++j) a[2 * H + j] += a[j] * hn[j];
+        tanh_inplace(a + 2 * H, H);
+        for (std::size_t j = 0; j < H; ++j) h[j] = (1 - a[H + j]) * a[2 * H + j] + a[H + j] * h_prev[j];
         break;
     }
 }
@@ -119,13 +143,17 @@ void cell_backward(const RNNSpec& s, const T* act, const T* hn, const T* h_prev,
     const std::size_t H = s.hidden_size;
     switch (s.mode) {
     case RecurrentMode::rnn:  // δa = δh φ'(a), with φ' from h: 1 - h² (tanh), [h > 0] (relu)
-        for (std::size_t j = 0; j < H; ++j) {
-            dx[j] = delta_h[j] * (s.nonlinearity == Nonlinearity::tanh ? T(1) - h[j] * h[j] : (h[j] > 0 ? T(1) : T(0)));
+        if (s.nonlinearity == Nonlinearity::tanh) {
+            for (std::size_t j = 0; j < H; ++j) dx[j] = delta_h[j] * (T(1) - h[j] * h[j]);
+        } else {
+            for (std::size_t j = 0; j < H; ++j) dx[j] = h[j] > 0 ? delta_h[j] : T(0);
         }
         break;
     case RecurrentMode::lstm:  // δc = δc_carried + δh o (1 - tanh²c);  δi = δc g, δf = δc c_prev, δg = δc i, δo = δh tanh c
+        std::copy_n(c, H, d_c_prev);  // tanh(c), vectorized, through the output buffer
+        tanh_inplace(d_c_prev, H);
         for (std::size_t j = 0; j < H; ++j) {
-            const T i = act[j], f = act[H + j], g = act[2 * H + j], o = act[3 * H + j], tc = std::tanh(c[j]);
+            const T i = act[j], f = act[H + j], g = act[2 * H + j], o = act[3 * H + j], tc = d_c_prev[j];
             const T dc = delta_c[j] + delta_h[j] * o * (1 - tc * tc);
             dx[j] = dc * g * i * (1 - i);
             dx[H + j] = dc * c_prev[j] * f * (1 - f);
