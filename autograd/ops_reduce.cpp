@@ -55,8 +55,14 @@ Var<T> scaled_sum(const char* op, const Var<T>& a, const std::vector<std::ptrdif
     std::size_t count = 1;
     for (std::size_t ax : axes) count *= in[ax];
     const T scale = average ? T(1) / static_cast<T>(count) : T(1);
-    Tensor<T> y = xt::sum(a.value(), axes);
-    if (average) y *= scale;
+    Tensor<T> y;
+    if (a.numel() == 0) {  // xtensor's reducers do pointer arithmetic on null for empty input
+        y = Tensor<T>::from_shape(reduced_shape(in, axes, false));
+        y.fill(average ? std::numeric_limits<T>::quiet_NaN() : T(0));  // as torch: sum 0, mean NaN
+    } else {
+        y = xt::sum(a.value(), axes);
+        if (average) y *= scale;
+    }
     y.reshape(reduced_shape(in, axes, keepdims));
     Shape kept = kept_shape(in, axes);
     return a.tape().record(op, std::move(y), {a}, [kept, scale](BackwardContext<T>& c) {

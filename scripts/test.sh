@@ -1,7 +1,24 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up, build, then every test through CTest.
+#   bash scripts/test.sh              # Release build in ./build
+#   bash scripts/test.sh --sanitize   # the same under AddressSanitizer + UBSan, in ./build-sanitize
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh
 jobs=$(nproc 2>/dev/null || echo 2)
+if [ "${1:-}" = "--sanitize" ]; then
+  bash scripts/setup.sh
+  echo "building with AddressSanitizer and UndefinedBehaviorSanitizer in ./build-sanitize (log: build-sanitize/build.log) ..."
+  mkdir -p build-sanitize
+  if ! { cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O1 -DXGRAD_WERROR=ON -DXGRAD_SANITIZE=ON &&
+         cmake --build build-sanitize -j "$jobs"; } > build-sanitize/build.log 2>&1; then
+    tail -n 60 build-sanitize/build.log
+    echo "sanitizer build failed: see build-sanitize/build.log" >&2
+    exit 1
+  fi
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  ctest --test-dir build-sanitize --output-on-failure -j "$jobs"
+  exit 0
+fi
+bash scripts/build.sh
 ctest --test-dir build --output-on-failure -j "$jobs"
