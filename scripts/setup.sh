@@ -7,7 +7,7 @@ packages=(
   g++ cmake make
   libxtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev
   libfmt-dev doctest-dev nlohmann-json3-dev libcli11-dev
-  fortunes
+  fortunes clang libclang-rt-14-dev
 )
 
 missing=()

@@ -46,13 +46,19 @@ void save_checkpoint(const std::string& path, const TrainingState& state, CharLM
 }
 
 Checkpoint read_checkpoint(const std::string& path) {
-    Checkpoint c;
-    c.path = path;
+    xgrad::TensorFile<float> file;
     try {
-        c.file = xgrad::load_safetensors<float>(path);
+        file = xgrad::load_safetensors<float>(path);
     } catch (const std::exception& e) {
         throw InputError(fmt::format("checkpoint {}", e.what()));
     }
+    return checkpoint_from(path, std::move(file));
+}
+
+Checkpoint checkpoint_from(const std::string& path, xgrad::TensorFile<float> file) {
+    Checkpoint c;
+    c.path = path;
+    c.file = std::move(file);
     auto meta = [&](const std::string& key) -> const std::string& {
         auto it = c.file.metadata.find(key);
         if (it == c.file.metadata.end()) throw InputError(fmt::format("checkpoint {}: no '{}' in its metadata", path, key));

@@ -33,6 +33,8 @@ struct Checkpoint {
 
 // Validates format, version, metadata and the hidden state; throws InputError naming the file.
 Checkpoint read_checkpoint(const std::string& path);
+// The same for a file already parsed (`path` names it in messages).
+Checkpoint checkpoint_from(const std::string& path, xgrad::TensorFile<float> file);
 // Loads the model (and, if given, the optimizer) from a checkpoint; throws InputError on mismatch.
 void restore(const Checkpoint& checkpoint, CharLM& model, xgrad::optim::Optimizer<float>* optimizer);
 
