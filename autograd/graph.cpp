@@ -1,5 +1,6 @@
 #include "graph.hpp"
 
+#include <cmath>
 #include <limits>
 
 #include <fmt/format.h>
@@ -8,9 +9,21 @@ namespace xgrad {
 
 namespace {
 thread_local bool grad_mode_enabled = true;
+thread_local bool anomaly_mode_enabled = false;
+
+template <class T>
+bool all_finite(const Tensor<T>& t) {
+    for (T v : t) {
+        if (!std::isfinite(v)) return false;
+    }
+    return true;
 }
+}  // namespace
 
 bool grad_enabled() { return grad_mode_enabled; }
+bool anomaly_detection_enabled() { return anomaly_mode_enabled; }
+DetectAnomalyGuard::DetectAnomalyGuard() : previous_(anomaly_mode_enabled) { anomaly_mode_enabled = true; }
+DetectAnomalyGuard::~DetectAnomalyGuard() { anomaly_mode_enabled = previous_; }
 NoGradGuard::NoGradGuard() : previous_(grad_mode_enabled) { grad_mode_enabled = false; }
 NoGradGuard::~NoGradGuard() { grad_mode_enabled = previous_; }
 
@@ -94,6 +107,15 @@ template <class T>
 Var<T> Tape<T>::push(Node node) {
     if (nodes_.size() >= std::numeric_limits<std::uint32_t>::max()) {
         throw GraphError("Graph: more than 2^32 - 1 nodes");
+    }
+    if (anomaly_mode_enabled && !all_finite(node.value)) {
+        std::string inputs;
+        for (std::uint32_t j = 0; j < node.num_inputs; ++j) {
+            inputs += (j ? ", " : "") + shape_str(shape_of(nodes_[input_ids_[node.first_input + j]].value));
+        }
+        throw AnomalyError(fmt::format("anomaly: {} (node {}) produced NaN or Inf in its output of shape {}{}", node.op,
+                                       nodes_.size(), shape_str(shape_of(node.value)),
+                                       inputs.empty() ? "" : fmt::format(" from inputs of shapes {}", inputs)));
     }
     nodes_.push_back(std::move(node));
     return Var<T>(this->shared_from_this(), static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
@@ -203,12 +225,27 @@ void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOption
         if (n.backward) {
             BackwardContext<T> ctx(*this, n);
             n.backward(ctx);
+            if (anomaly_mode_enabled) check_gradients(i);
         }
         if (!options.retain_graph) {
             n.backward = nullptr;
             n.released = true;
         }
         if (!n.retain_grad) n.grad.reset();
+    }
+}
+
+template <class T>
+void Tape<T>::check_gradients(std::uint32_t i) const {
+    const Node& n = nodes_[i];
+    for (std::uint32_t j = 0; j < n.num_inputs; ++j) {
+        const std::uint32_t id = input_ids_[n.first_input + j];
+        const Node& in = nodes_[id];
+        if (in.grad && !all_finite(*in.grad)) {
+            throw AnomalyError(fmt::format("anomaly: the backward of {} (node {}, output shape {}) produced NaN or Inf in "
+                                           "the gradient of its input {} ({}, node {}, shape {})", n.op, i,
+                                           shape_str(shape_of(n.value)), j, in.op, id, shape_str(shape_of(in.value))));
+        }
     }
 }
 

@@ -125,6 +125,7 @@ class Tape : public std::enable_shared_from_this<Tape<T>> {
         bool released = false;  // its backward was freed by a backward without retain_graph
     };
     Var<T> push(Node node);
+    void check_gradients(std::uint32_t node) const;  // anomaly mode: its inputs' gradients are finite
 
     // A deque keeps references to values stable while later ops append nodes.
     std::deque<Node> nodes_;
@@ -189,6 +190,25 @@ class Graph {
 
   private:
     std::shared_ptr<Tape<T>> tape_;
+};
+
+// Anomaly detection, per thread: inside a DetectAnomalyGuard every op checks its output for NaN or
+// Inf as it is recorded, and backward checks every gradient each node's backward produces. The
+// AnomalyError names the op, its position on the tape and the shapes. Off by default: it reads every value.
+class AnomalyError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+bool anomaly_detection_enabled();
+class DetectAnomalyGuard {
+  public:
+    DetectAnomalyGuard();
+    ~DetectAnomalyGuard();
+    DetectAnomalyGuard(const DetectAnomalyGuard&) = delete;
+    DetectAnomalyGuard& operator=(const DetectAnomalyGuard&) = delete;
+
+  private:
+    bool previous_;
 };
 
 // Grad mode, per thread. Inside a NoGradGuard ops record values only: no backward functions

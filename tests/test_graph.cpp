@@ -259,3 +259,19 @@ TEST_CASE("memory returns to its starting level after a graph is freed") {
     // A 200-node graph of 64x64 floats holds ~6 MB; anything left behind would show here.
     CHECK(after <= before + 4096);
 }
+
+TEST_CASE("anomaly detection names the op, its place on the tape and the shapes, forward and backward") {
+    Graph<double> g;
+    auto x = g.variable(Tensor<double>{0.0, 1.0});
+    CHECK_NOTHROW(xgrad::log(x));  // off by default: -inf passes silently
+    {
+        xgrad::DetectAnomalyGuard guard;
+        CHECK(xgrad::anomaly_detection_enabled());
+        CHECK_THROWS_WITH_AS(xgrad::log(x), doctest::Contains("anomaly: log (node 2) produced NaN or Inf in its output of shape (2,) from inputs of shapes (2,)"),
+                             xgrad::AnomalyError);
+        // sqrt(x) is finite at 0, but its gradient 1 / (2 sqrt(x)) is not.
+        auto y = xgrad::sum(xgrad::sqrt(x));
+        CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("the backward of sqrt"), xgrad::AnomalyError);
+    }
+    CHECK_FALSE(xgrad::anomaly_detection_enabled());
+}

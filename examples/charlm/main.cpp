@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
     train->add_option("--resume", t.resume, "continue training from this checkpoint");
     train->add_option("--threads", t.threads, "BLAS threads (default: as the environment sets)")->check(CLI::Range(1, 256));
     train->add_option("--metrics", t.metrics, "append a CSV row per evaluation to this file");
+    train->add_flag("--detect-anomaly", t.detect_anomaly,
+                    "check every op's output and every gradient for NaN/Inf, naming the op (slower)");
 
     charlm::SampleArgs s;
     auto* sample = app.add_subcommand("sample", "generate text from a checkpoint");

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numbers>
+#include <optional>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -172,26 +173,36 @@ int train(const TrainArgs& args) {
     auto elapsed = [&] { return std::chrono::duration<double>(clock::now() - start).count(); };
     const std::int64_t first_step = state.step;
     double train_loss = NAN, val_bpc = NAN;
-    std::int64_t evaluated_at = -1, saved_at = -1;
+    std::int64_t evaluated_at = -1, saved_at = -1;  // steps of the last evaluation and save
     auto save = [&] {
         save_checkpoint(args.out, state, model, *optimizer);
         saved_at = state.step;
     };
+    std::optional<xgrad::DetectAnomalyGuard> anomaly_checks;
+    if (args.detect_anomaly) anomaly_checks.emplace();
+    auto kept = [&] {
+        return saved_at >= 0 ? fmt::format("{} keeps step {}", args.out, saved_at)
+                             : fmt::format("nothing was saved this run{}",
+                                           resumed ? ", the resumed checkpoint is untouched" : " (use --save-every)");
+    };
     while (state.step < total_steps && !(args.time_limit && elapsed() >= *args.time_limit) && !interrupted) {
         streams.fill(state.data_position, inputs, targets);
         xgrad::Graph<float> g;
-        Output out = model.forward(g, inputs, state.carried);
-        auto loss = xgrad::cross_entropy(out.logits, targets);
         model.zero_grad();
-        loss.backward();
+        Output out;
+        xgrad::Var<float> loss;
+        try {
+            out = model.forward(g, inputs, state.carried);
+            loss = xgrad::cross_entropy(out.logits, targets);
+            loss.backward();
+        } catch (const xgrad::AnomalyError& e) {
+            throw std::runtime_error(fmt::format("step {}: {}; {}", state.step + 1, e.what(), kept()));
+        }
         const double norm = xgrad::nn::clip_grad_norm(model.parameters(), config.clip);
         if (!std::isfinite(loss.item()) || !std::isfinite(norm)) {
-            throw std::runtime_error(fmt::format(
-                "step {}: the loss ({}) or the gradient norm ({}) is not finite; {} (lower --lr?)", state.step + 1,
-                loss.item(), norm,
-                saved_at >= 0 ? fmt::format("{} keeps step {}", args.out, saved_at)
-                              : fmt::format("nothing was saved this run{}", resumed ? ", the resumed checkpoint is untouched"
-                                                                                    : " (use --save-every)")));
+            throw std::runtime_error(fmt::format("step {}: the loss ({}) or the gradient norm ({}) is not finite; {} "
+                                                 "(lower --lr, or find the op with --detect-anomaly)", state.step + 1,
+                                                 loss.item(), norm, kept()));
         }
         optimizer->step();
         ++state.step;

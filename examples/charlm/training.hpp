@@ -18,6 +18,7 @@ struct TrainArgs {
     std::int64_t eval_every = 500, save_every = 0;
     std::string out = "charlm.safetensors", resume, metrics;
     int threads = 0;                     // 0: as the environment sets BLAS
+    bool detect_anomaly = false;         // check every op's output and every gradient for NaN/Inf
     std::vector<std::string> explicit_flags;  // configuration flags the user gave (checked against --resume)
     bool impl_given = false;                  // --impl may differ on resume: the same numbers either way
 };
