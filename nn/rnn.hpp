@@ -22,21 +22,10 @@
 #include <vector>
 
 #include "../autograd/graph.hpp"
+#include "../tensor/options.hpp"
 #include "../tensor/random.hpp"
 #include "module.hpp"
 #include "rnn_kernel.hpp"
-
-// A libtorch-style option: `opts.name(value)` sets and chains, `opts.name()` reads.
-#define XGRAD_OPTION(type, name)                 \
-  public:                                        \
-    auto& name(const type& value) {              \
-        name##_ = value;                         \
-        return *this;                            \
-    }                                            \
-    const type& name() const { return name##_; } \
-                                                 \
-  private:                                       \
-    type name##_
 
 // The options every recurrent layer shares.
 #define XGRAD_RECURRENT_OPTIONS                                                       \

@@ -13,18 +13,8 @@
 #include <vector>
 
 #include "../autograd/parameter.hpp"
+#include "../tensor/options.hpp"
 #include "../tensor/safetensors.hpp"
-
-#define XGRAD_OPTIM_OPTION(type, name, initial)   \
-  public:                                        \
-    auto& name(const type& value) {              \
-        name##_ = value;                         \
-        return *this;                            \
-    }                                            \
-    const type& name() const { return name##_; } \
-                                                 \
-  private:                                       \
-    type name##_ = initial
 
 namespace xgrad::optim {
 
@@ -68,40 +58,40 @@ class Optimizer {
 
 struct SGDOptions {
     explicit SGDOptions(double lr) : lr_(lr) {}
-    XGRAD_OPTIM_OPTION(double, lr, 0.0);
-    XGRAD_OPTIM_OPTION(double, momentum, 0.0);
-    XGRAD_OPTIM_OPTION(double, dampening, 0.0);
-    XGRAD_OPTIM_OPTION(double, weight_decay, 0.0);
-    XGRAD_OPTIM_OPTION(bool, nesterov, false);
+    XGRAD_OPTION(double, lr) = 0.0;
+    XGRAD_OPTION(double, momentum) = 0.0;
+    XGRAD_OPTION(double, dampening) = 0.0;
+    XGRAD_OPTION(double, weight_decay) = 0.0;
+    XGRAD_OPTION(bool, nesterov) = false;
 };
 
 struct AdamOptions {
     explicit AdamOptions(double lr = 1e-3) : lr_(lr) {}
-    XGRAD_OPTIM_OPTION(double, lr, 1e-3);
-    XGRAD_OPTIM_OPTION(double, beta1, 0.9);
-    XGRAD_OPTIM_OPTION(double, beta2, 0.999);
-    XGRAD_OPTIM_OPTION(double, eps, 1e-8);
-    XGRAD_OPTIM_OPTION(double, weight_decay, 0.0);  // AdamW's default is 1e-2, set by AdamW
-    XGRAD_OPTIM_OPTION(bool, amsgrad, false);
+    XGRAD_OPTION(double, lr) = 1e-3;
+    XGRAD_OPTION(double, beta1) = 0.9;
+    XGRAD_OPTION(double, beta2) = 0.999;
+    XGRAD_OPTION(double, eps) = 1e-8;
+    XGRAD_OPTION(double, weight_decay) = 0.0;  // AdamW's default is 1e-2, set by AdamW
+    XGRAD_OPTION(bool, amsgrad) = false;
 };
 
 struct AdagradOptions {
     explicit AdagradOptions(double lr = 1e-2) : lr_(lr) {}
-    XGRAD_OPTIM_OPTION(double, lr, 1e-2);
-    XGRAD_OPTIM_OPTION(double, lr_decay, 0.0);
-    XGRAD_OPTIM_OPTION(double, weight_decay, 0.0);
-    XGRAD_OPTIM_OPTION(double, initial_accumulator_value, 0.0);
-    XGRAD_OPTIM_OPTION(double, eps, 1e-10);
+    XGRAD_OPTION(double, lr) = 1e-2;
+    XGRAD_OPTION(double, lr_decay) = 0.0;
+    XGRAD_OPTION(double, weight_decay) = 0.0;
+    XGRAD_OPTION(double, initial_accumulator_value) = 0.0;
+    XGRAD_OPTION(double, eps) = 1e-10;
 };
 
 struct RMSpropOptions {
     explicit RMSpropOptions(double lr = 1e-2) : lr_(lr) {}
-    XGRAD_OPTIM_OPTION(double, lr, 1e-2);
-    XGRAD_OPTIM_OPTION(double, alpha, 0.99);
-    XGRAD_OPTIM_OPTION(double, eps, 1e-8);
-    XGRAD_OPTIM_OPTION(double, weight_decay, 0.0);
-    XGRAD_OPTIM_OPTION(double, momentum, 0.0);
-    XGRAD_OPTIM_OPTION(bool, centered, false);
+    XGRAD_OPTION(double, lr) = 1e-2;
+    XGRAD_OPTION(double, alpha) = 0.99;
+    XGRAD_OPTION(double, eps) = 1e-8;
+    XGRAD_OPTION(double, weight_decay) = 0.0;
+    XGRAD_OPTION(double, momentum) = 0.0;
+    XGRAD_OPTION(bool, centered) = false;
 };
 
 // g = grad + wd p;  buf = g (first step) or μ buf + (1 - τ) g;  g = g + μ buf (nesterov) or buf;  p -= lr g
