@@ -12,6 +12,8 @@
 
 #include <xgrad/xgrad.hpp>
 
+#include "pytorch_fixtures.hpp"
+
 using xgrad::Graph;
 using xgrad::Tensor;
 using xgrad::Var;
@@ -120,41 +122,6 @@ TEST_CASE("LSTM and GRU: graph and fused agree over the full grid in float (5e-5
 }
 
 namespace {
-template <class T>
-void check_against_pytorch(RecurrentBase<T>& layer, const std::string& name, double tol) {
-    CAPTURE(name);
-    const auto io = xgrad::load_safetensors<double>(std::string(XGRAD_FIXTURES_DIR) + "/" + name + "_io.safetensors");
-    auto get = [&](const std::string& key) { return Tensor<T>(xt::cast<T>(io.tensors.at(key))); };
-    const bool lstm = io.tensors.count("c0") > 0;
-    layer.load(std::string(XGRAD_FIXTURES_DIR) + "/" + name + ".safetensors");
-    for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
-        layer.set_implementation(impl);
-        layer.zero_grad();
-        Graph<T> g;
-        auto x = g.variable(get("input")), h0 = g.variable(get("h0"));
-        auto c0 = lstm ? g.variable(get("c0")) : Var<T>();
-        auto r = layer.forward_any(x, h0, c0);
-        auto close = [tol](const Tensor<T>& a, const Tensor<T>& b) {
-            return a.shape() == b.shape() && xt::amax(xt::abs(a - b))() <= tol;
-        };
-        CHECK(close(r.output.value(), get("output")));
-        CHECK(close(r.h_n.value(), get("h_n")));
-        auto loss = xgrad::sum(r.output * g.constant(get("w_out"))) + xgrad::sum(r.h_n * g.constant(get("w_state")));
-        if (lstm) {
-            CHECK(close(r.c_n.value(), get("c_n")));
-            loss = loss + xgrad::sum(r.c_n * g.constant(get("w_cell")));
-        }
-        loss.backward();
-        CHECK(close(x.grad(), get("grad.input")));
-        CHECK(close(h0.grad(), get("grad.h0")));
-        if (lstm) CHECK(close(c0.grad(), get("grad.c0")));
-        for (const auto& [pname, p] : layer.named_parameters()) {
-            CAPTURE(pname);
-            CHECK(close(p.grad(), get("grad." + pname)));
-        }
-    }
-}
-
 template <class T>
 void pytorch_fixtures(double tol) {
     nn::LSTM<T> lstm(nn::LSTMOptions(3, 4).num_layers(2).bidirectional(true));

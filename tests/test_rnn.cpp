@@ -12,6 +12,8 @@
 
 #include <xgrad/xgrad.hpp>
 
+#include "pytorch_fixtures.hpp"
+
 using xgrad::Graph;
 using xgrad::Tensor;
 using xgrad::Var;
@@ -122,47 +124,15 @@ TEST_CASE("graph and fused RNN agree on the full grid in float (5e-5 absolute)")
     }
 }
 
-namespace {
-template <class T>
-xgrad::TensorFile<double> fixture(const std::string& name) {
-    return xgrad::load_safetensors<double>(std::string(XGRAD_FIXTURES_DIR) + "/" + name);
-}
-
-template <class T>
-void check_against_pytorch(const std::string& name, RNNOptions options, double tol) {
-    CAPTURE(name);
-    const auto io = fixture<T>(name + "_io.safetensors");
-    auto get = [&](const std::string& key) { return Tensor<T>(xt::cast<T>(io.tensors.at(key))); };
-    for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
-        RNN<T> rnn(options.implementation(impl));
-        rnn.load(std::string(XGRAD_FIXTURES_DIR) + "/" + name + ".safetensors");  // F32 weights from PyTorch
-        Graph<T> g;
-        auto x = g.variable(get("input"));
-        auto h0 = g.variable(get("h0"));
-        auto [output, h_n] = rnn.forward(x, h0);
-        auto close = [tol](const Tensor<T>& a, const Tensor<T>& b) {
-            return a.shape() == b.shape() && xt::amax(xt::abs(a - b))() <= tol;
-        };
-        CHECK(close(output.value(), get("output")));
-        CHECK(close(h_n.value(), get("h_n")));
-        (xgrad::sum(output * g.constant(get("w_out"))) + xgrad::sum(h_n * g.constant(get("w_state")))).backward();
-        CHECK(close(x.grad(), get("grad.input")));
-        CHECK(close(h0.grad(), get("grad.h0")));
-        for (const auto& [pname, p] : rnn.named_parameters()) {
-            CAPTURE(pname);
-            CHECK(close(p.grad(), get("grad." + pname)));
-        }
-    }
-}
-}  // namespace
-
 TEST_CASE("a state dict exported from PyTorch's nn.RNN loads and gives PyTorch's outputs and gradients") {
     const auto a = RNNOptions(3, 4).num_layers(2).bidirectional(true);
     const auto b = RNNOptions(3, 5).nonlinearity(Nonlinearity::relu).bias(false).batch_first(true);
-    check_against_pytorch<double>("pytorch_rnn_tanh_2layer_bidir", a, 1e-10);
-    check_against_pytorch<double>("pytorch_rnn_relu_nobias_batchfirst", b, 1e-10);
-    check_against_pytorch<float>("pytorch_rnn_tanh_2layer_bidir", a, 5e-5);
-    check_against_pytorch<float>("pytorch_rnn_relu_nobias_batchfirst", b, 5e-5);
+    RNN<double> da(a), db(b);
+    RNN<float> fa(a), fb(b);
+    check_against_pytorch(da, "pytorch_rnn_tanh_2layer_bidir", 1e-10);
+    check_against_pytorch(db, "pytorch_rnn_relu_nobias_batchfirst", 1e-10);
+    check_against_pytorch(fa, "pytorch_rnn_tanh_2layer_bidir", 5e-5);
+    check_against_pytorch(fb, "pytorch_rnn_relu_nobias_batchfirst", 5e-5);
 }
 
 TEST_CASE("the RNN passes gradcheck in double, both implementations, with respect to input, h0 and every weight") {
