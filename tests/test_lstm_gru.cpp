@@ -12,6 +12,8 @@
 
 #include <xgrad/xgrad.hpp>
 
+#include "recurrent_grid.hpp"
+
 #include "pytorch_fixtures.hpp"
 
 using xgrad::Graph;
@@ -21,103 +23,34 @@ using xgrad::nn::RecurrentBase;
 using xgrad::nn::RNNImplementation;
 namespace nn = xgrad::nn;
 
+using grid::B;
+using grid::H;
+using grid::I;
+using grid::T_;
+
 namespace {
-struct Config {
-    bool lstm, bias;
-    std::size_t layers;
-    bool bidirectional, batch_first, variable_lengths, with_h0;
-    std::string name() const {
-        return fmt::format("{} bias={} layers={} bidirectional={} batch_first={} variable={} h0={}", lstm ? "LSTM" : "GRU",
-                           bias, layers, bidirectional, batch_first, variable_lengths, with_h0);
-    }
-};
-
-constexpr std::size_t T_ = 5, B = 3, I = 4, H = 6;
-
-template <class T>
-std::unique_ptr<RecurrentBase<T>> make(bool lstm, const Config& c, xgrad::Generator& gen) {
-    if (lstm) {
-        return std::make_unique<nn::LSTM<T>>(nn::LSTMOptions(I, H).num_layers(c.layers).bias(c.bias)
-                                                 .bidirectional(c.bidirectional).batch_first(c.batch_first), gen);
-    }
-    return std::make_unique<nn::GRU<T>>(nn::GRUOptions(I, H).num_layers(c.layers).bias(c.bias)
-                                            .bidirectional(c.bidirectional).batch_first(c.batch_first), gen);
-}
-
-template <class T>
-struct Run {
-    Tensor<T> output, h_n, c_n, d_input, d_h0, d_c0;
-    std::vector<Tensor<T>> d_params;
-};
-
-template <class T>
-void check_agreement(const Config& c, double tol) {
-    xgrad::Generator gen(17);
-    auto layer = make<T>(c.lstm, c, gen);
-    const std::size_t D = c.bidirectional ? 2 : 1;
-    const xgrad::Shape in_shape = c.batch_first ? xgrad::Shape{B, T_, I} : xgrad::Shape{T_, B, I};
-    const xgrad::Shape out_shape = c.batch_first ? xgrad::Shape{B, T_, D * H} : xgrad::Shape{T_, B, D * H};
-    const xgrad::Shape state = {c.layers * D, B, H};
-    const Tensor<T> input = xgrad::uniform<T>(in_shape, -1, 1, gen), h0 = xgrad::uniform<T>(state, -1, 1, gen);
-    const Tensor<T> c0 = xgrad::uniform<T>(state, -1, 1, gen), w_out = xgrad::uniform<T>(out_shape, -1, 1, gen);
-    const Tensor<T> w_h = xgrad::uniform<T>(state, -1, 1, gen), w_c = xgrad::uniform<T>(state, -1, 1, gen);
-    const std::vector<std::int64_t> lengths = c.variable_lengths ? std::vector<std::int64_t>{5, 1, 3} : std::vector<std::int64_t>{};
-    Run<T> runs[2];
-    for (int i = 0; i < 2; ++i) {
-        layer->set_implementation(i == 0 ? RNNImplementation::graph : RNNImplementation::fused);
-        layer->zero_grad();
-        Graph<T> g;
-        Var<T> x = g.variable(input), h = c.with_h0 ? g.variable(h0) : Var<T>();
-        Var<T> cell = c.with_h0 && c.lstm ? g.variable(c0) : Var<T>();
-        auto r = layer->forward_any(x, h, cell, lengths);
-        auto loss = xgrad::sum(r.output * g.constant(w_out)) + xgrad::sum(r.h_n * g.constant(w_h));
-        if (c.lstm) loss = loss + xgrad::sum(r.c_n * g.constant(w_c));
-        loss.backward();
-        runs[i] = {r.output.value(), r.h_n.value(), c.lstm ? r.c_n.value() : Tensor<T>(), x.grad(),
-                   c.with_h0 ? h.grad() : Tensor<T>(), cell.defined() ? cell.grad() : Tensor<T>(), {}};
-        for (const auto& p : layer->parameters()) runs[i].d_params.push_back(p.grad());
-    }
-    auto close = [tol](const Tensor<T>& a, const Tensor<T>& b) {
-        return a.shape() == b.shape() && (a.size() == 0 || xt::amax(xt::abs(a - b))() <= tol);
-    };
-    CHECK(close(runs[0].output, runs[1].output));
-    CHECK(close(runs[0].h_n, runs[1].h_n));
-    CHECK(close(runs[0].c_n, runs[1].c_n));
-    CHECK(close(runs[0].d_input, runs[1].d_input));
-    CHECK(close(runs[0].d_h0, runs[1].d_h0));
-    CHECK(close(runs[0].d_c0, runs[1].d_c0));
-    const auto names = layer->named_parameters();
-    for (std::size_t i = 0; i < runs[0].d_params.size(); ++i) {
-        CAPTURE(names[i].first);
-        CHECK(close(runs[0].d_params[i], runs[1].d_params[i]));
-        CHECK(xt::amax(xt::abs(runs[0].d_params[i]))() > 0);  // a vacuous comparison would hide a missing gradient
-    }
-}
-
-std::vector<Config> grid() {
-    std::vector<Config> configs;
-    for (bool lstm : {true, false})
-        for (bool bias : {true, false})
-            for (std::size_t layers : {1, 2})
-                for (bool bi : {false, true})
-                    for (bool bf : {false, true})
-                        for (bool var : {false, true})
-                            for (bool h0 : {false, true}) configs.push_back({lstm, bias, layers, bi, bf, var, h0});
-    return configs;
+grid::Config config(bool lstm, bool bias, std::size_t layers, bool bidirectional, bool batch_first, bool variable_lengths,
+                    bool with_h0) {
+    return {lstm ? nn::RecurrentMode::lstm : nn::RecurrentMode::gru, nn::Nonlinearity::tanh, bias, layers, bidirectional,
+            batch_first, variable_lengths, with_h0};
 }
 }  // namespace
 
 TEST_CASE("LSTM and GRU: graph and fused agree on outputs, states and every gradient over the full grid, double (1e-10)") {
-    for (const Config& c : grid()) {
-        CAPTURE(c.name());
-        check_agreement<double>(c, 1e-10);
+    for (auto mode : {nn::RecurrentMode::lstm, nn::RecurrentMode::gru}) {
+        for (const grid::Config& c : grid::full_grid(mode)) {
+            CAPTURE(c.name());
+            grid::check_agreement<double>(c, 1e-10);
+        }
     }
 }
 
 TEST_CASE("LSTM and GRU: graph and fused agree over the full grid in float (5e-5 absolute)") {
-    for (const Config& c : grid()) {
-        CAPTURE(c.name());
-        check_agreement<float>(c, 5e-5);
+    for (auto mode : {nn::RecurrentMode::lstm, nn::RecurrentMode::gru}) {
+        for (const grid::Config& c : grid::full_grid(mode)) {
+            CAPTURE(c.name());
+            grid::check_agreement<float>(c, 5e-5);
+        }
     }
 }
 
@@ -142,7 +75,7 @@ TEST_CASE("LSTM and GRU pass gradcheck in double, both implementations, for inpu
     for (bool lstm : {true, false}) {
         for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
             xgrad::Generator gen(3);
-            auto layer = make<double>(lstm, Config{lstm, true, 2, true, false, true, true}, gen);
+            auto layer = grid::make_layer<double>(config(lstm, true, 2, true, false, true, true), gen);
             layer->set_implementation(impl);
             const std::vector<std::int64_t> lengths = {4, 2};
             std::vector<Tensor<double>> inputs = {xgrad::uniform<double>({4, 2, I}, -1, 1, gen),
@@ -339,13 +272,13 @@ TEST_CASE("one-hot input given as indices equals the dense one-hot input, in val
                 CAPTURE(cell);
                 CAPTURE(batch_first);
                 xgrad::Generator gen(12);
-                Config c{cell == 1, true, 2, true, batch_first, true, false};
+                const grid::Config c = config(cell == 1, true, 2, true, batch_first, true, false);
                 std::unique_ptr<RecurrentBase<double>> layer;
                 if (cell == 0) {
                     layer = std::make_unique<nn::RNN<double>>(nn::RNNOptions(I, H).num_layers(2).bidirectional(true)
                                                                   .batch_first(batch_first), gen);
                 } else {
-                    layer = make<double>(cell == 1, c, gen);
+                    layer = grid::make_layer<double>(c, gen);
                 }
                 layer->set_implementation(impl);
                 xgrad::Indices ids = xgrad::Indices::from_shape(batch_first ? xgrad::Shape{B, T_} : xgrad::Shape{T_, B});
