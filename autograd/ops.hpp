@@ -81,7 +81,8 @@ struct CrossEntropyOptions {
     enum class Reduction { mean, sum } reduction = Reduction::mean;
 };
 // logits (..., C) with the classes last, targets of the leading shape (...). The mean is over
-// the counted positions: targets not equal to ignore_index, weighted by `mask` (shape (...)) if given.
+// the counted positions: targets not equal to ignore_index, weighted by `mask` (shape (...), finite
+// weights >= 0) if given. With nothing counted the mean is NaN and the gradient zero, as in PyTorch.
 template <class T>
 Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options = {},
                      const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);

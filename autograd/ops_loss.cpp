@@ -37,10 +37,15 @@ Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyO
                                                     t, r, classes));
         }
         weight[r] = mask ? mask->data()[r] : T(1);
+        if (!(weight[r] >= 0) || !std::isfinite(weight[r])) {
+            throw std::invalid_argument(fmt::format("cross_entropy: mask value {} at position {} is not a finite weight >= 0",
+                                                    weight[r], r));
+        }
         denom += weight[r];
     }
-    // With nothing counted the mean is 0 (PyTorch gives NaN), so fully padded batches do not poison training.
-    const T scale = options.reduction == CrossEntropyOptions::Reduction::sum ? T(1) : (denom > 0 ? T(1) / denom : T(0));
+    // With nothing counted the mean is 0/0 = NaN, as PyTorch's (its gradient is zero: no row counts).
+    const bool mean = options.reduction == CrossEntropyOptions::Reduction::mean;
+    const T scale = !mean ? T(1) : denom > 0 ? T(1) / denom : std::numeric_limits<T>::quiet_NaN();
 
     const T* x = logits.value().data();
     std::vector<T> lse(rows);

@@ -71,7 +71,7 @@ Var<T> reshape(const Var<T>& a, const std::vector<std::ptrdiff_t>& shape) {
             throw fail();
         } else {
             out[i] = static_cast<std::size_t>(shape[i]);
-            known *= out[i];
+            if (__builtin_mul_overflow(known, out[i], &known)) throw fail();  // xtensor's strides would overflow
         }
     }
     if (inferred >= 0) {

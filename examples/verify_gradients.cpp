@@ -13,6 +13,8 @@
 
 #include <xgrad/xgrad.hpp>
 
+#include "cli_checks.hpp"
+
 namespace {
 std::string bar(double value, double top) {
     // Log scale over 8 decades below the largest norm, so vanishing gradients stay visible.
@@ -39,11 +41,12 @@ int main(int argc, char** argv) {
     app.add_option("--nonlinearity", nonlinearity, "tanh or relu")->check(CLI::IsMember({"tanh", "relu"}));
     app.add_option("--lengths", o.lengths, "per-sequence lengths, comma separated")->delimiter(',');
     app.add_flag("--loss-last", o.loss_at_last_step_only, "loss on each sequence's last step only");
-    app.add_option("--recurrent-scale", o.recurrent_scale, "multiply W_hh by this after initialization");
-    app.add_option("--forget-bias", o.forget_bias, "LSTM: add this to the forget gates' bias");
-    app.add_option("--seed", o.seed, "random seed");
+    app.add_option("--recurrent-scale", o.recurrent_scale, "multiply W_hh by this after initialization")
+        ->check(examples::finite_number());
+    app.add_option("--forget-bias", o.forget_bias, "LSTM: add this to the forget gates' bias")->check(examples::finite_number());
+    app.add_option("--seed", o.seed, "random seed")->check(CLI::NonNegativeNumber);
     app.add_flag("--no-numeric", skip_numeric, "skip finite differences (large models)");
-    CLI11_PARSE(app, argc, argv);
+    if (auto status = examples::parse_command_line(app, argc, argv, "verify_gradients")) return *status;
     o.bias = !no_bias;
     o.finite_differences = !skip_numeric;
     o.nonlinearity = nonlinearity == "relu" ? xgrad::nn::Nonlinearity::relu : xgrad::nn::Nonlinearity::tanh;

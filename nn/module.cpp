@@ -1,5 +1,8 @@
 #include "module.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "../tensor/safetensors.hpp"
@@ -71,6 +74,13 @@ void Module<T>::load_state_dict(const StateDict<T>& state) {
         if (shape_of(found->second) != p.shape()) {
             throw ShapeError(fmt::format("{}.load_state_dict: parameter '{}' has shape {} in the state dict, expected {}",
                                          type_name_, name, shape_str(shape_of(found->second)), shape_str(p.shape())));
+        }
+        // Damaged weights would otherwise surface only as NaN outputs, far from their cause.
+        const Tensor<T>& value = found->second;
+        const auto bad = std::find_if(value.begin(), value.end(), [](T x) { return !std::isfinite(x); });
+        if (bad != value.end()) {
+            throw std::invalid_argument(fmt::format("{}.load_state_dict: parameter '{}' holds {} at flat index {}",
+                                                    type_name_, name, *bad, bad - value.begin()));
         }
     }
     if (state.size() != named.size()) {

@@ -46,8 +46,8 @@ class Module {
     bool is_training() const { return training_; }
 
     StateDict<T> state_dict() const;  // copies of every parameter's value
-    // Every name must be present with the same shape, and no other name may appear; nothing is
-    // changed unless all of them fit. Throws ShapeError / std::invalid_argument naming the
+    // Every name must be present with the same shape and finite values, and no other name may
+    // appear; nothing is changed unless all of them fit. Throws ShapeError / std::invalid_argument naming the
     // module, the parameter and the shapes.
     void load_state_dict(const StateDict<T>& state);
     void save(const std::string& path) const;  // safetensors, written atomically

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <xsimd/xsimd.hpp>
@@ -46,6 +47,72 @@ void check_rnn_args(std::string_view who, const RNNSpec& spec, const Shape& inpu
         }
     }
 }
+
+namespace {
+// The raw API takes pointers BLAS reads without bounds: everything that sizes those reads is checked first.
+void check_spec(std::string_view who, const RNNSpec& spec) {
+    if (spec.input_size == 0 || spec.hidden_size == 0 || spec.num_layers == 0) {
+        throw std::invalid_argument(fmt::format("{}: input_size {}, hidden_size {} and num_layers {} must all be positive",
+                                                who, spec.input_size, spec.hidden_size, spec.num_layers));
+    }
+    // The largest buffer sizes, overflow-checked once here so that the kernel's own products cannot wrap.
+    const std::size_t widest = std::max(spec.input_size, spec.hidden_size * spec.directions());
+    numel({spec.gates(), spec.hidden_size, widest}, who);
+}
+
+template <class T>
+void check_weights(std::string_view who, const RNNSpec& spec, const RNNWeights<T>& w) {
+    const std::size_t n = spec.num_layers * spec.directions(), n_bias = spec.bias ? n : 0;
+    for (auto [name, list, expected] : {std::tuple{"weight_ih", &w.weight_ih, n}, std::tuple{"weight_hh", &w.weight_hh, n},
+                                        std::tuple{"bias_ih", &w.bias_ih, n_bias}, std::tuple{"bias_hh", &w.bias_hh, n_bias}}) {
+        if (list->size() != expected) {
+            throw std::invalid_argument(fmt::format("{}: {} pointers given for {}, expected {} (num_layers * directions{})", who,
+                                                    list->size(), name, expected, spec.bias ? "" : ", none without bias"));
+        }
+        for (std::size_t k = 0; k < list->size(); ++k) {
+            if ((*list)[k] == nullptr) throw std::invalid_argument(fmt::format("{}: {}[{}] is null", who, name, k));
+        }
+    }
+}
+
+// A cache must be rnn_forward's output for this spec: its buffers' shapes are what backward indexes by.
+template <class T>
+void check_cache(const RNNSpec& spec, const RNNCache<T>& cache) {
+    const std::size_t T_ = cache.steps, B = cache.batch, H = spec.hidden_size, D = spec.directions(), L = spec.num_layers;
+    const bool lstm = spec.has_cell_state(), gru = spec.mode == RecurrentMode::gru;
+    auto fail = [](const std::string& what) {
+        throw std::invalid_argument(fmt::format("rnn_backward: the cache does not come from rnn_forward with this spec ({})", what));
+    };
+    auto check_all = [&](const std::vector<Tensor<T>>& list, const char* name, std::size_t count, const Shape& shape) {
+        if (list.size() != count) fail(fmt::format("{} {} buffers, expected {}", list.size(), name, count));
+        for (const Tensor<T>& t : list) {
+            if (shape_of(t) != shape) fail(fmt::format("{} of shape {}, expected {}", name, shape_str(shape_of(t)), shape_str(shape)));
+        }
+    };
+    if (T_ == 0 || B == 0) fail("no steps or no sequences");
+    if (cache.lengths.size() != B) fail(fmt::format("{} lengths for a batch of {}", cache.lengths.size(), B));
+    for (std::int64_t length : cache.lengths) {
+        if (length < 0 || static_cast<std::size_t>(length) > T_) fail(fmt::format("length {} outside [0, {}]", length, T_));
+    }
+    check_all(cache.states, "states", L * D, {T_ + 1, B, H});
+    check_all(cache.cells, "cells", lstm ? L * D : 0, {T_ + 1, B, H});
+    check_all(cache.gates, "gates", L * D, {T_, B, spec.gates() * H});
+    check_all(cache.hidden_n, "hidden_n", gru ? L * D : 0, {T_, B, H});
+    if (!cache.dropout_masks.empty()) check_all(cache.dropout_masks, "dropout masks", L - 1, {T_, B, D * H});
+    if (cache.layer_inputs.size() != L) fail(fmt::format("{} layer inputs for {} layers", cache.layer_inputs.size(), L));
+    for (std::size_t l = cache.one_hot ? 1 : 0; l < L; ++l) {
+        const Shape expected = {T_, B, spec.layer_input_size(l)};
+        if (shape_of(cache.layer_inputs[l]) != expected) {
+            fail(fmt::format("layer {} input of shape {}, expected {}", l, shape_str(shape_of(cache.layer_inputs[l])),
+                             shape_str(expected)));
+        }
+    }
+    if (cache.one_hot) {
+        if (shape_of(cache.ids) != Shape{T_, B}) fail(fmt::format("indices of shape {}", shape_str(shape_of(cache.ids))));
+        check_rnn_ids("rnn_backward", cache.ids, spec.input_size);
+    }
+}
+}  // namespace
 
 void check_rnn_ids(std::string_view who, const Indices& ids, std::size_t input_size) {
     if (ids.dimension() != 2) {
@@ -181,6 +248,8 @@ template <class T>
 RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tensor<T>& input, const Tensor<T>* h0,
                          const Tensor<T>* c0, const std::vector<std::int64_t>& lengths,
                          std::vector<Tensor<T>> dropout_masks, RNNCache<T>& cache, const Indices* ids) {
+    check_spec("rnn_forward", spec);
+    check_weights("rnn_forward", spec, w);
     if (ids) check_rnn_ids("rnn_forward", *ids, spec.input_size);
     const Shape input_shape = ids ? Shape{ids->shape(0), ids->shape(1), spec.input_size} : shape_of(input);
     const Shape h0_shape = h0 ? shape_of(*h0) : Shape{}, c0_shape = c0 ? shape_of(*c0) : Shape{};
@@ -305,13 +374,12 @@ RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tens
 template <class T>
 RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNCache<T>& cache, const T* d_output,
                          const T* d_h_n, const T* d_c_n, bool need_input_grad) {
+    check_spec("rnn_backward", spec);
+    check_weights("rnn_backward", spec, w);
+    check_cache(spec, cache);
     const std::size_t steps = cache.steps, batch = cache.batch, H = spec.hidden_size;
     const std::size_t D = spec.directions(), L = spec.num_layers, row = batch * H, GH = spec.gates() * H;
     const bool lstm = spec.has_cell_state(), gru = spec.mode == RecurrentMode::gru;
-    if (cache.states.size() != L * D || cache.gates.size() != L * D || steps == 0 ||
-        cache.gates[0].size() != steps * batch * GH) {
-        throw std::invalid_argument("rnn_backward: the cache does not come from rnn_forward with this spec");
-    }
     RNNGrads<T> g;
     g.h0 = Tensor<T>::from_shape({L * D, batch, H});
     if (lstm) g.c0 = Tensor<T>::from_shape({L * D, batch, H});

@@ -12,6 +12,12 @@ Optimizer<T>::Optimizer(std::string name, std::vector<Parameter<T>> params, doub
     set_lr(lr);
     for (std::size_t i = 0; i < params_.size(); ++i) {
         if (!params_[i].defined()) throw std::invalid_argument(fmt::format("{}: parameter {} is undefined", name_, i));
+        for (std::size_t j = 0; j < i; ++j) {
+            // Two handles to one storage would be updated twice per step, with two sets of state.
+            if (params_[j].id() == params_[i].id()) {
+                throw std::invalid_argument(fmt::format("{}: parameters {} and {} are the same parameter", name_, j, i));
+            }
+        }
     }
     buffers_.resize(buffer_names_.size());
     for (auto& per_param : buffers_) {
@@ -35,7 +41,23 @@ void Optimizer<T>::fill_buffer(std::size_t b, T value) {
 }
 
 template <class T>
+void Optimizer<T>::check_shapes() const {
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+        // The update rules walk value, gradient and state with one index: all three must agree.
+        const Shape value = shape_of(params_[i].value()), grad = shape_of(params_[i].grad());
+        const Shape state = buffers_.empty() ? value : shape_of(buffers_[0][i]);
+        if (grad != value || state != value) {
+            throw ShapeError(fmt::format("{}.step: parameter {} has value {}, gradient {} and optimizer state {}; they "
+                                         "must agree (was the parameter resized after the optimizer was built?)",
+                                         name_, i, shape_str(value), shape_str(grad), shape_str(state)));
+        }
+    }
+}
+
+template <class T>
 void Optimizer<T>::step() {
+    check_shapes();  // before any parameter changes: a refused step leaves every parameter as it was
+    if (steps_ >= max_steps) throw std::overflow_error(fmt::format("{}.step: step count {} is at its limit", name_, steps_));
     ++steps_;
     for (std::size_t i = 0; i < params_.size(); ++i) {
         Parameter<T>& p = params_[i];
@@ -77,11 +99,12 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
         std::size_t used = 0;
         const std::string step_text = meta("step"), lr_text = meta("lr");
         steps = std::stoll(step_text, &used);
-        if (used != step_text.size() || steps < 0) throw std::invalid_argument("step");
+        if (used != step_text.size() || steps < 0 || steps > max_steps) throw std::invalid_argument("step");
         lr = std::stod(lr_text, &used);
         if (used != lr_text.size()) throw std::invalid_argument("lr");
     } catch (const std::logic_error&) {
-        throw std::invalid_argument(fmt::format("{}.load_state_dict: malformed step or lr", name_));
+        throw std::invalid_argument(fmt::format("{}.load_state_dict: step or lr is malformed or out of range (step in [0, {}])",
+                                                name_, max_steps));
     }
     if (state.tensors.size() != buffer_names_.size() * params_.size()) {
         throw std::invalid_argument(fmt::format("{}.load_state_dict: {} tensors, expected {}", name_,

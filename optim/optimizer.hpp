@@ -25,8 +25,11 @@ class Optimizer {
     Optimizer(const Optimizer&) = delete;
     Optimizer& operator=(const Optimizer&) = delete;
 
-    // One update of every parameter from its .grad().
+    // One update of every parameter from its .grad(). Throws ShapeError naming the parameter if a
+    // value, gradient and state shape disagree, before any parameter changes.
     void step();
+    // Largest step count: 2^53, past which the bias corrections' step (a double) is no longer exact.
+    static constexpr std::int64_t max_steps = std::int64_t{1} << 53;
     void zero_grad();
     double lr() const { return lr_; }
     void set_lr(double lr);
@@ -48,6 +51,8 @@ class Optimizer {
     void fill_buffer(std::size_t b, T value);
 
   private:
+    void check_shapes() const;
+
     std::string name_;
     std::vector<Parameter<T>> params_;
     double lr_;

@@ -9,8 +9,9 @@
 namespace xgrad::optim {
 
 namespace {
+// Every option must be finite (a NaN passes no comparison, so `ok` alone could not catch it) and satisfy `ok`.
 void check(std::string_view who, std::string_view what, double value, bool ok) {
-    if (!ok) throw std::invalid_argument(fmt::format("{}: invalid {} = {}", who, what, value));
+    if (!ok || !std::isfinite(value)) throw std::invalid_argument(fmt::format("{}: invalid {} = {}", who, what, value));
 }
 }  // namespace
 
@@ -18,6 +19,7 @@ template <class T>
 SGD<T>::SGD(std::vector<Parameter<T>> params, SGDOptions o)
     : Optimizer<T>("SGD", std::move(params), o.lr(), {"momentum_buffer"}), options_(o) {
     check("SGD", "momentum", o.momentum(), o.momentum() >= 0);
+    check("SGD", "dampening", o.dampening(), o.dampening() >= 0 && o.dampening() <= 1);
     check("SGD", "weight_decay", o.weight_decay(), o.weight_decay() >= 0);
     if (o.nesterov() && (o.momentum() <= 0 || o.dampening() != 0)) {
         throw std::invalid_argument("SGD: nesterov needs momentum > 0 and dampening = 0");

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake make
   libxtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev
-  libfmt-dev doctest-dev nlohmann-json3-dev libcli11-dev
+  libfmt-dev doctest-dev nlohmann-json3-dev libcli11-dev libxxhash-dev python3
   fortunes clang libclang-rt-14-dev
 )
 

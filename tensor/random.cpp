@@ -62,23 +62,33 @@ void manual_seed(std::uint64_t seed) {
     default_generator() = Generator(seed);
 }
 
+namespace {
+// A tensor of `shape` to be filled, its element count checked first: xtensor computes strides
+// with unchecked products.
+template <class T>
+Tensor<T> uninitialized(std::string_view op, const Shape& shape) {
+    numel(shape, op);
+    return Tensor<T>::from_shape(shape);
+}
+}  // namespace
+
 template <class T>
 Tensor<T> uniform(const Shape& shape, double lo, double hi, Generator& gen) {
-    Tensor<T> out = Tensor<T>::from_shape(shape);
+    Tensor<T> out = uninitialized<T>("uniform", shape);
     for (T& x : out) x = static_cast<T>(gen.uniform(lo, hi));
     return out;
 }
 
 template <class T>
 Tensor<T> normal(const Shape& shape, double mean, double stddev, Generator& gen) {
-    Tensor<T> out = Tensor<T>::from_shape(shape);
+    Tensor<T> out = uninitialized<T>("normal", shape);
     for (T& x : out) x = static_cast<T>(gen.normal(mean, stddev));
     return out;
 }
 
 template <class T>
 Tensor<T> bernoulli(const Shape& shape, double keep, Generator& gen) {
-    Tensor<T> out = Tensor<T>::from_shape(shape);
+    Tensor<T> out = uninitialized<T>("bernoulli", shape);
     for (T& x : out) x = gen.uniform01() < keep ? T(1) : T(0);
     return out;
 }

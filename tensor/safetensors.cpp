@@ -21,6 +21,8 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#define XXH_INLINE_ALL  // header-only: nothing for xgrad's users to link
+#include <xxhash.h>
 
 namespace xgrad {
 namespace {
@@ -392,6 +394,52 @@ Header parse_header(const std::uint8_t* data, std::size_t size, std::string_view
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Content hashes: "xgrad.xxh3_64:<name>" in __metadata__ holds XXH3-64 of tensor <name>'s bytes as stored, in 16
+// lowercase hex digits. safetensors itself has no checksum, so without these a flipped bit loads silently.
+
+// A tensor's buffer as the bytes stored in the file (an empty xarray may have no buffer at all).
+template <class T>
+std::string_view tensor_bytes(const Tensor<T>& t) {
+    if (t.size() == 0) return {};
+    return {reinterpret_cast<const char*>(t.data()), t.size() * sizeof(T)};
+}
+
+std::string content_hash(const std::uint8_t* bytes, std::size_t size) {
+    return fmt::format("{:016x}", static_cast<std::uint64_t>(XXH3_64bits(bytes, size)));
+}
+
+// Checks every tensor against its stored hash and removes the hash entries from the metadata. A file with no
+// hash entries (written by another program) passes; a file with some must have one for every tensor.
+void verify_content_hashes(Header& header, const std::uint8_t* data, std::string_view source) {
+    std::map<std::string, std::string> hashes;
+    for (auto it = header.metadata.begin(); it != header.metadata.end();) {
+        if (it->first.starts_with(safetensors_hash_prefix)) {
+            hashes.emplace(it->first.substr(safetensors_hash_prefix.size()), it->second);
+            it = header.metadata.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    if (hashes.empty()) return;
+    for (const Entry& e : header.entries) {
+        auto found = hashes.find(e.name);
+        if (found == hashes.end()) {
+            fail(source, fmt::format("tensor {} has no content hash, though the file's other tensors do", quote(e.name)));
+        }
+        const std::string actual = content_hash(data + header.data_start + e.begin, e.end - e.begin);
+        if (found->second != actual) {
+            fail_at(source, header.data_start + e.begin,
+                    fmt::format("tensor {}: its bytes do not match their content hash (stored {}, computed {}): the "
+                                "file is damaged", quote(e.name), shorten(quote(found->second)), actual));
+        }
+        hashes.erase(found);
+    }
+    if (!hashes.empty()) {
+        fail(source, fmt::format("a content hash for tensor {}, which the file does not hold", quote(hashes.begin()->first)));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Reading the file
 
 // Owns a file descriptor.
@@ -560,6 +608,7 @@ void fsync_directory_of(const std::string& path) {
 template <class T>
 TensorFile<T> parse_safetensors(const std::uint8_t* data, std::size_t size, std::string_view source) {
     Header header = parse_header(data, size, source);
+    verify_content_hashes(header, data, source);
     TensorFile<T> file;
     file.metadata = std::move(header.metadata);
     for (const Entry& e : header.entries) {
@@ -576,36 +625,43 @@ TensorFile<T> load_safetensors(const std::string& path) {
     return parse_safetensors<T>(bytes.data(), bytes.size(), path);
 }
 
+namespace {
+// The 8-byte length prefix and the JSON header of `file`, with a content hash per tensor. The data
+// section that follows is each tensor's bytes, in name order (tensor_bytes).
 template <class T>
-std::vector<std::uint8_t> serialize_safetensors(const TensorFile<T>& file) {
-    // The data goes out with one memcpy per tensor, which is row-major order only for a row-major container.
+std::string prefix_and_header(const TensorFile<T>& file) {
+    // The data goes out as each tensor's buffer, which is row-major order only for a row-major container.
     static_assert(Tensor<T>::static_layout == xt::layout_type::row_major, "safetensors data is row-major");
-
     std::vector<Entry> entries;
     std::uint64_t offset = 0;
-    for (const auto& [name, tensor] : file.tensors) {  // a std::map: name order
-        const std::uint64_t bytes = tensor.size() * sizeof(T);
-        entries.push_back({name, own_dtype<T>(), shape_of(tensor), tensor.size(), offset, offset + bytes});
-        offset += bytes;
+    std::map<std::string, std::string> metadata;
+    for (const auto& [key, value] : file.metadata) {
+        if (!key.starts_with(safetensors_hash_prefix)) metadata.emplace(key, value);  // ours are written below
     }
-    const std::string header = encode_header(entries, file.metadata);
-
-    std::vector<std::uint8_t> out(length_size + header.size() + offset);
+    for (const auto& [name, tensor] : file.tensors) {  // a std::map: name order
+        const std::string_view bytes = tensor_bytes(tensor);
+        entries.push_back({name, own_dtype<T>(), shape_of(tensor), tensor.size(), offset, offset + bytes.size()});
+        offset += bytes.size();
+        metadata[std::string(safetensors_hash_prefix) + name] =
+            content_hash(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+    }
+    const std::string header = encode_header(entries, metadata);
+    std::string out(length_size, '\0');
     const std::uint64_t n = header.size();
     std::memcpy(out.data(), &n, length_size);
-    std::memcpy(out.data() + length_size, header.data(), header.size());
-    std::uint8_t* data = out.data() + length_size + header.size();
-    for (const auto& [name, tensor] : file.tensors) {
-        // An empty xarray may have no buffer at all, and memcpy from null is undefined even for zero bytes.
-        if (tensor.size() > 0) std::memcpy(data, tensor.data(), tensor.size() * sizeof(T));
-        data += tensor.size() * sizeof(T);
-    }
-    return out;
+    return out + header;
 }
+}  // namespace
 
 template <class T>
-void save_safetensors(const std::string& path, const TensorFile<T>& file) {
-    write_file_atomic(path, serialize_safetensors(file));
+std::vector<std::uint8_t> serialize_safetensors(const TensorFile<T>& file) {
+    const std::string head = prefix_and_header(file);
+    std::vector<std::uint8_t> out(head.begin(), head.end());
+    for (const auto& [name, tensor] : file.tensors) {
+        const std::string_view bytes = tensor_bytes(tensor);
+        out.insert(out.end(), bytes.begin(), bytes.end());
+    }
+    return out;
 }
 
 namespace {
@@ -629,17 +685,53 @@ void remove_stale_temporaries(const std::string& path) {
         }
     }
 }
-}  // namespace
 
-void write_file_atomic(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+// write_file_atomic with the contents written by `write(fd)`, so large files need not exist in memory twice.
+template <class Writer>
+void write_atomic_with(const std::string& path, Writer&& write) {
     remove_stale_temporaries(path);
     TempFile temp(path);
-    write_all(temp.fd(), bytes.data(), bytes.size(), path);
+    write(temp.fd());
     if (::fsync(temp.fd()) != 0) fail_io("cannot sync the temporary file for", path, errno);
     if (int err = temp.close()) fail_io("cannot close the temporary file for", path, err);
     if (::rename(temp.path().c_str(), path.c_str()) != 0) fail_io("cannot rename the temporary file onto", path, errno);
     temp.renamed();
     fsync_directory_of(path);
+}
+}  // namespace
+
+void write_file_atomic(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+    write_atomic_with(path, [&](int fd) { write_all(fd, bytes.data(), bytes.size(), path); });
+}
+
+template <class T>
+void save_safetensors(const std::string& path, const TensorFile<T>& file) {
+    // Streamed tensor by tensor: a checkpoint as large as the model and its optimizer state is not copied again.
+    write_atomic_with(path, [&](int fd) {
+        const std::string head = prefix_and_header(file);
+        write_all(fd, reinterpret_cast<const std::uint8_t*>(head.data()), head.size(), path);
+        for (const auto& [name, tensor] : file.tensors) {
+            const std::string_view bytes = tensor_bytes(tensor);
+            write_all(fd, reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), path);
+        }
+    });
+}
+
+void check_atomic_write(const std::string& path) {
+    if (path.empty()) throw std::runtime_error("write_file_atomic: the file name is empty");
+    if (path.back() == '/') throw std::runtime_error(fmt::format("write_file_atomic: {} names a folder, not a file", path));
+    { TempFile probe(path); }  // created and removed: a too-long name or an unwritable folder fails here
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) {
+        if (S_ISDIR(st.st_mode)) throw std::runtime_error(fmt::format("write_file_atomic: {} is a folder, not a file", path));
+        return;  // an existing entry: rename() will replace it
+    }
+    if (errno != ENOENT) fail_io("cannot use", path, errno);
+    // A new name: creating it is the one test that covers every reason rename() could refuse it.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) fail_io("cannot create", path, errno);
+    ::close(fd);
+    ::unlink(path.c_str());
 }
 
 template TensorFile<float> load_safetensors<float>(const std::string&);

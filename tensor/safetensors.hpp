@@ -12,6 +12,11 @@
 // The reader validates everything before it allocates tensor storage: a header size cap, well-formed
 // JSON, known dtypes, overflow-checked sizes, offsets contiguous and inside the file, exact file
 // length. Every failure throws FileFormatError naming the file and, where there is one, the byte offset.
+//
+// The format has no checksum, so the writer adds one: "xgrad.xxh3_64:<name>" in __metadata__ holds the
+// XXH3-64 hash of each tensor's stored bytes (16 hex digits, as `xxhsum -H3` prints it), and the
+// reader verifies every hash present and hands back the metadata without them. Files from other
+// writers (PyTorch's, say) carry none and load as before.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +41,9 @@ struct TensorFile {
     std::map<std::string, std::string> metadata;  // stored under "__metadata__"
 };
 
+// Metadata keys of the content hashes: this prefix, then the tensor's name.
+inline constexpr std::string_view safetensors_hash_prefix = "xgrad.xxh3_64:";
+
 // Largest JSON header accepted (as the reference implementation).
 inline constexpr std::uint64_t safetensors_max_header = 100'000'000;
 
@@ -51,6 +59,12 @@ template <class T>
 std::vector<std::uint8_t> serialize_safetensors(const TensorFile<T>& file);
 template <class T>
 void save_safetensors(const std::string& path, const TensorFile<T>& file);
+
+// Fails now, with the error write_file_atomic would give later, if `path` cannot be written: creates
+// and removes the very temporary file it would use (same folder, same name pattern), and checks that
+// `path` itself is a file name that can be created or replaced. Throws std::runtime_error naming
+// `path` and the reason; changes nothing.
+void check_atomic_write(const std::string& path);
 
 // Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it over `path` and fsyncs
 // the directory: a crash at any moment leaves either the old file or the new one, never a mix.

@@ -9,9 +9,21 @@
 
 namespace xgrad {
 
-std::size_t numel(const Shape& shape) {
+std::size_t checked_mul(std::size_t a, std::size_t b, std::string_view op, std::string_view what) {
+    std::size_t product = 0;
+    if (__builtin_mul_overflow(a, b, &product)) {
+        throw ShapeError(fmt::format("{}: {} overflows ({} x {} does not fit in 64 bits)", op, what, a, b));
+    }
+    return product;
+}
+
+std::size_t numel(const Shape& shape, std::string_view op) {
     std::size_t n = 1;
-    for (std::size_t d : shape) n *= d;
+    for (std::size_t d : shape) {
+        if (__builtin_mul_overflow(n, d, &n)) {
+            throw ShapeError(fmt::format("{}: shape {} has too many elements (the count overflows)", op, shape_str(shape)));
+        }
+    }
     return n;
 }
 

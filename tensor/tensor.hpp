@@ -37,7 +37,13 @@ Shape shape_of(const A& a) {
     return Shape(a.shape().begin(), a.shape().end());
 }
 
-std::size_t numel(const Shape& shape);
+// Element count of a shape, its running product overflow-checked left to right (so a shape whose
+// partial product overflows is refused even if a later 0 would make it empty): throws ShapeError
+// naming `op` and the shape.
+std::size_t numel(const Shape& shape, std::string_view op = "numel");
+
+// a * b, or ShapeError naming `op` and `what` if the product does not fit a size_t.
+std::size_t checked_mul(std::size_t a, std::size_t b, std::string_view op, std::string_view what);
 
 // "(2, 3)"; a scalar is "()".
 std::string shape_str(const Shape& shape);

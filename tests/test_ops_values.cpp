@@ -89,9 +89,18 @@ TEST_CASE("reductions, softmax and losses by hand") {
     xgrad::CrossEntropyOptions ignore;
     ignore.ignore_index = 1;
     CHECK(xgrad::cross_entropy(logits, Indices{0, 1}, ignore).item() == doctest::Approx(-std::log(0.25)));
-    CHECK(xgrad::cross_entropy(logits, Indices{1, 1}, ignore).item() == 0.0);  // nothing counted
+    CHECK(std::isnan(xgrad::cross_entropy(logits, Indices{1, 1}, ignore).item()));  // nothing counted: NaN, as PyTorch
     Tensor<double> mask = {0.0, 1.0};
     CHECK(xgrad::cross_entropy(logits, targets, {}, mask).item() == doctest::Approx(-std::log(0.2)));
+    // A mask weighing nothing: the mean is NaN and the gradient zero, as PyTorch's for an all-ignored batch.
+    auto x = g.variable(logits.value());
+    auto nothing = xgrad::cross_entropy(x, targets, {}, Tensor<double>{0.0, 0.0});
+    CHECK(std::isnan(nothing.item()));
+    nothing.backward();
+    CHECK(xt::all(xt::equal(x.grad(), 0.0)));
+    CHECK_THROWS_WITH_AS(xgrad::cross_entropy(x, targets, {}, Tensor<double>{-1.0, 1.0}),
+                         doctest::Contains("mask value -1 at position 0"), std::invalid_argument);
+    CHECK_THROWS_AS(xgrad::cross_entropy(x, targets, {}, Tensor<double>{std::nan(""), 1.0}), std::invalid_argument);
     auto p = g.constant(Tensor<double>{1.0, 2.0});
     auto q = g.constant(Tensor<double>{3.0, 2.0});
     CHECK(xgrad::mse_loss(p, q).item() == 2.0);

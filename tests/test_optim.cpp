@@ -126,7 +126,7 @@ TEST_CASE("optimizer state loading refuses what does not fit") {
     CHECK_THROWS_AS(adam.load_state_dict(state), std::invalid_argument);
     state = adam.state_dict();
     state.metadata["step"] = "seven";
-    CHECK_THROWS_WITH_AS(adam.load_state_dict(state), "Adam.load_state_dict: malformed step or lr", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(adam.load_state_dict(state), doctest::Contains("Adam.load_state_dict: step or lr is malformed or out of range"), std::invalid_argument);
     CHECK_THROWS_AS(optim::Adam<float>({p}, optim::AdamOptions(0.1).beta1(1.0)), std::invalid_argument);
     CHECK_THROWS_AS(optim::SGD<float>({p}, optim::SGDOptions(-1.0)), std::invalid_argument);
     CHECK_THROWS_AS(optim::SGD<float>({p}, optim::SGDOptions(0.1).nesterov(true)), std::invalid_argument);

@@ -175,13 +175,15 @@ TEST_CASE("safetensors: serialized bytes match the format exactly") {
     f.tensors["a"] = xgrad::Tensor<float>(0.5f);
     f.metadata.emplace("k", "v");
 
-    // Metadata first, tensors by name, keys in the reference's order, padded with spaces to 136 = 17 * 8.
-    const std::string json = R"({"__metadata__":{"k":"v"},)"
+    // Metadata first (with each tensor's XXH3-64, as `xxhsum -H3` prints it for those bytes), tensors by
+    // name, keys in the reference's order, padded with spaces to a multiple of 8 bytes: 208 = 26 * 8.
+    const std::string json = R"({"__metadata__":{"k":"v","xgrad.xxh3_64:a":"c98dd7ed5d5dfd9b",)"
+                             R"("xgrad.xxh3_64:b":"28a0ba9c345d3723"},)"
                              R"("a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},)"
                              R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})"
-                             "    ";
-    REQUIRE(json.size() == 136);
-    Bytes expected = {0x88, 0, 0, 0, 0, 0, 0, 0};
+                             "  ";
+    REQUIRE(json.size() == 208);
+    Bytes expected = {208, 0, 0, 0, 0, 0, 0, 0};
     expected.insert(expected.end(), json.begin(), json.end());
     const Bytes data = {0x00, 0x00, 0x00, 0x3f, 0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0};
     expected.insert(expected.end(), data.begin(), data.end());

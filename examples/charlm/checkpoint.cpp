@@ -1,5 +1,8 @@
 #include "checkpoint.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include <fmt/format.h>
 
 namespace charlm {
@@ -8,7 +11,8 @@ namespace {
 const std::string model_prefix = "model.", optimizer_prefix = "optimizer.", hidden_key = "state.hidden",
                   cell_key = "state.cell";
 
-std::int64_t parse_int(const std::string& path, const std::string& key, const std::string& text) {
+// An integer from the file in [0, max]: every count it holds is used in arithmetic later.
+std::int64_t parse_int(const std::string& path, const std::string& key, const std::string& text, std::int64_t max) {
     std::size_t used = 0;
     long long value = -1;
     try {
@@ -16,19 +20,22 @@ std::int64_t parse_int(const std::string& path, const std::string& key, const st
     } catch (const std::logic_error&) {
         used = 0;
     }
-    if (used != text.size() || text.empty() || value < 0) {
-        throw InputError(fmt::format("checkpoint {}: metadata '{}' is not a non-negative integer", path, key));
+    if (used != text.size() || text.empty() || value < 0 || value > max) {
+        throw InputError(fmt::format("checkpoint {}: metadata '{}' is not an integer in [0, {}]", path, key, max));
     }
     return value;
 }
+
+// Larger than any text this program could hold in memory as code points and indices.
+constexpr std::int64_t max_characters = std::int64_t{1} << 40;
 }  // namespace
 
 void save_checkpoint(const std::string& path, const TrainingState& state, CharLM& model,
                      const xgrad::optim::Optimizer<float>& optimizer) {
     xgrad::TensorFile<float> file;
     for (auto& [name, value] : model.state_dict()) file.tensors[model_prefix + name] = std::move(value);
-    const xgrad::TensorFile<float> opt = optimizer.state_dict();
-    for (const auto& [name, value] : opt.tensors) file.tensors[optimizer_prefix + name] = value;
+    xgrad::TensorFile<float> opt = optimizer.state_dict();
+    for (auto& [name, value] : opt.tensors) file.tensors[optimizer_prefix + name] = std::move(value);
     for (const auto& [key, value] : opt.metadata) file.metadata[optimizer_prefix + key] = value;
     file.tensors[hidden_key] = state.carried.h;
     if (state.carried.c.dimension() == 3) file.tensors[cell_key] = state.carried.c;
@@ -68,7 +75,7 @@ Checkpoint checkpoint_from(const std::string& path, xgrad::TensorFile<float> fil
     if (found == c.file.metadata.end() || found->second != "xgrad-charlm") {
         throw InputError(fmt::format("checkpoint {}: not an xgrad-charlm checkpoint (no format 'xgrad-charlm' in its metadata)", path));
     }
-    const std::int64_t version = parse_int(path, "format_version", meta("format_version"));
+    const std::int64_t version = parse_int(path, "format_version", meta("format_version"), 1 << 20);
     if (version > checkpoint_format_version) {
         throw InputError(fmt::format("checkpoint {}: format version {} is newer than this program reads ({})", path,
                                      version, checkpoint_format_version));
@@ -76,7 +83,13 @@ Checkpoint checkpoint_from(const std::string& path, xgrad::TensorFile<float> fil
     try {
         c.state.config = Config::from_json(nlohmann::json::parse(meta("config")));
         std::u32string symbols;
-        for (const auto& v : nlohmann::json::parse(meta("vocabulary"))) symbols.push_back(v.get<std::uint32_t>());
+        for (const auto& v : nlohmann::json::parse(meta("vocabulary"))) {
+            // get<std::uint32_t>() would wrap a negative or huge number into some other character.
+            if (!v.is_number_unsigned() || v.get<std::uint64_t>() > 0x10FFFF || !is_scalar_value(v.get<std::uint32_t>())) {
+                throw InputError(fmt::format("vocabulary entry {} is not a Unicode scalar value", v.dump()));
+            }
+            symbols.push_back(v.get<std::uint32_t>());
+        }
         c.state.vocabulary = Vocabulary(std::move(symbols));
     } catch (const nlohmann::json::exception& e) {
         throw InputError(fmt::format("checkpoint {}: malformed configuration or vocabulary: {}", path, e.what()));
@@ -95,10 +108,19 @@ Checkpoint checkpoint_from(const std::string& path, xgrad::TensorFile<float> fil
         throw InputError(fmt::format("checkpoint {}: its model tensors hold {} values, its configuration needs {}", path,
                                      stored, parameter_count(cfg, c.state.vocabulary.size())));
     }
-    check_memory(cfg, c.state.vocabulary.size(), fmt::format("checkpoint {}", path));
-    c.state.step = parse_int(path, "step", meta("step"));
-    c.state.data_position = static_cast<std::size_t>(parse_int(path, "data_position", meta("data_position")));
-    c.state.train_chars = static_cast<std::size_t>(parse_int(path, "train_chars", meta("train_chars")));
+    check_memory(cfg, c.state.vocabulary.size(), 0, fmt::format("checkpoint {}", path));
+    c.state.step = parse_int(path, "step", meta("step"), xgrad::optim::Optimizer<float>::max_steps);
+    c.state.train_chars = static_cast<std::size_t>(parse_int(path, "train_chars", meta("train_chars"), max_characters));
+    c.state.data_position = static_cast<std::size_t>(
+        parse_int(path, "data_position", meta("data_position"), static_cast<std::int64_t>(c.state.train_chars)));
+    // Damaged or diverged weights would print garbage or NaN bits per character with exit status 0.
+    for (const auto& [name, value] : c.file.tensors) {
+        const auto bad = std::find_if(value.begin(), value.end(), [](float x) { return !std::isfinite(x); });
+        if (bad != value.end()) {
+            throw InputError(fmt::format("checkpoint {}: tensor '{}' holds {} at flat index {}", path, name, *bad,
+                                         bad - value.begin()));
+        }
+    }
     const xgrad::Shape expected = {cfg.layers, cfg.batch, cfg.hidden};
     for (const std::string& key : {hidden_key, cell_key}) {
         if (key == cell_key && cfg.cell != "lstm") continue;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -45,7 +46,7 @@ std::optional<std::u32string> decode_utf8(std::string_view bytes, Utf8Error& err
             c = (c << 6) | (b & 0x3F);
         }
         if (c < min) return fail("overlong encoding");
-        if (c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return fail(fmt::format("invalid code point U+{:04X}", static_cast<std::uint32_t>(c)));
+        if (!is_scalar_value(c)) return fail(fmt::format("invalid code point U+{:04X}", static_cast<std::uint32_t>(c)));
         out.push_back(c);
         i += n;
     }
@@ -109,7 +110,8 @@ Corpus load_corpus(const std::string& path) {
             auto bytes = read_bytes(file, why);
             auto text = bytes ? decode_utf8(*bytes, error) : std::nullopt;
             if (!text) {
-                corpus.skipped.push_back(file.filename().string());
+                if (bytes) why = fmt::format("not UTF-8 text: {} at byte offset {}", error.reason, error.offset);
+                corpus.skipped.push_back(fmt::format("{} ({})", file.filename().string(), why));
                 continue;
             }
             corpus.text += *text;
@@ -135,7 +137,23 @@ Corpus load_corpus(const std::string& path) {
     return corpus;
 }
 
+void warn_skipped(const Corpus& corpus, const std::string& path) {
+    if (corpus.skipped.empty()) return;
+    std::string names;
+    for (const auto& s : corpus.skipped) names += (names.empty() ? "" : ", ") + s;
+    std::fflush(stdout);
+    fmt::print(stderr, "warning: skipped {} files of {}: {}\n", corpus.skipped.size(), path, names);
+}
+
+bool is_scalar_value(std::uint32_t c) { return c <= 0x10FFFF && !(c >= 0xD800 && c <= 0xDFFF); }
+
 Vocabulary::Vocabulary(std::u32string symbols) : symbols_(std::move(symbols)) {
+    for (char32_t c : symbols_) {
+        if (!is_scalar_value(c)) {
+            throw InputError(fmt::format("vocabulary: U+{:04X} is not a Unicode scalar value (surrogate or past U+10FFFF)",
+                                         static_cast<std::uint32_t>(c)));
+        }
+    }
     if (!std::is_sorted(symbols_.begin(), symbols_.end()) ||
         std::adjacent_find(symbols_.begin(), symbols_.end()) != symbols_.end()) {
         throw InputError("vocabulary: symbols must be sorted and distinct");

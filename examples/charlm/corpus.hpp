@@ -30,7 +30,7 @@ std::string encode_utf8(std::u32string_view text);
 struct Corpus {
     std::u32string text;
     std::vector<std::string> files;    // read, in order
-    std::vector<std::string> skipped;  // in a folder: not UTF-8 text, or unreadable
+    std::vector<std::string> skipped;  // in a folder: "name (reason)" for files not UTF-8 text, or unreadable
 };
 
 // A file, or a folder whose regular files are read in name order (symbolic links are not
@@ -38,12 +38,17 @@ struct Corpus {
 // missing, unreadable or empty corpus, invalid UTF-8 in a file named directly (with the byte
 // offset), or a folder with no readable text.
 Corpus load_corpus(const std::string& path);
+// One warning line on stderr listing the files of folder `path` that were skipped, with why.
+void warn_skipped(const Corpus& corpus, const std::string& path);
+
+// Whether `c` is a Unicode scalar value: at most U+10FFFF and not a surrogate (what UTF-8 can encode).
+bool is_scalar_value(std::uint32_t c);
 
 // The distinct code points of a text, sorted.
 class Vocabulary {
   public:
     Vocabulary() = default;
-    explicit Vocabulary(std::u32string symbols);  // sorted and distinct
+    explicit Vocabulary(std::u32string symbols);  // sorted, distinct Unicode scalar values (else InputError)
     static Vocabulary of(std::u32string_view text);
     std::size_t size() const { return symbols_.size(); }
     const std::u32string& symbols() const { return symbols_; }

@@ -64,6 +64,34 @@ double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids) {
     return nats / std::numbers::ln2 / static_cast<double>(ids.size() - streams);
 }
 
+std::size_t draw_next(std::span<const float> logits, double temperature, std::size_t top_k, xgrad::Generator& gen) {
+    if (!(temperature > 0) || !std::isfinite(temperature)) {
+        throw InputError(fmt::format("sampling: temperature {} must be a positive, finite number", temperature));
+    }
+    if (logits.empty()) throw InputError("sampling: no logits to draw from");
+    for (std::size_t k = 0; k < logits.size(); ++k) {
+        if (!std::isfinite(logits[k])) throw InputError(fmt::format("sampling: logit {} of character {} is not finite", logits[k], k));
+    }
+    const std::size_t vocab = logits.size(), kept = top_k == 0 ? vocab : std::min(top_k, vocab);
+    std::vector<std::size_t> order(vocab);
+    for (std::size_t k = 0; k < vocab; ++k) order[k] = k;
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(kept), order.end(),
+                      [&](std::size_t a, std::size_t b) { return logits[a] > logits[b]; });
+    // Softmax at the temperature over the `kept` most likely characters, relative to the largest logit.
+    std::vector<double> p(kept);
+    double total = 0;
+    for (std::size_t k = 0; k < kept; ++k) total += p[k] = std::exp((logits[order[k]] - logits[order[0]]) / temperature);
+    if (!std::isfinite(total) || !(total >= 1)) {  // the largest term is exp(0) = 1
+        throw InputError(fmt::format("sampling: the probabilities do not sum to a finite positive number ({})", total));
+    }
+    double r = gen.uniform01() * total;
+    for (std::size_t k = 0; k < kept; ++k) {
+        r -= p[k];
+        if (r < 0) return order[k];
+    }
+    return order[kept - 1];  // r can survive the loop only by rounding: the last candidate's share
+}
+
 namespace {
 struct Loaded {
     Checkpoint checkpoint;
@@ -81,6 +109,9 @@ Loaded load_model(const std::string& path) {
 }  // namespace
 
 int sample(const SampleArgs& args) {
+    if (!(args.temperature > 0) || !std::isfinite(args.temperature)) {
+        throw InputError(fmt::format("--temperature {}: must be a positive, finite number", args.temperature));
+    }
     Loaded l = load_model(args.checkpoint);
     const Vocabulary& vocabulary = l.checkpoint.state.vocabulary;
     CharLM& model = *l.model;
@@ -107,34 +138,14 @@ int sample(const SampleArgs& args) {
         xgrad::Graph<float> g;
         state = model.forward(g, context, state).next;
     }
-    const std::size_t vocab = vocabulary.size();
-    const std::size_t top_k = args.top_k == 0 ? vocab : std::min(args.top_k, vocab);
-    std::vector<double> p(vocab);
-    std::vector<std::size_t> order(vocab);
     for (std::size_t n = 0; n < args.length; ++n) {
         xgrad::Graph<float> g;
         xgrad::Indices input = xgrad::Indices::from_shape({1, 1});
         input(0, 0) = current;
         Output out = model.forward(g, input, state);
         state = out.next;
-        const float* logits = out.logits.value().data();
-        // Softmax at the temperature over the top_k most likely characters.
-        for (std::size_t k = 0; k < vocab; ++k) order[k] = k;
-        std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(top_k), order.end(),
-                          [&](std::size_t a, std::size_t b) { return logits[a] > logits[b]; });
-        const double top = logits[order[0]];
-        double total = 0;
-        std::fill(p.begin(), p.end(), 0.0);
-        for (std::size_t k = 0; k < top_k; ++k) total += p[order[k]] = std::exp((logits[order[k]] - top) / args.temperature);
-        double r = gen.uniform01() * total;
-        std::size_t pick = order[0];
-        for (std::size_t k = 0; k < top_k; ++k) {
-            r -= p[order[k]];
-            if (r < 0) {
-                pick = order[k];
-                break;
-            }
-        }
+        const std::size_t pick =
+            draw_next(std::span<const float>(out.logits.value().data(), vocabulary.size()), args.temperature, args.top_k, gen);
         current = static_cast<std::int64_t>(pick);
         std::fputs(encode_utf8(std::u32string(1, vocabulary.symbol(pick))).c_str(), stdout);
         if (n % 64 == 63) std::fflush(stdout);
@@ -147,6 +158,7 @@ int evaluate(const EvalArgs& args) {
     Loaded l = load_model(args.checkpoint);
     const Vocabulary& vocabulary = l.checkpoint.state.vocabulary;
     Corpus corpus = load_corpus(args.corpus);
+    warn_skipped(corpus, args.corpus);
     std::u32string known;
     std::size_t unknown = 0;
     for (char32_t c : corpus.text) {

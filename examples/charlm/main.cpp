@@ -8,12 +8,14 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "../cli_checks.hpp"
 #include "training.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"Train a character-level language model with xgrad, sample it, and evaluate it."};
     app.require_subcommand(1);
     const auto positive = CLI::Range(1, 1 << 30);
+    const CLI::Validator finite = examples::finite_number();
 
     charlm::TrainArgs t;
     auto* train = app.add_subcommand("train", "train a model on a text corpus (checkpointing as it goes)");
@@ -28,23 +30,23 @@ int main(int argc, char** argv) {
     train->add_option("--batch", t.config.batch, "parallel streams")->check(positive)->capture_default_str();
     train->add_option("--steps", t.steps, "train until this many steps in total (default 2000 without --time-limit)")
         ->check(positive);
-    train->add_option("--time-limit", t.time_limit, "stop after this many seconds")->check(CLI::PositiveNumber);
-    train->add_option("--lr", t.config.lr, "learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+    train->add_option("--time-limit", t.time_limit, "stop after this many seconds")->check(finite)->check(CLI::PositiveNumber);
+    train->add_option("--lr", t.config.lr, "learning rate")->check(finite)->check(CLI::PositiveNumber)->capture_default_str();
     train->add_option("--optimizer", t.config.optimizer, "sgd, momentum, adam, adamw, adagrad or rmsprop")
         ->check(CLI::IsMember({"sgd", "momentum", "adam", "adamw", "adagrad", "rmsprop"}))->capture_default_str();
-    train->add_option("--clip", t.config.clip, "clip the global gradient norm to this")->check(CLI::PositiveNumber)->capture_default_str();
-    train->add_option("--dropout", t.config.dropout, "dropout between layers, in [0, 1)")->check(CLI::Range(0.0, 0.999999))
+    train->add_option("--clip", t.config.clip, "clip the global gradient norm to this")->check(finite)->check(CLI::PositiveNumber)->capture_default_str();
+    train->add_option("--dropout", t.config.dropout, "dropout between layers, in [0, 1)")->check(finite)->check(CLI::Range(0.0, 0.999999))
         ->capture_default_str();
     train->add_option("--zoneout", t.config.zoneout, "zoneout probability on the recurrent state, in [0, 1)")
-        ->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+        ->check(finite)->check(CLI::Range(0.0, 0.999999))->capture_default_str();
     train->add_option("--variational-dropout", t.config.variational_dropout,
                       "variational dropout (one mask per sequence) on each layer's output and recurrent state, in [0, 1)")
-        ->check(CLI::Range(0.0, 0.999999))->capture_default_str();
-    train->add_option("--seed", t.config.seed, "random seed")->capture_default_str();
+        ->check(finite)->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+    train->add_option("--seed", t.config.seed, "random seed")->check(CLI::NonNegativeNumber)->capture_default_str();
     train->add_option("--impl", t.config.impl, "graph (primitive ops) or fused (handwritten BPTT): same numbers")
         ->check(CLI::IsMember({"graph", "fused"}))->capture_default_str();
     train->add_option("--val-fraction", t.config.val_fraction, "the last part of the corpus held out for validation")
-        ->check(CLI::Range(0.0, 0.9))->capture_default_str();
+        ->check(finite)->check(CLI::Range(0.0, 0.9))->capture_default_str();
     train->add_option("--eval-every", t.eval_every, "validate every N steps (0: only at the end)")->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     train->add_option("--out", t.out, "checkpoint to write")->capture_default_str();
@@ -61,16 +63,18 @@ int main(int argc, char** argv) {
     sample->add_option("--checkpoint", s.checkpoint, "a checkpoint written by train")->required();
     sample->add_option("--prime", s.prime, "text to start from");
     sample->add_option("--length", s.length, "characters to generate")->check(positive)->capture_default_str();
-    sample->add_option("--temperature", s.temperature, "softmax temperature")->check(CLI::PositiveNumber)->capture_default_str();
-    sample->add_option("--top-k", s.top_k, "sample among the k most likely characters (0: all)")->capture_default_str();
-    sample->add_option("--seed", s.seed, "random seed")->capture_default_str();
+    sample->add_option("--temperature", s.temperature, "softmax temperature")->check(finite)->check(CLI::PositiveNumber)->capture_default_str();
+    // Unsigned options need the sign check: CLI11 would wrap -1 around to the largest value.
+    sample->add_option("--top-k", s.top_k, "sample among the k most likely characters (0: all)")
+        ->check(CLI::NonNegativeNumber)->capture_default_str();
+    sample->add_option("--seed", s.seed, "random seed")->check(CLI::NonNegativeNumber)->capture_default_str();
 
     charlm::EvalArgs e;
     auto* eval = app.add_subcommand("eval", "bits per character of a checkpoint on a text");
     eval->add_option("--checkpoint", e.checkpoint, "a checkpoint written by train")->required();
     eval->add_option("--corpus", e.corpus, "a UTF-8 text file, or a folder of them")->required();
 
-    CLI11_PARSE(app, argc, argv);
+    if (auto status = examples::parse_command_line(app, argc, argv, "xgrad-charlm")) return *status;
     try {
         if (train->parsed()) {
             for (const char* flag : {"cell", "hidden", "layers", "seq", "batch", "dropout", "lr", "clip", "optimizer", "seed"}) {

@@ -1,5 +1,6 @@
 #include "model.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <unistd.h>
 
@@ -72,26 +73,47 @@ void Config::validate(const std::string& where) const {
     if (!(val_fraction >= 0 && val_fraction <= 0.9)) fail(fmt::format("val_fraction = {} is not in [0, 0.9]", val_fraction));
 }
 
+std::size_t gate_count(const std::string& cell) { return cell == "lstm" ? 4 : cell == "gru" ? 3 : 1; }
+
 std::size_t parameter_count(const Config& c, std::size_t vocabulary) {
-    const std::size_t gates = c.cell == "lstm" ? 4 : c.cell == "gru" ? 3 : 1, H = c.hidden;
+    const std::size_t gates = gate_count(c.cell), H = c.hidden;
     std::size_t n = 0;
     for (std::size_t l = 0; l < c.layers; ++l) n += gates * H * ((l == 0 ? vocabulary : H) + H + 2);
     return n + H * vocabulary + vocabulary;
 }
 
-void check_memory(const Config& c, std::size_t vocabulary, const std::string& where) {
-    const double gates = c.cell == "lstm" ? 4 : c.cell == "gru" ? 3 : 1;
-    // Value, gradient and up to three optimizer buffers per parameter; per position, the one-hot
-    // row, logits and their gradients, and a few gate-sized buffers per layer (the graph path keeps
-    // more, so this is a floor, not a promise).
-    const double params = static_cast<double>(parameter_count(c, vocabulary));
-    const double positions = static_cast<double>(c.seq) * static_cast<double>(c.batch);
-    const double bytes = 4.0 * (5.0 * params + positions * (4.0 * static_cast<double>(vocabulary) +
-                                                            8.0 * gates * static_cast<double>(c.hidden * c.layers)));
+double training_memory_bytes(const Config& c, std::size_t vocabulary, std::size_t corpus_chars) {
+    // An upper bound, term by term, each coefficient measured as peak RSS over RNN/LSTM/GRU, both
+    // implementations, 1-2 layers, and set above the largest seen (tests/test_charlm.cpp checks it).
+    const double P = static_cast<double>(parameter_count(c, vocabulary)), V = static_cast<double>(vocabulary);
+    const double H = static_cast<double>(c.hidden), L = static_cast<double>(c.layers), N = static_cast<double>(corpus_chars);
+    const double GH = static_cast<double>(gate_count(c.cell)) * H;
+    // Optimizer state per parameter; then every parameter lives as value, gradient and that state,
+    // plus, at the peak, either a step's graph (a copy of each value and its gradient, and the fused
+    // kernel's weight gradients) or a save (copies of the weights and the state being written).
+    const double state = c.optimizer == "adam" || c.optimizer == "adamw" || c.optimizer == "rmsprop" ? 3 : 1;
+    const double param_floats = (2 + state) * P + (3 + state) * P;
+    // Per training position (seq x batch): the activations each layer keeps for backward and their
+    // gradients (the graph path keeps a node per op and step; recurrent dropout and zoneout run it),
+    // and the logits with their gradient.
+    const bool graph = c.impl == "graph" || c.zoneout > 0 || c.variational_dropout > 0;
+    const double train_floats = static_cast<double>(c.seq * c.batch) * (L * (graph ? 4 * H + 12 * GH : 6 * H + 3 * GH) + 3 * V);
+    // Validation streams 256 steps of up to 64 streams at a time, forward only.
+    const double val_chars = N * c.val_fraction;
+    const double streams = c.val_fraction > 0 ? std::clamp(std::floor(val_chars / 1024), 1.0, 64.0) : 0.0;
+    const double eval_floats = 256 * streams * (L * (4.5 * H + 2 * GH) + 1.5 * V);
+    // The text as code points and as indices, twice (training and validation copies); the process itself.
+    const double corpus_bytes = 28 * N, process_bytes = 24e6;
+    return process_bytes + corpus_bytes + 4 * (param_floats + std::max(train_floats, eval_floats));
+}
+
+void check_memory(const Config& c, std::size_t vocabulary, std::size_t corpus_chars, const std::string& where) {
+    const double bytes = training_memory_bytes(c, vocabulary, corpus_chars);
     const double available = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
     if (bytes > 0.8 * available) {
-        throw InputError(fmt::format("{}: this model would need at least {:.1f} GB to train, more than this machine's "
-                                     "{:.1f} GB (lower --hidden, --layers, --seq or --batch)", where, bytes / 1e9, available / 1e9));
+        throw InputError(fmt::format("{}: training this model would need up to {:.2f} GB, more than the limit of {:.2f} GB "
+                                     "(80% of this machine's {:.2f} GB; lower --hidden, --layers, --seq or --batch)",
+                                     where, bytes / 1e9, 0.8 * available / 1e9, available / 1e9));
     }
 }
 

@@ -25,10 +25,17 @@ struct Config {
     void validate(const std::string& where) const;
 };
 
+// Gates per cell: 1 (rnn), 3 (gru), 4 (lstm).
+std::size_t gate_count(const std::string& cell);
 // Parameters of the model for this configuration and vocabulary size.
 std::size_t parameter_count(const Config& config, std::size_t vocabulary);
-// Refuses, with one line, a model whose training would need more memory than the machine has.
-void check_memory(const Config& config, std::size_t vocabulary, const std::string& where);
+// An upper bound on the peak memory of `train` (either implementation) with this configuration on a
+// corpus of `corpus_chars` characters: the process, the text, parameters with gradients and
+// optimizer state, and the larger of a training step's and a validation chunk's activations.
+double training_memory_bytes(const Config& config, std::size_t vocabulary, std::size_t corpus_chars);
+// Refuses, with one line giving the estimate and the limit (80% of RAM), a model whose training
+// could need more memory than that.
+void check_memory(const Config& config, std::size_t vocabulary, std::size_t corpus_chars, const std::string& where);
 
 // The recurrent state carried from chunk to chunk: h, and c for an LSTM (empty otherwise).
 struct State {

@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -23,25 +25,89 @@
 namespace charlm {
 
 namespace {
-std::atomic<bool> interrupted{false};
-extern "C" void on_interrupt(int) { interrupted = true; }
+std::atomic<int> interrupts{0};
+extern "C" void on_interrupt(int) {
+    // The first signal asks the loop to stop, save and report; a second one means "now".
+    if (interrupts.fetch_add(1) > 0) ::_exit(130);
+}
 
-// --out must be writable before hours of training depend on it.
+// --out must be writable before hours of training depend on it: whatever would fail at the first
+// save (a missing or read-only folder, an empty or too-long name) fails here, before step 1.
 void check_output_path(const std::string& out) {
     namespace fs = std::filesystem;
     const fs::path path(out);
     if (fs::is_directory(path)) throw InputError(fmt::format("--out {}: is a folder, not a file name", out));
     const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
     if (!fs::is_directory(dir)) throw InputError(fmt::format("--out {}: folder {} does not exist", out, dir.string()));
-    // Creating a file is the only reliable test (permissions, read-only mounts, root's privileges alike).
-    const fs::path probe = dir / fmt::format(".xgrad-charlm-probe.{}", ::getpid());
-    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) {
-        throw InputError(fmt::format("--out {}: folder {} is not writable: {}", out, dir.string(), std::strerror(errno)));
+    try {
+        xgrad::check_atomic_write(out);
+    } catch (const std::runtime_error& e) {
+        std::string why = e.what();
+        if (why.starts_with("write_file_atomic: ")) why.erase(0, std::string_view("write_file_atomic: ").size());
+        throw InputError(fmt::format("--out {}: {}", out, why));
     }
-    ::close(fd);
-    ::unlink(probe.c_str());
 }
+
+// The same file, however it is spelled (links, "./", "..") : by device and inode when it exists,
+// else by its absolute, normalized path.
+bool same_file(const std::string& a, const std::string& b) {
+    struct stat sa {}, sb {};
+    const bool a_exists = ::stat(a.c_str(), &sa) == 0, b_exists = ::stat(b.c_str(), &sb) == 0;
+    if (a_exists || b_exists) return a_exists && b_exists && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    std::error_code ec;
+    return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
+}
+
+// No output may overwrite an input or another output: --out over the corpus would replace the text
+// with a checkpoint, --metrics over the checkpoint being resumed would append CSV rows to it.
+void check_outputs_apart(const TrainArgs& args, const Corpus& corpus) {
+    std::vector<std::pair<std::string, std::string>> outputs = {{"--out", args.out}};
+    if (!args.metrics.empty()) outputs.emplace_back("--metrics", args.metrics);
+    std::vector<std::pair<std::string, std::string>> inputs;
+    for (const std::string& file : corpus.files) inputs.emplace_back("the corpus", file);
+    if (!args.resume.empty()) inputs.emplace_back("--resume", args.resume);  // --out may replace it: that is resuming
+    for (const auto& [flag, path] : outputs) {
+        for (const auto& [what, input] : inputs) {
+            if (flag == "--out" && what == "--resume") continue;
+            if (same_file(path, input)) throw InputError(fmt::format("{} {}: it is {} ({}), which it would overwrite", flag, path, what, input));
+        }
+    }
+    if (!args.metrics.empty() && same_file(args.out, args.metrics)) {
+        throw InputError(fmt::format("--metrics {}: it is the --out checkpoint ({})", args.metrics, args.out));
+    }
+}
+
+// An advisory lock on "<out>.lock" for the whole run, so two runs never write one checkpoint: the
+// second refuses at start, naming the first one's pid. The lock dies with the process, however it ends.
+class OutputLock {
+  public:
+    explicit OutputLock(const std::string& out) : path_(out + ".lock") {
+        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd_ < 0) throw InputError(fmt::format("--out {}: cannot open the lock file {}: {}", out, path_, std::strerror(errno)));
+        if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+            const int err = errno;
+            char pid[32] = {};
+            const ssize_t n = ::pread(fd_, pid, sizeof pid - 1, 0);
+            ::close(fd_);
+            if (err == EWOULDBLOCK) {
+                throw InputError(fmt::format("--out {}: another run (pid {}) is writing it (lock file {})", out,
+                                             n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "unknown", path_));
+            }
+            throw InputError(fmt::format("--out {}: cannot lock {}: {}", out, path_, std::strerror(err)));
+        }
+        const std::string pid = std::to_string(::getpid());
+        if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+            // The pid is only for the other run's message; the lock itself holds.
+        }
+    }
+    OutputLock(const OutputLock&) = delete;
+    OutputLock& operator=(const OutputLock&) = delete;
+    ~OutputLock() { ::close(fd_); }
+
+  private:
+    std::string path_;
+    int fd_ = -1;
+};
 
 // B contiguous streams through the training text; a batch is the next seq characters of each.
 class Streams {
@@ -76,7 +142,11 @@ std::string bpc_text(double bpc) { return std::isnan(bpc) ? "-" : fmt::format("{
 
 int train(const TrainArgs& args) {
     using clock = std::chrono::steady_clock;
+    if (args.time_limit && (!(*args.time_limit > 0) || !std::isfinite(*args.time_limit))) {
+        throw InputError(fmt::format("--time-limit {}: must be a positive, finite number of seconds", *args.time_limit));
+    }
     check_output_path(args.out);
+    const OutputLock lock(args.out);
     if (args.threads > 0) xgrad::set_blas_threads(args.threads);
 
     std::optional<Checkpoint> resumed;
@@ -99,13 +169,10 @@ int train(const TrainArgs& args) {
     }
 
     Corpus corpus = load_corpus(args.corpus);
-    if (!corpus.skipped.empty()) {
-        std::string names;
-        for (const auto& s : corpus.skipped) names += (names.empty() ? "" : ", ") + s;
-        fmt::print(stderr, "warning: skipped {} files of {} that are not UTF-8 text: {}\n", corpus.skipped.size(), args.corpus, names);
-    }
+    warn_skipped(corpus, args.corpus);
+    check_outputs_apart(args, corpus);
     const Vocabulary vocabulary = Vocabulary::of(corpus.text);
-    check_memory(config, vocabulary.size(), "train");
+    check_memory(config, vocabulary.size(), corpus.text.size(), "train");
     if (vocabulary.size() < 2) {
         throw InputError(fmt::format("corpus {}: it has a single distinct character ({}): nothing to learn", args.corpus,
                                      describe(vocabulary.symbol(0))));
@@ -185,34 +252,39 @@ int train(const TrainArgs& args) {
                              : fmt::format("nothing was saved this run{}",
                                            resumed ? ", the resumed checkpoint is untouched" : " (use --save-every)");
     };
-    while (state.step < total_steps && !(args.time_limit && elapsed() >= *args.time_limit) && !interrupted) {
+    while (state.step < total_steps && !(args.time_limit && elapsed() >= *args.time_limit) && !interrupts) {
         streams.fill(state.data_position, inputs, targets);
-        xgrad::Graph<float> g;
-        model.zero_grad();
-        Output out;
-        xgrad::Var<float> loss;
-        try {
-            out = model.forward(g, inputs, state.carried);
-            loss = xgrad::cross_entropy(out.logits, targets);
-            loss.backward();
-        } catch (const xgrad::AnomalyError& e) {
-            throw std::runtime_error(fmt::format("step {}: {}; {}", state.step + 1, e.what(), kept()));
+        // The step's graph (every activation and the parameters' copies) is freed before evaluating or saving.
+        State next;
+        double loss = NAN;
+        {
+            xgrad::Graph<float> g;
+            model.zero_grad();
+            try {
+                Output out = model.forward(g, inputs, state.carried);
+                xgrad::Var<float> step_loss = xgrad::cross_entropy(out.logits, targets);
+                step_loss.backward();
+                loss = step_loss.item();
+                next = std::move(out.next);
+            } catch (const xgrad::AnomalyError& e) {
+                throw std::runtime_error(fmt::format("step {}: {}; {}", state.step + 1, e.what(), kept()));
+            }
         }
         const double norm = xgrad::nn::clip_grad_norm(model.parameters(), config.clip);
-        if (!std::isfinite(loss.item()) || !std::isfinite(norm)) {
+        if (!std::isfinite(loss) || !std::isfinite(norm)) {
             throw std::runtime_error(fmt::format("step {}: the loss ({}) or the gradient norm ({}) is not finite; {} "
                                                  "(lower --lr, or find the op with --detect-anomaly)", state.step + 1,
-                                                 loss.item(), norm, kept()));
+                                                 loss, norm, kept()));
         }
         optimizer->step();
         ++state.step;
-        state.carried = out.next;
+        state.carried = std::move(next);
         state.data_position += config.seq;
         if (!streams.fits(state.data_position)) {  // a new pass over the text starts from a fresh state
             state.data_position = 0;
             state.carried = model.zero_state(config.batch);
         }
-        train_loss = loss.item();
+        train_loss = loss;
         const double seconds = elapsed();
         const double chars_per_s = static_cast<double>((state.step - first_step) * static_cast<std::int64_t>(config.batch * config.seq)) / seconds;
         const bool finishing = state.step == total_steps || (args.time_limit && seconds >= *args.time_limit);
@@ -237,17 +309,17 @@ int train(const TrainArgs& args) {
         }
     }
     if (terminal) fmt::print(stderr, "\n");
-    if (evaluated_at != state.step && !val_ids.empty()) val_bpc = bits_per_char(model, val_ids);  // e.g. after Ctrl-C
-    save();
+    save();  // first: a second Ctrl-C during the evaluation below may end the process at once
     const double seconds = elapsed();
-    if (interrupted) fmt::print(stderr, "interrupted: checkpoint saved at step {}\n", state.step);
+    if (interrupts) fmt::print(stderr, "interrupted: checkpoint saved at step {} (Ctrl-C again to skip the final validation)\n", state.step);
+    if (evaluated_at != state.step && !val_ids.empty()) val_bpc = bits_per_char(model, val_ids);
     fmt::print("final validation: {} bits per character\n", bpc_text(val_bpc));
     fmt::print("steps {} (this run {}), wall time {:.1f} s, {:.0f} characters/s, {} parameters\n", state.step,
                state.step - first_step, seconds,
                static_cast<double>((state.step - first_step) * static_cast<std::int64_t>(config.batch * config.seq)) / seconds,
                model.parameter_count());
     fmt::print("checkpoint: {}\n", args.out);
-    return interrupted ? 130 : 0;
+    return interrupts ? 130 : 0;
 }
 
 }  // namespace charlm

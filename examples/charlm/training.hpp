@@ -2,6 +2,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,11 @@ int evaluate(const EvalArgs& args);
 // Bits per character of `ids` under the model, streamed in up to 64 contiguous streams with
 // the state carried through each; every character but each stream's first is predicted.
 double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids);
+
+// The next character's index, drawn from softmax(logits / temperature) restricted to the top_k
+// most likely (0: all). Throws InputError for a temperature that is not positive and finite, or
+// for non-finite logits, rather than drawing from NaN probabilities.
+std::size_t draw_next(std::span<const float> logits, double temperature, std::size_t top_k, xgrad::Generator& gen);
 
 std::vector<std::int64_t> encode(const Vocabulary& vocabulary, std::u32string_view text);
 

@@ -1,0 +1,43 @@
+// Command-line handling shared by the example programs (CLI11): a check that refuses NaN and ±Inf,
+// and parsing that reports any bad flag in one line with exit status 1.
+#pragma once
+
+#include <cmath>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+namespace examples {
+
+// CLI11's PositiveNumber and Range let NaN through (every comparison with it is false), and Inf
+// passes PositiveNumber: every floating-point flag goes through this check first.
+inline CLI::Validator finite_number() {
+    return CLI::Validator(
+        [](std::string& text) -> std::string {
+            double value = 0;
+            if (!CLI::detail::lexical_cast(text, value)) return "'" + text + "' is not a number";
+            return std::isfinite(value) ? std::string() : "'" + text + "' is not a finite number";
+        },
+        "FINITE");
+}
+
+// Parses the command line. Returns the exit status when the program should stop now: 0 after
+// --help, 1 after printing "<program>: <what was wrong>" (CLI11 alone would print two lines and exit
+// with its own codes); nothing when the program should go on.
+inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv, std::string_view program) {
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::Success& e) {  // --help
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        fmt::print(stderr, "{}: {}\n", program, e.what());
+        return 1;
+    }
+    return std::nullopt;
+}
+
+}  // namespace examples
