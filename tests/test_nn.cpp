@@ -1,6 +1,7 @@
 // nn/: modules and their state dicts, Linear, Embedding, Dropout, gradient clipping, and
 // truncated BPTT with bounded memory.
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <malloc.h>
 
@@ -88,6 +89,18 @@ TEST_CASE("modules save to and load from safetensors files") {
     CHECK_THROWS_WITH_AS(wrong.load(path.string()), doctest::Contains("RNN.load_state_dict: missing parameter 'weight_ih_l0'"),
                          std::invalid_argument);
     std::filesystem::remove_all(path.parent_path());
+}
+
+TEST_CASE("load_state_dict refuses non-finite weights, naming the parameter, and changes nothing") {
+    xgrad::nn::Linear<float> layer(3, 2);
+    const auto before = layer.state_dict();
+    for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()}) {
+        auto state = layer.state_dict();
+        state.at("bias")(1) = bad;
+        CHECK_THROWS_WITH_AS(layer.load_state_dict(state), doctest::Contains("parameter 'bias' holds"), std::invalid_argument);
+        CHECK_THROWS_WITH_AS(layer.load_state_dict(state), doctest::Contains("at flat index 1"), std::invalid_argument);
+        CHECK(layer.state_dict() == before);
+    }
 }
 
 TEST_CASE("manual_seed makes construction reproducible") {

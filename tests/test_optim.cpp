@@ -4,9 +4,14 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <limits>
 #include <numbers>
+#include <optional>
+#include <random>
+#include <string>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <xgrad/xgrad.hpp>
 
@@ -130,6 +135,130 @@ TEST_CASE("optimizer state loading refuses what does not fit") {
     CHECK_THROWS_AS(optim::Adam<float>({p}, optim::AdamOptions(0.1).beta1(1.0)), std::invalid_argument);
     CHECK_THROWS_AS(optim::SGD<float>({p}, optim::SGDOptions(-1.0)), std::invalid_argument);
     CHECK_THROWS_AS(optim::SGD<float>({p}, optim::SGDOptions(0.1).nesterov(true)), std::invalid_argument);
+}
+
+namespace {
+// Every optimizer kind, over float parameters.
+using MakeFloat = std::function<std::unique_ptr<optim::Optimizer<float>>(std::vector<Parameter<float>>)>;
+const std::vector<std::pair<std::string, MakeFloat>> every_optimizer = {
+    {"SGD", [](auto ps) { return std::make_unique<optim::SGD<float>>(ps, optim::SGDOptions(0.1)); }},
+    {"SGD+momentum", [](auto ps) { return std::make_unique<optim::SGD<float>>(ps, optim::SGDOptions(0.1).momentum(0.9)); }},
+    {"Adam", [](auto ps) { return std::make_unique<optim::Adam<float>>(ps); }},
+    {"AdamW", [](auto ps) { return std::make_unique<optim::AdamW<float>>(ps); }},
+    {"Adagrad", [](auto ps) { return std::make_unique<optim::Adagrad<float>>(ps); }},
+    {"RMSprop", [](auto ps) { return std::make_unique<optim::RMSprop<float>>(ps); }},
+};
+
+Tensor<float> filled(const xgrad::Shape& shape, float value) {
+    Tensor<float> t = Tensor<float>::from_shape(shape);
+    t.fill(value);
+    return t;
+}
+}  // namespace
+
+TEST_CASE("a step refuses a gradient or value whose shape changed, naming the parameter, and changes nothing") {
+    for (const auto& [kind, make] : every_optimizer) {
+        CAPTURE(kind);
+        Parameter<float> a(filled({3}, 1.0f)), b(filled({4, 4}, 2.0f));
+        auto opt = make({a, b});
+        b.grad() = filled({2}, 1.0f);  // smaller gradient: the update would read past its end
+        CHECK_THROWS_WITH_AS(opt->step(), doctest::Contains("parameter 1 has value (4, 4), gradient (2,)"), xgrad::ShapeError);
+        b.grad() = filled({5, 5}, 1.0f);  // larger: used to be read silently
+        CHECK_THROWS_WITH_AS(opt->step(), doctest::Contains("parameter 1 has value (4, 4), gradient (5, 5)"), xgrad::ShapeError);
+        b.value() = filled({8, 8}, 2.0f);  // grown after the optimizer was built: its state is (4, 4)
+        b.zero_grad();
+        CHECK_THROWS_WITH_AS(opt->step(), doctest::Contains("optimizer state (4, 4)"), xgrad::ShapeError);
+        CHECK(xt::all(xt::equal(a.value(), 1.0f)));  // a refused step leaves every parameter as it was
+        CHECK(opt->steps_taken() == 0);
+    }
+}
+
+TEST_CASE("property: random shapes and random shape changes between steps always give a ShapeError naming the parameter") {
+    std::mt19937 rng(7);
+    auto random_shape = [&] {
+        xgrad::Shape shape(rng() % 4);
+        for (auto& d : shape) d = rng() % 4;  // zeros included
+        return shape;
+    };
+    int refused = 0, stepped = 0;
+    for (int trial = 0; trial < 300; ++trial) {
+        const auto& [kind, make] = every_optimizer[rng() % every_optimizer.size()];
+        CAPTURE(kind);
+        std::vector<Parameter<float>> params;
+        for (std::size_t i = 0, n = 1 + rng() % 4; i < n; ++i) params.emplace_back(filled(random_shape(), 0.5f));
+        auto opt = make(params);
+        std::vector<xgrad::Shape> built;  // the optimizer's state keeps these shapes
+        for (const auto& p : params) built.push_back(p.shape());
+        for (int step = 0; step < 4; ++step) {
+            // Maybe change one parameter's value or gradient to another random shape.
+            const std::size_t victim = rng() % params.size();
+            if (rng() % 3 == 0) params[victim].value() = filled(random_shape(), 0.5f);
+            if (rng() % 3 == 0) params[victim].grad() = filled(random_shape(), 1.0f);
+            std::optional<std::size_t> first_broken;
+            std::vector<Tensor<float>> before;
+            for (std::size_t i = 0; i < params.size(); ++i) {
+                const bool fits = params[i].shape() == built[i] && xgrad::shape_of(params[i].grad()) == built[i];
+                if (!fits && !first_broken) first_broken = i;
+                before.push_back(params[i].value());
+            }
+            const bool consistent = !first_broken;
+            try {
+                opt->step();
+                ++stepped;
+                CHECK(consistent);
+            } catch (const xgrad::ShapeError& e) {
+                ++refused;
+                CHECK(!consistent);
+                CHECK(std::string(e.what()).find(fmt::format("parameter {} has", first_broken.value_or(99))) != std::string::npos);
+                for (std::size_t i = 0; i < params.size(); ++i) CHECK(xt::all(xt::equal(params[i].value(), before[i])));
+            }
+            if (rng() % 2 == 0) {  // put the parameter back in order, or leave it broken for the next step
+                params[victim].value() = filled(built[victim], 0.5f);
+                params[victim].zero_grad();
+            }
+        }
+    }
+    CHECK(refused > 100);  // both outcomes happened often: the property was exercised
+    CHECK(stepped > 100);
+}
+
+TEST_CASE("optimizer options: NaN, infinite and out-of-range values, and a parameter given twice, are refused") {
+    Parameter<float> p(Tensor<float>{1.0f, 2.0f});
+    const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+    for (double bad : {nan, -1.0}) {
+        CAPTURE(bad);
+        CHECK_THROWS_WITH_AS(optim::SGD<float>({p}, optim::SGDOptions(0.1).momentum(0.9).dampening(bad)),
+                             doctest::Contains("dampening"), std::invalid_argument);
+        CHECK_THROWS_WITH_AS(optim::SGD<float>({p}, optim::SGDOptions(0.1).momentum(bad)), doctest::Contains("momentum"),
+                             std::invalid_argument);
+        CHECK_THROWS_WITH_AS(optim::Adam<float>({p}, optim::AdamOptions().eps(bad)), doctest::Contains("eps"), std::invalid_argument);
+        CHECK_THROWS_WITH_AS(optim::RMSprop<float>({p}, optim::RMSpropOptions().alpha(bad)), doctest::Contains("alpha"),
+                             std::invalid_argument);
+        CHECK_THROWS_WITH_AS(optim::Adagrad<float>({p}, optim::AdagradOptions().lr_decay(bad)), doctest::Contains("lr_decay"),
+                             std::invalid_argument);
+    }
+    CHECK_THROWS_AS(optim::SGD<float>({p}, optim::SGDOptions(0.1).momentum(inf)), std::invalid_argument);
+    CHECK_THROWS_AS(optim::Adam<float>({p}, optim::AdamOptions().weight_decay(inf)), std::invalid_argument);
+    for (double beta : {nan, -0.1, 1.0, 1.5}) {
+        CAPTURE(beta);
+        CHECK_THROWS_AS(optim::Adam<float>({p}, optim::AdamOptions().beta1(beta)), std::invalid_argument);
+        CHECK_THROWS_AS(optim::AdamW<float>({p}, optim::AdamOptions().beta2(beta)), std::invalid_argument);
+    }
+    Parameter<float> alias = p;  // another handle to the same storage
+    CHECK_THROWS_WITH_AS(optim::Adam<float>({p, Parameter<float>(Tensor<float>{0.0f}), alias}),
+                         "Adam: parameters 0 and 2 are the same parameter", std::invalid_argument);
+}
+
+TEST_CASE("the step count is bounded: a crafted state at the limit is refused, and stepping past it throws") {
+    Parameter<float> p(Tensor<float>{1.0f, 2.0f});
+    optim::Adam<float> adam({p});
+    auto state = adam.state_dict();
+    state.metadata["step"] = std::to_string(std::numeric_limits<std::int64_t>::max());
+    CHECK_THROWS_WITH_AS(adam.load_state_dict(state), doctest::Contains("out of range"), std::invalid_argument);
+    state.metadata["step"] = std::to_string(optim::Optimizer<float>::max_steps);
+    adam.load_state_dict(state);  // the largest count accepted
+    CHECK_THROWS_AS(adam.step(), std::overflow_error);
+    CHECK(p.value()(0) == 1.0f);
 }
 
 TEST_CASE("learning-rate schedules") {

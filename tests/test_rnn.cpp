@@ -201,6 +201,54 @@ TEST_CASE("regression: tanh of large negative inputs is -1, not NaN, with finite
     CHECK(xt::all(xt::isfinite(g.weight_hh[0])));
 }
 
+TEST_CASE("the raw kernel API validates weight lists, spec and cache before BLAS reads anything") {
+    RNNSpec s;
+    s.input_size = 3;
+    s.hidden_size = 4;
+    s.num_layers = 2;
+    KernelProblem p(s);
+    xgrad::nn::RNNCache<double> cache;
+    auto forward = [&](const xgrad::nn::RNNWeights<double>& w, const RNNSpec& spec) {
+        return xgrad::nn::rnn_forward(spec, w, p.input, &p.h0, no_tensor, {}, {}, cache);
+    };
+    auto with = [&](auto edit) {
+        auto w = p.pointers();
+        edit(w);
+        return w;
+    };
+    using E = std::invalid_argument;
+    CHECK_THROWS_WITH_AS(forward({}, s), "rnn_forward: 0 pointers given for weight_ih, expected 2 (num_layers * directions)", E);
+    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.weight_hh.pop_back(); }), s), doctest::Contains("1 pointers given for weight_hh"), E);
+    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.bias_ih.clear(); }), s), doctest::Contains("for bias_ih, expected 2"), E);
+    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.weight_ih[1] = nullptr; }), s), "rnn_forward: weight_ih[1] is null", E);
+    RNNSpec no_bias = s;
+    no_bias.bias = false;
+    CHECK_THROWS_WITH_AS(forward(p.pointers(), no_bias), doctest::Contains("for bias_ih, expected 0 (num_layers * directions, none without bias)"), E);
+    RNNSpec empty = s;
+    empty.hidden_size = 0;
+    CHECK_THROWS_WITH_AS(forward(p.pointers(), empty), doctest::Contains("must all be positive"), E);
+
+    // A cache from another spec (input_size, layers, cell) is refused by backward.
+    forward(p.pointers(), s);
+    auto backward = [&](const RNNSpec& spec, const xgrad::nn::RNNCache<double>& c) {
+        return xgrad::nn::rnn_backward(spec, p.pointers(), c, p.w_out.data(), p.w_state.data(), no_values);
+    };
+    CHECK_NOTHROW(backward(s, cache));
+    RNNSpec wider = s;
+    wider.input_size = 5;
+    CHECK_THROWS_WITH_AS(backward(wider, cache), doctest::Contains("layer 0 input of shape (4, 2, 3), expected (4, 2, 5)"), E);
+    RNNSpec lstm = s;
+    lstm.mode = xgrad::nn::RecurrentMode::lstm;
+    CHECK_THROWS_WITH_AS(backward(lstm, cache), doctest::Contains("the cache does not come from rnn_forward with this spec"), E);
+    auto damaged = cache;
+    damaged.lengths.pop_back();
+    CHECK_THROWS_WITH_AS(backward(s, damaged), doctest::Contains("1 lengths for a batch of 2"), E);
+    damaged = cache;
+    damaged.states[1] = Tensor<double>::from_shape({2, 2, 4});
+    CHECK_THROWS_WITH_AS(backward(s, damaged), doctest::Contains("states of shape (2, 2, 4), expected (5, 2, 4)"), E);
+    CHECK_THROWS_AS(backward(s, xgrad::nn::RNNCache<double>{}), E);
+}
+
 TEST_CASE("variable lengths: outputs are zero past each end and h_n is the state at each sequence's own last step") {
     for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
         xgrad::Generator gen(4);

@@ -489,3 +489,73 @@ TEST_CASE("write_file_atomic: a write that fails midway leaves the old file inta
     CHECK(read_bytes(path) == Bytes{4, 5, 6});
     CHECK(dir.listing() == std::vector<std::string>{"old.bin"});
 }
+
+TEST_CASE("content hashes: written for every tensor, verified on load, hidden from the metadata") {
+    TempDir dir;
+    const std::string path = (dir / "model.safetensors").string();
+    const auto saved = sample_file<float>();
+    xgrad::save_safetensors(path, saved);
+    const Bytes bytes = read_bytes(path);
+    const std::string text(bytes.begin(), bytes.end());
+    for (const auto& [name, tensor] : saved.tensors) CHECK(contains(text, "\"xgrad.xxh3_64:" + name + "\":\""));
+    CHECK(xgrad::load_safetensors<float>(path).metadata == saved.metadata);  // the hashes are not user metadata
+    // save_safetensors streams the same bytes serialize_safetensors builds in memory.
+    CHECK(bytes == xgrad::serialize_safetensors(saved));
+
+    // One flipped bit in any tensor's data is caught, naming the tensor and its byte offset.
+    const std::uint64_t header = bytes[0] | std::uint64_t{bytes[1]} << 8;
+    const std::size_t data_start = 8 + header;
+    for (std::size_t at : {data_start, data_start + 17, bytes.size() - 1}) {
+        CAPTURE(at);
+        Bytes flipped = bytes;
+        flipped[at] ^= 0x10;
+        check_message(load_error(dir, flipped), {"do not match their content hash", "the file is damaged", "byte offset"});
+    }
+}
+
+TEST_CASE("content hashes: files without them load; a wrong, missing or extra hash is refused") {
+    TempDir dir;
+    const Bytes data = f32_bytes({1.0f, 2.0f});
+    const std::string entry = R"("t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+    // As PyTorch writes it: no hash, and it loads.
+    Bytes plain = make_file("{" + entry + "}", data);
+    CHECK(xgrad::parse_safetensors<float>(plain.data(), plain.size(), "plain").tensors.at("t")(1) == 2.0f);
+    // Written by xgrad: the right hash, and it loads too.
+    Bytes good = xgrad::serialize_safetensors(xgrad::parse_safetensors<float>(plain.data(), plain.size(), "plain"));
+    CHECK(xgrad::parse_safetensors<float>(good.data(), good.size(), "good").tensors.size() == 1);
+    check_message(load_error(dir, make_file(R"({"__metadata__":{"xgrad.xxh3_64:t":"0000000000000000"},)" + entry + "}", data)),
+                  {"tensor \"t\": its bytes do not match their content hash (stored \"0000000000000000\""});
+    check_message(load_error(dir, make_file(R"({"__metadata__":{"xgrad.xxh3_64:u":"0000000000000000"},)" + entry + "}", data)),
+                  {"tensor \"t\" has no content hash"});
+    const std::string hash = "4de8d78f7134f4b7";  // xxhsum -H3 of those 8 bytes
+    const std::string good_header(good.begin() + 8, good.end());
+    CHECK(contains(good_header, R"("xgrad.xxh3_64:t":")" + hash + "\""));
+    const std::string with_extra = R"({"__metadata__":{"xgrad.xxh3_64:t":")" + hash + R"(","xgrad.xxh3_64:v":"1"},)" + entry + "}";
+    check_message(load_error(dir, make_file(with_extra, data)), {"a content hash for tensor \"v\", which the file does not hold"});
+}
+
+TEST_CASE("check_atomic_write: fails early for every path the writer would fail on, and leaves nothing behind") {
+    TempDir dir;
+    const std::string fresh = (dir / "new.safetensors").string();
+    xgrad::check_atomic_write(fresh);  // a new name in a writable folder
+    CHECK(dir.listing().empty());
+    write_bytes(dir / "old.safetensors", {1, 2});
+    xgrad::check_atomic_write((dir / "old.safetensors").string());  // an existing file will be replaced
+    CHECK(read_bytes(dir / "old.safetensors") == Bytes{1, 2});
+
+    auto refused = [&](const std::string& path, const std::string& needle) {
+        CAPTURE(path);
+        CHECK_THROWS_WITH_AS(xgrad::check_atomic_write(path), doctest::Contains(needle.c_str()), std::runtime_error);
+        // Whatever check_atomic_write refuses, the writer itself refuses too.
+        CHECK_THROWS_AS(xgrad::write_file_atomic(path, {1}), std::runtime_error);
+    };
+    refused("", "the file name is empty");
+    refused((dir / "sub/").string(), "names a folder");
+    fs::create_directory(dir / "folder");
+    refused((dir / "folder").string(), "is a folder");
+    refused((dir / "missing" / "x.safetensors").string(), "cannot create a temporary file");
+    // A name the filesystem takes, but not with the writer's ".tmp.<pid>.<n>" suffix: 250 + 14 > 255.
+    refused((dir / std::string(250, 'n')).string(), "File name too long");
+    refused((dir / std::string(300, 'n')).string(), "File name too long");
+    CHECK(dir.listing() == std::vector<std::string>{"folder", "old.safetensors"});
+}

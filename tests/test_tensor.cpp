@@ -24,6 +24,26 @@ TEST_CASE("shape helpers") {
     CHECK_THROWS_WITH_AS(xgrad::normalize_axis("sum", 3, 3), doctest::Contains("sum: axis 3"), xgrad::ShapeError);
 }
 
+TEST_CASE("element counts are overflow-checked wherever dimensions are multiplied") {
+    const std::size_t huge = (std::size_t{1} << 62) + 1;
+    CHECK_THROWS_WITH_AS(xgrad::numel({huge, 4}, "from_shape"), doctest::Contains("from_shape: shape (4611686018427387905, 4)"),
+                         xgrad::ShapeError);
+    CHECK_THROWS_AS(xgrad::numel({std::size_t{1} << 40, std::size_t{1} << 40, 0}), xgrad::ShapeError);  // as safetensors
+    CHECK(xgrad::numel({std::size_t{1} << 31, std::size_t{1} << 32}) == std::size_t{1} << 63);
+    CHECK_THROWS_AS(xgrad::checked_mul(std::size_t{1} << 33, std::size_t{1} << 31, "op", "a size"), xgrad::ShapeError);
+    xgrad::Generator gen(1);
+    CHECK_THROWS_WITH_AS(xgrad::uniform<float>({huge, 4}, 0, 1, gen), doctest::Contains("uniform:"), xgrad::ShapeError);
+    CHECK_THROWS_WITH_AS(xgrad::normal<double>({huge, huge}, 0, 1, gen), doctest::Contains("normal:"), xgrad::ShapeError);
+    CHECK_THROWS_WITH_AS(xgrad::bernoulli<float>({4, huge}, 0.5, gen), doctest::Contains("bernoulli:"), xgrad::ShapeError);
+    // reshape: the product of the target shape used to wrap around to 4, pass, and corrupt xtensor's strides.
+    xgrad::Graph<double> g;
+    auto a = g.constant(Tensor<double>{1, 2, 3, 4});
+    const auto h = static_cast<std::ptrdiff_t>(huge);
+    CHECK_THROWS_WITH_AS(xgrad::reshape(a, {h, 4}), doctest::Contains("reshape: cannot reshape (4,)"), xgrad::ShapeError);
+    CHECK_THROWS_AS(xgrad::reshape(a, {h, 4, -1}), xgrad::ShapeError);
+    CHECK(xgrad::shape_of(xgrad::reshape(a, {2, -1}).value()) == Shape{2, 2});
+}
+
 TEST_CASE("sum_to undoes broadcasting") {
     Tensor<double> g = xt::ones<double>({2, 3, 4});
     CHECK(xgrad::sum_to(g, {3, 1}) == Tensor<double>(xt::full_like(Tensor<double>::from_shape({3, 1}), 8.0)));
