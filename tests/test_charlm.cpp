@@ -11,75 +11,14 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include "charlm_run.hpp"
 #include "checkpoint.hpp"
 #include "corpus.hpp"
 #include "training.hpp"
 
-namespace fs = std::filesystem;
 using charlm::decode_utf8;
 using charlm::Utf8Error;
 
-namespace {
-fs::path scratch() {
-    static const fs::path dir = [] {
-        fs::path d = fs::temp_directory_path() / fmt::format("xgrad_test_charlm_{}", ::getpid());
-        fs::create_directories(d);
-        return d;
-    }();
-    return dir;
-}
-
-void write(const fs::path& path, const std::string& bytes) {
-    std::ofstream(path, std::ios::binary) << bytes;
-}
-
-std::string read(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-// Deterministic English-like text of about n characters, with a few non-ASCII letters.
-std::string words(std::size_t n, unsigned seed = 1) {
-    const char* vocab[] = {"the ", "cat ", "sat ", "on ", "a ", "mat ", "and ", "dog ", "ran ", "café ", "naïve ", "\n"};
-    std::mt19937 rng(seed);
-    std::string out;
-    while (out.size() < n) out += vocab[rng() % 12];
-    return out;
-}
-
-struct Run {
-    int code;
-    std::string output;  // stdout and stderr together
-};
-
-Run run(const std::string& args) {
-    const std::string command = fmt::format("{} {} 2>&1", XGRAD_CHARLM, args);
-    FILE* pipe = ::popen(command.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    std::string output;
-    char buffer[4096];
-    while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
-    const int status = ::pclose(pipe);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
-}
-
-// A tiny configuration that trains in a fraction of a second.
-const std::string tiny = "--hidden 12 --seq 8 --batch 4 --eval-every 5";
-
-fs::path small_corpus() {
-    const fs::path p = scratch() / "small.txt";
-    if (!fs::exists(p)) write(p, words(6000));
-    return p;
-}
-
-// Error output is one line naming the culprit.
-void expect_refusal(const Run& r, const std::string& needle) {
-    CAPTURE(r.output);
-    CHECK(r.code != 0);
-    CHECK(r.output.find(needle) != std::string::npos);
-    CHECK(r.output.find("terminate") == std::string::npos);
-}
-}  // namespace
 
 TEST_CASE("UTF-8: strict decoding with the byte offset of the first error") {
     Utf8Error e;

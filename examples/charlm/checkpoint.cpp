@@ -110,6 +110,8 @@ Checkpoint checkpoint_from(const std::string& path, xgrad::TensorFile<float> fil
     }
     check_memory(cfg, c.state.vocabulary.size(), 0, fmt::format("checkpoint {}", path));
     c.state.step = parse_int(path, "step", meta("step"), xgrad::optim::Optimizer<float>::max_steps);
+    // The optimizer reads its own step count on --resume; sample and eval refuse the same file all the same.
+    parse_int(path, "optimizer.step", meta("optimizer.step"), xgrad::optim::Optimizer<float>::max_steps);
     c.state.train_chars = static_cast<std::size_t>(parse_int(path, "train_chars", meta("train_chars"), max_characters));
     c.state.data_position = static_cast<std::size_t>(
         parse_int(path, "data_position", meta("data_position"), static_cast<std::int64_t>(c.state.train_chars)));

@@ -74,6 +74,11 @@ int main(int argc, char** argv) {
     eval->add_option("--checkpoint", e.checkpoint, "a checkpoint written by train")->required();
     eval->add_option("--corpus", e.corpus, "a UTF-8 text file, or a folder of them")->required();
 
+    const std::string first = argc > 1 ? argv[1] : "";
+    if (!first.empty() && first[0] != '-' && first != "train" && first != "sample" && first != "eval") {
+        fmt::print(stderr, "xgrad-charlm: unknown command '{}' (train, sample or eval)\n", first);  // CLI11 would not name it
+        return 1;
+    }
     if (auto status = examples::parse_command_line(app, argc, argv, "xgrad-charlm")) return *status;
     try {
         if (train->parsed()) {

@@ -226,14 +226,14 @@ int train(const TrainArgs& args) {
         if (!metrics) throw InputError(fmt::format("--metrics {}: cannot open for writing", args.metrics));
         if (fresh) metrics << "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n";
     }
+    std::signal(SIGINT, on_interrupt);  // before the first line, so that whoever reads it can interrupt
+    std::signal(SIGTERM, on_interrupt);
     const bool terminal = ::isatty(STDERR_FILENO) != 0;
     fmt::print(stderr, "{} {} characters ({} training, {} validation), vocabulary {}, {} parameters, {}{} steps\n",
                resumed ? "resuming from " + args.resume + ":" : "training on", ids.size(), train_ids.size(), val_ids.size(),
                vocabulary.size(), model.parameter_count(), resumed ? fmt::format("step {} of ", state.step) : "",
                args.steps || !args.time_limit ? std::to_string(total_steps) : "time-limited");
 
-    std::signal(SIGINT, on_interrupt);
-    std::signal(SIGTERM, on_interrupt);
     xgrad::Indices inputs = xgrad::Indices::from_shape({config.seq, config.batch});
     xgrad::Indices targets = xgrad::Indices::from_shape({config.seq, config.batch});
     const auto start = clock::now();

@@ -1,0 +1,363 @@
+// xgrad-charlm under hostile input (the "Reliability II" defects, each a regression test): flags that
+// are NaN or infinite, crafted and damaged checkpoints, output paths that would fail late or overwrite
+// an input, a memory estimate that must bound the real peak, two runs on one checkpoint, Ctrl-C twice.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "charlm_run.hpp"
+#include "checkpoint.hpp"
+#include "training.hpp"
+
+namespace {
+
+// A refusal as the program must give it: status 1 and exactly one line, naming the culprit.
+void expect_one_line(const Run& r, const std::string& needle) {
+    CAPTURE(r.output);
+    CHECK(r.code == 1);
+    CHECK(r.output.find(needle) != std::string::npos);
+    CHECK(r.output.find('\n') == r.output.size() - 1);
+}
+
+// A checkpoint trained for a few steps, made once.
+const fs::path& good_checkpoint() {
+    static const fs::path path = [] {
+        const fs::path p = scratch() / "reliability-good.safetensors";
+        const Run r = run(fmt::format("train --corpus {} {} --steps 5 --out {}", small_corpus().string(), tiny, p.string()));
+        REQUIRE(r.code == 0);
+        return p;
+    }();
+    return path;
+}
+
+// The good checkpoint with `edit` applied to its tensors and metadata, saved (with fresh content hashes) as `name`.
+template <class Edit>
+fs::path crafted(const std::string& name, Edit edit) {
+    auto file = xgrad::load_safetensors<float>(good_checkpoint().string());
+    edit(file);
+    const fs::path p = scratch() / name;
+    xgrad::save_safetensors(p.string(), file);
+    return p;
+}
+
+// The three commands that read a checkpoint: each must refuse a bad one the same way.
+void expect_every_reader_refuses(const fs::path& checkpoint, const std::string& needle) {
+    CAPTURE(checkpoint.string());
+    expect_one_line(run(fmt::format("sample --checkpoint {} --length 5", checkpoint.string())), needle);
+    expect_one_line(run(fmt::format("eval --checkpoint {} --corpus {}", checkpoint.string(), small_corpus().string())), needle);
+    expect_one_line(run(fmt::format("train --corpus {} --resume {} --steps 8 --out {}", small_corpus().string(),
+                                    checkpoint.string(), (scratch() / "resumed-bad.safetensors").string())),
+                    needle);
+}
+
+// The safetensors bytes of `file` as a writer without content hashes (PyTorch's, say) would write them.
+std::string without_hashes(const xgrad::TensorFile<float>& file) {
+    nlohmann::ordered_json header;
+    header["__metadata__"] = file.metadata;
+    std::string data;
+    for (const auto& [name, tensor] : file.tensors) {
+        header[name] = {{"dtype", "F32"},
+                        {"shape", xgrad::shape_of(tensor)},
+                        {"data_offsets", {data.size(), data.size() + tensor.size() * sizeof(float)}}};
+        data.append(reinterpret_cast<const char*>(tensor.data()), tensor.size() * sizeof(float));
+    }
+    const std::string json = header.dump();
+    std::string out(8, '\0');
+    const std::uint64_t n = json.size();
+    for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>(n >> (8 * i));
+    return out + json + data;
+}
+
+// Runs xgrad-charlm with `args` (no shell), its output into `log`; returns the child's pid.
+pid_t start(const std::vector<std::string>& args, const fs::path& log) {
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(fd, STDOUT_FILENO);
+        ::dup2(fd, STDERR_FILENO);
+        std::vector<char*> argv{const_cast<char*>(XGRAD_CHARLM)};
+        for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        ::execv(XGRAD_CHARLM, argv.data());
+        ::_exit(127);
+    }
+    return pid;
+}
+
+struct Finished {
+    int code;                // exit status, or 128 + signal
+    double peak_rss_bytes;   // the child's maximum resident set size
+};
+
+Finished finish(pid_t pid) {
+    int status = 0;
+    rusage usage{};
+    REQUIRE(::wait4(pid, &status, 0, &usage) == pid);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), static_cast<double>(usage.ru_maxrss) * 1024.0};
+}
+
+// Polls until `log` contains `text` (the child is running and got that far); false after ~60 s.
+bool wait_for(const fs::path& log, const std::string& text) {
+    for (int i = 0; i < 6000; ++i) {
+        if (read(log).find(text) != std::string::npos) return true;
+        ::usleep(10000);
+    }
+    return false;
+}
+}  // namespace
+
+TEST_CASE("defect 3: every floating-point flag of every subcommand refuses NaN and ±Inf in one line, status 1") {
+    const std::string out = (scratch() / "never-written.safetensors").string();
+    for (const char* flag : {"--time-limit", "--lr", "--clip", "--dropout", "--zoneout", "--variational-dropout", "--val-fraction"}) {
+        for (const char* value : {"nan", "NaN", "inf", "-inf", "1e999"}) {
+            CAPTURE(flag);
+            CAPTURE(value);
+            expect_one_line(run(fmt::format("train --corpus {} {} --steps 2 --out {} {} {}", small_corpus().string(), tiny, out,
+                                            flag, value)),
+                            fmt::format("{}: '{}' is not a finite number", flag, value));
+        }
+    }
+    CHECK(!fs::exists(out));
+    for (const char* value : {"nan", "inf", "-inf"}) {
+        expect_one_line(run(fmt::format("sample --checkpoint {} --temperature {}", good_checkpoint().string(), value)),
+                        fmt::format("--temperature: '{}' is not a finite number", value));
+    }
+    // Unsigned flags: CLI11 alone wrapped -1 around to the largest value.
+    expect_one_line(run(fmt::format("sample --checkpoint {} --top-k -1", good_checkpoint().string())), "--top-k");
+    expect_one_line(run(fmt::format("sample --checkpoint {} --seed -1", good_checkpoint().string())), "--seed");
+    expect_one_line(run(fmt::format("train --corpus {} --seed -1 --out {}", small_corpus().string(), out)), "--seed");
+    // Parse errors, too, are one line with status 1 (CLI11 printed two and exited 105-109).
+    expect_one_line(run("train --hidden"), "--hidden");
+    expect_one_line(run("frobnicate"), "frobnicate");
+}
+
+TEST_CASE("defect 4: the sampler refuses non-finite logits and temperatures instead of drawing from NaN") {
+    xgrad::Generator gen(3);
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 1.0f};
+    for (double t : {0.0, -1.0, static_cast<double>(nan), static_cast<double>(inf)}) {
+        CAPTURE(t);
+        CHECK_THROWS_WITH_AS(charlm::draw_next(logits, t, 0, gen), doctest::Contains("temperature"), charlm::InputError);
+    }
+    for (float bad : {nan, inf, -inf}) {
+        std::vector<float> damaged = logits;
+        damaged[2] = bad;
+        CHECK_THROWS_WITH_AS(charlm::draw_next(damaged, 1.0, 0, gen), doctest::Contains("of character 2 is not finite"),
+                             charlm::InputError);
+    }
+    CHECK(charlm::draw_next(logits, 1.0, 1, gen) == 1);  // top-1: always the most likely
+    CHECK(charlm::draw_next(logits, 1e-3, 0, gen) == 1);  // a cold temperature: the most likely too
+    std::vector<int> seen(4, 0);
+    for (int i = 0; i < 4000; ++i) ++seen[charlm::draw_next(logits, 1.0, 2, gen)];
+    CHECK(seen[1] + seen[3] == 4000);  // top-2 keeps the two largest logits, 2.0 and 1.0
+    CHECK(seen[1] > seen[3]);
+    CHECK(seen[3] > 0);
+}
+
+TEST_CASE("defects 5 and 9: integers and code points read from a checkpoint are range-checked where they are read") {
+    const std::string int64_max = std::to_string(std::numeric_limits<std::int64_t>::max());
+    expect_every_reader_refuses(crafted("opt-step.safetensors", [&](auto& f) { f.metadata["optimizer.step"] = int64_max; }),
+                                "metadata 'optimizer.step' is not an integer in [0, 9007199254740992]");
+    expect_every_reader_refuses(crafted("step.safetensors", [&](auto& f) { f.metadata["step"] = int64_max; }),
+                                "metadata 'step' is not an integer in [0, 9007199254740992]");
+    expect_every_reader_refuses(crafted("position.safetensors", [&](auto& f) { f.metadata["data_position"] = "999999999"; }),
+                                "metadata 'data_position' is not an integer in [0, ");
+    for (const char* entry : {"4294967295", "55296", "1114112", "-1", "65.5", "\"a\""}) {
+        CAPTURE(entry);
+        const fs::path p = crafted("vocabulary.safetensors", [&](auto& f) {
+            auto vocabulary = nlohmann::json::parse(f.metadata.at("vocabulary"));
+            vocabulary.back() = nlohmann::json::parse(entry);
+            f.metadata["vocabulary"] = vocabulary.dump();
+        });
+        expect_every_reader_refuses(p, "is not a Unicode scalar value");
+    }
+}
+
+TEST_CASE("defect 6: --out is tried with the writer's own temporary file before step 1") {
+    // An empty name used to train 300 steps and then fail to rename; a 250-character one failed at the first save.
+    expect_one_line(run(fmt::format("train --corpus {} {} --steps 2 --out \"\"", small_corpus().string(), tiny)),
+                    "--out : the file name is empty");
+    const fs::path long_name = scratch() / std::string(250, 'n');
+    expect_one_line(run(fmt::format("train --corpus {} {} --steps 2 --out {}", small_corpus().string(), tiny, long_name.string())),
+                    "File name too long");
+    CHECK(!fs::exists(long_name));
+    for (const auto& entry : fs::directory_iterator(scratch())) CHECK(entry.path().string().find(".tmp.") == std::string::npos);
+}
+
+TEST_CASE("defect 7: no output path may name an input or another output, however it is spelled") {
+    const fs::path corpus = scratch() / "precious.txt";
+    write(corpus, words(6000, 5));
+    const std::string text = read(corpus);
+    const fs::path link = scratch() / "precious-link.txt", hard = scratch() / "precious-hard.txt";
+    fs::remove(link);
+    fs::remove(hard);
+    fs::create_symlink(corpus, link);
+    fs::create_hard_link(corpus, hard);
+    const std::string base = fmt::format("train {} --steps 3 --corpus {}", tiny, corpus.string());
+    const std::string dot = (scratch() / "." / "precious.txt").string();
+    for (const std::string& out : {corpus.string(), dot, link.string(), hard.string()}) {
+        CAPTURE(out);
+        expect_one_line(run(fmt::format("{} --out {}", base, out)), "which it would overwrite");
+        expect_one_line(run(fmt::format("{} --out {} --metrics {}", base, (scratch() / "m.safetensors").string(), out)),
+                        "--metrics");
+    }
+    const fs::path checkpoint = scratch() / "apart.safetensors";
+    expect_one_line(run(fmt::format("{} --out {} --metrics {}", base, checkpoint.string(), checkpoint.string())),
+                    "it is the --out checkpoint");
+    // A file inside a corpus folder is an input too.
+    const fs::path folder = scratch() / "corpus-folder";
+    fs::create_directories(folder);
+    write(folder / "a.txt", words(6000, 6));
+    expect_one_line(run(fmt::format("train {} --steps 3 --corpus {} --out {}", tiny, folder.string(), (folder / "a.txt").string())),
+                    "which it would overwrite");
+    // Resuming into the same checkpoint is allowed; appending metrics to it is not.
+    const std::string before = read(good_checkpoint());
+    expect_one_line(run(fmt::format("train --corpus {} --resume {} --steps 8 --out {} --metrics {}", small_corpus().string(),
+                                    good_checkpoint().string(), (scratch() / "r.safetensors").string(), good_checkpoint().string())),
+                    "--resume");
+    CHECK(read(good_checkpoint()) == before);
+    CHECK(read(corpus) == text);
+    CHECK(read(folder / "a.txt") == words(6000, 6));
+}
+
+TEST_CASE("defect 8: the memory estimate bounds the measured peak (and is within 2x of it); too much is refused with both") {
+#if XGRAD_SANITIZED
+    // AddressSanitizer's shadow memory and quarantine are part of the resident set it would measure.
+    MESSAGE("not measured under sanitizers: their own memory is counted in the peak");
+#else
+    const fs::path corpus = scratch() / "memory.txt";
+    write(corpus, words(600000, 7));
+    const charlm::Corpus loaded = charlm::load_corpus(corpus.string());
+    const std::size_t vocabulary = charlm::Vocabulary::of(loaded.text).size();
+    auto config = [](std::string cell, std::size_t hidden, std::size_t layers, std::size_t seq, std::size_t batch,
+                     std::string impl, double val_fraction) {
+        charlm::Config c;
+        c.cell = cell, c.hidden = hidden, c.layers = layers, c.seq = seq, c.batch = batch, c.impl = impl;
+        c.val_fraction = val_fraction;
+        return c;
+    };
+    const std::vector<charlm::Config> cases = {
+        config("rnn", 1536, 1, 1, 1, "fused", 0.0),     // parameters, gradients, Adam's state, the save
+        config("rnn", 1536, 1, 1, 1, "graph", 0.0),
+        config("lstm", 256, 2, 128, 64, "graph", 0.0),  // activations kept for backward
+        config("lstm", 256, 2, 128, 64, "fused", 0.0),
+        config("gru", 256, 2, 128, 64, "graph", 0.0),
+        config("rnn", 384, 2, 128, 64, "fused", 0.0),
+        config("lstm", 256, 1, 4, 4, "fused", 0.5),     // the validation pass
+    };
+    for (const charlm::Config& c : cases) {
+        const std::vector<std::string> args = {
+            "train", "--corpus", corpus.string(), "--cell", c.cell, "--hidden", std::to_string(c.hidden), "--layers",
+            std::to_string(c.layers), "--seq", std::to_string(c.seq), "--batch", std::to_string(c.batch), "--impl", c.impl,
+            "--val-fraction", fmt::format("{}", c.val_fraction), "--steps", "2", "--eval-every", "1", "--save-every", "1",
+            "--out", (scratch() / "memory.safetensors").string()};
+        const fs::path log = scratch() / "memory.log";
+        const Finished f = finish(start(args, log));
+        const double estimate = charlm::training_memory_bytes(c, vocabulary, loaded.text.size());
+        const std::string figures = fmt::format("{} H{} L{} seq {} batch {} {} val {}: peak {:.1f} MB, estimate {:.1f} MB ({:.2f}x)",
+                                                c.cell, c.hidden, c.layers, c.seq, c.batch, c.impl, c.val_fraction,
+                                                f.peak_rss_bytes / 1e6, estimate / 1e6, estimate / f.peak_rss_bytes);
+        MESSAGE(figures);
+        CAPTURE(read(log));
+        REQUIRE(f.code == 0);
+        CHECK(estimate >= f.peak_rss_bytes);
+        CHECK(estimate <= 2 * f.peak_rss_bytes);
+    }
+#endif
+    // The configuration that passed the old guard and was OOM-killed.
+    expect_one_line(run(fmt::format("train --corpus {} --hidden 30000 --seq 1 --batch 1 --out {}", small_corpus().string(),
+                                    (scratch() / "huge.safetensors").string())),
+                    "training this model would need up to");
+    const Run r = run(fmt::format("train --corpus {} --hidden 30000 --seq 1 --batch 1", small_corpus().string()));
+    CHECK(r.output.find("more than the limit of") != std::string::npos);
+}
+
+TEST_CASE("defect 10: damaged checkpoints are caught by their content hashes; non-finite weights are refused") {
+    const std::string bytes = read(good_checkpoint());
+    std::uint64_t header = 0;
+    for (int i = 7; i >= 0; --i) header = header << 8 | static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)]);
+    // One flipped bit in the first tensor's data, in the middle, and in the last one's (state.hidden).
+    for (std::size_t at : {8 + header + 3, (8 + header + bytes.size()) / 2, bytes.size() - 3}) {
+        CAPTURE(at);
+        std::string flipped = bytes;
+        flipped[at] = static_cast<char>(flipped[at] ^ 0x04);
+        const fs::path p = scratch() / "flipped.safetensors";
+        write(p, flipped);
+        expect_every_reader_refuses(p, "do not match their content hash");
+    }
+    // NaN written with a valid hash (a diverged model, or damage before the hash was taken).
+    expect_every_reader_refuses(crafted("nan-weights.safetensors", [](auto& f) { f.tensors.at("model.head.bias")(0) = NAN; }),
+                                "tensor 'model.head.bias' holds nan at flat index 0");
+    // A file without hashes (another writer's) still loads, and the finiteness check still applies.
+    auto file = xgrad::load_safetensors<float>(good_checkpoint().string());
+    const fs::path plain = scratch() / "no-hashes.safetensors";
+    write(plain, without_hashes(file));
+    CHECK(read(plain).find("xgrad.xxh3_64") == std::string::npos);
+    const Run sampled = run(fmt::format("sample --checkpoint {} --length 5", plain.string()));
+    CAPTURE(sampled.output);
+    CHECK(sampled.code == 0);
+    file.tensors.at("model.head.weight")(1, 2) = INFINITY;
+    write(plain, without_hashes(file));
+    expect_every_reader_refuses(plain, "holds inf");
+}
+
+TEST_CASE("defect 11: a second run on the same --out refuses at start, naming the first run's pid") {
+    const fs::path out = scratch() / "shared.safetensors", log = scratch() / "first.log";
+    const pid_t first = start({"train", "--corpus", small_corpus().string(), "--hidden", "12", "--seq", "8", "--batch", "4",
+                               "--time-limit", "60", "--out", out.string()},
+                              log);
+    REQUIRE(wait_for(log, "training on"));  // it holds the lock from before it loads the corpus
+    expect_one_line(run(fmt::format("train --corpus {} {} --steps 2 --out {}", small_corpus().string(), tiny, out.string())),
+                    fmt::format("another run (pid {}) is writing it", first));
+    ::kill(first, SIGINT);
+    CHECK(finish(first).code == 130);
+    // Once the first run is gone, the lock goes with it.
+    const Run after = run(fmt::format("train --corpus {} {} --steps 2 --out {}", small_corpus().string(), tiny, out.string()));
+    CAPTURE(after.output);
+    CHECK(after.code == 0);
+}
+
+TEST_CASE("eval warns about the files of a folder it skips, with the reason") {
+    const fs::path folder = scratch() / "eval-folder";
+    fs::create_directories(folder);
+    write(folder / "a.txt", words(3000, 8));
+    write(folder / "b.bin", std::string("\x00\x01", 2));
+    const Run r = run(fmt::format("eval --checkpoint {} --corpus {}", good_checkpoint().string(), folder.string()));
+    CAPTURE(r.output);
+    CHECK(r.code == 0);
+    CHECK(r.output.find("warning: skipped 1 files of") != std::string::npos);
+    CHECK(r.output.find("b.bin (not UTF-8 text: NUL byte (binary data) at byte offset 0)") != std::string::npos);
+}
+
+TEST_CASE("a second Ctrl-C during the final validation ends the run at once; the checkpoint is already saved") {
+    // A validation part long enough that the second signal always lands while it runs.
+    const fs::path corpus = scratch() / "long-validation.txt", out = scratch() / "interrupted.safetensors";
+    const fs::path log = scratch() / "interrupted.log";
+    write(corpus, words(3000000, 9));
+    const pid_t pid = start({"train", "--corpus", corpus.string(), "--hidden", "256", "--seq", "8", "--batch", "4",
+                             "--val-fraction", "0.5", "--eval-every", "0", "--steps", "100000", "--out", out.string()},
+                            log);
+    REQUIRE(wait_for(log, "training on"));
+    ::kill(pid, SIGINT);
+    REQUIRE(wait_for(log, "interrupted: checkpoint saved"));
+    ::kill(pid, SIGINT);
+    const Finished f = finish(pid);
+    CAPTURE(read(log));
+    CHECK(f.code == 130);
+    CHECK(read(log).find("final validation:") == std::string::npos);  // it did not wait for the validation
+    CHECK_NOTHROW(charlm::read_checkpoint(out.string()));
+}
