@@ -51,7 +51,7 @@ TEST_CASE("corpus: files, folders in name order, and every refusal") {
     fs::create_symlink(dir / "a.txt", dir / "d.link");
     charlm::Corpus c = charlm::load_corpus(dir.string());
     CHECK(c.text == U"first second");
-    CHECK(c.skipped == std::vector<std::string>{"c.dat (not UTF-8 text: NUL byte (binary data) at byte offset 0)"});
+    CHECK(c.skipped == std::vector<charlm::SkippedFile>{{"c.dat", charlm::not_utf8_text}});
     CHECK(c.files.size() == 2);
 
     using charlm::InputError;
@@ -78,7 +78,7 @@ TEST_CASE("vocabulary: sorted code points, lookups, descriptions") {
     CHECK(charlm::describe(7) == "U+0007");
 }
 
-TEST_CASE("train, sample and eval run end to end; the metrics file has the documented columns") {
+TEST_CASE("train, sample and eval run end to end, and the metrics file has the documented columns") {
     const fs::path out = scratch() / "e2e.safetensors", metrics = scratch() / "e2e.csv";
     Run r = run(fmt::format("train --corpus {} {} --steps 10 --out {} --metrics {}", small_corpus().string(), tiny,
                             out.string(), metrics.string()));

@@ -21,7 +21,7 @@ TEST_CASE("a value used twice receives both gradient contributions") {
     CHECK(x.grad() == Tensor<double>{3.0, 5.0, 7.0});
 }
 
-TEST_CASE("leaf gradients accumulate across backward passes; non-leaf ones do not") {
+TEST_CASE("leaf gradients accumulate across backward passes, and non-leaf ones do not") {
     Graph<double> g;
     auto x = g.variable(Tensor<double>{2.0});
     auto h = x * 3.0;
@@ -119,7 +119,7 @@ TEST_CASE("a custom op's backward is checked: input index and gradient shape") {
     CHECK_THROWS_WITH_AS(xgrad::sum(bad_shape).backward(), doctest::Contains("bad_shape"), xgrad::ShapeError);
 }
 
-TEST_CASE("empty handles raise; handles from another graph are named in op errors") {
+TEST_CASE("empty handles raise, and handles from another graph are named in op errors") {
     Graph<double> g1, g2;
     auto a = g1.variable(Tensor<double>{1.0});
     CHECK_THROWS_WITH_AS(a * xgrad::Var<double>(), doctest::Contains("empty variable handle"), xgrad::GraphError);

@@ -1,6 +1,7 @@
 // optim/: every optimizer against torch.optim 1.13 over three steps (values produced by
 // `torch.optim.X(...)` from the same start and gradients, in float64), state that saves and
 // resumes exactly, and the learning-rate schedules.
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -149,6 +150,11 @@ const std::vector<std::pair<std::string, MakeFloat>> every_optimizer = {
     {"RMSprop", [](auto ps) { return std::make_unique<optim::RMSprop<float>>(ps); }},
 };
 
+// Same shape and values; by raw data, since xtensor 0.24's iterators do arithmetic on null for empty arrays.
+bool same(const Tensor<float>& a, const Tensor<float>& b) {
+    return xgrad::shape_of(a) == xgrad::shape_of(b) && (a.size() == 0 || std::equal(a.data(), a.data() + a.size(), b.data()));
+}
+
 Tensor<float> filled(const xgrad::Shape& shape, float value) {
     Tensor<float> t = Tensor<float>::from_shape(shape);
     t.fill(value);
@@ -210,7 +216,7 @@ TEST_CASE("property: random shapes and random shape changes between steps always
                 ++refused;
                 CHECK(!consistent);
                 CHECK(std::string(e.what()).find(fmt::format("parameter {} has", first_broken.value_or(99))) != std::string::npos);
-                for (std::size_t i = 0; i < params.size(); ++i) CHECK(xt::all(xt::equal(params[i].value(), before[i])));
+                for (std::size_t i = 0; i < params.size(); ++i) CHECK(same(params[i].value(), before[i]));
             }
             if (rng() % 2 == 0) {  // put the parameter back in order, or leave it broken for the next step
                 params[victim].value() = filled(built[victim], 0.5f);

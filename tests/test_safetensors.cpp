@@ -513,7 +513,7 @@ TEST_CASE("content hashes: written for every tensor, verified on load, hidden fr
     }
 }
 
-TEST_CASE("content hashes: files without them load; a wrong, missing or extra hash is refused") {
+TEST_CASE("content hashes: files without them load, and a wrong, missing or extra hash is refused") {
     TempDir dir;
     const Bytes data = f32_bytes({1.0f, 2.0f});
     const std::string entry = R"("t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";

@@ -51,7 +51,7 @@ TEST_CASE("sum_to undoes broadcasting") {
     CHECK(xgrad::sum_to(g, {2, 3, 4}) == g);
 }
 
-TEST_CASE("the generator is seeded and reproducible; its state round-trips") {
+TEST_CASE("the generator is seeded and reproducible, and its state round-trips") {
     xgrad::Generator a(7), b(7), c(8);
     CHECK(a.next_u64() == b.next_u64());
     CHECK(a.next_u64() != c.next_u64());

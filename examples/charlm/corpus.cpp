@@ -110,8 +110,7 @@ Corpus load_corpus(const std::string& path) {
             auto bytes = read_bytes(file, why);
             auto text = bytes ? decode_utf8(*bytes, error) : std::nullopt;
             if (!text) {
-                if (bytes) why = fmt::format("not UTF-8 text: {} at byte offset {}", error.reason, error.offset);
-                corpus.skipped.push_back(fmt::format("{} ({})", file.filename().string(), why));
+                corpus.skipped.push_back({file.filename().string(), bytes ? not_utf8_text : why});
                 continue;
             }
             corpus.text += *text;
@@ -139,10 +138,21 @@ Corpus load_corpus(const std::string& path) {
 
 void warn_skipped(const Corpus& corpus, const std::string& path) {
     if (corpus.skipped.empty()) return;
-    std::string names;
-    for (const auto& s : corpus.skipped) names += (names.empty() ? "" : ", ") + s;
+    std::string binary, unreadable;
+    std::size_t binary_count = 0;
+    for (const SkippedFile& s : corpus.skipped) {
+        if (s.why == not_utf8_text) {
+            binary += (binary.empty() ? "" : ", ") + s.name;
+            ++binary_count;
+        } else {
+            unreadable += fmt::format("{}{} ({})", unreadable.empty() ? "" : ", ", s.name, s.why);
+        }
+    }
+    std::string parts;
+    if (binary_count > 0) parts = fmt::format("{} not UTF-8 text: {}", binary_count, binary);
+    if (!unreadable.empty()) parts += fmt::format("{}{} unreadable: {}", parts.empty() ? "" : "; ", corpus.skipped.size() - binary_count, unreadable);
     std::fflush(stdout);
-    fmt::print(stderr, "warning: skipped {} files of {}: {}\n", corpus.skipped.size(), path, names);
+    fmt::print(stderr, "warning: skipped {} files of {}: {}\n", corpus.skipped.size(), path, parts);
 }
 
 bool is_scalar_value(std::uint32_t c) { return c <= 0x10FFFF && !(c >= 0xD800 && c <= 0xDFFF); }

@@ -27,10 +27,17 @@ struct Utf8Error {
 std::optional<std::u32string> decode_utf8(std::string_view bytes, Utf8Error& error, bool text_only = true);
 std::string encode_utf8(std::u32string_view text);
 
+// A file of a folder that was not read: `why` is not_utf8_text, or the error that stopped the read.
+struct SkippedFile {
+    std::string name, why;
+    bool operator==(const SkippedFile&) const = default;
+};
+inline constexpr const char* not_utf8_text = "not UTF-8 text";
+
 struct Corpus {
     std::u32string text;
-    std::vector<std::string> files;    // read, in order
-    std::vector<std::string> skipped;  // in a folder: "name (reason)" for files not UTF-8 text, or unreadable
+    std::vector<std::string> files;     // read, in order
+    std::vector<SkippedFile> skipped;   // in a folder: files not UTF-8 text, or unreadable
 };
 
 // A file, or a folder whose regular files are read in name order (symbolic links are not
@@ -38,7 +45,8 @@ struct Corpus {
 // missing, unreadable or empty corpus, invalid UTF-8 in a file named directly (with the byte
 // offset), or a folder with no readable text.
 Corpus load_corpus(const std::string& path);
-// One warning line on stderr listing the files of folder `path` that were skipped, with why.
+// One warning line on stderr listing the files of folder `path` that were skipped: those that are
+// not UTF-8 text by name, unreadable ones with their error.
 void warn_skipped(const Corpus& corpus, const std::string& path);
 
 // Whether `c` is a Unicode scalar value: at most U+10FFFF and not a surrogate (what UTF-8 can encode).

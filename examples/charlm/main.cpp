@@ -19,8 +19,8 @@ int main(int argc, char** argv) {
 
     charlm::TrainArgs t;
     auto* train = app.add_subcommand("train", "train a model on a text corpus (checkpointing as it goes)");
-    // A flag given twice takes its last value, so scripts can append to a default command line.
-    train->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    // A flag given twice takes its last value (in every subcommand), so scripts can append to a default command line.
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     train->add_option("--corpus", t.corpus, "a UTF-8 text file, or a folder of them")->capture_default_str();
     train->add_option("--cell", t.config.cell, "recurrent cell: rnn, lstm or gru")->check(CLI::IsMember({"rnn", "lstm", "gru"}))
         ->capture_default_str();

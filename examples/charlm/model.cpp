@@ -18,18 +18,30 @@ nlohmann::json Config::to_json() const {
 }
 
 Config Config::from_json(const nlohmann::json& j) {
+    // Integers must be stored as non-negative integers: get<std::size_t>() of a float or a negative
+    // number would convert out of range (undefined) or wrap around.
+    auto count = [&](const char* key) {
+        const nlohmann::json& v = j.at(key);
+        if (!v.is_number_unsigned()) throw InputError(fmt::format("configuration: '{}' = {} is not a non-negative integer", key, v.dump()));
+        return v.get<std::uint64_t>();
+    };
+    auto size = [&](const char* key) {
+        const std::uint64_t v = count(key);
+        if (v > (std::uint64_t{1} << 30)) throw InputError(fmt::format("configuration: '{}' = {} is out of range", key, v));
+        return static_cast<std::size_t>(v);
+    };
     Config c;
     c.cell = j.at("cell").get<std::string>();
-    c.hidden = j.at("hidden").get<std::size_t>();
-    c.layers = j.at("layers").get<std::size_t>();
-    c.seq = j.at("seq").get<std::size_t>();
-    c.batch = j.at("batch").get<std::size_t>();
+    c.hidden = size("hidden");
+    c.layers = size("layers");
+    c.seq = size("seq");
+    c.batch = size("batch");
     c.dropout = j.at("dropout").get<double>();
     c.lr = j.at("lr").get<double>();
     c.clip = j.at("clip").get<double>();
     c.optimizer = j.at("optimizer").get<std::string>();
     c.impl = j.at("impl").get<std::string>();
-    c.seed = j.at("seed").get<std::uint64_t>();
+    c.seed = count("seed");
     c.val_fraction = j.at("val_fraction").get<double>();
     c.zoneout = j.at("zoneout").get<double>();
     c.variational_dropout = j.at("variational_dropout").get<double>();
@@ -76,10 +88,16 @@ void Config::validate(const std::string& where) const {
 std::size_t gate_count(const std::string& cell) { return cell == "lstm" ? 4 : cell == "gru" ? 3 : 1; }
 
 std::size_t parameter_count(const Config& c, std::size_t vocabulary) {
-    const std::size_t gates = gate_count(c.cell), H = c.hidden;
-    std::size_t n = 0;
-    for (std::size_t l = 0; l < c.layers; ++l) n += gates * H * ((l == 0 ? vocabulary : H) + H + 2);
-    return n + H * vocabulary + vocabulary;
+    // Sizes come from flags and files, and a wrapped count would pass the memory guard: every step is checked.
+    auto mul = [](std::size_t a, std::size_t b) { return xgrad::checked_mul(a, b, "parameter count", "the model's size"); };
+    const std::size_t GH = mul(gate_count(c.cell), c.hidden);
+    // Per layer weight_ih (GH, layer input), weight_hh (GH, H) and two biases (GH); the head (V, H) and (V).
+    const std::size_t first_layer = mul(GH, vocabulary + c.hidden + 2), other_layer = mul(GH, 2 * c.hidden + 2);
+    std::size_t total = 0;
+    for (std::size_t part : {first_layer, mul(std::max<std::size_t>(c.layers, 1) - 1, other_layer), mul(c.hidden, vocabulary) + vocabulary}) {
+        if (__builtin_add_overflow(total, part, &total)) throw InputError("parameter count: the model's size overflows");
+    }
+    return total;
 }
 
 double training_memory_bytes(const Config& c, std::size_t vocabulary, std::size_t corpus_chars) {

@@ -20,7 +20,8 @@ struct Config {
     double zoneout = 0.0, variational_dropout = 0.0;  // recurrent dropout (the graph path runs them)
 
     nlohmann::json to_json() const;
-    static Config from_json(const nlohmann::json& j);  // throws nlohmann::json::exception if malformed
+    // Throws nlohmann::json::exception if malformed, InputError for integers out of range.
+    static Config from_json(const nlohmann::json& j);
     // Every value in range (the command line checks the same); throws InputError naming `where`.
     void validate(const std::string& where) const;
 };
