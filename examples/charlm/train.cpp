@@ -10,16 +10,12 @@
 #include <fstream>
 #include <numbers>
 #include <optional>
-#include <cerrno>
-#include <cstring>
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
 #include "checkpoint.hpp"
+#include "outputs.hpp"
 #include "training.hpp"
 
 namespace charlm {
@@ -30,84 +26,6 @@ extern "C" void on_interrupt(int) {
     // The first signal asks the loop to stop, save and report; a second one means "now".
     if (interrupts.fetch_add(1) > 0) ::_exit(130);
 }
-
-// --out must be writable before hours of training depend on it: whatever would fail at the first
-// save (a missing or read-only folder, an empty or too-long name) fails here, before step 1.
-void check_output_path(const std::string& out) {
-    namespace fs = std::filesystem;
-    const fs::path path(out);
-    if (fs::is_directory(path)) throw InputError(fmt::format("--out {}: is a folder, not a file name", out));
-    const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-    if (!fs::is_directory(dir)) throw InputError(fmt::format("--out {}: folder {} does not exist", out, dir.string()));
-    try {
-        xgrad::check_atomic_write(out);
-    } catch (const std::runtime_error& e) {
-        std::string why = e.what();
-        if (why.starts_with("write_file_atomic: ")) why.erase(0, std::string_view("write_file_atomic: ").size());
-        throw InputError(fmt::format("--out {}: {}", out, why));
-    }
-}
-
-// The same file, however it is spelled (links, "./", "..") : by device and inode when it exists,
-// else by its absolute, normalized path.
-bool same_file(const std::string& a, const std::string& b) {
-    struct stat sa {}, sb {};
-    const bool a_exists = ::stat(a.c_str(), &sa) == 0, b_exists = ::stat(b.c_str(), &sb) == 0;
-    if (a_exists || b_exists) return a_exists && b_exists && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-    std::error_code ec;
-    return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
-}
-
-// No output may overwrite an input or another output: --out over the corpus would replace the text
-// with a checkpoint, --metrics over the checkpoint being resumed would append CSV rows to it.
-void check_outputs_apart(const TrainArgs& args, const Corpus& corpus) {
-    std::vector<std::pair<std::string, std::string>> outputs = {{"--out", args.out}};
-    if (!args.metrics.empty()) outputs.emplace_back("--metrics", args.metrics);
-    std::vector<std::pair<std::string, std::string>> inputs;
-    for (const std::string& file : corpus.files) inputs.emplace_back("the corpus", file);
-    if (!args.resume.empty()) inputs.emplace_back("--resume", args.resume);  // --out may replace it: that is resuming
-    for (const auto& [flag, path] : outputs) {
-        for (const auto& [what, input] : inputs) {
-            if (flag == "--out" && what == "--resume") continue;
-            if (same_file(path, input)) throw InputError(fmt::format("{} {}: it is {} ({}), which it would overwrite", flag, path, what, input));
-        }
-    }
-    if (!args.metrics.empty() && same_file(args.out, args.metrics)) {
-        throw InputError(fmt::format("--metrics {}: it is the --out checkpoint ({})", args.metrics, args.out));
-    }
-}
-
-// An advisory lock on "<out>.lock" for the whole run, so two runs never write one checkpoint: the
-// second refuses at start, naming the first one's pid. The lock dies with the process, however it ends.
-class OutputLock {
-  public:
-    explicit OutputLock(const std::string& out) : path_(out + ".lock") {
-        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-        if (fd_ < 0) throw InputError(fmt::format("--out {}: cannot open the lock file {}: {}", out, path_, std::strerror(errno)));
-        if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-            const int err = errno;
-            char pid[32] = {};
-            const ssize_t n = ::pread(fd_, pid, sizeof pid - 1, 0);
-            ::close(fd_);
-            if (err == EWOULDBLOCK) {
-                throw InputError(fmt::format("--out {}: another run (pid {}) is writing it (lock file {})", out,
-                                             n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "unknown", path_));
-            }
-            throw InputError(fmt::format("--out {}: cannot lock {}: {}", out, path_, std::strerror(err)));
-        }
-        const std::string pid = std::to_string(::getpid());
-        if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
-            // The pid is only for the other run's message; the lock itself holds.
-        }
-    }
-    OutputLock(const OutputLock&) = delete;
-    OutputLock& operator=(const OutputLock&) = delete;
-    ~OutputLock() { ::close(fd_); }
-
-  private:
-    std::string path_;
-    int fd_ = -1;
-};
 
 // B contiguous streams through the training text; a batch is the next seq characters of each.
 class Streams {
