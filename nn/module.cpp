@@ -1,8 +1,5 @@
 #include "module.hpp"
 
-#include <algorithm>
-#include <cmath>
-
 #include <fmt/format.h>
 
 #include "../tensor/safetensors.hpp"
@@ -76,11 +73,9 @@ void Module<T>::load_state_dict(const StateDict<T>& state) {
                                          type_name_, name, shape_str(shape_of(found->second)), shape_str(p.shape())));
         }
         // Damaged weights would otherwise surface only as NaN outputs, far from their cause.
-        const Tensor<T>& value = found->second;
-        const auto bad = std::find_if(value.begin(), value.end(), [](T x) { return !std::isfinite(x); });
-        if (bad != value.end()) {
+        if (const auto bad = first_non_finite(found->second)) {
             throw std::invalid_argument(fmt::format("{}.load_state_dict: parameter '{}' holds {} at flat index {}",
-                                                    type_name_, name, *bad, bad - value.begin()));
+                                                    type_name_, name, found->second.data()[*bad], *bad));
         }
     }
     if (state.size() != named.size()) {

@@ -55,8 +55,9 @@ void check_spec(std::string_view who, const RNNSpec& spec) {
         throw std::invalid_argument(fmt::format("{}: input_size {}, hidden_size {} and num_layers {} must all be positive",
                                                 who, spec.input_size, spec.hidden_size, spec.num_layers));
     }
-    // The largest buffer sizes, overflow-checked once here so that the kernel's own products cannot wrap.
-    const std::size_t widest = std::max(spec.input_size, spec.hidden_size * spec.directions());
+    // The counts and buffer sizes the kernel multiplies, overflow-checked once here so that its own products cannot wrap.
+    checked_mul(spec.num_layers, spec.directions(), who, "num_layers * directions");
+    const std::size_t widest = std::max(spec.input_size, checked_mul(spec.hidden_size, spec.directions(), who, "hidden_size * directions"));
     numel({spec.gates(), spec.hidden_size, widest}, who);
 }
 

@@ -101,7 +101,7 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
         steps = std::stoll(step_text, &used);
         if (used != step_text.size() || steps < 0 || steps > max_steps) throw std::invalid_argument("step");
         lr = std::stod(lr_text, &used);
-        if (used != lr_text.size()) throw std::invalid_argument("lr");
+        if (used != lr_text.size() || !(lr >= 0) || !std::isfinite(lr)) throw std::invalid_argument("lr");
     } catch (const std::logic_error&) {
         throw std::invalid_argument(fmt::format("{}.load_state_dict: step or lr is malformed or out of range (step in [0, {}])",
                                                 name_, max_steps));
@@ -118,6 +118,10 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
             if (shape_of(it->second) != params_[i].shape()) {
                 throw ShapeError(fmt::format("{}.load_state_dict: '{}' has shape {}, parameter {} has shape {}", name_, key,
                                              shape_str(shape_of(it->second)), i, shape_str(params_[i].shape())));
+            }
+            if (const auto bad = first_non_finite(it->second)) {  // it would poison every later update
+                throw std::invalid_argument(fmt::format("{}.load_state_dict: '{}' holds {} at flat index {}", name_, key,
+                                                        it->second.data()[*bad], *bad));
             }
         }
     }

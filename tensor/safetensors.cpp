@@ -408,8 +408,27 @@ std::string content_hash(const std::uint8_t* bytes, std::size_t size) {
     return fmt::format("{:016x}", static_cast<std::uint64_t>(XXH3_64bits(bytes, size)));
 }
 
-// Checks every tensor against its stored hash and removes the hash entries from the metadata. A file with no
-// hash entries (written by another program) passes; a file with some must have one for every tensor.
+// The metadata's own hash covers every entry but the hashes, each key and value length-prefixed so that
+// no two different maps encode alike.
+constexpr std::string_view metadata_hash_name = "__metadata__";  // never a tensor's name: the writer refuses it
+
+std::string metadata_hash(const std::map<std::string, std::string>& metadata) {
+    std::string encoded;
+    auto add = [&](const std::string& text) {
+        const std::uint64_t n = text.size();
+        encoded.append(reinterpret_cast<const char*>(&n), sizeof n);
+        encoded += text;
+    };
+    for (const auto& [key, value] : metadata) {
+        add(key);
+        add(value);
+    }
+    return content_hash(reinterpret_cast<const std::uint8_t*>(encoded.data()), encoded.size());
+}
+
+// Checks every tensor, and the metadata, against the stored hashes and removes the hash entries from the
+// metadata. A file with no hash entries (written by another program) passes; a file with some must have one
+// for every tensor and one for the metadata.
 void verify_content_hashes(Header& header, const std::uint8_t* data, std::string_view source) {
     std::map<std::string, std::string> hashes;
     for (auto it = header.metadata.begin(); it != header.metadata.end();) {
@@ -421,6 +440,13 @@ void verify_content_hashes(Header& header, const std::uint8_t* data, std::string
         }
     }
     if (hashes.empty()) return;
+    auto stored = hashes.find(std::string(metadata_hash_name));
+    if (stored == hashes.end()) fail(source, "the metadata has no content hash, though the file has others");
+    if (stored->second != metadata_hash(header.metadata)) {
+        fail(source, fmt::format("the metadata does not match its content hash (stored {}, computed {}): the file is damaged",
+                                 shorten(quote(stored->second)), metadata_hash(header.metadata)));
+    }
+    hashes.erase(stored);
     for (const Entry& e : header.entries) {
         auto found = hashes.find(e.name);
         if (found == hashes.end()) {
@@ -634,9 +660,15 @@ std::string prefix_and_header(const TensorFile<T>& file) {
     static_assert(Tensor<T>::static_layout == xt::layout_type::row_major, "safetensors data is row-major");
     std::vector<Entry> entries;
     std::uint64_t offset = 0;
-    std::map<std::string, std::string> metadata;
     for (const auto& [key, value] : file.metadata) {
-        if (!key.starts_with(safetensors_hash_prefix)) metadata.emplace(key, value);  // ours are written below
+        if (key.starts_with(safetensors_hash_prefix)) {
+            throw std::invalid_argument(fmt::format("serialize_safetensors: metadata key {} is reserved for the content hashes",
+                                                    quote(key)));
+        }
+    }
+    std::map<std::string, std::string> metadata = file.metadata;
+    if (!file.tensors.empty() || !file.metadata.empty()) {  // an empty file stays "{}"
+        metadata[fmt::format("{}{}", safetensors_hash_prefix, metadata_hash_name)] = metadata_hash(file.metadata);
     }
     for (const auto& [name, tensor] : file.tensors) {  // a std::map: name order
         const std::string_view bytes = tensor_bytes(tensor);
@@ -707,8 +739,8 @@ void write_file_atomic(const std::string& path, const std::vector<std::uint8_t>&
 template <class T>
 void save_safetensors(const std::string& path, const TensorFile<T>& file) {
     // Streamed tensor by tensor: a checkpoint as large as the model and its optimizer state is not copied again.
+    const std::string head = prefix_and_header(file);  // refuses bad names before any file exists
     write_atomic_with(path, [&](int fd) {
-        const std::string head = prefix_and_header(file);
         write_all(fd, reinterpret_cast<const std::uint8_t*>(head.data()), head.size(), path);
         for (const auto& [name, tensor] : file.tensors) {
             const std::string_view bytes = tensor_bytes(tensor);
@@ -722,7 +754,7 @@ void check_atomic_write(const std::string& path) {
     if (path.back() == '/') throw std::runtime_error(fmt::format("write_file_atomic: {} names a folder, not a file", path));
     { TempFile probe(path); }  // created and removed: a too-long name or an unwritable folder fails here
     struct stat st {};
-    if (::stat(path.c_str(), &st) == 0) {
+    if (::lstat(path.c_str(), &st) == 0) {  // lstat: a dangling symbolic link is an entry rename() replaces
         if (S_ISDIR(st.st_mode)) throw std::runtime_error(fmt::format("write_file_atomic: {} is a folder, not a file", path));
         return;  // an existing entry: rename() will replace it
     }

@@ -14,9 +14,10 @@
 // length. Every failure throws FileFormatError naming the file and, where there is one, the byte offset.
 //
 // The format has no checksum, so the writer adds one: "xgrad.xxh3_64:<name>" in __metadata__ holds the
-// XXH3-64 hash of each tensor's stored bytes (16 hex digits, as `xxhsum -H3` prints it), and the
-// reader verifies every hash present and hands back the metadata without them. Files from other
-// writers (PyTorch's, say) carry none and load as before.
+// XXH3-64 hash of each tensor's stored bytes (16 hex digits, as `xxhsum -H3` prints it), and
+// "xgrad.xxh3_64:__metadata__" that of the other metadata entries (each key and value after its
+// 8-byte little-endian length). The reader verifies every hash present and hands back the metadata
+// without them. Files from other writers (PyTorch's, say) carry none and load as before.
 #pragma once
 
 #include <cstdint>
@@ -54,7 +55,8 @@ TensorFile<T> load_safetensors(const std::string& path);
 template <class T>
 TensorFile<T> parse_safetensors(const std::uint8_t* data, std::size_t size, std::string_view source);
 
-// Writes T's own dtype (F32 or F64), tensors in name order.
+// Writes T's own dtype (F32 or F64), tensors in name order, with the content hashes; metadata keys
+// starting with safetensors_hash_prefix are reserved (std::invalid_argument).
 template <class T>
 std::vector<std::uint8_t> serialize_safetensors(const TensorFile<T>& file);
 template <class T>

@@ -1,6 +1,7 @@
 #include "tensor.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -74,6 +75,17 @@ Tensor<T> sum_to(const Tensor<T>& grad, const Shape& shape) {
     return reduced;
 }
 
+template <class T>
+std::optional<std::size_t> first_non_finite(const Tensor<T>& t) {
+    const T* data = t.data();
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        if (!std::isfinite(data[i])) return i;
+    }
+    return std::nullopt;
+}
+
+template std::optional<std::size_t> first_non_finite(const Tensor<float>&);
+template std::optional<std::size_t> first_non_finite(const Tensor<double>&);
 template Tensor<float> sum_to(const Tensor<float>&, const Shape&);
 template Tensor<double> sum_to(const Tensor<double>&, const Shape&);
 

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -53,6 +54,11 @@ Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b);
 
 // Python-style axis (negative counts from the end) checked against `rank`; throws naming `op`.
 std::size_t normalize_axis(std::string_view op, std::ptrdiff_t axis, std::size_t rank);
+
+// The flat index of the first NaN or infinite value of `t`, if any (safe on empty tensors, where
+// xtensor 0.24's iterators do arithmetic on null).
+template <class T>
+std::optional<std::size_t> first_non_finite(const Tensor<T>& t);
 
 // Sums `grad` down to `shape` (the inverse of broadcasting `shape` up to grad's shape).
 template <class T>

@@ -132,6 +132,7 @@ TEST_CASE("defect 3: every floating-point flag of every subcommand refuses NaN a
         }
     }
     CHECK(!fs::exists(out));
+    CHECK(!fs::exists(out + ".lock"));
     for (const char* value : {"nan", "inf", "-inf"}) {
         expect_one_line(run(fmt::format("sample --checkpoint {} --temperature {}", good_checkpoint().string(), value)),
                         fmt::format("--temperature: '{}' is not a finite number", value));
@@ -140,6 +141,14 @@ TEST_CASE("defect 3: every floating-point flag of every subcommand refuses NaN a
     expect_one_line(run(fmt::format("sample --checkpoint {} --top-k -1", good_checkpoint().string())), "--top-k");
     expect_one_line(run(fmt::format("sample --checkpoint {} --seed -1", good_checkpoint().string())), "--seed");
     expect_one_line(run(fmt::format("train --corpus {} --seed -1 --out {}", small_corpus().string(), out)), "--seed");
+    // A repeated flag takes its last value in every subcommand (scripts append to a default command line).
+    const Run repeated = run(fmt::format("train --corpus {} {} --steps 2 --lr 1 --lr 0.01 --out {} --out {}", small_corpus().string(),
+                                         tiny, out, (scratch() / "repeated.safetensors").string()));
+    CAPTURE(repeated.output);
+    CHECK(repeated.code == 0);
+    CHECK(fs::exists(scratch() / "repeated.safetensors"));
+    CHECK(run(fmt::format("sample --checkpoint {} --checkpoint {} --length 3 --temperature 5 --temperature 1", out,
+                          good_checkpoint().string())).code == 0);
     // Parse errors, too, are one line with status 1 (CLI11 printed two and exited 105-109).
     expect_one_line(run("train --hidden"), "--hidden");
     expect_one_line(run("frobnicate"), "frobnicate");
@@ -198,7 +207,7 @@ TEST_CASE("defects 5 and 9: integers and code points read from a checkpoint are 
 TEST_CASE("defect 6: --out is tried with the writer's own temporary file before step 1") {
     // An empty name used to train 300 steps and then fail to rename; a 250-character one failed at the first save.
     expect_one_line(run(fmt::format("train --corpus {} {} --steps 2 --out \"\"", small_corpus().string(), tiny)),
-                    "--out : the file name is empty");
+                    "--out: the file name is empty");
     const fs::path long_name = scratch() / std::string(250, 'n');
     expect_one_line(run(fmt::format("train --corpus {} {} --steps 2 --out {}", small_corpus().string(), tiny, long_name.string())),
                     "File name too long");
@@ -226,12 +235,25 @@ TEST_CASE("defect 7: no output path may name an input or another output, however
     const fs::path checkpoint = scratch() / "apart.safetensors";
     expect_one_line(run(fmt::format("{} --out {} --metrics {}", base, checkpoint.string(), checkpoint.string())),
                     "it is the --out checkpoint");
-    // A file inside a corpus folder is an input too.
+    // A file inside a corpus folder is an input too, and so would be anything written there (the
+    // checkpoint, its lock file, its temporary files, the metrics) the next time the folder is read.
     const fs::path folder = scratch() / "corpus-folder";
     fs::create_directories(folder);
     write(folder / "a.txt", words(6000, 6));
     expect_one_line(run(fmt::format("train {} --steps 3 --corpus {} --out {}", tiny, folder.string(), (folder / "a.txt").string())),
                     "which it would overwrite");
+    expect_one_line(run(fmt::format("train {} --steps 3 --corpus {} --out {}", tiny, folder.string(), (folder / "new.safetensors").string())),
+                    "is inside the corpus folder");
+    expect_one_line(run(fmt::format("train {} --steps 3 --corpus {} --out {} --metrics {}/m.csv", tiny, folder.string(),
+                                    (scratch() / "f.safetensors").string(), folder.string())),
+                    "--metrics");
+    // The lock file of an --out is an output too.
+    const fs::path lock_named = scratch() / "text.safetensors.lock";
+    write(lock_named, words(6000, 10));
+    expect_one_line(run(fmt::format("train {} --steps 3 --corpus {} --out {}", tiny, lock_named.string(),
+                                    (scratch() / "text.safetensors").string())),
+                    "text.safetensors.lock: it is the corpus");
+    CHECK(read(lock_named) == words(6000, 10));
     // Resuming into the same checkpoint is allowed; appending metrics to it is not.
     const std::string before = read(good_checkpoint());
     expect_one_line(run(fmt::format("train --corpus {} --resume {} --steps 8 --out {} --metrics {}", small_corpus().string(),
@@ -240,6 +262,9 @@ TEST_CASE("defect 7: no output path may name an input or another output, however
     CHECK(read(good_checkpoint()) == before);
     CHECK(read(corpus) == text);
     CHECK(read(folder / "a.txt") == words(6000, 6));
+    std::vector<std::string> in_folder;  // nothing was added to the corpus folder either (no lock, no temporary file)
+    for (const auto& entry : fs::directory_iterator(folder)) in_folder.push_back(entry.path().filename().string());
+    CHECK(in_folder == std::vector<std::string>{"a.txt"});
 }
 
 TEST_CASE("defect 8: the memory estimate bounds the measured peak (and is within 2x of it), and too much is refused with both") {
@@ -286,12 +311,19 @@ TEST_CASE("defect 8: the memory estimate bounds the measured peak (and is within
         CHECK(estimate <= 2 * f.peak_rss_bytes);
     }
 #endif
-    // The configuration that passed the old guard and was OOM-killed.
-    expect_one_line(run(fmt::format("train --corpus {} --hidden 30000 --seq 1 --batch 1 --out {}", small_corpus().string(),
-                                    (scratch() / "huge.safetensors").string())),
-                    "training this model would need up to");
-    const Run r = run(fmt::format("train --corpus {} --hidden 30000 --seq 1 --batch 1", small_corpus().string()));
+    // The configuration that passed the old guard (18.1 GB) and was OOM-killed on a 24 GB machine: the
+    // estimate now counts every copy of the parameters (value, gradient, Adam's three buffers, a
+    // step's graph or a save): about 11 x 4 bytes x 0.9e9 parameters.
+    charlm::Config oom;
+    oom.hidden = 30000, oom.seq = 1, oom.batch = 1;
+    CHECK(charlm::training_memory_bytes(oom, 100, 1000000) > 39e9);
+    // Too large for any machine: refused with the estimate and the limit, before anything is written.
+    const fs::path huge = scratch() / "huge.safetensors";
+    const Run r = run(fmt::format("train --corpus {} --hidden 1000000 --seq 1 --batch 1 --out {}", small_corpus().string(), huge.string()));
+    expect_one_line(r, "training this model would need up to");
     CHECK(r.output.find("more than the limit of") != std::string::npos);
+    CHECK(!fs::exists(huge));
+    CHECK(!fs::exists(huge.string() + ".lock"));
     // Sizes whose product wraps around 2^64 used to look small.
     expect_one_line(run(fmt::format("train --corpus {} --hidden 1073741824 --layers 1073741824", small_corpus().string())),
                     "the model's size overflows");
@@ -382,6 +414,7 @@ TEST_CASE("a second Ctrl-C during the final validation ends the run at once, and
     const Finished f = finish(pid);
     CAPTURE(read(log));
     CHECK(f.code == 130);
-    CHECK(read(log).find("final validation:") == std::string::npos);  // it did not wait for the validation
+    // train flushes this line as soon as the validation ends: its absence means the run did not wait for it.
+    CHECK(read(log).find("final validation:") == std::string::npos);
     CHECK_NOTHROW(charlm::read_checkpoint(out.string()));
 }

@@ -175,15 +175,15 @@ TEST_CASE("safetensors: serialized bytes match the format exactly") {
     f.tensors["a"] = xgrad::Tensor<float>(0.5f);
     f.metadata.emplace("k", "v");
 
-    // Metadata first (with each tensor's XXH3-64, as `xxhsum -H3` prints it for those bytes), tensors by
-    // name, keys in the reference's order, padded with spaces to a multiple of 8 bytes: 208 = 26 * 8.
-    const std::string json = R"({"__metadata__":{"k":"v","xgrad.xxh3_64:a":"c98dd7ed5d5dfd9b",)"
-                             R"("xgrad.xxh3_64:b":"28a0ba9c345d3723"},)"
+    // Metadata first (with the XXH3-64 of each tensor's bytes and of the metadata, as `xxhsum -H3` prints them
+    // for those bytes), tensors by name, keys in the reference's order, padded with spaces to 256 = 32 * 8.
+    const std::string json = R"({"__metadata__":{"k":"v","xgrad.xxh3_64:__metadata__":"4be8e96d681b0b6a",)"
+                             R"("xgrad.xxh3_64:a":"c98dd7ed5d5dfd9b","xgrad.xxh3_64:b":"28a0ba9c345d3723"},)"
                              R"("a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},)"
                              R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})"
                              "  ";
-    REQUIRE(json.size() == 208);
-    Bytes expected = {208, 0, 0, 0, 0, 0, 0, 0};
+    REQUIRE(json.size() == 256);
+    Bytes expected = {0, 1, 0, 0, 0, 0, 0, 0};
     expected.insert(expected.end(), json.begin(), json.end());
     const Bytes data = {0x00, 0x00, 0x00, 0x3f, 0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0};
     expected.insert(expected.end(), data.begin(), data.end());
@@ -523,15 +523,31 @@ TEST_CASE("content hashes: files without them load, and a wrong, missing or extr
     // Written by xgrad: the right hash, and it loads too.
     Bytes good = xgrad::serialize_safetensors(xgrad::parse_safetensors<float>(plain.data(), plain.size(), "plain"));
     CHECK(xgrad::parse_safetensors<float>(good.data(), good.size(), "good").tensors.size() == 1);
+    // The metadata's hash of an empty map: XXH3-64 of no bytes.
+    const std::string empty = R"("xgrad.xxh3_64:__metadata__":"2d06800538d394c2")";
     check_message(load_error(dir, make_file(R"({"__metadata__":{"xgrad.xxh3_64:t":"0000000000000000"},)" + entry + "}", data)),
+                  {"the metadata has no content hash"});
+    check_message(load_error(dir, make_file(R"({"__metadata__":{)" + empty + R"(,"xgrad.xxh3_64:t":"0000000000000000"},)" + entry + "}", data)),
                   {"tensor \"t\": its bytes do not match their content hash (stored \"0000000000000000\""});
-    check_message(load_error(dir, make_file(R"({"__metadata__":{"xgrad.xxh3_64:u":"0000000000000000"},)" + entry + "}", data)),
+    check_message(load_error(dir, make_file(R"({"__metadata__":{)" + empty + R"(,"xgrad.xxh3_64:u":"0000000000000000"},)" + entry + "}", data)),
                   {"tensor \"t\" has no content hash"});
+    // A changed metadata value (a learning rate, a vocabulary) is damage too.
+    check_message(load_error(dir, make_file(R"({"__metadata__":{"lr":"0.1",)" + empty + R"(},)" + entry + "}", data)),
+                  {"the metadata does not match its content hash"});
     const std::string hash = "4de8d78f7134f4b7";  // xxhsum -H3 of those 8 bytes
     const std::string good_header(good.begin() + 8, good.end());
     CHECK(contains(good_header, R"("xgrad.xxh3_64:t":")" + hash + "\""));
-    const std::string with_extra = R"({"__metadata__":{"xgrad.xxh3_64:t":")" + hash + R"(","xgrad.xxh3_64:v":"1"},)" + entry + "}";
+    const std::string with_extra = R"({"__metadata__":{)" + empty + R"(,"xgrad.xxh3_64:t":")" + hash + R"(","xgrad.xxh3_64:v":"1"},)" + entry + "}";
     check_message(load_error(dir, make_file(with_extra, data)), {"a content hash for tensor \"v\", which the file does not hold"});
+}
+
+TEST_CASE("content hashes: the writer refuses metadata keys reserved for them") {
+    xgrad::TensorFile<float> f;
+    f.metadata["xgrad.xxh3_64:t"] = "0123456789abcdef";
+    CHECK_THROWS_WITH_AS(xgrad::serialize_safetensors(f), doctest::Contains("is reserved for the content hashes"), std::invalid_argument);
+    TempDir dir;
+    CHECK_THROWS_AS(xgrad::save_safetensors((dir / "x.safetensors").string(), f), std::invalid_argument);
+    CHECK(dir.listing().empty());
 }
 
 TEST_CASE("check_atomic_write: fails early for every path the writer would fail on, and leaves nothing behind") {
@@ -557,5 +573,9 @@ TEST_CASE("check_atomic_write: fails early for every path the writer would fail 
     // A name the filesystem takes, but not with the writer's ".tmp.<pid>.<n>" suffix: 250 + 14 > 255.
     refused((dir / std::string(250, 'n')).string(), "File name too long");
     refused((dir / std::string(300, 'n')).string(), "File name too long");
-    CHECK(dir.listing() == std::vector<std::string>{"folder", "old.safetensors"});
+    // A dangling symbolic link is an entry rename() replaces: accepted, and left as it was.
+    fs::create_symlink(dir / "nowhere", dir / "link.safetensors");
+    xgrad::check_atomic_write((dir / "link.safetensors").string());
+    CHECK(fs::is_symlink(dir / "link.safetensors"));
+    CHECK(dir.listing() == std::vector<std::string>{"folder", "link.safetensors", "old.safetensors"});
 }

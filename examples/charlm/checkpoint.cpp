@@ -1,8 +1,5 @@
 #include "checkpoint.hpp"
 
-#include <algorithm>
-#include <cmath>
-
 #include <fmt/format.h>
 
 namespace charlm {
@@ -117,10 +114,8 @@ Checkpoint checkpoint_from(const std::string& path, xgrad::TensorFile<float> fil
         parse_int(path, "data_position", meta("data_position"), static_cast<std::int64_t>(c.state.train_chars)));
     // Damaged or diverged weights would print garbage or NaN bits per character with exit status 0.
     for (const auto& [name, value] : c.file.tensors) {
-        const auto bad = std::find_if(value.begin(), value.end(), [](float x) { return !std::isfinite(x); });
-        if (bad != value.end()) {
-            throw InputError(fmt::format("checkpoint {}: tensor '{}' holds {} at flat index {}", path, name, *bad,
-                                         bad - value.begin()));
+        if (const auto bad = xgrad::first_non_finite(value)) {
+            throw InputError(fmt::format("checkpoint {}: tensor '{}' holds {} at flat index {}", path, name, value.data()[*bad], *bad));
         }
     }
     const xgrad::Shape expected = {cfg.layers, cfg.batch, cfg.hidden};

@@ -17,10 +17,12 @@ int main(int argc, char** argv) {
     const auto positive = CLI::Range(1, 1 << 30);
     const CLI::Validator finite = examples::finite_number();
 
+    // A flag given twice takes its last value, so scripts can append to a default command line. Set
+    // before the subcommands exist: each copies the defaults when it is made.
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+
     charlm::TrainArgs t;
     auto* train = app.add_subcommand("train", "train a model on a text corpus (checkpointing as it goes)");
-    // A flag given twice takes its last value (in every subcommand), so scripts can append to a default command line.
-    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     train->add_option("--corpus", t.corpus, "a UTF-8 text file, or a folder of them")->capture_default_str();
     train->add_option("--cell", t.config.cell, "recurrent cell: rnn, lstm or gru")->check(CLI::IsMember({"rnn", "lstm", "gru"}))
         ->capture_default_str();

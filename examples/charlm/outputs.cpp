@@ -25,14 +25,47 @@ bool same_file(const std::string& a, const std::string& b) {
     std::error_code ec;
     return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
 }
+
+std::string parent_folder(const std::string& path) {
+    const std::filesystem::path p(path);
+    return p.has_parent_path() ? p.parent_path().string() : std::string(".");
+}
 }  // namespace
 
-void check_output_path(const std::string& out) {
+void check_output_names(const TrainArgs& args, const Corpus& corpus) {
     namespace fs = std::filesystem;
-    const fs::path path(out);
-    if (fs::is_directory(path)) throw InputError(fmt::format("--out {}: is a folder, not a file name", out));
-    const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-    if (!fs::is_directory(dir)) throw InputError(fmt::format("--out {}: folder {} does not exist", out, dir.string()));
+    const std::string& out = args.out;
+    if (out.empty()) throw InputError("--out: the file name is empty");
+    if (fs::is_directory(out) || out.back() == '/') throw InputError(fmt::format("--out {}: is a folder, not a file name", out));
+    if (!fs::is_directory(parent_folder(out))) {
+        throw InputError(fmt::format("--out {}: folder {} does not exist", out, parent_folder(out)));
+    }
+    // --out over the corpus would replace the text with a checkpoint; --metrics over the checkpoint being
+    // resumed would append CSV rows to it (--out over that checkpoint is how training goes on). A file
+    // written into a corpus folder (the checkpoint, its lock, its temporary files, the metrics) would
+    // become part of the text the next time.
+    const bool folder = fs::is_directory(args.corpus);
+    auto refuse_inputs = [&](const std::string& flag, const std::string& path, bool resumed_too) {
+        for (const std::string& file : corpus.files) {
+            if (same_file(path, file)) throw InputError(fmt::format("{} {}: it is the corpus ({}), which it would overwrite", flag, path, file));
+        }
+        if (folder && same_file(parent_folder(path), args.corpus)) {
+            throw InputError(fmt::format("{} {}: it is inside the corpus folder {}, whose files are all read as text", flag, path, args.corpus));
+        }
+        if (resumed_too && !args.resume.empty() && same_file(path, args.resume)) {
+            throw InputError(fmt::format("{} {}: it is the --resume checkpoint ({}), which it would overwrite", flag, path, args.resume));
+        }
+    };
+    refuse_inputs("--out", out, false);
+    refuse_inputs("--out", OutputLock::path_for(out), true);
+    if (args.metrics.empty()) return;
+    refuse_inputs("--metrics", args.metrics, true);
+    if (same_file(out, args.metrics) || same_file(OutputLock::path_for(out), args.metrics)) {
+        throw InputError(fmt::format("--metrics {}: it is the --out checkpoint or its lock ({})", args.metrics, out));
+    }
+}
+
+void probe_output(const std::string& out) {
     try {
         xgrad::check_atomic_write(out);
     } catch (const std::runtime_error& e) {
@@ -42,27 +75,9 @@ void check_output_path(const std::string& out) {
     }
 }
 
-void check_outputs_apart(const TrainArgs& args, const Corpus& corpus) {
-    // --out over the corpus would replace the text with a checkpoint; --metrics over the checkpoint
-    // being resumed would append CSV rows to it. --out over that checkpoint is how training goes on.
-    auto refuse_inputs = [&](const std::string& flag, const std::string& path, bool resumed_too) {
-        for (const std::string& file : corpus.files) {
-            if (same_file(path, file)) throw InputError(fmt::format("{} {}: it is the corpus ({}), which it would overwrite", flag, path, file));
-        }
-        if (resumed_too && !args.resume.empty() && same_file(path, args.resume)) {
-            throw InputError(fmt::format("{} {}: it is the --resume checkpoint ({}), which it would overwrite", flag, path, args.resume));
-        }
-    };
-    refuse_inputs("--out", args.out, false);
-    if (args.metrics.empty()) return;
-    refuse_inputs("--metrics", args.metrics, true);
-    if (same_file(args.out, args.metrics)) {
-        throw InputError(fmt::format("--metrics {}: it is the --out checkpoint ({})", args.metrics, args.out));
-    }
-}
-
-OutputLock::OutputLock(const std::string& out) : path_(out + ".lock") {
-    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+OutputLock::OutputLock(const std::string& out) : path_(path_for(out)) {
+    // O_NOFOLLOW: a link planted under that name must not make the pid overwrite another file.
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd_ < 0) throw InputError(fmt::format("--out {}: cannot open the lock file {}: {}", out, path_, std::strerror(errno)));
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
         const int err = errno;

@@ -9,14 +9,17 @@
 
 namespace charlm {
 
-// --out can be written at the first save: not a folder, in a folder that exists, and creatable
-// through the writer's own temporary file (xgrad::check_atomic_write).
-void check_output_path(const std::string& out);
+// Checks that write nothing, made first: --out is a file name in a folder that exists; no output
+// (--out, its lock, --metrics) is one of the run's inputs (a corpus file, the checkpoint being
+// resumed, but for --out itself), lies inside a corpus folder, or is the other output. Files are
+// compared by device and inode when they exist (links, "./" and hard links alike), else by
+// normalized path.
+void check_output_names(const TrainArgs& args, const Corpus& corpus);
 
-// No output (--out, --metrics) is one of the run's inputs (a corpus file, the checkpoint being
-// resumed, for --metrics) or the other output, compared by device and inode when the files exist
-// (links, "./" and hard links alike), else by normalized path. --out may be the resumed checkpoint.
-void check_outputs_apart(const TrainArgs& args, const Corpus& corpus);
+// --out can be written at the first save: creates and removes the writer's own temporary file and,
+// for a new name, the file itself (xgrad::check_atomic_write). Made while holding the OutputLock,
+// so that it cannot remove another run's checkpoint.
+void probe_output(const std::string& out);
 
 // An advisory lock (flock) on "<out>.lock", held for the object's lifetime, so two runs never write
 // one checkpoint: the second refuses at start, naming the first one's pid. It dies with the
@@ -24,6 +27,7 @@ void check_outputs_apart(const TrainArgs& args, const Corpus& corpus);
 class OutputLock {
   public:
     explicit OutputLock(const std::string& out);
+    static std::string path_for(const std::string& out) { return out + ".lock"; }
     OutputLock(const OutputLock&) = delete;
     OutputLock& operator=(const OutputLock&) = delete;
     ~OutputLock();

@@ -63,8 +63,6 @@ int train(const TrainArgs& args) {
     if (args.time_limit && (!(*args.time_limit > 0) || !std::isfinite(*args.time_limit))) {
         throw InputError(fmt::format("--time-limit {}: must be a positive, finite number of seconds", *args.time_limit));
     }
-    check_output_path(args.out);
-    const OutputLock lock(args.out);
     if (args.threads > 0) xgrad::set_blas_threads(args.threads);
 
     std::optional<Checkpoint> resumed;
@@ -88,7 +86,7 @@ int train(const TrainArgs& args) {
 
     Corpus corpus = load_corpus(args.corpus);
     warn_skipped(corpus, args.corpus);
-    check_outputs_apart(args, corpus);
+    check_output_names(args, corpus);
     const Vocabulary vocabulary = Vocabulary::of(corpus.text);
     check_memory(config, vocabulary.size(), corpus.text.size(), "train");
     if (vocabulary.size() < 2) {
@@ -125,6 +123,9 @@ int train(const TrainArgs& args) {
         }
     }
 
+    // Every check above writes nothing; the lock and the probe of --out are the run's first writes.
+    const OutputLock lock(args.out);
+    probe_output(args.out);
     xgrad::Generator init(config.seed);
     CharLM model(config, vocabulary.size(), init);
     auto optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr);
@@ -232,6 +233,7 @@ int train(const TrainArgs& args) {
     if (interrupts) fmt::print(stderr, "interrupted: checkpoint saved at step {} (Ctrl-C again to skip the final validation)\n", state.step);
     if (evaluated_at != state.step && !val_ids.empty()) val_bpc = bits_per_char(model, val_ids);
     fmt::print("final validation: {} bits per character\n", bpc_text(val_bpc));
+    std::fflush(stdout);  // at once: whoever reads the output learns that the validation finished
     fmt::print("steps {} (this run {}), wall time {:.1f} s, {:.0f} characters/s, {} parameters\n", state.step,
                state.step - first_step, seconds,
                static_cast<double>((state.step - first_step) * static_cast<std::int64_t>(config.batch * config.seq)) / seconds,

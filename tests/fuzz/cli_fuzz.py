@@ -5,7 +5,8 @@ Every run must
   - exit with status 0 or 1, never by a signal (a sanitizer abort counts as one) or a timeout;
   - with status 1, end stderr with its only "xgrad-charlm: ..." line (progress lines may come before it);
   - print no sanitizer report;
-  - leave every input file (corpus files, checkpoints) byte for byte as it was.
+  - leave every input file (corpus files, checkpoints) byte for byte as it was, and add nothing to a
+    corpus folder.
 
   python3 tests/fuzz/cli_fuzz.py build-sanitize/examples/xgrad-charlm --seconds 120 [--seed N]
 
@@ -71,13 +72,16 @@ class Workspace:
         self.out = os.path.join(root, "out.safetensors")
 
     def digests(self):
-        return {p: hashlib.sha256(open(p, "rb").read()).hexdigest() if os.path.exists(p) else None for p in self.inputs}
+        """A digest per input file, and the corpus folder's listing (nothing may be added to it)."""
+        d = {p: hashlib.sha256(open(p, "rb").read()).hexdigest() if os.path.exists(p) else None for p in self.inputs}
+        d[self.folder] = " ".join(sorted(os.listdir(self.folder)))
+        return d
 
     def inputs_of(self, args):
         """The workspace files a run reads: its corpus (a folder's files), checkpoint and resumed checkpoint."""
         named = {os.path.abspath(args[i + 1]) for i in range(len(args) - 1)
                  if args[i] in ("--corpus", "--resume", "--checkpoint") and args[i + 1]}
-        return {p for p in self.inputs if p in named or os.path.dirname(p) in named}
+        return {p for p in self.inputs + [self.folder] if p in named or os.path.dirname(p) in named}
 
     def restore(self, path):
         with open(path, "wb") as f:
@@ -92,7 +96,8 @@ def pools(w):
     sizes = ["1", "2", "8", "16", "0", "-1", "1000000", "1073741824", "1073741825", "18446744073709551616", "", "1.5", "nan"]
     long_name = os.path.join(w.root, "n" * 250)
     paths_in = [w.corpus, w.folder, w.binary, w.empty, w.checkpoint, "", os.path.join(w.root, "missing.txt"), w.root + "/"]
-    paths_out = [w.out, w.out, "", w.folder, w.corpus, os.path.join(w.folder, "a.txt"), "/proc/x.safetensors",
+    paths_out = [w.out, w.out, "", w.folder, w.corpus, os.path.join(w.folder, "a.txt"), os.path.join(w.folder, "new.st"),
+                 "/proc/x.safetensors",
                  os.path.join(w.root, "no", "such", "dir.safetensors"), long_name, w.checkpoint, "./" + os.path.relpath(w.corpus)]
     checkpoints = [w.checkpoint, w.checkpoint, w.damaged, w.corpus, w.folder, w.binary, "", os.path.join(w.root, "absent")]
     return {
@@ -119,7 +124,8 @@ def pools(w):
             "--out": paths_out,
             "--resume": checkpoints,
             "--threads": ["1", "2", "0", "-1", "257", "nan", ""],
-            "--metrics": [os.path.join(w.root, "metrics.csv"), w.corpus, w.out, w.folder, "", "/proc/m.csv", w.checkpoint],
+            "--metrics": [os.path.join(w.root, "metrics.csv"), w.corpus, w.out, w.out + ".lock", w.folder,
+                          os.path.join(w.folder, "m.csv"), "", "/proc/m.csv", w.checkpoint],
             "--detect-anomaly": None,
         },
         "sample": {
@@ -226,6 +232,8 @@ def main():
             for p in w.inputs:  # the next run starts from the same files
                 if after[p] != before[p]:
                     w.restore(p)
+            for name in set(os.listdir(w.folder)) - {"a.txt", "b.bin"}:
+                os.remove(os.path.join(w.folder, name))
             for path in (w.out, os.path.join(root, "metrics.csv")):
                 if os.path.isfile(path):
                     os.remove(path)
