@@ -133,6 +133,22 @@ TEST_CASE("optimizer state loading refuses what does not fit") {
     state = adam.state_dict();
     state.metadata["step"] = "seven";
     CHECK_THROWS_WITH_AS(adam.load_state_dict(state), doctest::Contains("Adam.load_state_dict: step or lr is malformed or out of range"), std::invalid_argument);
+    // Nothing is loaded unless all of it fits: a bad lr or a non-finite buffer leaves the state as it was.
+    p.grad() = Tensor<float>{0.5f, -0.5f};
+    adam.step();
+    const auto before = adam.state_dict();
+    for (const char* lr : {"nan", "-1", "inf"}) {
+        state = before;
+        state.tensors["exp_avg.0"] = Tensor<float>{9.0f, 9.0f};
+        state.metadata["lr"] = lr;
+        CHECK_THROWS_AS(adam.load_state_dict(state), std::invalid_argument);
+        CHECK(adam.state_dict().tensors == before.tensors);
+    }
+    state = before;
+    state.tensors["exp_avg_sq.0"] = Tensor<float>{1.0f, std::nanf("")};
+    CHECK_THROWS_WITH_AS(adam.load_state_dict(state), "Adam.load_state_dict: 'exp_avg_sq.0' holds nan at flat index 1",
+                         std::invalid_argument);
+    CHECK(adam.steps_taken() == 1);
     CHECK_THROWS_AS(optim::Adam<float>({p}, optim::AdamOptions(0.1).beta1(1.0)), std::invalid_argument);
     CHECK_THROWS_AS(optim::SGD<float>({p}, optim::SGDOptions(-1.0)), std::invalid_argument);
     CHECK_THROWS_AS(optim::SGD<float>({p}, optim::SGDOptions(0.1).nesterov(true)), std::invalid_argument);
