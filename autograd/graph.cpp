@@ -7,25 +7,19 @@
 
 namespace xgrad {
 
-namespace {
-thread_local bool grad_mode_enabled = true;
-thread_local bool anomaly_mode_enabled = false;
-
-template <class T>
-bool all_finite(const Tensor<T>& t) {
-    for (T v : t) {
-        if (!std::isfinite(v)) return false;
-    }
-    return true;
+namespace detail {
+bool& anomaly_mode() {
+    thread_local bool on = false;
+    return on;
 }
-}  // namespace
+bool& grad_mode() {
+    thread_local bool on = true;
+    return on;
+}
+}  // namespace detail
 
-bool grad_enabled() { return grad_mode_enabled; }
-bool anomaly_detection_enabled() { return anomaly_mode_enabled; }
-DetectAnomalyGuard::DetectAnomalyGuard() : previous_(anomaly_mode_enabled) { anomaly_mode_enabled = true; }
-DetectAnomalyGuard::~DetectAnomalyGuard() { anomaly_mode_enabled = previous_; }
-NoGradGuard::NoGradGuard() : previous_(grad_mode_enabled) { grad_mode_enabled = false; }
-NoGradGuard::~NoGradGuard() { grad_mode_enabled = previous_; }
+bool grad_enabled() { return detail::grad_mode(); }
+bool anomaly_detection_enabled() { return detail::anomaly_mode(); }
 
 // ---- Var ----
 
@@ -108,7 +102,7 @@ Var<T> Tape<T>::push(Node node) {
     if (nodes_.size() >= std::numeric_limits<std::uint32_t>::max()) {
         throw GraphError("Graph: more than 2^32 - 1 nodes");
     }
-    if (anomaly_mode_enabled && !all_finite(node.value)) {
+    if (anomaly_detection_enabled() && first_non_finite(node.value).has_value()) {
         std::string inputs;
         for (std::uint32_t j = 0; j < node.num_inputs; ++j) {
             inputs += (j ? ", " : "") + shape_str(shape_of(nodes_[input_ids_[node.first_input + j]].value));
@@ -136,7 +130,7 @@ Var<T> Tape<T>::record(const char* op, Tensor<T> value, std::span<const Var<T>> 
         in.check_alive();
         any_requires_grad = any_requires_grad || nodes_[in.index_].requires_grad;
     }
-    n.requires_grad = any_requires_grad && grad_mode_enabled;
+    n.requires_grad = any_requires_grad && grad_enabled();
     if (n.requires_grad) {
         // Only nodes that will run backward need their inputs listed.
         for (const Var<T>& in : inputs) input_ids_.push_back(in.index_);
@@ -225,7 +219,7 @@ void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOption
         if (n.backward) {
             BackwardContext<T> ctx(*this, n);
             n.backward(ctx);
-            if (anomaly_mode_enabled) check_gradients(i);
+            if (anomaly_detection_enabled()) check_gradients(i);
         }
         if (!options.retain_graph) {
             n.backward = nullptr;
@@ -241,7 +235,7 @@ void Tape<T>::check_gradients(std::uint32_t i) const {
     for (std::uint32_t j = 0; j < n.num_inputs; ++j) {
         const std::uint32_t id = input_ids_[n.first_input + j];
         const Node& in = nodes_[id];
-        if (in.grad && !all_finite(*in.grad)) {
+        if (in.grad && first_non_finite(*in.grad).has_value()) {
             throw AnomalyError(fmt::format("anomaly: the backward of {} (node {}, output shape {}) produced NaN or Inf in "
                                            "the gradient of its input {} ({}, node {}, shape {})", n.op, i,
                                            shape_str(shape_of(n.value)), j, in.op, id, shape_str(shape_of(in.value))));

@@ -199,30 +199,39 @@ class AnomalyError : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
 };
-bool anomaly_detection_enabled();
-class DetectAnomalyGuard {
+// A per-thread mode switched for a guard's lifetime and restored after it, however the scope ends:
+// the one mechanism behind DetectAnomalyGuard and NoGradGuard.
+class ScopedMode {
   public:
-    DetectAnomalyGuard();
-    ~DetectAnomalyGuard();
-    DetectAnomalyGuard(const DetectAnomalyGuard&) = delete;
-    DetectAnomalyGuard& operator=(const DetectAnomalyGuard&) = delete;
+    ScopedMode(const ScopedMode&) = delete;
+    ScopedMode& operator=(const ScopedMode&) = delete;
+
+  protected:
+    ScopedMode(bool& mode, bool value) : mode_(mode), previous_(mode) { mode = value; }
+    ~ScopedMode() { mode_ = previous_; }
 
   private:
+    bool& mode_;
     bool previous_;
+};
+
+namespace detail {
+bool& anomaly_mode();  // this thread's modes
+bool& grad_mode();
+}  // namespace detail
+
+bool anomaly_detection_enabled();
+class DetectAnomalyGuard : ScopedMode {
+  public:
+    DetectAnomalyGuard() : ScopedMode(detail::anomaly_mode(), true) {}
 };
 
 // Grad mode, per thread. Inside a NoGradGuard ops record values only: no backward functions
 // are kept, and their results do not require grad.
 bool grad_enabled();
-class NoGradGuard {
+class NoGradGuard : ScopedMode {
   public:
-    NoGradGuard();
-    ~NoGradGuard();
-    NoGradGuard(const NoGradGuard&) = delete;
-    NoGradGuard& operator=(const NoGradGuard&) = delete;
-
-  private:
-    bool previous_;
+    NoGradGuard() : ScopedMode(detail::grad_mode(), false) {}
 };
 
 extern template class Var<float>;

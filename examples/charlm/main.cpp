@@ -34,8 +34,8 @@ int main(int argc, char** argv) {
         ->check(positive);
     train->add_option("--time-limit", t.time_limit, "stop after this many seconds")->check(finite)->check(CLI::PositiveNumber);
     train->add_option("--lr", t.config.lr, "learning rate")->check(finite)->check(CLI::PositiveNumber)->capture_default_str();
-    train->add_option("--optimizer", t.config.optimizer, "sgd, momentum, adam, adamw, adagrad or rmsprop")
-        ->check(CLI::IsMember({"sgd", "momentum", "adam", "adamw", "adagrad", "rmsprop"}))->capture_default_str();
+    train->add_option("--optimizer", t.config.optimizer, "the optimizer, with torch.optim's update rule and defaults")
+        ->check(CLI::IsMember(charlm::optimizer_names()))->capture_default_str();
     train->add_option("--clip", t.config.clip, "clip the global gradient norm to this")->check(finite)->check(CLI::PositiveNumber)->capture_default_str();
     train->add_option("--dropout", t.config.dropout, "dropout between layers, in [0, 1)")->check(finite)->check(CLI::Range(0.0, 0.999999))
         ->capture_default_str();

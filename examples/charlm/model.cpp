@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "corpus.hpp"
 
@@ -49,6 +50,52 @@ Config Config::from_json(const nlohmann::json& j) {
 }
 
 namespace {
+using OptimizerPtr = std::unique_ptr<xgrad::optim::Optimizer<float>>;
+using Params = std::vector<xgrad::Parameter<float>>;
+namespace optim = xgrad::optim;
+
+// Every optimizer --optimizer names: how to make it, and its state per parameter (for the memory estimate).
+struct OptimizerKind {
+    const char* name;
+    double state_per_parameter;
+    OptimizerPtr (*make)(Params params, double lr);
+};
+const OptimizerKind optimizer_kinds[] = {
+    {"sgd", 1, [](Params p, double lr) -> OptimizerPtr { return std::make_unique<optim::SGD<float>>(std::move(p), optim::SGDOptions(lr)); }},
+    {"momentum", 1, [](Params p, double lr) -> OptimizerPtr {
+         return std::make_unique<optim::SGD<float>>(std::move(p), optim::SGDOptions(lr).momentum(0.9));
+     }},
+    {"adam", 3, [](Params p, double lr) -> OptimizerPtr { return std::make_unique<optim::Adam<float>>(std::move(p), optim::AdamOptions(lr)); }},
+    {"adamw", 3, [](Params p, double lr) -> OptimizerPtr {
+         return std::make_unique<optim::AdamW<float>>(std::move(p), optim::AdamOptions(lr).weight_decay(1e-2));
+     }},
+    {"adagrad", 1, [](Params p, double lr) -> OptimizerPtr {
+         return std::make_unique<optim::Adagrad<float>>(std::move(p), optim::AdagradOptions(lr));
+     }},
+    {"rmsprop", 3, [](Params p, double lr) -> OptimizerPtr {
+         return std::make_unique<optim::RMSprop<float>>(std::move(p), optim::RMSpropOptions(lr));
+     }},
+};
+
+const OptimizerKind& optimizer_kind(const std::string& name) {
+    for (const OptimizerKind& kind : optimizer_kinds) {
+        if (name == kind.name) return kind;
+    }
+    throw InputError(fmt::format("unknown optimizer '{}' ({})", name, fmt::join(optimizer_names(), ", ")));
+}
+}  // namespace
+
+std::vector<std::string> optimizer_names() {
+    std::vector<std::string> names;
+    for (const OptimizerKind& kind : optimizer_kinds) names.emplace_back(kind.name);
+    return names;
+}
+
+OptimizerPtr make_optimizer(const std::string& name, Params params, double lr) {
+    return optimizer_kind(name).make(std::move(params), lr);
+}
+
+namespace {
 std::unique_ptr<xgrad::nn::RecurrentBase<float>> make_layer(const Config& config, std::size_t vocabulary,
                                                            xgrad::Generator& gen) {
     namespace nn = xgrad::nn;
@@ -68,9 +115,10 @@ void Config::validate(const std::string& where) const {
     auto fail = [&](const std::string& what) { throw InputError(fmt::format("{}: {}", where, what)); };
     if (cell != "rnn" && cell != "lstm" && cell != "gru") fail(fmt::format("cell '{}' is not rnn, lstm or gru", cell));
     if (impl != "graph" && impl != "fused") fail(fmt::format("impl '{}' is not graph or fused", impl));
-    for (const char* name : {"sgd", "momentum", "adam", "adamw", "adagrad", "rmsprop"}) {
-        if (optimizer == name) break;
-        if (std::string(name) == "rmsprop") fail(fmt::format("unknown optimizer '{}'", optimizer));
+    try {
+        optimizer_kind(optimizer);
+    } catch (const InputError& e) {
+        fail(e.what());
     }
     for (auto [name, value] : {std::pair{"hidden", hidden}, std::pair{"layers", layers}, std::pair{"seq", seq},
                                std::pair{"batch", batch}}) {
@@ -109,7 +157,7 @@ double training_memory_bytes(const Config& c, std::size_t vocabulary, std::size_
     // Optimizer state per parameter; then every parameter lives as value, gradient and that state,
     // plus, at the peak, either a step's graph (a copy of each value and its gradient, and the fused
     // kernel's weight gradients) or a save (copies of the weights and the state being written).
-    const double state = c.optimizer == "adam" || c.optimizer == "adamw" || c.optimizer == "rmsprop" ? 3 : 1;
+    const double state = optimizer_kind(c.optimizer).state_per_parameter;
     const double param_floats = (2 + state) * P + (3 + state) * P;
     // Per training position (seq x batch): the activations each layer keeps for backward and their
     // gradients (the graph path keeps a node per op and step; recurrent dropout and zoneout run it),
@@ -160,18 +208,5 @@ State CharLM::zero_state(std::size_t batch) const {
     return {h, rnn.spec().has_cell_state() ? h : xgrad::Tensor<float>()};
 }
 
-std::unique_ptr<xgrad::optim::Optimizer<float>> make_optimizer(const std::string& name,
-                                                               std::vector<xgrad::Parameter<float>> params, double lr) {
-    namespace optim = xgrad::optim;
-    if (name == "sgd") return std::make_unique<optim::SGD<float>>(std::move(params), optim::SGDOptions(lr));
-    if (name == "momentum") {
-        return std::make_unique<optim::SGD<float>>(std::move(params), optim::SGDOptions(lr).momentum(0.9));
-    }
-    if (name == "adam") return std::make_unique<optim::Adam<float>>(std::move(params), optim::AdamOptions(lr));
-    if (name == "adamw") return std::make_unique<optim::AdamW<float>>(std::move(params), optim::AdamOptions(lr).weight_decay(1e-2));
-    if (name == "adagrad") return std::make_unique<optim::Adagrad<float>>(std::move(params), optim::AdagradOptions(lr));
-    if (name == "rmsprop") return std::make_unique<optim::RMSprop<float>>(std::move(params), optim::RMSpropOptions(lr));
-    throw std::invalid_argument(fmt::format("unknown optimizer '{}'", name));
-}
 
 }  // namespace charlm

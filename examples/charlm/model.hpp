@@ -68,6 +68,9 @@ class CharLM : public xgrad::nn::Module<float> {
     std::size_t vocabulary_;
 };
 
+// The names --optimizer takes, and the optimizer each makes with torch.optim's defaults (momentum:
+// SGD with momentum 0.9; adamw: weight decay 1e-2). An unknown name throws InputError.
+std::vector<std::string> optimizer_names();
 std::unique_ptr<xgrad::optim::Optimizer<float>> make_optimizer(const std::string& name,
                                                                std::vector<xgrad::Parameter<float>> params, double lr);
 

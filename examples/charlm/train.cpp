@@ -56,190 +56,250 @@ std::string duration(double seconds) {
 }
 
 std::string bpc_text(double bpc) { return std::isnan(bpc) ? "-" : fmt::format("{:.4f}", bpc); }
-}  // namespace
+// One run of `train`, in four parts: preparation (every check, then the lock, the model and the
+// optimizer), a training step, an evaluation, and reporting.
+class TrainingRun {
+  public:
+    using Clock = std::chrono::steady_clock;
 
-int train(const TrainArgs& args) {
-    using clock = std::chrono::steady_clock;
-    if (args.time_limit && (!(*args.time_limit > 0) || !std::isfinite(*args.time_limit))) {
-        throw InputError(fmt::format("--time-limit {}: must be a positive, finite number of seconds", *args.time_limit));
+    explicit TrainingRun(const TrainArgs& args) : args_(args), config_(resolve_config()) {
+        Corpus corpus = load_corpus(args_.corpus);
+        warn_skipped(corpus, args_.corpus);
+        check_output_names(args_, corpus);
+        vocabulary_ = Vocabulary::of(corpus.text);
+        check_memory(config_, vocabulary_.size(), corpus.text.size(), "train");
+        split(corpus);
+        check_resume();
+        // Every check above writes nothing; the lock and the probe of --out are the run's first writes.
+        lock_.emplace(args_.out);
+        probe_output(args_.out);
+        xgrad::Generator init(config_.seed);
+        model_ = std::make_unique<CharLM>(config_, vocabulary_.size(), init);
+        optimizer_ = make_optimizer(config_.optimizer, model_->parameters(), config_.lr);
+        state_ = {config_, vocabulary_, 0, 0, train_ids_.size(), model_->zero_state(config_.batch)};
+        if (resumed_) {
+            restore(*resumed_, *model_, optimizer_.get());
+            state_.step = resumed_->state.step;
+            state_.data_position = resumed_->state.data_position;
+            state_.carried = resumed_->state.carried;
+        }
+        total_steps_ = args_.steps.value_or(args_.time_limit ? std::numeric_limits<std::int64_t>::max() : 2000);
+        inputs_ = xgrad::Indices::from_shape({config_.seq, config_.batch});
+        targets_ = xgrad::Indices::from_shape({config_.seq, config_.batch});
+        open_metrics();
     }
-    if (args.threads > 0) xgrad::set_blas_threads(args.threads);
 
-    std::optional<Checkpoint> resumed;
-    Config config = args.config;
-    if (!args.resume.empty()) {
-        resumed = read_checkpoint(args.resume);
-        const Config& saved = resumed->state.config;
-        const nlohmann::json given = config.to_json(), stored = saved.to_json();
-        for (const std::string& flag : args.explicit_flags) {
+    int run() {
+        std::signal(SIGINT, on_interrupt);  // before the first line, so that whoever reads it can interrupt
+        std::signal(SIGTERM, on_interrupt);
+        fmt::print(stderr, "{} {} characters ({} training, {} validation), vocabulary {}, {} parameters, {}{} steps\n",
+                   resumed_ ? "resuming from " + args_.resume + ":" : "training on", train_ids_.size() + val_ids_.size(),
+                   train_ids_.size(), val_ids_.size(), vocabulary_.size(), model_->parameter_count(),
+                   resumed_ ? fmt::format("step {} of ", state_.step) : "",
+                   args_.steps || !args_.time_limit ? std::to_string(total_steps_) : "time-limited");
+        start_ = Clock::now();
+        first_step_ = state_.step;
+        std::optional<xgrad::DetectAnomalyGuard> anomaly_checks;
+        if (args_.detect_anomaly) anomaly_checks.emplace();
+        while (state_.step < total_steps_ && !out_of_time() && !interrupts) {
+            train_loss_ = step();
+            const bool finishing = state_.step == total_steps_ || out_of_time();
+            if ((args_.eval_every > 0 && state_.step % args_.eval_every == 0) || finishing) evaluate();
+            if (args_.save_every > 0 && state_.step % args_.save_every == 0) save();
+            report_progress();
+        }
+        return finish();
+    }
+
+  private:
+    // The configuration: the flags', or a resumed checkpoint's (which flags given explicitly must match).
+    Config resolve_config() {
+        if (args_.time_limit && (!(*args_.time_limit > 0) || !std::isfinite(*args_.time_limit))) {
+            throw InputError(fmt::format("--time-limit {}: must be a positive, finite number of seconds", *args_.time_limit));
+        }
+        if (args_.threads > 0) xgrad::set_blas_threads(args_.threads);
+        Config config = args_.config;
+        if (args_.resume.empty()) return config;
+        resumed_ = read_checkpoint(args_.resume);
+        const nlohmann::json given = config.to_json(), stored = resumed_->state.config.to_json();
+        for (const std::string& flag : args_.explicit_flags) {
             if (given.at(flag) != stored.at(flag)) {
                 std::string option = flag;
                 std::replace(option.begin(), option.end(), '_', '-');
-                throw InputError(fmt::format("--resume {}: the checkpoint has {} {}, but --{} {} was given", args.resume,
+                throw InputError(fmt::format("--resume {}: the checkpoint has {} {}, but --{} {} was given", args_.resume,
                                              flag, stored.at(flag).dump(), option, given.at(flag).dump()));
             }
         }
-        const std::string impl = config.impl;  // the one thing a resumed run may change: the same numbers either way
-        config = saved;
-        if (args.impl_given) config.impl = impl;
+        Config saved = resumed_->state.config;
+        if (args_.impl_given) saved.impl = config.impl;  // the one thing a resumed run may change: the same numbers either way
+        return saved;
     }
 
-    Corpus corpus = load_corpus(args.corpus);
-    warn_skipped(corpus, args.corpus);
-    check_output_names(args, corpus);
-    const Vocabulary vocabulary = Vocabulary::of(corpus.text);
-    check_memory(config, vocabulary.size(), corpus.text.size(), "train");
-    if (vocabulary.size() < 2) {
-        throw InputError(fmt::format("corpus {}: it has a single distinct character ({}): nothing to learn", args.corpus,
-                                     describe(vocabulary.symbol(0))));
+    // The text as indices, its last val_fraction held out; the training part as B streams.
+    void split(const Corpus& corpus) {
+        if (vocabulary_.size() < 2) {
+            throw InputError(fmt::format("corpus {}: it has a single distinct character ({}): nothing to learn", args_.corpus,
+                                         describe(vocabulary_.symbol(0))));
+        }
+        std::vector<std::int64_t> ids = encode(vocabulary_, corpus.text);
+        const auto val_size = static_cast<std::size_t>(std::floor(static_cast<double>(ids.size()) * config_.val_fraction));
+        if (config_.val_fraction > 0 && val_size < 2) {
+            throw InputError(fmt::format("corpus {}: {} characters leave {} for the validation split (--val-fraction {}); "
+                                         "it needs at least 2", args_.corpus, ids.size(), val_size, config_.val_fraction));
+        }
+        val_ids_.assign(ids.end() - static_cast<std::ptrdiff_t>(val_size), ids.end());
+        ids.resize(ids.size() - val_size);
+        train_ids_ = std::move(ids);
+        streams_.emplace(train_ids_, config_.batch, config_.seq);
+        if (!streams_->fits(0)) {
+            throw InputError(fmt::format("corpus {}: the training part has {} characters, too few for one batch of {} streams "
+                                         "of {} + 1 characters (lower --batch or --seq, or use a longer corpus)",
+                                         args_.corpus, train_ids_.size(), config_.batch, config_.seq));
+        }
     }
-    const std::vector<std::int64_t> ids = encode(vocabulary, corpus.text);
-    const auto val_size = static_cast<std::size_t>(std::floor(static_cast<double>(ids.size()) * config.val_fraction));
-    if (config.val_fraction > 0 && val_size < 2) {
-        throw InputError(fmt::format("corpus {}: {} characters leave {} for the validation split (--val-fraction {}); "
-                                     "it needs at least 2", args.corpus, ids.size(), val_size, config.val_fraction));
-    }
-    const std::vector<std::int64_t> train_ids(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(val_size));
-    const std::vector<std::int64_t> val_ids(ids.end() - static_cast<std::ptrdiff_t>(val_size), ids.end());
-    const Streams streams(train_ids, config.batch, config.seq);
-    if (!streams.fits(0)) {
-        throw InputError(fmt::format("corpus {}: the training part has {} characters, too few for one batch of {} streams "
-                                     "of {} + 1 characters (lower --batch or --seq, or use a longer corpus)",
-                                     args.corpus, train_ids.size(), config.batch, config.seq));
-    }
-    if (resumed) {
-        if (!(resumed->state.vocabulary == vocabulary)) {
+
+    // A resumed checkpoint must have been trained on this very text.
+    void check_resume() const {
+        if (!resumed_) return;
+        const TrainingState& saved = resumed_->state;
+        if (!(saved.vocabulary == vocabulary_)) {
             throw InputError(fmt::format("--resume {}: the corpus has {} distinct characters, the checkpoint's vocabulary {}; "
-                                         "resume on the corpus it was trained on", args.resume, vocabulary.size(),
-                                         resumed->state.vocabulary.size()));
+                                         "resume on the corpus it was trained on", args_.resume, vocabulary_.size(),
+                                         saved.vocabulary.size()));
         }
-        if (resumed->state.train_chars != train_ids.size()) {
+        if (saved.train_chars != train_ids_.size()) {
             throw InputError(fmt::format("--resume {}: the checkpoint was trained on {} training characters, this corpus has {}",
-                                         args.resume, resumed->state.train_chars, train_ids.size()));
+                                         args_.resume, saved.train_chars, train_ids_.size()));
         }
-        if (!streams.fits(resumed->state.data_position)) {
+        if (!streams_->fits(saved.data_position)) {
             throw InputError(fmt::format("--resume {}: its data position {} is past the end of the training streams ({} characters)",
-                                         args.resume, resumed->state.data_position, streams.length()));
+                                         args_.resume, saved.data_position, streams_->length()));
         }
     }
 
-    // Every check above writes nothing; the lock and the probe of --out are the run's first writes.
-    const OutputLock lock(args.out);
-    probe_output(args.out);
-    xgrad::Generator init(config.seed);
-    CharLM model(config, vocabulary.size(), init);
-    auto optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr);
-    TrainingState state{config, vocabulary, 0, 0, train_ids.size(), model.zero_state(config.batch)};
-    if (resumed) {
-        restore(*resumed, model, optimizer.get());
-        state.step = resumed->state.step;
-        state.data_position = resumed->state.data_position;
-        state.carried = resumed->state.carried;
+    void open_metrics() {
+        if (args_.metrics.empty()) return;
+        const bool fresh = !std::filesystem::exists(args_.metrics) || !resumed_;
+        metrics_.open(args_.metrics, fresh ? std::ios::trunc : std::ios::app);
+        if (!metrics_) throw InputError(fmt::format("--metrics {}: cannot open for writing", args_.metrics));
+        if (fresh) metrics_ << "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n";
     }
-    const std::int64_t total_steps = args.steps.value_or(args.time_limit ? std::numeric_limits<std::int64_t>::max() : 2000);
 
-    std::ofstream metrics;
-    if (!args.metrics.empty()) {
-        const bool fresh = !std::filesystem::exists(args.metrics) || !resumed;
-        metrics.open(args.metrics, fresh ? std::ios::trunc : std::ios::app);
-        if (!metrics) throw InputError(fmt::format("--metrics {}: cannot open for writing", args.metrics));
-        if (fresh) metrics << "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n";
-    }
-    std::signal(SIGINT, on_interrupt);  // before the first line, so that whoever reads it can interrupt
-    std::signal(SIGTERM, on_interrupt);
-    const bool terminal = ::isatty(STDERR_FILENO) != 0;
-    fmt::print(stderr, "{} {} characters ({} training, {} validation), vocabulary {}, {} parameters, {}{} steps\n",
-               resumed ? "resuming from " + args.resume + ":" : "training on", ids.size(), train_ids.size(), val_ids.size(),
-               vocabulary.size(), model.parameter_count(), resumed ? fmt::format("step {} of ", state.step) : "",
-               args.steps || !args.time_limit ? std::to_string(total_steps) : "time-limited");
-
-    xgrad::Indices inputs = xgrad::Indices::from_shape({config.seq, config.batch});
-    xgrad::Indices targets = xgrad::Indices::from_shape({config.seq, config.batch});
-    const auto start = clock::now();
-    auto elapsed = [&] { return std::chrono::duration<double>(clock::now() - start).count(); };
-    const std::int64_t first_step = state.step;
-    double train_loss = NAN, val_bpc = NAN;
-    std::int64_t evaluated_at = -1, saved_at = -1;  // steps of the last evaluation and save
-    auto save = [&] {
-        save_checkpoint(args.out, state, model, *optimizer);
-        saved_at = state.step;
-    };
-    std::optional<xgrad::DetectAnomalyGuard> anomaly_checks;
-    if (args.detect_anomaly) anomaly_checks.emplace();
-    auto kept = [&] {
-        return saved_at >= 0 ? fmt::format("{} keeps step {}", args.out, saved_at)
-                             : fmt::format("nothing was saved this run{}",
-                                           resumed ? ", the resumed checkpoint is untouched" : " (use --save-every)");
-    };
-    while (state.step < total_steps && !(args.time_limit && elapsed() >= *args.time_limit) && !interrupts) {
-        streams.fill(state.data_position, inputs, targets);
+    // One step: forward, backward, clipping and the update on the next seq characters of every stream.
+    double step() {
+        streams_->fill(state_.data_position, inputs_, targets_);
         // The step's graph (every activation and the parameters' copies) is freed before evaluating or saving.
         State next;
         double loss = NAN;
         {
             xgrad::Graph<float> g;
-            model.zero_grad();
+            model_->zero_grad();
             try {
-                Output out = model.forward(g, inputs, state.carried);
-                xgrad::Var<float> step_loss = xgrad::cross_entropy(out.logits, targets);
+                Output out = model_->forward(g, inputs_, state_.carried);
+                xgrad::Var<float> step_loss = xgrad::cross_entropy(out.logits, targets_);
                 step_loss.backward();
                 loss = step_loss.item();
                 next = std::move(out.next);
             } catch (const xgrad::AnomalyError& e) {
-                throw std::runtime_error(fmt::format("step {}: {}; {}", state.step + 1, e.what(), kept()));
+                throw std::runtime_error(fmt::format("step {}: {}; {}", state_.step + 1, e.what(), kept()));
             }
         }
-        const double norm = xgrad::nn::clip_grad_norm(model.parameters(), config.clip);
+        const double norm = xgrad::nn::clip_grad_norm(model_->parameters(), config_.clip);
         if (!std::isfinite(loss) || !std::isfinite(norm)) {
             throw std::runtime_error(fmt::format("step {}: the loss ({}) or the gradient norm ({}) is not finite; {} "
-                                                 "(lower --lr, or find the op with --detect-anomaly)", state.step + 1,
+                                                 "(lower --lr, or find the op with --detect-anomaly)", state_.step + 1,
                                                  loss, norm, kept()));
         }
-        optimizer->step();
-        ++state.step;
-        state.carried = std::move(next);
-        state.data_position += config.seq;
-        if (!streams.fits(state.data_position)) {  // a new pass over the text starts from a fresh state
-            state.data_position = 0;
-            state.carried = model.zero_state(config.batch);
+        optimizer_->step();
+        ++state_.step;
+        state_.carried = std::move(next);
+        state_.data_position += config_.seq;
+        if (!streams_->fits(state_.data_position)) {  // a new pass over the text starts from a fresh state
+            state_.data_position = 0;
+            state_.carried = model_->zero_state(config_.batch);
         }
-        train_loss = loss;
+        return loss;
+    }
+
+    // Bits per character over the held-out part, and a metrics row.
+    void evaluate() {
+        val_bpc_ = val_ids_.empty() ? NAN : bits_per_char(*model_, val_ids_);
+        evaluated_at_ = state_.step;
+        if (metrics_) {
+            metrics_ << fmt::format("{},{:.6f},{:.6f},{},{:.1f},{:.3f}\n", state_.step, train_loss_, train_loss_ / std::numbers::ln2,
+                                    bpc_text(val_bpc_), chars_per_second(), elapsed());
+            metrics_.flush();
+        }
+    }
+
+    void save() {
+        save_checkpoint(args_.out, state_, *model_, *optimizer_);
+        saved_at_ = state_.step;
+    }
+
+    // A live line on a terminal; every 100 steps and at each evaluation on a pipe.
+    void report_progress() {
         const double seconds = elapsed();
-        const double chars_per_s = static_cast<double>((state.step - first_step) * static_cast<std::int64_t>(config.batch * config.seq)) / seconds;
-        const bool finishing = state.step == total_steps || (args.time_limit && seconds >= *args.time_limit);
-        if ((args.eval_every > 0 && state.step % args.eval_every == 0) || finishing) {
-            val_bpc = val_ids.empty() ? NAN : bits_per_char(model, val_ids);
-            evaluated_at = state.step;
-            if (metrics) {
-                metrics << fmt::format("{},{:.6f},{:.6f},{},{:.1f},{:.3f}\n", state.step, train_loss,
-                                       train_loss / std::numbers::ln2, bpc_text(val_bpc), chars_per_s, elapsed());
-                metrics.flush();
-            }
-        }
-        if (args.save_every > 0 && state.step % args.save_every == 0) save();
-        double eta = seconds / static_cast<double>(state.step - first_step) * static_cast<double>(total_steps - state.step);
-        if (args.time_limit) eta = std::min(eta, *args.time_limit - seconds);
-        const std::string line = fmt::format("step {} loss {:.4f} train {:.3f} bpc val {} bpc {:.0f} chars/s ETA {}", state.step,
-                                             train_loss, train_loss / std::numbers::ln2, bpc_text(val_bpc), chars_per_s, duration(eta));
-        if (terminal) {
+        double eta = seconds / static_cast<double>(state_.step - first_step_) * static_cast<double>(total_steps_ - state_.step);
+        if (args_.time_limit) eta = std::min(eta, *args_.time_limit - seconds);
+        const std::string line = fmt::format("step {} loss {:.4f} train {:.3f} bpc val {} bpc {:.0f} chars/s ETA {}", state_.step,
+                                             train_loss_, train_loss_ / std::numbers::ln2, bpc_text(val_bpc_),
+                                             chars_per_second(), duration(eta));
+        if (terminal_) {
             fmt::print(stderr, "\r{:<100}", line);
-        } else if (state.step % 100 == 0 || (args.eval_every > 0 && state.step % args.eval_every == 0)) {
+        } else if (state_.step % 100 == 0 || (args_.eval_every > 0 && state_.step % args_.eval_every == 0)) {
             fmt::print(stderr, "{}\n", line);
         }
     }
-    if (terminal) fmt::print(stderr, "\n");
-    save();  // first: a second Ctrl-C during the evaluation below may end the process at once
-    const double seconds = elapsed();
-    if (interrupts) fmt::print(stderr, "interrupted: checkpoint saved at step {} (Ctrl-C again to skip the final validation)\n", state.step);
-    if (evaluated_at != state.step && !val_ids.empty()) val_bpc = bits_per_char(model, val_ids);
-    fmt::print("final validation: {} bits per character\n", bpc_text(val_bpc));
-    std::fflush(stdout);  // at once: whoever reads the output learns that the validation finished
-    fmt::print("steps {} (this run {}), wall time {:.1f} s, {:.0f} characters/s, {} parameters\n", state.step,
-               state.step - first_step, seconds,
-               static_cast<double>((state.step - first_step) * static_cast<std::int64_t>(config.batch * config.seq)) / seconds,
-               model.parameter_count());
-    fmt::print("checkpoint: {}\n", args.out);
-    return interrupts ? 130 : 0;
-}
+
+    // The final save, validation and summary.
+    int finish() {
+        if (terminal_) fmt::print(stderr, "\n");
+        save();  // first: a second Ctrl-C during the evaluation below may end the process at once
+        const double seconds = elapsed(), rate = chars_per_second();
+        if (interrupts) fmt::print(stderr, "interrupted: checkpoint saved at step {} (Ctrl-C again to skip the final validation)\n", state_.step);
+        if (evaluated_at_ != state_.step && !val_ids_.empty()) val_bpc_ = bits_per_char(*model_, val_ids_);
+        fmt::print("final validation: {} bits per character\n", bpc_text(val_bpc_));
+        std::fflush(stdout);  // at once: whoever reads the output learns that the validation finished
+        fmt::print("steps {} (this run {}), wall time {:.1f} s, {:.0f} characters/s, {} parameters\n", state_.step,
+                   state_.step - first_step_, seconds, rate, model_->parameter_count());
+        fmt::print("checkpoint: {}\n", args_.out);
+        return interrupts ? 130 : 0;
+    }
+
+    // Where the last good state is, for an error that stops training.
+    std::string kept() const {
+        return saved_at_ >= 0 ? fmt::format("{} keeps step {}", args_.out, saved_at_)
+                              : fmt::format("nothing was saved this run{}",
+                                            resumed_ ? ", the resumed checkpoint is untouched" : " (use --save-every)");
+    }
+
+    double elapsed() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+    bool out_of_time() const { return args_.time_limit && elapsed() >= *args_.time_limit; }
+    double chars_per_second() const {
+        return static_cast<double>(state_.step - first_step_) * static_cast<double>(config_.batch * config_.seq) / elapsed();
+    }
+
+    const TrainArgs& args_;
+    std::optional<Checkpoint> resumed_;
+    Config config_;
+    Vocabulary vocabulary_;
+    std::vector<std::int64_t> train_ids_, val_ids_;
+    std::optional<Streams> streams_;  // over train_ids_
+    std::optional<OutputLock> lock_;
+    std::unique_ptr<CharLM> model_;
+    std::unique_ptr<xgrad::optim::Optimizer<float>> optimizer_;
+    TrainingState state_;
+    std::int64_t total_steps_ = 0, first_step_ = 0;
+    std::ofstream metrics_;
+    xgrad::Indices inputs_, targets_;  // (seq, batch), reused by every step
+    const bool terminal_ = ::isatty(STDERR_FILENO) != 0;
+    Clock::time_point start_;
+    double train_loss_ = NAN, val_bpc_ = NAN;
+    std::int64_t evaluated_at_ = -1, saved_at_ = -1;  // steps of the last evaluation and save
+};
+}  // namespace
+
+int train(const TrainArgs& args) { return TrainingRun(args).run(); }
 
 }  // namespace charlm
