@@ -18,6 +18,7 @@
 #include "nn/module.hpp"
 #include "nn/rnn.hpp"
 #include "nn/rnn_kernel.hpp"
+#include "nn/rnn_fused.hpp"
 #include "nn/verify.hpp"
 
 #include "optim/optimizer.hpp"

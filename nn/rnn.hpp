@@ -25,7 +25,7 @@
 #include "../tensor/options.hpp"
 #include "../tensor/random.hpp"
 #include "module.hpp"
-#include "rnn_kernel.hpp"
+#include "rnn_fused.hpp"
 
 // The options every recurrent layer shares.
 #define XGRAD_RECURRENT_OPTIONS                                                       \

@@ -9,8 +9,9 @@
 // per-sequence lengths. Time-major: input (T, B, input_size), states (num_layers * directions, B, H),
 // output (T, B, directions * H).
 //
-// Two ways to use it: the plain functions rnn_forward / rnn_backward on arrays, and rnn_fused,
-// one op in the autograd graph (what nn::RNN, nn::LSTM and nn::GRU run with implementation fused).
+// It works on arrays only (nothing here knows the autograd graph): rnn_forward / rnn_backward.
+// nn/rnn_fused.hpp wraps it as one graph op, which nn::RNN, nn::LSTM and nn::GRU run with
+// implementation fused.
 //
 //   xgrad::nn::RNNCache<float> cache;
 //   auto result = xgrad::nn::rnn_forward(spec, weights, input, nullptr, nullptr, {}, {}, cache);
@@ -18,11 +19,9 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <string_view>
 #include <vector>
 
-#include "../autograd/graph.hpp"
 #include "../tensor/tensor.hpp"
 
 namespace xgrad::nn {
@@ -82,21 +81,6 @@ struct RNNResult {
     Tensor<T> c_n;     // LSTM only, likewise
 };
 
-// What nn::RNN and nn::GRU return, as graph values: (output, h_n).
-template <class T>
-struct RNNOutput {
-    Var<T> output;
-    Var<T> h_n;
-};
-
-// What nn::LSTM and rnn_fused return: (output, h_n, c_n); c_n stays empty for RNN and GRU.
-template <class T>
-struct LSTMOutput {
-    Var<T> output;
-    Var<T> h_n;
-    Var<T> c_n;
-};
-
 template <class T>
 struct RNNGrads {
     Tensor<T> input;  // (T, B, input_size)
@@ -119,15 +103,6 @@ RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& weights, cons
 template <class T>
 RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& weights, const RNNCache<T>& cache,
                          const T* d_output, const T* d_h_n, const T* d_c_n, bool need_input_grad = true);
-
-// The kernel as one graph op. params: per (layer, direction) weight_ih, weight_hh, then bias_ih,
-// bias_hh with bias. h0 and c0 may be empty Vars; so may input when `ids` gives the input as
-// one-hot indices. If `hidden_grad_norms` is given, backward stores RNNGrads::hidden_grad_norms there.
-template <class T>
-LSTMOutput<T> rnn_fused(const RNNSpec& spec, const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
-                        const std::vector<Var<T>>& params, const std::vector<std::int64_t>& lengths,
-                        std::vector<Tensor<T>> dropout_masks, std::shared_ptr<Tensor<T>> hidden_grad_norms = nullptr,
-                        const Indices* ids = nullptr);
 
 // Checks one-hot indices (T, B) against an input size, naming `who`.
 void check_rnn_ids(std::string_view who, const Indices& ids, std::size_t input_size);
