@@ -2,6 +2,8 @@
 // sequence, its backward is rnn_backward (the handwritten BPTT).
 #include "rnn_fused.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "../autograd/ops.hpp"

@@ -89,6 +89,9 @@ class TrainingRun {
         open_metrics();
     }
 
+    TrainingRun(const TrainingRun&) = delete;  // streams_ refers into train_ids_
+    TrainingRun& operator=(const TrainingRun&) = delete;
+
     int run() {
         std::signal(SIGINT, on_interrupt);  // before the first line, so that whoever reads it can interrupt
         std::signal(SIGTERM, on_interrupt);
@@ -103,10 +106,11 @@ class TrainingRun {
         if (args_.detect_anomaly) anomaly_checks.emplace();
         while (state_.step < total_steps_ && !out_of_time() && !interrupts) {
             train_loss_ = step();
-            const bool finishing = state_.step == total_steps_ || out_of_time();
-            if ((args_.eval_every > 0 && state_.step % args_.eval_every == 0) || finishing) evaluate();
+            const double seconds = elapsed();  // rates and ETA from here: training time, not evaluation or saving
+            const bool finishing = state_.step == total_steps_ || (args_.time_limit && seconds >= *args_.time_limit);
+            if ((args_.eval_every > 0 && state_.step % args_.eval_every == 0) || finishing) evaluate(seconds);
             if (args_.save_every > 0 && state_.step % args_.save_every == 0) save();
-            report_progress();
+            report_progress(seconds);
         }
         return finish();
     }
@@ -221,13 +225,13 @@ class TrainingRun {
         return loss;
     }
 
-    // Bits per character over the held-out part, and a metrics row.
-    void evaluate() {
+    // Bits per character over the held-out part, and a metrics row (`seconds`: when the step ended).
+    void evaluate(double seconds) {
         val_bpc_ = val_ids_.empty() ? NAN : bits_per_char(*model_, val_ids_);
         evaluated_at_ = state_.step;
         if (metrics_) {
             metrics_ << fmt::format("{},{:.6f},{:.6f},{},{:.1f},{:.3f}\n", state_.step, train_loss_, train_loss_ / std::numbers::ln2,
-                                    bpc_text(val_bpc_), chars_per_second(), elapsed());
+                                    bpc_text(val_bpc_), chars_per_second(seconds), elapsed());
             metrics_.flush();
         }
     }
@@ -238,13 +242,12 @@ class TrainingRun {
     }
 
     // A live line on a terminal; every 100 steps and at each evaluation on a pipe.
-    void report_progress() {
-        const double seconds = elapsed();
+    void report_progress(double seconds) {
         double eta = seconds / static_cast<double>(state_.step - first_step_) * static_cast<double>(total_steps_ - state_.step);
         if (args_.time_limit) eta = std::min(eta, *args_.time_limit - seconds);
         const std::string line = fmt::format("step {} loss {:.4f} train {:.3f} bpc val {} bpc {:.0f} chars/s ETA {}", state_.step,
                                              train_loss_, train_loss_ / std::numbers::ln2, bpc_text(val_bpc_),
-                                             chars_per_second(), duration(eta));
+                                             chars_per_second(seconds), duration(eta));
         if (terminal_) {
             fmt::print(stderr, "\r{:<100}", line);
         } else if (state_.step % 100 == 0 || (args_.eval_every > 0 && state_.step % args_.eval_every == 0)) {
@@ -256,7 +259,7 @@ class TrainingRun {
     int finish() {
         if (terminal_) fmt::print(stderr, "\n");
         save();  // first: a second Ctrl-C during the evaluation below may end the process at once
-        const double seconds = elapsed(), rate = chars_per_second();
+        const double seconds = elapsed(), rate = chars_per_second(seconds);
         if (interrupts) fmt::print(stderr, "interrupted: checkpoint saved at step {} (Ctrl-C again to skip the final validation)\n", state_.step);
         if (evaluated_at_ != state_.step && !val_ids_.empty()) val_bpc_ = bits_per_char(*model_, val_ids_);
         fmt::print("final validation: {} bits per character\n", bpc_text(val_bpc_));
@@ -276,8 +279,8 @@ class TrainingRun {
 
     double elapsed() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
     bool out_of_time() const { return args_.time_limit && elapsed() >= *args_.time_limit; }
-    double chars_per_second() const {
-        return static_cast<double>(state_.step - first_step_) * static_cast<double>(config_.batch * config_.seq) / elapsed();
+    double chars_per_second(double seconds) const {
+        return static_cast<double>(state_.step - first_step_) * static_cast<double>(config_.batch * config_.seq) / seconds;
     }
 
     const TrainArgs& args_;
