@@ -9,6 +9,7 @@
 #include <iterator>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace charlm {
 
@@ -138,19 +139,25 @@ Corpus load_corpus(const std::string& path) {
 
 void warn_skipped(const Corpus& corpus, const std::string& path) {
     if (corpus.skipped.empty()) return;
-    std::string binary, unreadable;
-    std::size_t binary_count = 0;
+    // Names of the files that are not text, the first few only (Debian's fortunes folder has 43 index
+    // files beside its texts); unreadable files each with their error, all of them.
+    constexpr std::size_t named = 5;
+    std::vector<std::string> binary, unreadable;
     for (const SkippedFile& s : corpus.skipped) {
         if (s.why == not_utf8_text) {
-            binary += (binary.empty() ? "" : ", ") + s.name;
-            ++binary_count;
+            binary.push_back(s.name);
         } else {
-            unreadable += fmt::format("{}{} ({})", unreadable.empty() ? "" : ", ", s.name, s.why);
+            unreadable.push_back(fmt::format("{} ({})", s.name, s.why));
         }
     }
     std::string parts;
-    if (binary_count > 0) parts = fmt::format("{} not UTF-8 text: {}", binary_count, binary);
-    if (!unreadable.empty()) parts += fmt::format("{}{} unreadable: {}", parts.empty() ? "" : "; ", corpus.skipped.size() - binary_count, unreadable);
+    if (!binary.empty()) {
+        const std::size_t shown = std::min(binary.size(), named);
+        parts = fmt::format("{} not UTF-8 text: {}{}", binary.size(),
+                            fmt::join(binary.begin(), binary.begin() + static_cast<std::ptrdiff_t>(shown), ", "),
+                            binary.size() > shown ? fmt::format(" and {} more", binary.size() - shown) : "");
+    }
+    if (!unreadable.empty()) parts += fmt::format("{}{} unreadable: {}", parts.empty() ? "" : "; ", unreadable.size(), fmt::join(unreadable, ", "));
     std::fflush(stdout);
     fmt::print(stderr, "warning: skipped {} files of {}: {}\n", corpus.skipped.size(), path, parts);
 }
