@@ -61,8 +61,7 @@ Var<T> reshape(const Var<T>& a, const std::vector<std::ptrdiff_t>& shape) {
         return ShapeError(fmt::format("reshape: cannot reshape {} ({} elements) to [{}]", shape_str(a.shape()),
                                       a.numel(), fmt::join(shape, ", ")));
     };
-    Shape out(shape.size());
-    std::size_t known = 1;
+    Shape out(shape.size(), 1);  // the inferred dimension counts as 1 until it is known
     std::ptrdiff_t inferred = -1;
     for (std::size_t i = 0; i < shape.size(); ++i) {
         if (shape[i] == -1 && inferred < 0) {
@@ -71,9 +70,11 @@ Var<T> reshape(const Var<T>& a, const std::vector<std::ptrdiff_t>& shape) {
             throw fail();
         } else {
             out[i] = static_cast<std::size_t>(shape[i]);
-            if (__builtin_mul_overflow(known, out[i], &known)) throw fail();  // xtensor's strides would overflow
         }
     }
+    const std::optional<std::size_t> counted = checked_numel(out);
+    if (!counted) throw fail();  // xtensor's strides would overflow
+    const std::size_t known = *counted;
     if (inferred >= 0) {
         if (known == 0 || a.numel() % known != 0) throw fail();
         out[static_cast<std::size_t>(inferred)] = a.numel() / known;

@@ -44,13 +44,13 @@ template <class T>
 void Optimizer<T>::check_shapes() const {
     for (std::size_t i = 0; i < params_.size(); ++i) {
         // The update rules walk value, gradient and state with one index: all three must agree.
-        const Shape value = shape_of(params_[i].value()), grad = shape_of(params_[i].grad());
-        const Shape state = buffers_.empty() ? value : shape_of(buffers_[0][i]);
-        if (grad != value || state != value) {
-            throw ShapeError(fmt::format("{}.step: parameter {} has value {}, gradient {} and optimizer state {}; they "
-                                         "must agree (was the parameter resized after the optimizer was built?)",
-                                         name_, i, shape_str(value), shape_str(grad), shape_str(state)));
-        }
+        const Tensor<T>& v = params_[i].value();
+        const Tensor<T>& g = params_[i].grad();
+        if (g.shape() == v.shape() && (buffers_.empty() || buffers_[0][i].shape() == v.shape())) continue;
+        const Shape value = shape_of(v), state = buffers_.empty() ? value : shape_of(buffers_[0][i]);
+        throw ShapeError(fmt::format("{}.step: parameter {} has value {}, gradient {} and optimizer state {}; they "
+                                     "must agree (was the parameter resized after the optimizer was built?)",
+                                     name_, i, shape_str(value), shape_str(shape_of(g)), shape_str(state)));
     }
 }
 
@@ -101,7 +101,7 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
         steps = std::stoll(step_text, &used);
         if (used != step_text.size() || steps < 0 || steps > max_steps) throw std::invalid_argument("step");
         lr = std::stod(lr_text, &used);
-        if (used != lr_text.size() || !(lr >= 0) || !std::isfinite(lr)) throw std::invalid_argument("lr");
+        if (used != lr_text.size()) throw std::invalid_argument("lr");
     } catch (const std::logic_error&) {
         throw std::invalid_argument(fmt::format("{}.load_state_dict: step or lr is malformed or out of range (step in [0, {}])",
                                                 name_, max_steps));
@@ -125,11 +125,11 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
             }
         }
     }
+    set_lr(lr);  // last of the checks (it refuses a negative or non-finite rate), first of the changes
     for (std::size_t b = 0; b < buffer_names_.size(); ++b) {
         for (std::size_t i = 0; i < params_.size(); ++i) buffers_[b][i] = state.tensors.at(fmt::format("{}.{}", buffer_names_[b], i));
     }
     steps_ = steps;
-    set_lr(lr);
 }
 
 template class Optimizer<float>;

@@ -267,17 +267,6 @@ Shape parse_shape(std::string_view tensor, const json& value, std::string_view s
     return shape;
 }
 
-// Element count, or nothing if the running product overflows (checked left to right, as the reference does,
-// so [2^40, 2^40, 0] is refused even though it has no elements).
-std::optional<std::uint64_t> checked_count(const Shape& shape) {
-    std::uint64_t count = 1;
-    for (std::uint64_t d : shape) {
-        if (d != 0 && count > std::numeric_limits<std::uint64_t>::max() / d) return std::nullopt;
-        count *= d;
-    }
-    return count;
-}
-
 Entry parse_entry(const std::string& name, const json& value, std::string_view source) {
     const std::string tensor = fmt::format("tensor {}", quote(name));
     if (!value.is_object()) fail(source, fmt::format("{}: entry must be an object, not {}", tensor, value.type_name()));
@@ -309,7 +298,8 @@ Entry parse_entry(const std::string& name, const json& value, std::string_view s
     }
 
     const std::uint64_t size = dtype_size(entry.dtype);
-    const std::optional<std::uint64_t> count = checked_count(entry.shape);
+    // Checked left to right, as the reference does, so [2^40, 2^40, 0] is refused though it has no elements.
+    const std::optional<std::uint64_t> count = checked_numel(entry.shape);
     if (!count || *count > std::numeric_limits<std::size_t>::max() / size) {
         fail(source, fmt::format("{}: shape {} overflows the element or byte count", tensor, shape_str(entry.shape)));
     }

@@ -18,14 +18,18 @@ std::size_t checked_mul(std::size_t a, std::size_t b, std::string_view op, std::
     return product;
 }
 
-std::size_t numel(const Shape& shape, std::string_view op) {
+std::optional<std::size_t> checked_numel(const Shape& shape) {
     std::size_t n = 1;
     for (std::size_t d : shape) {
-        if (__builtin_mul_overflow(n, d, &n)) {
-            throw ShapeError(fmt::format("{}: shape {} has too many elements (the count overflows)", op, shape_str(shape)));
-        }
+        if (__builtin_mul_overflow(n, d, &n)) return std::nullopt;
     }
     return n;
+}
+
+std::size_t numel(const Shape& shape, std::string_view op) {
+    const std::optional<std::size_t> n = checked_numel(shape);
+    if (!n) throw ShapeError(fmt::format("{}: shape {} has too many elements (the count overflows)", op, shape_str(shape)));
+    return *n;
 }
 
 std::string shape_str(const Shape& shape) {

@@ -39,8 +39,9 @@ Shape shape_of(const A& a) {
 }
 
 // Element count of a shape, its running product overflow-checked left to right (so a shape whose
-// partial product overflows is refused even if a later 0 would make it empty): throws ShapeError
-// naming `op` and the shape.
+// partial product overflows is refused even if a later 0 would make it empty): nothing on overflow.
+std::optional<std::size_t> checked_numel(const Shape& shape);
+// The same, throwing ShapeError naming `op` and the shape on overflow.
 std::size_t numel(const Shape& shape, std::string_view op = "numel");
 
 // a * b, or ShapeError naming `op` and `what` if the product does not fit a size_t.
