@@ -79,10 +79,10 @@ void Module<T>::load_state_dict(const StateDict<T>& state) {
         }
     }
     if (state.size() != named.size()) {
+        std::set<std::string> known;
+        for (const auto& entry : named) known.insert(entry.first);
         for (const auto& [name, value] : state) {
-            bool known = false;
-            for (const auto& entry : named) known = known || entry.first == name;
-            if (!known) {
+            if (known.count(name) == 0) {
                 throw std::invalid_argument(fmt::format("{}.load_state_dict: unexpected parameter '{}' of shape {}",
                                                         type_name_, name, shape_str(shape_of(value))));
             }
@@ -103,31 +103,26 @@ void Module<T>::load(const std::string& path) {
     load_state_dict(load_safetensors<T>(path).tensors);
 }
 
-namespace {
-template <class Params, class Children>
-void check_new_name(const std::string& module, const std::string& name, const Params& params, const Children& children) {
+template <class T>
+void Module<T>::claim_name(const std::string& name) {
     if (name.empty() || name.find('.') != std::string::npos) {
-        throw std::invalid_argument(fmt::format("{}: '{}' is not a valid name (non-empty, no '.')", module, name));
+        throw std::invalid_argument(fmt::format("{}: '{}' is not a valid name (non-empty, no '.')", type_name_, name));
     }
-    for (const auto& p : params) {
-        if (p.first == name) throw std::invalid_argument(fmt::format("{}: the name '{}' is already registered", module, name));
-    }
-    for (const auto& c : children) {
-        if (c.first == name) throw std::invalid_argument(fmt::format("{}: the name '{}' is already registered", module, name));
+    if (!names_.insert(name).second) {
+        throw std::invalid_argument(fmt::format("{}: the name '{}' is already registered", type_name_, name));
     }
 }
-}  // namespace
 
 template <class T>
 Parameter<T> Module<T>::register_parameter(const std::string& name, Tensor<T> value) {
-    check_new_name(type_name_, name, parameters_, children_);
+    claim_name(name);
     parameters_.emplace_back(name, Parameter<T>(std::move(value)));
     return parameters_.back().second;
 }
 
 template <class T>
 void Module<T>::register_module(const std::string& name, Module<T>& child) {
-    check_new_name(type_name_, name, parameters_, children_);
+    claim_name(name);
     children_.emplace_back(name, &child);
 }
 

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -58,9 +59,12 @@ class Module {
     void register_module(const std::string& name, Module<T>& child);
 
   private:
+    void claim_name(const std::string& name);  // throws unless valid and new
+
     std::string type_name_;
     std::vector<std::pair<std::string, Parameter<T>>> parameters_;
     std::vector<std::pair<std::string, Module<T>*>> children_;
+    std::set<std::string> names_;  // of parameters and children: registering stays O(log n) for deep stacks
     bool training_ = true;
 };
 

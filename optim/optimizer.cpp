@@ -1,6 +1,7 @@
 #include "optimizer.hpp"
 
 #include <cmath>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -10,13 +11,13 @@ template <class T>
 Optimizer<T>::Optimizer(std::string name, std::vector<Parameter<T>> params, double lr, std::vector<std::string> buffers)
     : name_(std::move(name)), params_(std::move(params)), lr_(0), buffer_names_(std::move(buffers)) {
     set_lr(lr);
+    // Two handles to one storage would be updated twice per step, with two sets of state.
+    std::unordered_map<const void*, std::size_t> index_of;
     for (std::size_t i = 0; i < params_.size(); ++i) {
         if (!params_[i].defined()) throw std::invalid_argument(fmt::format("{}: parameter {} is undefined", name_, i));
-        for (std::size_t j = 0; j < i; ++j) {
-            // Two handles to one storage would be updated twice per step, with two sets of state.
-            if (params_[j].id() == params_[i].id()) {
-                throw std::invalid_argument(fmt::format("{}: parameters {} and {} are the same parameter", name_, j, i));
-            }
+        const auto [seen, inserted] = index_of.emplace(params_[i].id(), i);
+        if (!inserted) {
+            throw std::invalid_argument(fmt::format("{}: parameters {} and {} are the same parameter", name_, seen->second, i));
         }
     }
     buffers_.resize(buffer_names_.size());
