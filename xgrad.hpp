@@ -3,7 +3,6 @@
 
 #include "tensor/format.hpp"
 #include "tensor/linalg.hpp"
-#include "tensor/options.hpp"
 #include "tensor/random.hpp"
 #include "tensor/safetensors.hpp"
 #include "tensor/tensor.hpp"
@@ -16,10 +15,13 @@
 #include "nn/clip.hpp"
 #include "nn/layers.hpp"
 #include "nn/module.hpp"
+#include "nn/cell.hpp"
+#include "nn/recurrent.hpp"
 #include "nn/rnn.hpp"
 #include "nn/rnn_kernel.hpp"
 #include "nn/rnn_fused.hpp"
 #include "nn/verify.hpp"
 
+#include "optim/options.hpp"
 #include "optim/optimizer.hpp"
 #include "optim/scheduler.hpp"

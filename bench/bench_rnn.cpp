@@ -52,7 +52,7 @@ Timing measure(bench::Trainer& trainer, int warmup, int reps) {
 // Multiply-adds of one training step, counted as 2 flops each: forward (input, recurrent and
 // output GEMMs) and backward (their weight gradients, the recurrent and output input-gradients).
 double step_gflop(const bench::Problem& p) {
-    const double G = p.cell == "lstm" ? 4 : p.cell == "gru" ? 3 : 1;
+    const double G = static_cast<double>(xgrad::nn::make_cell<float>(p.cell)->gates());
     const double V = static_cast<double>(p.vocab), H = static_cast<double>(p.hidden);
     const double rows = static_cast<double>(p.steps * p.batch);
     return 2 * rows * (2 * V * G * H + 3 * H * G * H + 3 * H * V) / 1e9;

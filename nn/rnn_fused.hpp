@@ -11,14 +11,23 @@
 
 namespace xgrad::nn {
 
-// What nn::RNN and nn::GRU return, as graph values: (output, h_n).
+// What a recurrent layer returns: the output (T, B, directions * H) and each state at each
+// sequence's last step, (num_layers * directions, B, H), h_n first.
+template <class T>
+struct RecurrentOutput {
+    Var<T> output;
+    std::vector<Var<T>> states;
+    const Var<T>& h_n() const { return states.at(0); }
+};
+
+// What nn::RNN and nn::GRU return: (output, h_n).
 template <class T>
 struct RNNOutput {
     Var<T> output;
     Var<T> h_n;
 };
 
-// What nn::LSTM and rnn_fused return: (output, h_n, c_n); c_n stays empty for RNN and GRU.
+// What nn::LSTM returns: (output, h_n, c_n).
 template <class T>
 struct LSTMOutput {
     Var<T> output;
@@ -26,13 +35,14 @@ struct LSTMOutput {
     Var<T> c_n;
 };
 
-// The kernel as one graph op. params: per (layer, direction) weight_ih, weight_hh, then bias_ih,
-// bias_hh with bias. h0 and c0 may be empty Vars; so may input when `ids` gives the input as
-// one-hot indices. If `hidden_grad_norms` is given, backward stores RNNGrads::hidden_grad_norms there.
+// The kernel as one graph op over `cell`. params: per (layer, direction), in layer_parameters()
+// order. initial_states: empty, or one per cell state, each possibly an empty Var (zeros); input
+// may be empty when `ids` gives the input as one-hot indices. If `hidden_grad_norms` is given,
+// backward stores RNNGrads::hidden_grad_norms there.
 template <class T>
-LSTMOutput<T> rnn_fused(const RNNSpec& spec, const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
-                        const std::vector<Var<T>>& params, const std::vector<std::int64_t>& lengths,
-                        std::vector<Tensor<T>> dropout_masks, std::shared_ptr<Tensor<T>> hidden_grad_norms = nullptr,
-                        const Indices* ids = nullptr);
+RecurrentOutput<T> rnn_fused(std::shared_ptr<const FusedCell<T>> cell, const RNNSpec& spec, const Var<T>& input,
+                             const std::vector<Var<T>>& initial_states, const std::vector<Var<T>>& params,
+                             const std::vector<std::int64_t>& lengths, std::vector<Tensor<T>> dropout_masks,
+                             std::shared_ptr<Tensor<T>> hidden_grad_norms = nullptr, const Indices* ids = nullptr);
 
 }  // namespace xgrad::nn

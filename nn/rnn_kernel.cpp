@@ -1,20 +1,17 @@
-// The fused recurrent kernels: GEMMs into preallocated buffers, each cell's elementwise forward
-// and backward in plain loops, side by side.
+// The fused recurrent kernel: GEMMs into preallocated buffers around the cell's elementwise rows.
 #include "rnn_kernel.hpp"
 
 #include <algorithm>
 #include <cmath>
-#include <tuple>
 
 #include <fmt/format.h>
-#include <xsimd/xsimd.hpp>
 
 #include "../tensor/linalg.hpp"
 
 namespace xgrad::nn {
 
-void check_rnn_args(std::string_view who, const RNNSpec& spec, const Shape& input, bool batch_first, const Shape* h0,
-                    const std::vector<std::int64_t>& lengths, const Shape* c0) {
+void check_rnn_args(std::string_view who, const RNNSpec& spec, const Shape& input, bool batch_first,
+                    const std::vector<const Shape*>& states, const std::vector<std::int64_t>& lengths) {
     const char* layout = batch_first ? "(batch, seq_len, input_size)" : "(seq_len, batch, input_size)";
     if (input.size() != 3) {
         throw ShapeError(fmt::format("{}: input must be 3-D {}, got {}", who, layout, shape_str(input)));
@@ -27,11 +24,12 @@ void check_rnn_args(std::string_view who, const RNNSpec& spec, const Shape& inpu
     if (steps == 0 || batch == 0) {
         throw ShapeError(fmt::format("{}: input {} {} has no time steps or no sequences", who, layout, shape_str(input)));
     }
-    const Shape state = {spec.num_layers * spec.directions(), batch, spec.hidden_size};
-    for (auto [name, shape] : {std::pair{"h0", h0}, std::pair{"c0", c0}}) {
-        if (shape && *shape != state) {
+    const Shape expected = {spec.num_layers * spec.directions(), batch, spec.hidden_size};
+    for (std::size_t i = 0; i < states.size(); ++i) {
+        if (states[i] && *states[i] != expected) {
             throw ShapeError(fmt::format("{}: {} must have shape {} (num_layers * directions, batch, hidden_size), got {}",
-                                         who, name, shape_str(state), shape_str(*shape)));
+                                         who, i == 0 ? "h0" : i == 1 ? "c0" : fmt::format("initial state {}", i),
+                                         shape_str(expected), shape_str(*states[i])));
         }
     }
     if (!lengths.empty() && lengths.size() != batch) {
@@ -47,72 +45,21 @@ void check_rnn_args(std::string_view who, const RNNSpec& spec, const Shape& inpu
     }
 }
 
-namespace {
-// The raw API takes pointers BLAS reads without bounds: everything that sizes those reads is checked first.
-void check_spec(std::string_view who, const RNNSpec& spec) {
-    if (spec.input_size == 0 || spec.hidden_size == 0 || spec.num_layers == 0) {
-        throw std::invalid_argument(fmt::format("{}: input_size {}, hidden_size {} and num_layers {} must all be positive",
-                                                who, spec.input_size, spec.hidden_size, spec.num_layers));
+std::vector<LayerParameter> layer_parameters(const std::vector<CellParameter>& cell_parameters, std::size_t gates,
+                                             const RNNSpec& spec, std::size_t layer) {
+    const std::size_t GH = checked_mul(gates, spec.hidden_size, "layer_parameters", "gates * hidden_size");
+    const std::size_t in = layer == 0 ? spec.input_size : checked_mul(spec.hidden_size, spec.directions(), "layer_parameters", "hidden_size * directions");
+    std::vector<LayerParameter> out{{"weight_ih", {GH, in}, LayerParameter::weight_ih}};
+    for (bool biases : {false, true}) {
+        if (biases && !spec.bias) break;
+        if (biases) out.push_back({"bias_ih", {GH}, LayerParameter::bias_ih});
+        for (std::size_t j = 0; j < cell_parameters.size(); ++j) {
+            const CellParameter& p = cell_parameters[j];
+            if (p.is_bias == biases) out.push_back({p.name, p.shape, static_cast<std::ptrdiff_t>(j)});
+        }
     }
-    // The counts and buffer sizes the kernel multiplies, overflow-checked once here so that its own products cannot wrap.
-    checked_mul(spec.num_layers, spec.directions(), who, "num_layers * directions");
-    const std::size_t widest = std::max(spec.input_size, checked_mul(spec.hidden_size, spec.directions(), who, "hidden_size * directions"));
-    numel({spec.gates(), spec.hidden_size, widest}, who);
+    return out;
 }
-
-template <class T>
-void check_weights(std::string_view who, const RNNSpec& spec, const RNNWeights<T>& w) {
-    const std::size_t n = spec.num_layers * spec.directions(), n_bias = spec.bias ? n : 0;
-    for (auto [name, list, expected] : {std::tuple{"weight_ih", &w.weight_ih, n}, std::tuple{"weight_hh", &w.weight_hh, n},
-                                        std::tuple{"bias_ih", &w.bias_ih, n_bias}, std::tuple{"bias_hh", &w.bias_hh, n_bias}}) {
-        if (list->size() != expected) {
-            throw std::invalid_argument(fmt::format("{}: {} pointers given for {}, expected {} (num_layers * directions{})", who,
-                                                    list->size(), name, expected, spec.bias ? "" : ", none without bias"));
-        }
-        for (std::size_t k = 0; k < list->size(); ++k) {
-            if ((*list)[k] == nullptr) throw std::invalid_argument(fmt::format("{}: {}[{}] is null", who, name, k));
-        }
-    }
-}
-
-// A cache must be rnn_forward's output for this spec: its buffers' shapes are what backward indexes by.
-template <class T>
-void check_cache(const RNNSpec& spec, const RNNCache<T>& cache) {
-    const std::size_t T_ = cache.steps, B = cache.batch, H = spec.hidden_size, D = spec.directions(), L = spec.num_layers;
-    const bool lstm = spec.has_cell_state(), gru = spec.mode == RecurrentMode::gru;
-    auto fail = [](const std::string& what) {
-        throw std::invalid_argument(fmt::format("rnn_backward: the cache does not come from rnn_forward with this spec ({})", what));
-    };
-    auto check_all = [&](const std::vector<Tensor<T>>& list, const char* name, std::size_t count, const Shape& shape) {
-        if (list.size() != count) fail(fmt::format("{} {} buffers, expected {}", list.size(), name, count));
-        for (const Tensor<T>& t : list) {
-            if (shape_of(t) != shape) fail(fmt::format("{} of shape {}, expected {}", name, shape_str(shape_of(t)), shape_str(shape)));
-        }
-    };
-    if (T_ == 0 || B == 0) fail("no steps or no sequences");
-    if (cache.lengths.size() != B) fail(fmt::format("{} lengths for a batch of {}", cache.lengths.size(), B));
-    for (std::int64_t length : cache.lengths) {
-        if (length < 0 || static_cast<std::size_t>(length) > T_) fail(fmt::format("length {} outside [0, {}]", length, T_));
-    }
-    check_all(cache.states, "states", L * D, {T_ + 1, B, H});
-    check_all(cache.cells, "cells", lstm ? L * D : 0, {T_ + 1, B, H});
-    check_all(cache.gates, "gates", L * D, {T_, B, spec.gates() * H});
-    check_all(cache.hidden_n, "hidden_n", gru ? L * D : 0, {T_, B, H});
-    if (!cache.dropout_masks.empty()) check_all(cache.dropout_masks, "dropout masks", L - 1, {T_, B, D * H});
-    if (cache.layer_inputs.size() != L) fail(fmt::format("{} layer inputs for {} layers", cache.layer_inputs.size(), L));
-    for (std::size_t l = cache.one_hot ? 1 : 0; l < L; ++l) {
-        const Shape expected = {T_, B, spec.layer_input_size(l)};
-        if (shape_of(cache.layer_inputs[l]) != expected) {
-            fail(fmt::format("layer {} input of shape {}, expected {}", l, shape_str(shape_of(cache.layer_inputs[l])),
-                             shape_str(expected)));
-        }
-    }
-    if (cache.one_hot) {
-        if (shape_of(cache.ids) != Shape{T_, B}) fail(fmt::format("indices of shape {}", shape_str(shape_of(cache.ids))));
-        check_rnn_ids("rnn_backward", cache.ids, spec.input_size);
-    }
-}
-}  // namespace
 
 void check_rnn_ids(std::string_view who, const Indices& ids, std::size_t input_size) {
     if (ids.dimension() != 2) {
@@ -128,29 +75,118 @@ void check_rnn_ids(std::string_view who, const Indices& ids, std::size_t input_s
 }
 
 namespace {
+// The raw API takes pointers BLAS reads without bounds: everything that sizes those reads is checked first.
 template <class T>
-T sigmoid(T x) {
-    return T(1) / (T(1) + std::exp(-x));
-}
-
-// Activations over n contiguous values in place, a SIMD batch at a time: scalar libm calls would
-// cost the kernel as much as a GEMM.
-template <class T>
-void tanh_inplace(T* x, std::size_t n) {
-    using batch = xsimd::batch<T>;
-    std::size_t i = 0;
-    for (; i + batch::size <= n; i += batch::size) xsimd::tanh(batch::load_unaligned(x + i)).store_unaligned(x + i);
-    for (; i < n; ++i) x[i] = std::tanh(x[i]);
-}
-
-template <class T>
-void sigmoid_inplace(T* x, std::size_t n) {
-    using batch = xsimd::batch<T>;
-    std::size_t i = 0;
-    for (; i + batch::size <= n; i += batch::size) {
-        (batch(T(1)) / (batch(T(1)) + xsimd::exp(-batch::load_unaligned(x + i)))).store_unaligned(x + i);
+void check_spec(std::string_view who, const FusedCell<T>& cell, const RNNSpec& spec) {
+    if (!cell.has_fused()) {
+        throw std::invalid_argument(fmt::format("{}: the {} cell has no fused rows (forward_row, backward_row)", who, cell.name()));
     }
-    for (; i < n; ++i) x[i] = sigmoid(x[i]);
+    if (spec.input_size == 0 || spec.hidden_size == 0 || spec.num_layers == 0 || cell.gates() == 0 || cell.states() == 0) {
+        throw std::invalid_argument(fmt::format("{}: input_size {}, hidden_size {}, num_layers {}, the cell's gates {} and states {} "
+                                                "must all be positive", who, spec.input_size, spec.hidden_size,
+                                                spec.num_layers, cell.gates(), cell.states()));
+    }
+    // The counts and buffer sizes the kernel multiplies, overflow-checked once here so that its own products cannot wrap.
+    checked_mul(spec.num_layers, spec.directions() * cell.states(), who, "num_layers * directions * states");
+    const std::size_t widest = std::max(spec.input_size, checked_mul(spec.hidden_size, spec.directions(), who, "hidden_size * directions"));
+    numel({cell.gates() + cell.saved_per_row(spec.hidden_size), spec.hidden_size, widest}, who);
+}
+
+// Where the kernel's GEMM finds weight_hh and bias_hh among the cell's parameters.
+struct RecurrentIndices {
+    std::size_t weight = 0, bias = 0;
+    bool has_bias = false;
+};
+
+RecurrentIndices recurrent_indices(std::string_view who, const std::vector<CellParameter>& params, std::size_t GH,
+                                   std::size_t H, std::string_view cell) {
+    RecurrentIndices r;
+    if (params.empty() || params[0].is_bias || params[0].shape != Shape{GH, H}) {
+        throw std::invalid_argument(fmt::format("{}: the {} cell asks for the kernel's recurrent GEMM, so its first parameter "
+                                                "must be weight_hh of shape {}", who, cell, shape_str({GH, H})));
+    }
+    for (std::size_t j = 0; j < params.size(); ++j) {
+        if (params[j].is_bias) {
+            if (params[j].shape != Shape{GH}) {
+                throw std::invalid_argument(fmt::format("{}: the {} cell's first bias {} must be bias_hh of shape {}", who,
+                                                        cell, params[j].name, shape_str({GH})));
+            }
+            r.bias = j;
+            r.has_bias = true;
+            break;
+        }
+    }
+    return r;
+}
+
+template <class T>
+void check_weights(std::string_view who, const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& w) {
+    const std::size_t n = spec.num_layers * spec.directions(), n_bias = spec.bias ? n : 0;
+    const auto declared = cell.parameters(spec.hidden_size);
+    auto fail_count = [&](const std::string& name, std::size_t given, std::size_t expected, const char* why) {
+        throw std::invalid_argument(fmt::format("{}: {} pointers given for {}, expected {} ({})", who, given, name, expected, why));
+    };
+    if (w.weight_ih.size() != n) fail_count("weight_ih", w.weight_ih.size(), n, "num_layers * directions");
+    if (w.bias_ih.size() != n_bias) {
+        fail_count("bias_ih", w.bias_ih.size(), n_bias, spec.bias ? "num_layers * directions" : "num_layers * directions, none without bias");
+    }
+    if (w.cell.size() != n) {
+        throw std::invalid_argument(fmt::format("{}: {} lists of the cell's parameters given, expected {} (num_layers * directions)",
+                                                who, w.cell.size(), n));
+    }
+    for (std::size_t k = 0; k < n; ++k) {
+        for (auto [name, pointer] : {std::pair{"weight_ih", w.weight_ih[k]}, std::pair{"bias_ih", spec.bias ? w.bias_ih[k] : w.weight_ih[k]}}) {
+            if (!pointer) throw std::invalid_argument(fmt::format("{}: {}[{}] is null", who, name, k));
+        }
+        if (w.cell[k].size() != declared.size()) {
+            fail_count(fmt::format("the {} cell's parameters of layer {}", cell.name(), k), w.cell[k].size(), declared.size(),
+                       "one per declared parameter, null for biases without bias");
+        }
+        for (std::size_t j = 0; j < declared.size(); ++j) {
+            const bool present = spec.bias || !declared[j].is_bias;
+            if ((w.cell[k][j] != nullptr) != present) {
+                throw std::invalid_argument(fmt::format("{}: {}[{}] is {}", who, declared[j].name, k,
+                                                        present ? "null" : "given, but there are no biases"));
+            }
+        }
+    }
+}
+
+// A cache must be rnn_forward's output for this cell and spec: its buffers' shapes are what backward indexes by.
+template <class T>
+void check_cache(const FusedCell<T>& cell, const RNNSpec& spec, const RNNCache<T>& cache) {
+    const std::size_t T_ = cache.steps, B = cache.batch, H = spec.hidden_size, K = spec.num_layers * spec.directions();
+    const std::size_t L = spec.num_layers, saved = cell.saved_per_row(H);
+    auto fail = [](const std::string& what) {
+        throw std::invalid_argument(fmt::format("rnn_backward: the cache does not come from rnn_forward with this spec ({})", what));
+    };
+    auto check_all = [&](const std::vector<Tensor<T>>& list, const char* name, std::size_t count, const Shape& shape) {
+        if (list.size() != count) fail(fmt::format("{} {} buffers, expected {}", list.size(), name, count));
+        for (const Tensor<T>& t : list) {
+            if (shape_of(t) != shape) fail(fmt::format("{} of shape {}, expected {}", name, shape_str(shape_of(t)), shape_str(shape)));
+        }
+    };
+    if (T_ == 0 || B == 0) fail("no steps or no sequences");
+    if (cache.lengths.size() != B) fail(fmt::format("{} lengths for a batch of {}", cache.lengths.size(), B));
+    for (std::int64_t length : cache.lengths) {
+        if (length < 0 || static_cast<std::size_t>(length) > T_) fail(fmt::format("length {} outside [0, {}]", length, T_));
+    }
+    check_all(cache.states, "states", K * cell.states(), {T_ + 1, B, H});
+    check_all(cache.gates, "gates", K, {T_, B, cell.gates() * H});
+    check_all(cache.saved, "saved", saved ? K : 0, {T_, B, saved});
+    if (!cache.dropout_masks.empty()) check_all(cache.dropout_masks, "dropout masks", L - 1, {T_, B, spec.directions() * H});
+    if (cache.layer_inputs.size() != L) fail(fmt::format("{} layer inputs for {} layers", cache.layer_inputs.size(), L));
+    for (std::size_t l = cache.one_hot ? 1 : 0; l < L; ++l) {
+        const Shape expected = {T_, B, spec.layer_input_size(l)};
+        if (shape_of(cache.layer_inputs[l]) != expected) {
+            fail(fmt::format("layer {} input of shape {}, expected {}", l, shape_str(shape_of(cache.layer_inputs[l])),
+                             shape_str(expected)));
+        }
+    }
+    if (cache.one_hot) {
+        if (shape_of(cache.ids) != Shape{T_, B}) fail(fmt::format("indices of shape {}", shape_str(shape_of(cache.ids))));
+        check_rnn_ids("rnn_backward", cache.ids, spec.input_size);
+    }
 }
 
 void resize(auto& tensor, const Shape& shape) {
@@ -166,98 +202,29 @@ struct Slots {
     std::size_t initial() const { return (forward ? 0 : steps) * row; }
     std::size_t final() const { return (forward ? steps : 0) * row; }
 };
-
-// One valid row of one step, forward. `a` holds the gates' pre-activations (input part plus, for
-// RNN and LSTM, the recurrent part; GRU's recurrent part is `hw`) and is overwritten with their
-// activations, which backward reads.
-template <class T>
-void cell_forward(const RNNSpec& s, T* a, const T* hw, T* hn, const T* h_prev, T* h, const T* c_prev, T* c) {
-    const std::size_t H = s.hidden_size;
-    switch (s.mode) {
-    case RecurrentMode::rnn:  // h = φ(a)
-        if (s.nonlinearity == Nonlinearity::tanh) {
-            tanh_inplace(a, H);
-        } else {
-            for (std::size_t j = 0; j < H; ++j) a[j] = std::max(a[j], T(0));
-        }
-        std::copy_n(a, H, h);
-        break;
-    case RecurrentMode::lstm:  // i, f, o = σ(·), g = tanh(·);  c = f c_prev + i g;  h = o tanh(c)
-        sigmoid_inplace(a, 2 * H);
-        tanh_inplace(a + 2 * H, H);
-        sigmoid_inplace(a + 3 * H, H);
-        for (std::size_t j = 0; j < H; ++j) h[j] = c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j];
-        tanh_inplace(h, H);
-        for (std::size_t j = 0; j < H; ++j) h[j] *= a[3 * H + j];
-        break;
-    case RecurrentMode::gru:  // r, z = σ(x· + h·);  n = tanh(x_n + r (W_hn h + b_hn));  h = (1 - z) n + z h_prev
-        for (std::size_t j = 0; j < 2 * H; ++j) a[j] += hw[j];
-        sigmoid_inplace(a, 2 * H);
-        std::copy_n(hw + 2 * H, H, hn);
-        for (std::size_t j = 0; j < H; ++j) a[2 * H + j] += a[j] * hn[j];
-        tanh_inplace(a + 2 * H, H);
-        for (std::size_t j = 0; j < H; ++j) h[j] = (1 - a[H + j]) * a[2 * H + j] + a[H + j] * h_prev[j];
-        break;
-    }
-}
-
-// One valid row of one step, backward: from δh (and the carried δc) to the gates' δ for the input
-// part (dx) and the recurrent part (dh_part; the same as dx except GRU's n gate), plus what flows
-// to h_{t-1} directly (GRU) and to c_{t-1} (LSTM).
-template <class T>
-void cell_backward(const RNNSpec& s, const T* act, const T* hn, const T* h_prev, const T* h, const T* c_prev,
-                   const T* c, const T* delta_h, const T* delta_c, T* dx, T* dh_part, T* direct_h, T* d_c_prev) {
-    const std::size_t H = s.hidden_size;
-    switch (s.mode) {
-    case RecurrentMode::rnn:  // δa = δh φ'(a), with φ' from h: 1 - h² (tanh), [h > 0] (relu)
-        if (s.nonlinearity == Nonlinearity::tanh) {
-            for (std::size_t j = 0; j < H; ++j) dx[j] = delta_h[j] * (T(1) - h[j] * h[j]);
-        } else {
-            for (std::size_t j = 0; j < H; ++j) dx[j] = h[j] > 0 ? delta_h[j] : T(0);
-        }
-        break;
-    case RecurrentMode::lstm:  // δc = δc_carried + δh o (1 - tanh²c);  δi = δc g, δf = δc c_prev, δg = δc i, δo = δh tanh c
-        std::copy_n(c, H, d_c_prev);  // tanh(c), vectorized, through the output buffer
-        tanh_inplace(d_c_prev, H);
-        for (std::size_t j = 0; j < H; ++j) {
-            const T i = act[j], f = act[H + j], g = act[2 * H + j], o = act[3 * H + j], tc = d_c_prev[j];
-            const T dc = delta_c[j] + delta_h[j] * o * (1 - tc * tc);
-            dx[j] = dc * g * i * (1 - i);
-            dx[H + j] = dc * c_prev[j] * f * (1 - f);
-            dx[2 * H + j] = dc * i * (1 - g * g);
-            dx[3 * H + j] = delta_h[j] * tc * o * (1 - o);
-            d_c_prev[j] = dc * f;
-        }
-        break;
-    case RecurrentMode::gru:  // δn = δh (1 - z), δz = δh (h_prev - n), δh_prev ∋ δh z;  δr = δa_n (W_hn h + b_hn)
-        for (std::size_t j = 0; j < H; ++j) {
-            const T r = act[j], z = act[H + j], n = act[2 * H + j];
-            const T da_n = delta_h[j] * (1 - z) * (1 - n * n);
-            dx[j] = dh_part[j] = da_n * hn[j] * r * (1 - r);
-            dx[H + j] = dh_part[H + j] = delta_h[j] * (h_prev[j] - n) * z * (1 - z);
-            dx[2 * H + j] = da_n;
-            dh_part[2 * H + j] = da_n * r;
-            direct_h[j] = delta_h[j] * z;
-        }
-        break;
-    }
-}
 }  // namespace
 
 template <class T>
-RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tensor<T>& input, const Tensor<T>* h0,
-                         const Tensor<T>* c0, const std::vector<std::int64_t>& lengths,
+RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& w, const Tensor<T>& input,
+                         const std::vector<const Tensor<T>*>& initial_states, const std::vector<std::int64_t>& lengths,
                          std::vector<Tensor<T>> dropout_masks, RNNCache<T>& cache, const Indices* ids) {
-    check_spec("rnn_forward", spec);
-    check_weights("rnn_forward", spec, w);
+    check_spec("rnn_forward", cell, spec);
+    check_weights("rnn_forward", cell, spec, w);
     if (ids) check_rnn_ids("rnn_forward", *ids, spec.input_size);
+    const std::size_t S = cell.states();
+    if (initial_states.size() > S) {
+        throw std::invalid_argument(fmt::format("rnn_forward: {} initial states for the {} cell, which has {}",
+                                                initial_states.size(), cell.name(), S));
+    }
     const Shape input_shape = ids ? Shape{ids->shape(0), ids->shape(1), spec.input_size} : shape_of(input);
-    const Shape h0_shape = h0 ? shape_of(*h0) : Shape{}, c0_shape = c0 ? shape_of(*c0) : Shape{};
-    check_rnn_args("rnn_forward", spec, input_shape, false, h0 ? &h0_shape : nullptr, lengths,
-                   c0 ? &c0_shape : nullptr);
-    if (c0 && !spec.has_cell_state()) throw std::invalid_argument("rnn_forward: c0 is for LSTM only");
+    std::vector<Shape> state_shapes;
+    std::vector<const Shape*> given;
+    for (const Tensor<T>* s : initial_states) state_shapes.push_back(s ? shape_of(*s) : Shape{});
+    for (std::size_t i = 0; i < initial_states.size(); ++i) given.push_back(initial_states[i] ? &state_shapes[i] : nullptr);
+    check_rnn_args("rnn_forward", spec, input_shape, false, given, lengths);
     const std::size_t steps = input_shape[0], batch = input_shape[1], H = spec.hidden_size;
-    const std::size_t D = spec.directions(), L = spec.num_layers, row = batch * H, GH = spec.gates() * H;
+    const std::size_t D = spec.directions(), L = spec.num_layers, row = batch * H, GH = cell.gates() * H;
+    const std::size_t saved = cell.saved_per_row(H);
     if (!dropout_masks.empty() && dropout_masks.size() + 1 != L) {
         throw std::invalid_argument(fmt::format("rnn_forward: {} dropout masks for {} layers (need num_layers - 1)",
                                                 dropout_masks.size(), L));
@@ -268,15 +235,17 @@ RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tens
                                          shape_str({steps, batch, D * H})));
         }
     }
-    const bool lstm = spec.has_cell_state(), gru = spec.mode == RecurrentMode::gru;
+    const RecurrentGemm gemm = cell.recurrent_gemm();
+    const auto declared = cell.parameters(H);
+    const RecurrentIndices rec = gemm == RecurrentGemm::none ? RecurrentIndices{} : recurrent_indices("rnn_forward", declared, GH, H, cell.name());
+    const bool rec_bias = rec.has_bias && spec.bias;
     cache.steps = steps;
     cache.batch = batch;
     cache.lengths = lengths.empty() ? std::vector<std::int64_t>(batch, static_cast<std::int64_t>(steps)) : lengths;
     cache.layer_inputs.resize(L);
-    cache.states.resize(L * D);
-    cache.cells.resize(lstm ? L * D : 0);
+    cache.states.resize(L * D * S);
     cache.gates.resize(L * D);
-    cache.hidden_n.resize(gru ? L * D : 0);
+    cache.saved.resize(saved ? L * D : 0);
     cache.dropout_masks = std::move(dropout_masks);
     cache.one_hot = ids != nullptr;
     if (ids) {
@@ -288,9 +257,10 @@ RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tens
     std::vector<T> transposed;  // W_ihᵀ (input_size, gates * H), for the row gather of one-hot input
 
     RNNResult<T> result;
-    result.h_n = Tensor<T>::from_shape({L * D, batch, H});
-    if (lstm) result.c_n = Tensor<T>::from_shape({L * D, batch, H});
-    std::vector<T> hw(gru ? batch * GH : 0);
+    for (std::size_t i = 0; i < S; ++i) result.final_states.push_back(Tensor<T>::from_shape({L * D, batch, H}));
+    std::vector<T> recurrent(gemm == RecurrentGemm::separate ? batch * GH : 0);
+    std::vector<const T*> previous(S);
+    std::vector<T*> next(S);
     for (std::size_t l = 0; l < L; ++l) {
         const Tensor<T>& x = cache.layer_inputs[l];
         const std::size_t in = spec.layer_input_size(l);
@@ -298,23 +268,24 @@ RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tens
         for (std::size_t d = 0; d < D; ++d) {
             const std::size_t k = l * D + d;
             const Slots slot{steps, row, d == 0};
-            resize(cache.states[k], {steps + 1, batch, H});
-            resize(cache.gates[k], {steps, batch, GH});
-            if (lstm) resize(cache.cells[k], {steps + 1, batch, H});
-            if (gru) resize(cache.hidden_n[k], {steps, batch, H});
-            T* s = cache.states[k].data();
-            T* cs = lstm ? cache.cells[k].data() : nullptr;
-            T* a = cache.gates[k].data();
-            for (auto [buffer, given] : {std::pair{s, h0}, std::pair{cs, c0}}) {
-                if (!buffer) continue;
-                if (given) {
-                    std::copy_n(given->data() + k * row, row, buffer + slot.initial());
+            const std::vector<const T*>& params = w.cell[k];
+            std::vector<T*> state(S);
+            for (std::size_t i = 0; i < S; ++i) {
+                Tensor<T>& buffer = cache.states[k * S + i];
+                resize(buffer, {steps + 1, batch, H});
+                state[i] = buffer.data();
+                const Tensor<T>* initial = i < initial_states.size() ? initial_states[i] : nullptr;
+                if (initial) {
+                    std::copy_n(initial->data() + k * row, row, state[i] + slot.initial());
                 } else {
-                    std::fill_n(buffer + slot.initial(), row, T(0));
+                    std::fill_n(state[i] + slot.initial(), row, T(0));
                 }
             }
+            resize(cache.gates[k], {steps, batch, GH});
+            if (saved) resize(cache.saved[k], {steps, batch, saved});
+            T* a = cache.gates[k].data();
             // Every step's input projection in one GEMM (a row gather of W_ihᵀ for one-hot input);
-            // RNN and LSTM fold both biases in here.
+            // with into_gates, both biases are folded in here.
             if (l == 0 && ids) {
                 transposed.resize(in * GH);
                 for (std::size_t j = 0; j < GH; ++j)
@@ -325,41 +296,43 @@ RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tens
             } else {
                 gemm_raw<T>(false, true, steps * batch, GH, in, T(1), x.data(), in, w.weight_ih[k], in, T(0), a, GH);
             }
+            const T* b_hh = rec_bias ? params[rec.bias] : nullptr;
             if (spec.bias) {
+                const bool fold = gemm == RecurrentGemm::into_gates && b_hh;
                 for (std::size_t r = 0; r < steps * batch; ++r)
-                    for (std::size_t j = 0; j < GH; ++j) a[r * GH + j] += w.bias_ih[k][j] + (gru ? T(0) : w.bias_hh[k][j]);
+                    for (std::size_t j = 0; j < GH; ++j) a[r * GH + j] += w.bias_ih[k][j] + (fold ? b_hh[j] : T(0));
             }
             for (std::size_t step = 0; step < steps; ++step) {
                 const std::size_t t = slot.forward ? step : steps - 1 - step;
-                const T* prev = s + slot.before(t);
-                T* cur = s + slot.after(t);
+                const T* h_prev = state[0] + slot.before(t);
                 T* a_t = a + t * batch * GH;
-                if (gru) {
-                    gemm_raw<T>(false, true, batch, GH, H, T(1), prev, H, w.weight_hh[k], H, T(0), hw.data(), GH);
-                    if (spec.bias) {
+                if (gemm == RecurrentGemm::into_gates) {
+                    gemm_raw<T>(false, true, batch, GH, H, T(1), h_prev, H, params[rec.weight], H, T(1), a_t, GH);
+                } else if (gemm == RecurrentGemm::separate) {
+                    gemm_raw<T>(false, true, batch, GH, H, T(1), h_prev, H, params[rec.weight], H, T(0), recurrent.data(), GH);
+                    if (b_hh) {
                         for (std::size_t b = 0; b < batch; ++b)
-                            for (std::size_t j = 0; j < GH; ++j) hw[b * GH + j] += w.bias_hh[k][j];
+                            for (std::size_t j = 0; j < GH; ++j) recurrent[b * GH + j] += b_hh[j];
                     }
-                } else {
-                    gemm_raw<T>(false, true, batch, GH, H, T(1), prev, H, w.weight_hh[k], H, T(1), a_t, GH);
                 }
                 for (std::size_t b = 0; b < batch; ++b) {
                     T* o = out.data() + (t * batch + b) * D * H + d * H;
+                    for (std::size_t i = 0; i < S; ++i) {
+                        previous[i] = state[i] + slot.before(t) + b * H;
+                        next[i] = state[i] + slot.after(t) + b * H;
+                    }
                     if (static_cast<std::int64_t>(t) < cache.lengths[b]) {
-                        cell_forward(spec, a_t + b * GH, gru ? hw.data() + b * GH : nullptr,
-                                     gru ? cache.hidden_n[k].data() + (t * batch + b) * H : nullptr, prev + b * H,
-                                     cur + b * H, lstm ? cs + slot.before(t) + b * H : nullptr,
-                                     lstm ? cs + slot.after(t) + b * H : nullptr);
-                        std::copy_n(cur + b * H, H, o);
-                    } else {  // past this sequence's end: carry the state, output zero
-                        std::copy_n(prev + b * H, H, cur + b * H);
-                        if (lstm) std::copy_n(cs + slot.before(t) + b * H, H, cs + slot.after(t) + b * H);
+                        cell.forward_row({H, a_t + b * GH, gemm == RecurrentGemm::separate ? recurrent.data() + b * GH : nullptr,
+                                          saved ? cache.saved[k].data() + (t * batch + b) * saved : nullptr, previous, next,
+                                          params});
+                        std::copy_n(next[0], H, o);
+                    } else {  // past this sequence's end: carry the states, output zero
+                        for (std::size_t i = 0; i < S; ++i) std::copy_n(previous[i], H, next[i]);
                         std::fill_n(o, H, T(0));
                     }
                 }
             }
-            std::copy_n(s + slot.final(), row, result.h_n.data() + k * row);
-            if (lstm) std::copy_n(cs + slot.final(), row, result.c_n.data() + k * row);
+            for (std::size_t i = 0; i < S; ++i) std::copy_n(state[i] + slot.final(), row, result.final_states[i].data() + k * row);
         }
         if (l + 1 < L) {
             if (!cache.dropout_masks.empty()) out *= cache.dropout_masks[l];
@@ -372,24 +345,29 @@ RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& w, const Tens
 }
 
 template <class T>
-RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNCache<T>& cache, const T* d_output,
-                         const T* d_h_n, const T* d_c_n, bool need_input_grad) {
-    check_spec("rnn_backward", spec);
-    check_weights("rnn_backward", spec, w);
-    check_cache(spec, cache);
+RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& w, const RNNCache<T>& cache,
+                         const T* d_output, const std::vector<const T*>& d_final_states, bool need_input_grad) {
+    check_spec("rnn_backward", cell, spec);
+    check_weights("rnn_backward", cell, spec, w);
+    check_cache(cell, spec, cache);
+    const std::size_t S = cell.states();
+    if (d_final_states.size() > S) {
+        throw std::invalid_argument(fmt::format("rnn_backward: {} final-state gradients for the {} cell, which has {} states",
+                                                d_final_states.size(), cell.name(), S));
+    }
     const std::size_t steps = cache.steps, batch = cache.batch, H = spec.hidden_size;
-    const std::size_t D = spec.directions(), L = spec.num_layers, row = batch * H, GH = spec.gates() * H;
-    const bool lstm = spec.has_cell_state(), gru = spec.mode == RecurrentMode::gru;
+    const std::size_t D = spec.directions(), L = spec.num_layers, row = batch * H, GH = cell.gates() * H;
+    const std::size_t saved = cell.saved_per_row(H);
+    const RecurrentGemm gemm = cell.recurrent_gemm();
+    const auto declared = cell.parameters(H);
+    const RecurrentIndices rec = gemm == RecurrentGemm::none ? RecurrentIndices{} : recurrent_indices("rnn_backward", declared, GH, H, cell.name());
+    const bool rec_bias = rec.has_bias && spec.bias;
     RNNGrads<T> g;
-    g.h0 = Tensor<T>::from_shape({L * D, batch, H});
-    if (lstm) g.c0 = Tensor<T>::from_shape({L * D, batch, H});
+    for (std::size_t i = 0; i < S; ++i) g.initial_states.push_back(Tensor<T>::from_shape({L * D, batch, H}));
     g.hidden_grad_norms = Tensor<T>::from_shape({L * D, steps});
     g.weight_ih.resize(L * D);
-    g.weight_hh.resize(L * D);
-    if (spec.bias) {
-        g.bias_ih.resize(L * D);
-        g.bias_hh.resize(L * D);
-    }
+    g.bias_ih.resize(spec.bias ? L * D : 0);
+    g.cell.resize(L * D);
     // The gradient flowing into the current layer's output; a copy, so the caller's stays intact.
     Tensor<T> d_out = Tensor<T>::from_shape({steps, batch, D * H});
     if (d_output) {
@@ -398,9 +376,13 @@ RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNC
         d_out.fill(T(0));
     }
     Tensor<T> d_ax = Tensor<T>::from_shape({steps, batch, GH});
-    Tensor<T> d_ah = gru ? Tensor<T>::from_shape({steps, batch, GH}) : Tensor<T>();
-    T* const dah = gru ? d_ah.data() : d_ax.data();  // RNN and LSTM: the same δ for both parts
-    std::vector<T> dh(row), dh_next(row), dc(lstm ? row : 0), dc_next(lstm ? row : 0), delta_h(H), direct(row);
+    Tensor<T> d_ah = gemm == RecurrentGemm::separate ? Tensor<T>::from_shape({steps, batch, GH}) : Tensor<T>();
+    T* const dah = gemm == RecurrentGemm::separate ? d_ah.data() : d_ax.data();  // into_gates: one δ for both parts
+    // Per state: the gradient carried into the current step (ds) and the one it hands back (ds_prev).
+    std::vector<std::vector<T>> ds(S, std::vector<T>(row)), ds_prev(S, std::vector<T>(row));
+    std::vector<T> delta_h(H);
+    std::vector<const T*> previous(S), next(S), d_next(S);
+    std::vector<T*> d_previous(S), d_params(declared.size());
 
     const bool one_hot = cache.one_hot;
     for (std::size_t l = L; l-- > 0;) {
@@ -413,16 +395,26 @@ RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNC
         for (std::size_t d = 0; d < D; ++d) {
             const std::size_t k = l * D + d;
             const Slots slot{steps, row, d == 0};
-            const T* s = cache.states[k].data();
-            const T* cs = lstm ? cache.cells[k].data() : nullptr;
+            const std::vector<const T*>& params = w.cell[k];
+            std::vector<const T*> state(S);
+            for (std::size_t i = 0; i < S; ++i) state[i] = cache.states[k * S + i].data();
             const T* act = cache.gates[k].data();
-            const T* hn = gru ? cache.hidden_n[k].data() : nullptr;
-            for (auto [carried, given] : {std::pair{&dh, d_h_n}, std::pair{&dc, d_c_n}}) {
-                if (carried->empty()) continue;
+            // The rows accumulate into the parameters the kernel's GEMM does not own.
+            g.cell[k].assign(declared.size(), Tensor<T>());
+            for (std::size_t j = 0; j < declared.size(); ++j) {
+                const bool owned = gemm != RecurrentGemm::none && (j == rec.weight || (rec_bias && j == rec.bias));
+                d_params[j] = nullptr;
+                if (!params[j] || owned) continue;
+                g.cell[k][j] = Tensor<T>::from_shape(declared[j].shape);
+                g.cell[k][j].fill(T(0));
+                d_params[j] = g.cell[k][j].data();
+            }
+            for (std::size_t i = 0; i < S; ++i) {
+                const T* given = i < d_final_states.size() ? d_final_states[i] : nullptr;
                 if (given) {
-                    std::copy_n(given + k * row, row, carried->begin());
+                    std::copy_n(given + k * row, row, ds[i].begin());
                 } else {
-                    std::fill(carried->begin(), carried->end(), T(0));
+                    std::fill(ds[i].begin(), ds[i].end(), T(0));
                 }
             }
             // Walk the steps in the reverse of the order forward took them.
@@ -432,43 +424,42 @@ RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNC
                 for (std::size_t b = 0; b < batch; ++b) {
                     T* dx_row = d_ax.data() + (t * batch + b) * GH;
                     T* dh_row = dah + (t * batch + b) * GH;
-                    if (static_cast<std::int64_t>(t) >= cache.lengths[b]) {
+                    for (std::size_t i = 0; i < S; ++i) d_previous[i] = ds_prev[i].data() + b * H;
+                    if (static_cast<std::int64_t>(t) >= cache.lengths[b]) {  // a carried state passes its gradient straight back
                         std::fill_n(dx_row, GH, T(0));
-                        if (gru) std::fill_n(dh_row, GH, T(0));
+                        if (gemm == RecurrentGemm::separate) std::fill_n(dh_row, GH, T(0));
+                        for (std::size_t i = 0; i < S; ++i) std::copy_n(ds[i].data() + b * H, H, d_previous[i]);
                         continue;
                     }
                     const T* dout = d_out.data() + (t * batch + b) * D * H + d * H;
                     for (std::size_t j = 0; j < H; ++j) {
-                        delta_h[j] = dh[b * H + j] + dout[j];
+                        delta_h[j] = ds[0][b * H + j] + dout[j];
                         norm2 += delta_h[j] * delta_h[j];
                     }
-                    cell_backward(spec, act + (t * batch + b) * GH, gru ? hn + (t * batch + b) * H : nullptr,
-                                  s + slot.before(t) + b * H, s + slot.after(t) + b * H,
-                                  lstm ? cs + slot.before(t) + b * H : nullptr, lstm ? cs + slot.after(t) + b * H : nullptr,
-                                  delta_h.data(), lstm ? dc.data() + b * H : nullptr, dx_row, dh_row,
-                                  direct.data() + b * H, lstm ? dc_next.data() + b * H : nullptr);
+                    for (std::size_t i = 0; i < S; ++i) {
+                        previous[i] = state[i] + slot.before(t) + b * H;
+                        next[i] = state[i] + slot.after(t) + b * H;
+                        d_next[i] = i == 0 ? delta_h.data() : ds[i].data() + b * H;
+                    }
+                    cell.backward_row({H, act + (t * batch + b) * GH,
+                                       saved ? cache.saved[k].data() + (t * batch + b) * saved : nullptr, previous, next,
+                                       params, d_next, dx_row, gemm == RecurrentGemm::separate ? dh_row : nullptr,
+                                       d_previous, d_params});
                 }
                 g.hidden_grad_norms(k, t) = std::sqrt(norm2);
-                gemm_raw<T>(false, false, batch, H, GH, T(1), dah + t * batch * GH, GH, w.weight_hh[k], H, T(0),
-                            dh_next.data(), H);
-                for (std::size_t b = 0; b < batch; ++b) {
-                    const auto at = static_cast<std::ptrdiff_t>(b * H);
-                    if (static_cast<std::int64_t>(t) >= cache.lengths[b]) {  // a carried state passes its gradient straight back
-                        std::copy_n(dh.begin() + at, H, dh_next.begin() + at);
-                        if (lstm) std::copy_n(dc.begin() + at, H, dc_next.begin() + at);
-                    } else if (gru) {
-                        for (std::size_t j = 0; j < H; ++j) dh_next[b * H + j] += direct[b * H + j];
-                    }
+                if (gemm != RecurrentGemm::none) {  // δh_{t-1} += δ_recurrent W_hh (zero rows for finished sequences)
+                    gemm_raw<T>(false, false, batch, H, GH, T(1), dah + t * batch * GH, GH, params[rec.weight], H, T(1),
+                                ds_prev[0].data(), H);
                 }
-                std::swap(dh, dh_next);
-                if (lstm) std::swap(dc, dc_next);
+                std::swap(ds, ds_prev);
             }
-            std::copy(dh.begin(), dh.end(), g.h0.data() + k * row);
-            if (lstm) std::copy(dc.begin(), dc.end(), g.c0.data() + k * row);
+            for (std::size_t i = 0; i < S; ++i) std::copy(ds[i].begin(), ds[i].end(), g.initial_states[i].data() + k * row);
             // Weight gradients over all steps at once: δ (T*B, gates*H) against the inputs and previous states.
-            const T* previous = s + slot.before(0);  // rows t = 0..T-1 of the states before each step
-            g.weight_hh[k] = Tensor<T>::from_shape({GH, H});
-            gemm_raw<T>(true, false, GH, H, steps * batch, T(1), dah, GH, previous, H, T(0), g.weight_hh[k].data(), H);
+            if (gemm != RecurrentGemm::none) {
+                const T* h_before = state[0] + slot.before(0);  // rows t = 0..T-1 of the states before each step
+                g.cell[k][rec.weight] = Tensor<T>::from_shape({GH, H});
+                gemm_raw<T>(true, false, GH, H, steps * batch, T(1), dah, GH, h_before, H, T(0), g.cell[k][rec.weight].data(), H);
+            }
             g.weight_ih[k] = Tensor<T>::from_shape({GH, in});
             if (l == 0 && one_hot) {  // scatter-add δ rows into the columns their characters select
                 std::vector<T> transposed(in * GH, T(0));
@@ -483,14 +474,15 @@ RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNC
                 gemm_raw<T>(true, false, GH, in, steps * batch, T(1), d_ax.data(), GH, x.data(), in, T(0),
                             g.weight_ih[k].data(), in);
             }
-            if (spec.bias) {
-                for (auto [grad, delta] : {std::pair{&g.bias_ih[k], d_ax.data()}, std::pair{&g.bias_hh[k], dah}}) {
-                    *grad = Tensor<T>::from_shape({GH});
-                    grad->fill(T(0));
-                    for (std::size_t r = 0; r < steps * batch; ++r)
-                        for (std::size_t j = 0; j < GH; ++j) (*grad)(j) += delta[r * GH + j];
-                }
-            }
+            auto column_sums = [&](const T* delta) {
+                Tensor<T> sums = Tensor<T>::from_shape({GH});
+                sums.fill(T(0));
+                for (std::size_t r = 0; r < steps * batch; ++r)
+                    for (std::size_t j = 0; j < GH; ++j) sums(j) += delta[r * GH + j];
+                return sums;
+            };
+            if (spec.bias) g.bias_ih[k] = column_sums(d_ax.data());
+            if (rec_bias) g.cell[k][rec.bias] = column_sums(dah);
             if (want_dx) {
                 gemm_raw<T>(false, false, steps * batch, in, GH, T(1), d_ax.data(), GH, w.weight_ih[k], in, T(1),
                             d_x.data(), in);
@@ -506,12 +498,12 @@ RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& w, const RNNC
     return g;
 }
 
-#define XGRAD_INSTANTIATE(T)                                                                                        \
-    template RNNResult<T> rnn_forward(const RNNSpec&, const RNNWeights<T>&, const Tensor<T>&, const Tensor<T>*,     \
-                                      const Tensor<T>*, const std::vector<std::int64_t>&, std::vector<Tensor<T>>,   \
-                                      RNNCache<T>&, const Indices*);                                                \
-    template RNNGrads<T> rnn_backward(const RNNSpec&, const RNNWeights<T>&, const RNNCache<T>&, const T*, const T*, \
-                                      const T*, bool);
+#define XGRAD_INSTANTIATE(T)                                                                                           \
+    template RNNResult<T> rnn_forward(const FusedCell<T>&, const RNNSpec&, const RNNWeights<T>&, const Tensor<T>&,     \
+                                      const std::vector<const Tensor<T>*>&, const std::vector<std::int64_t>&,          \
+                                      std::vector<Tensor<T>>, RNNCache<T>&, const Indices*);                           \
+    template RNNGrads<T> rnn_backward(const FusedCell<T>&, const RNNSpec&, const RNNWeights<T>&, const RNNCache<T>&,   \
+                                      const T*, const std::vector<const T*>&, bool);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE

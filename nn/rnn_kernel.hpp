@@ -1,24 +1,26 @@
-// The fused recurrent kernels with handwritten BPTT, for Elman RNN, LSTM and GRU cells: forward
-// over the whole sequence with BLAS GEMMs into preallocated buffers (every step's input projection
-// in one GEMM), and backward through the recurrences. For the Elman cell, a_t = W_ih x_t + b_ih +
+// The fused recurrent kernel with handwritten BPTT, over any cell that supplies its row-wise
+// forward and backward (nn/cells/ holds the built-in ones): forward over the whole sequence with
+// BLAS GEMMs into preallocated buffers (every step's input projection in one GEMM, the recurrent
+// GEMM per step), and backward through the recurrences. For the Elman cell, a_t = W_ih x_t + b_ih +
 // W_hh h_{t-1} + b_hh and h_t = φ(a_t):
 //   δh_t = ∂l/∂h_t + W_hhᵀ δa_{t+1},  δa_t = δh_t ⊙ φ'(a_t),
 //   dW_ih = Σ δa_t x_tᵀ,  dW_hh = Σ δa_t h_{t-1}ᵀ,  db = Σ δa_t,  dx_t = W_ihᵀ δa_t,  dh_0 = W_hhᵀ δa_1.
-// LSTM and GRU follow the same scheme with their gates (PyTorch's order: i, f, g, o and r, z, n),
-// each gate's δ written beside its forward in the .cpp. Batched, multi-layer, bidirectional, with
-// per-sequence lengths. Time-major: input (T, B, input_size), states (num_layers * directions, B, H),
-// output (T, B, directions * H).
+// The kernel owns everything but the cell's elementwise math: layers, directions, per-sequence
+// lengths (past its length a sequence carries its states and outputs zero), inter-layer dropout
+// masks, the GEMMs and the weight gradients. Time-major: input (T, B, input_size), states
+// (num_layers * directions, B, H), output (T, B, directions * H).
 //
-// It works on arrays only (nothing here knows the autograd graph): rnn_forward / rnn_backward.
-// nn/rnn_fused.hpp wraps it as one graph op, which nn::RNN, nn::LSTM and nn::GRU run with
-// implementation fused.
+// It works on arrays only (nothing here knows the autograd graph). nn/rnn_fused.hpp wraps it as
+// one graph op, which the recurrent layers run with implementation fused.
 //
 //   xgrad::nn::RNNCache<float> cache;
-//   auto result = xgrad::nn::rnn_forward(spec, weights, input, nullptr, nullptr, {}, {}, cache);
-//   auto grads = xgrad::nn::rnn_backward(spec, weights, cache, d_output.data(), nullptr, nullptr);
+//   auto result = xgrad::nn::rnn_forward(cell, spec, weights, input, {}, {}, {}, cache);
+//   auto grads = xgrad::nn::rnn_backward(cell, spec, weights, cache, d_output.data(), {});
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -26,35 +28,100 @@
 
 namespace xgrad::nn {
 
-enum class Nonlinearity { tanh, relu };
-enum class RecurrentMode { rnn, lstm, gru };
-
+// The structure of a recurrent layer, fixed when it is built.
 struct RNNSpec {
-    RecurrentMode mode = RecurrentMode::rnn;
     std::size_t input_size = 0, hidden_size = 0, num_layers = 1;
     bool bias = true, bidirectional = false;
-    Nonlinearity nonlinearity = Nonlinearity::tanh;  // Elman cells only
 
     std::size_t directions() const { return bidirectional ? 2 : 1; }
-    std::size_t gates() const { return mode == RecurrentMode::lstm ? 4 : mode == RecurrentMode::gru ? 3 : 1; }
-    bool has_cell_state() const { return mode == RecurrentMode::lstm; }
-    std::size_t layer_input_size(std::size_t layer) const {
-        return layer == 0 ? input_size : hidden_size * directions();
-    }
+    std::size_t layer_input_size(std::size_t layer) const { return layer == 0 ? input_size : hidden_size * directions(); }
+};
+
+// One parameter a cell declares, for one layer and direction. Every cell also has weight_ih
+// (gates * H, layer input) and, with bias, bias_ih (gates * H): the layer owns those, because it
+// applies them to all steps at once.
+struct CellParameter {
+    std::string name;      // PyTorch's name without the layer suffix ("weight_hh"); the layer appends "_l0", "_l1_reverse"
+    Shape shape;
+    bool is_bias = false;  // created only with bias(true)
+};
+
+// One (layer, direction)'s parameters in the order a layer registers them, PyTorch's: weight_ih,
+// the cell's weights, then (with bias) bias_ih and the cell's biases.
+struct LayerParameter {
+    std::string name;  // without the layer suffix
+    Shape shape;
+    std::ptrdiff_t cell_index;  // into the cell's parameters(), or weight_ih / bias_ih below
+    static constexpr std::ptrdiff_t weight_ih = -1, bias_ih = -2;
+};
+std::vector<LayerParameter> layer_parameters(const std::vector<CellParameter>& cell_parameters, std::size_t gates,
+                                             const RNNSpec& spec, std::size_t layer);
+
+// How the kernel applies a cell's recurrent weights. With into_gates or separate, the cell's first
+// parameter must be weight_hh (gates * H, H) and its first bias parameter bias_hh (gates * H): the
+// kernel runs the recurrent GEMM each step and computes both gradients over all steps at once.
+enum class RecurrentGemm {
+    none,        // the cell applies its own recurrent parameters in its rows (IndRNN's u ⊙ h)
+    into_gates,  // W_hh h_{t-1} + b_hh is added into the gates before the row sees them (Elman, LSTM)
+    separate,    // W_hh h_{t-1} + b_hh is handed to the row on its own (GRU's r gates part of it)
+};
+
+// One sequence's row at one step, forward. Pointers hold H values unless said otherwise.
+template <class T>
+struct RowForward {
+    std::size_t hidden;
+    T* gates;                            // gates * H: in, the step's pre-activations; out, what backward reads
+    const T* recurrent;                  // gates * H: W_hh h_{t-1} + b_hh with RecurrentGemm::separate, else null
+    T* saved;                            // saved_per_row(H) more values for backward, or null
+    std::span<const T* const> previous;  // each state before the step; previous[0] is h_{t-1}
+    std::span<T* const> next;            // each state after the step, written; next[0] is h_t
+    std::span<const T* const> params;    // the cell's parameters in declared order (null: a bias without bias)
+};
+
+// The same row, backward.
+template <class T>
+struct RowBackward {
+    std::size_t hidden;
+    const T* gates;                      // as forward left them
+    const T* saved;
+    std::span<const T* const> previous, next, params;
+    std::span<const T* const> d_next;    // ∂l/∂ each state after the step (all paths, incl. the output)
+    T* d_gates;                          // out: ∂l/∂ the gates' pre-activations (gates * H)
+    T* d_recurrent;                      // out with RecurrentGemm::separate: ∂l/∂ the recurrent part; else null
+    std::span<T* const> d_previous;      // out (overwritten): ∂l/∂ each previous state, except through W_hh
+    std::span<T* const> d_params;        // += ∂l/∂ each parameter the rows use (null: the kernel's GEMM owns it)
+};
+
+// What the kernel needs of a cell: sizes, parameters and the elementwise rows. Built-in cells and
+// users' cells reach it through nn::CellAdapter (nn/cell.hpp).
+template <class T>
+class FusedCell {
+  public:
+    virtual ~FusedCell() = default;
+    virtual std::string_view name() const = 0;
+    virtual std::size_t gates() const = 0;   // blocks of H in the input projection
+    virtual std::size_t states() const = 0;  // h, then any others (LSTM's c)
+    virtual std::vector<CellParameter> parameters(std::size_t hidden) const = 0;
+    virtual bool has_fused() const = 0;      // whether the rows below exist
+    virtual RecurrentGemm recurrent_gemm() const = 0;
+    virtual std::size_t saved_per_row(std::size_t hidden) const = 0;
+    virtual void forward_row(const RowForward<T>& row) const = 0;
+    virtual void backward_row(const RowBackward<T>& row) const = 0;
 };
 
 // Checks a recurrent call and throws ShapeError / std::invalid_argument naming `who`, the
-// argument and the shapes: input (T, B, input_size), or (B, T, input_size) when batch_first; h0
-// and c0 (num_layers * directions, B, H) if given; lengths empty or one per sequence in [0, T].
+// argument and the shapes: input (T, B, input_size), or (B, T, input_size) when batch_first; each
+// given state (num_layers * directions, B, H); lengths empty or one per sequence in [0, T].
 void check_rnn_args(std::string_view who, const RNNSpec& spec, const Shape& input, bool batch_first,
-                    const Shape* h0, const std::vector<std::int64_t>& lengths, const Shape* c0 = nullptr);
+                    const std::vector<const Shape*>& states, const std::vector<std::int64_t>& lengths);
 
 // Raw pointers to each (layer, direction)'s weights, index layer * directions + direction, in
-// PyTorch's layouts: weight_ih (gates * H, layer input), weight_hh (gates * H, H), bias_ih and
-// bias_hh (gates * H); the bias vectors stay empty without bias.
+// PyTorch's layouts: weight_ih (gates * H, layer input), bias_ih (gates * H; the list stays empty
+// without bias) and the cell's own parameters in declared order (null for biases without bias).
 template <class T>
 struct RNNWeights {
-    std::vector<const T*> weight_ih, weight_hh, bias_ih, bias_hh;
+    std::vector<const T*> weight_ih, bias_ih;
+    std::vector<std::vector<const T*>> cell;
 };
 
 // What backward reads, written by forward. Reusing one cache across calls reuses its buffers.
@@ -63,12 +130,12 @@ struct RNNCache {
     std::size_t steps = 0, batch = 0;
     std::vector<std::int64_t> lengths;     // one per sequence
     std::vector<Tensor<T>> layer_inputs;   // per layer, (T, B, layer input), after inter-layer dropout
-    // Per (layer, direction), (T + 1, B, H): the carried state, with h0 in slot 0 (forward) or slot
-    // T (reverse) and the state after step t in slot t + 1 (forward) or slot t (reverse).
+    // Per (layer, direction, state), index (layer * directions + direction) * states + state,
+    // (T + 1, B, H): the state before step 0 in slot 0 (forward) or slot T (reverse), the state
+    // after step t in slot t + 1 (forward) or slot t (reverse).
     std::vector<Tensor<T>> states;
-    std::vector<Tensor<T>> cells;          // the same for the LSTM cell state c
-    std::vector<Tensor<T>> gates;          // per (layer, direction), (T, B, gates * H), after activation
-    std::vector<Tensor<T>> hidden_n;       // GRU only: W_hn h_{t-1} + b_hn per step, (T, B, H)
+    std::vector<Tensor<T>> gates;          // per (layer, direction), (T, B, gates * H), as the rows left them
+    std::vector<Tensor<T>> saved;          // per (layer, direction), (T, B, saved_per_row) when the cell saves any
     std::vector<Tensor<T>> dropout_masks;  // per layer below the top, (T, B, directions * H), scaled
     bool one_hot = false;                  // the input came as one-hot indices: then `ids` holds them
     Indices ids;                           // (T, B), and layer_inputs[0] is unused
@@ -76,33 +143,36 @@ struct RNNCache {
 
 template <class T>
 struct RNNResult {
-    Tensor<T> output;  // (T, B, directions * H), zero past each sequence's length
-    Tensor<T> h_n;     // (num_layers * directions, B, H), each sequence's state at its own last step
-    Tensor<T> c_n;     // LSTM only, likewise
+    Tensor<T> output;                   // (T, B, directions * H), zero past each sequence's length
+    std::vector<Tensor<T>> final_states;  // per state, (num_layers * directions, B, H), at each sequence's own last step
 };
 
 template <class T>
 struct RNNGrads {
-    Tensor<T> input;  // (T, B, input_size)
-    Tensor<T> h0, c0; // (num_layers * directions, B, H); c0 for LSTM only
-    std::vector<Tensor<T>> weight_ih, weight_hh, bias_ih, bias_hh;  // per (layer, direction)
+    Tensor<T> input;                        // (T, B, input_size)
+    std::vector<Tensor<T>> initial_states;  // per state, (num_layers * directions, B, H)
+    std::vector<Tensor<T>> weight_ih, bias_ih;     // per (layer, direction)
+    std::vector<std::vector<Tensor<T>>> cell;      // per (layer, direction), the cell's parameters (empty where absent)
     Tensor<T> hidden_grad_norms;  // (num_layers * directions, T): ||∂L/∂h_t|| over the valid rows
 };
 
-// h0 and c0 may be null (zeros); c0 is for LSTM only. dropout_masks: empty, or one per layer
-// below the top, multiplied into that layer's output. With `ids` (T, B), the input is the one-hot
-// encoding of those indices and `input` is ignored: the input GEMM becomes a row gather.
+// initial_states: empty, or one per cell state, each null (zeros) or (layers * directions, B, H).
+// dropout_masks: empty, or one per layer below the top, multiplied into that layer's output. With
+// `ids` (T, B), the input is the one-hot encoding of those indices and `input` is ignored: the
+// input GEMM becomes a row gather.
 template <class T>
-RNNResult<T> rnn_forward(const RNNSpec& spec, const RNNWeights<T>& weights, const Tensor<T>& input,
-                         const Tensor<T>* h0, const Tensor<T>* c0, const std::vector<std::int64_t>& lengths,
-                         std::vector<Tensor<T>> dropout_masks, RNNCache<T>& cache, const Indices* ids = nullptr);
+RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& weights,
+                         const Tensor<T>& input, const std::vector<const Tensor<T>*>& initial_states,
+                         const std::vector<std::int64_t>& lengths, std::vector<Tensor<T>> dropout_masks,
+                         RNNCache<T>& cache, const Indices* ids = nullptr);
 
-// d_output (T, B, directions * H), d_h_n and d_c_n (layers * directions, B, H) may each be null
-// (zero). None of them is modified. Without need_input_grad (and for index input) the input's
-// gradient is not computed and RNNGrads::input stays empty.
+// d_output (T, B, directions * H) and d_final_states (empty, or one per state, each null for zero,
+// else (layers * directions, B, H)) are not modified. Without need_input_grad (and for index
+// input) the input's gradient is not computed and RNNGrads::input stays empty.
 template <class T>
-RNNGrads<T> rnn_backward(const RNNSpec& spec, const RNNWeights<T>& weights, const RNNCache<T>& cache,
-                         const T* d_output, const T* d_h_n, const T* d_c_n, bool need_input_grad = true);
+RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& weights,
+                         const RNNCache<T>& cache, const T* d_output, const std::vector<const T*>& d_final_states,
+                         bool need_input_grad = true);
 
 // Checks one-hot indices (T, B) against an input size, naming `who`.
 void check_rnn_ids(std::string_view who, const Indices& ids, std::size_t input_size);

@@ -1,6 +1,9 @@
 #include "verify.hpp"
 
+#include <algorithm>
 #include <cmath>
+
+#include <fmt/format.h>
 
 #include <xtensor/xmath.hpp>
 
@@ -11,22 +14,14 @@
 namespace xgrad::nn {
 
 namespace {
-std::unique_ptr<RecurrentBase<double>> make_layer(const RNNVerifyOptions& o, Generator& gen) {
-    auto configure = [&](auto options) {
-        return options.num_layers(o.num_layers).bidirectional(o.bidirectional).bias(o.bias);
-    };
-    switch (o.mode) {
-    case RecurrentMode::lstm: return std::make_unique<LSTM<double>>(configure(LSTMOptions(o.input_size, o.hidden_size)), gen);
-    case RecurrentMode::gru: return std::make_unique<GRU<double>>(configure(GRUOptions(o.input_size, o.hidden_size)), gen);
-    case RecurrentMode::rnn: break;
-    }
-    return std::make_unique<RNN<double>>(configure(RNNOptions(o.input_size, o.hidden_size)).nonlinearity(o.nonlinearity), gen);
-}
-
 class Model : public Module<double> {
   public:
-    Model(const RNNVerifyOptions& o, Generator& gen)
-        : Module<double>("RNNVerifyModel"), rnn_holder(make_layer(o, gen)), rnn(*rnn_holder),
+    Model(std::shared_ptr<const AnyCell<double>> cell, const RNNVerifyOptions& o, Generator& gen)
+        : Module<double>("RNNVerifyModel"),
+          rnn_holder(std::make_unique<RecurrentBase<double>>(
+              std::move(cell), RecurrentOptions(o.input_size, o.hidden_size).num_layers(o.num_layers).bidirectional(o.bidirectional).bias(o.bias),
+              gen)),
+          rnn(*rnn_holder),
           fc(o.hidden_size * (o.bidirectional ? 2 : 1), o.classes, true, gen) {
         register_module("rnn", rnn);
         register_module("fc", fc);
@@ -65,7 +60,7 @@ struct Gradients {
 };
 
 Gradients gradients(Model& m, const RNNVerifyOptions& o, const Data& d, RNNImplementation impl) {
-    m.rnn.set_implementation(impl);
+    m.rnn.settings().implementation = impl;
     m.rnn.track_hidden_grads(true);
     m.zero_grad();
     Graph<double> g;
@@ -80,20 +75,23 @@ Gradients gradients(Model& m, const RNNVerifyOptions& o, const Data& d, RNNImple
 }  // namespace
 
 RNNVerifyReport verify_rnn_gradients(const RNNVerifyOptions& o) {
+    return verify_rnn_gradients(make_cell<double>(o.cell, o.nonlinearity), o);
+}
+
+RNNVerifyReport verify_rnn_gradients(std::shared_ptr<const AnyCell<double>> cell, const RNNVerifyOptions& o) {
     if (!o.lengths.empty()) {  // checked here too: the loss mask below reads them
         RNNSpec spec;
         spec.input_size = o.input_size;
-        check_rnn_args("verify_rnn_gradients", spec, {o.steps, o.batch, o.input_size}, false, nullptr, o.lengths);
+        check_rnn_args("verify_rnn_gradients", spec, {o.steps, o.batch, o.input_size}, false, {}, o.lengths);
     }
     if (o.classes == 0) throw std::invalid_argument("verify_rnn_gradients: classes must be positive");
+    const bool lstm = cell->name() == "LSTM";
     Generator gen(o.seed);
-    Model model(o, gen);
-    for (std::size_t i = 0; i < model.rnn.flat_weights().size(); i += o.bias ? 4 : 2) {
-        Parameter<double> w_hh = model.rnn.flat_weights()[i + 1];
-        w_hh.value() *= o.recurrent_scale;
-        if (o.mode == RecurrentMode::lstm && o.bias) {  // gates i, f, g, o: f is the second block
-            Parameter<double> b_ih = model.rnn.flat_weights()[i + 2];
-            for (std::size_t j = o.hidden_size; j < 2 * o.hidden_size; ++j) b_ih.value()(j) += o.forget_bias;
+    Model model(std::move(cell), o, gen);
+    for (auto [name, p] : model.rnn.named_parameters()) {
+        if (name.starts_with("weight_hh")) p.value() *= o.recurrent_scale;
+        if (lstm && name.starts_with("bias_ih")) {  // gates i, f, g, o: f is the second block
+            for (std::size_t j = o.hidden_size; j < 2 * o.hidden_size; ++j) p.value()(j) += o.forget_bias;
         }
     }
     const Shape positions = {o.steps, o.batch};
@@ -111,6 +109,7 @@ RNNVerifyReport verify_rnn_gradients(const RNNVerifyOptions& o) {
     const Gradients graph = gradients(model, o, d, RNNImplementation::graph);
     const Gradients fused = gradients(model, o, d, RNNImplementation::fused);
     RNNVerifyReport report;
+    report.cell = model.rnn.type_name();
     report.loss = graph.loss;
     report.hidden_grad_norms_graph = graph.norms;
     report.hidden_grad_norms_fused = fused.norms;
@@ -124,7 +123,7 @@ RNNVerifyReport verify_rnn_gradients(const RNNVerifyOptions& o) {
         report.parameters.push_back(c);
     }
     if (o.finite_differences) {
-        model.rnn.set_implementation(RNNImplementation::graph);
+        model.rnn.settings().implementation = RNNImplementation::graph;
         auto loss_now = [&] {
             NoGradGuard no_grad;
             Graph<double> g;
@@ -151,6 +150,46 @@ RNNVerifyReport verify_rnn_gradients(const RNNVerifyOptions& o) {
     report.passed = report.passed && xt::amax(xt::abs(report.hidden_grad_norms_graph - report.hidden_grad_norms_fused))() <=
                                          o.agreement * std::max(1.0, xt::amax(report.hidden_grad_norms_graph)());
     return report;
+}
+
+namespace {
+std::string bar(double value, double top) {
+    // Log scale over 8 decades below the largest norm, so vanishing gradients stay visible.
+    if (!(value > 0) || !(top > 0)) return "";
+    const double decades = std::clamp(8.0 + std::log10(value / top), 0.0, 8.0);
+    return std::string(static_cast<std::size_t>(std::lround(decades * 5)), '#');
+}
+}  // namespace
+
+std::string format_report(const RNNVerifyReport& report, const RNNVerifyOptions& o) {
+    std::string out = fmt::format("{}({} -> {}, layers {}, {}{}{}) + Linear({}) + cross-entropy; T {}, B {}; loss {:.6f}\n\n",
+                                  report.cell, o.input_size, o.hidden_size, o.num_layers,
+                                  report.cell == "RNN" ? (o.nonlinearity == Nonlinearity::relu ? "relu, " : "tanh, ") : "",
+                                  o.bidirectional ? "bidirectional, " : "", o.bias ? "bias" : "no bias", o.classes, o.steps,
+                                  o.batch, report.loss);
+    out += fmt::format("{:<24} {:>22} {:>22}\n", "parameter", "|handwritten-autograd|", "|autograd-numeric|");
+    out += fmt::format("{:<24} {:>11} {:>10} {:>11} {:>10}\n", "", "max abs", "rel", "max abs", "rel");
+    for (const auto& p : report.parameters) {
+        const auto& a = p.fused_vs_graph;
+        const auto& n = p.graph_vs_numeric;
+        out += fmt::format("{:<24} {:>11.2e} {:>10.2e} {:>11} {:>10} {}\n", p.name, a.max_abs, a.max_rel,
+                           o.finite_differences ? fmt::format("{:.2e}", n.max_abs) : "-",
+                           o.finite_differences ? fmt::format("{:.2e}", n.max_rel) : "-", a.passed && n.passed ? "ok" : "FAIL");
+    }
+    const auto& g = report.hidden_grad_norms_graph;
+    const auto& f = report.hidden_grad_norms_fused;
+    out += "\n||dL/dh_t|| per time step (graph | fused), log-scale bar over 8 decades:\n";
+    const std::size_t D = o.bidirectional ? 2 : 1;
+    for (std::size_t k = 0; k < g.shape(0); ++k) {
+        out += fmt::format("layer {}{}:\n", k / D, k % D ? " reverse" : "");
+        double top = 0;
+        for (std::size_t t = 0; t < g.shape(1); ++t) top = std::max(top, g(k, t));
+        for (std::size_t t = 0; t < g.shape(1); ++t) {
+            out += fmt::format("  t={:<4} {:>10.3e} | {:>10.3e}  {}\n", t, g(k, t), f(k, t), bar(g(k, t), top));
+        }
+    }
+    out += fmt::format("\n{}\n", report.passed ? "all gradients agree" : "GRADIENTS DISAGREE beyond tolerance");
+    return out;
 }
 
 }  // namespace xgrad::nn

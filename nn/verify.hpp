@@ -1,23 +1,26 @@
-// Manual versus autograd gradients, for users: an RNN (or LSTM, GRU) + Linear + cross-entropy model on random
-// data, its gradients from the handwritten-BPTT kernel, from generic graph backprop, and from
-// central differences, compared parameter by parameter.
+// Manual versus autograd gradients, for users: a recurrent layer (any cell: a built-in one by
+// name, or your own) + Linear + cross-entropy model on random data, its gradients from the cell's
+// handwritten-BPTT rows in the fused kernel, from generic graph backprop over the cell's graph
+// step, and from central differences, compared parameter by parameter.
 //
 //   xgrad::nn::RNNVerifyOptions o;
+//   o.cell = "lstm";
 //   o.num_layers = 2;
 //   auto report = xgrad::nn::verify_rnn_gradients(o);
-//   for (auto& p : report.parameters) fmt::print("{} {:.2e}\n", p.name, p.fused_vs_graph.max_abs);
+//   fmt::print("{}", xgrad::nn::format_report(report, o));
+//   auto mine = xgrad::nn::verify_cell_gradients(MyCell{}, o);   // a cell of your own (nn/cell.hpp)
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "rnn_kernel.hpp"
+#include "cell.hpp"
 
 namespace xgrad::nn {
 
 struct RNNVerifyOptions {
-    RecurrentMode mode = RecurrentMode::rnn;
+    std::string cell = "rnn";  // a built-in cell (recurrent_cell_names()); ignored by verify_cell_gradients
     std::size_t input_size = 5, hidden_size = 8, num_layers = 1, steps = 6, batch = 3, classes = 5;
     bool bidirectional = false, bias = true;
     Nonlinearity nonlinearity = Nonlinearity::tanh;  // RNN only
@@ -45,6 +48,7 @@ struct ParameterCheck {
 };
 
 struct RNNVerifyReport {
+    std::string cell;  // the cell's name
     std::vector<ParameterCheck> parameters;
     double loss = 0;
     // ||∂L/∂h_t|| per (layer * directions + direction, t), from each implementation.
@@ -53,5 +57,16 @@ struct RNNVerifyReport {
 };
 
 RNNVerifyReport verify_rnn_gradients(const RNNVerifyOptions& options);
+// The same over any cell; the fused side needs the cell's rows.
+RNNVerifyReport verify_rnn_gradients(std::shared_ptr<const AnyCell<double>> cell, const RNNVerifyOptions& options);
+template <class Cell>
+RNNVerifyReport verify_cell_gradients(Cell cell, const RNNVerifyOptions& options) {
+    return verify_rnn_gradients(make_any_cell<double>(std::move(cell)), options);
+}
+
+// The report as the verification program prints it: the model, one line per parameter (the
+// handwritten-vs-autograd and autograd-vs-numeric errors), ||∂L/∂h_t|| per step from both
+// implementations on a log-scale bar, and the verdict.
+std::string format_report(const RNNVerifyReport& report, const RNNVerifyOptions& options);
 
 }  // namespace xgrad::nn

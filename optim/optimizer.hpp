@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "../autograd/parameter.hpp"
-#include "../tensor/options.hpp"
+#include "options.hpp"
 #include "../tensor/safetensors.hpp"
 
 namespace xgrad::optim {

@@ -12,6 +12,8 @@
 
 #include <xgrad/xgrad.hpp>
 
+#include "../examples/indrnn_cell.hpp"
+
 namespace grid {
 
 using xgrad::Graph;
@@ -19,21 +21,18 @@ using xgrad::Tensor;
 using xgrad::Var;
 using xgrad::nn::Nonlinearity;
 using xgrad::nn::RecurrentBase;
-using xgrad::nn::RecurrentMode;
 using xgrad::nn::RNNImplementation;
 namespace nn = xgrad::nn;
 
 struct Config {
-    RecurrentMode mode;
+    std::string cell;           // a built-in cell's name, or "indrnn": the example's user cell
     Nonlinearity nonlinearity;  // RNN only
     bool bias;
     std::size_t layers;
     bool bidirectional, batch_first, variable_lengths, with_h0;
     std::string name() const {
-        const std::string cell = mode == RecurrentMode::lstm ? "LSTM"
-                                 : mode == RecurrentMode::gru ? "GRU"
-                                 : nonlinearity == Nonlinearity::tanh ? "RNN tanh" : "RNN relu";
-        return fmt::format("{} bias={} layers={} bidirectional={} batch_first={} variable={} h0={}", cell, bias, layers,
+        const std::string kind = cell != "rnn" ? cell : nonlinearity == Nonlinearity::tanh ? "rnn tanh" : "rnn relu";
+        return fmt::format("{} bias={} layers={} bidirectional={} batch_first={} variable={} h0={}", kind, bias, layers,
                            bidirectional, batch_first, variable_lengths, with_h0);
     }
 };
@@ -42,26 +41,23 @@ constexpr std::size_t T_ = 5, B = 3, I = 4, H = 6;
 
 template <class T>
 std::unique_ptr<RecurrentBase<T>> make_layer(const Config& c, xgrad::Generator& gen) {
-    auto configure = [&](auto options) {
-        return options.num_layers(c.layers).bias(c.bias).bidirectional(c.bidirectional).batch_first(c.batch_first);
-    };
-    if (c.mode == RecurrentMode::lstm) return std::make_unique<nn::LSTM<T>>(configure(nn::LSTMOptions(I, H)), gen);
-    if (c.mode == RecurrentMode::gru) return std::make_unique<nn::GRU<T>>(configure(nn::GRUOptions(I, H)), gen);
-    return std::make_unique<nn::RNN<T>>(configure(nn::RNNOptions(I, H)).nonlinearity(c.nonlinearity), gen);
+    auto options = nn::RecurrentOptions(I, H).num_layers(c.layers).bias(c.bias).bidirectional(c.bidirectional).batch_first(c.batch_first);
+    if (c.cell == "indrnn") return std::make_unique<nn::Recurrent<IndRNNCell, T>>(options, gen);
+    return nn::make_recurrent<T>(c.cell, options.nonlinearity(c.nonlinearity), gen);
 }
 
 // Every combination of bias, 1/2 layers, bidirectional, batch_first, equal/variable lengths and
 // h0 given/absent (and, for the RNN, tanh/relu).
-inline std::vector<Config> full_grid(RecurrentMode mode) {
+inline std::vector<Config> full_grid(const std::string& cell) {
     std::vector<Config> configs;
     for (Nonlinearity f : {Nonlinearity::tanh, Nonlinearity::relu}) {
-        if (mode != RecurrentMode::rnn && f == Nonlinearity::relu) continue;
+        if (cell != "rnn" && f == Nonlinearity::relu) continue;
         for (bool bias : {true, false})
             for (std::size_t layers : {1, 2})
                 for (bool bi : {false, true})
                     for (bool bf : {false, true})
                         for (bool var : {false, true})
-                            for (bool h0 : {false, true}) configs.push_back({mode, f, bias, layers, bi, bf, var, h0});
+                            for (bool h0 : {false, true}) configs.push_back({cell, f, bias, layers, bi, bf, var, h0});
     }
     return configs;
 }
@@ -76,7 +72,7 @@ template <class T>
 void check_agreement(const Config& c, double tol) {
     xgrad::Generator gen(17);
     auto layer = make_layer<T>(c, gen);
-    const bool lstm = c.mode == RecurrentMode::lstm;
+    const bool lstm = layer->cell().states() == 2;
     const std::size_t D = c.bidirectional ? 2 : 1;
     const xgrad::Shape in_shape = c.batch_first ? xgrad::Shape{B, T_, I} : xgrad::Shape{T_, B, I};
     const xgrad::Shape out_shape = c.batch_first ? xgrad::Shape{B, T_, D * H} : xgrad::Shape{T_, B, D * H};
@@ -87,7 +83,7 @@ void check_agreement(const Config& c, double tol) {
     const std::vector<std::int64_t> lengths = c.variable_lengths ? std::vector<std::int64_t>{5, 1, 3} : std::vector<std::int64_t>{};
     Run<T> runs[2];
     for (int i = 0; i < 2; ++i) {
-        layer->set_implementation(i == 0 ? RNNImplementation::graph : RNNImplementation::fused);
+        layer->settings().implementation = i == 0 ? RNNImplementation::graph : RNNImplementation::fused;
         layer->zero_grad();
         Graph<T> g;
         Var<T> x = g.variable(input), h = c.with_h0 ? g.variable(h0) : Var<T>();

@@ -19,11 +19,9 @@ TEST_CASE("RNN, LSTM and GRU unrolled over 100,000 steps: one training step each
         float losses[2] = {0, 0};
         for (int i = 0; i < 2; ++i) {
             xgrad::Generator gen(4);
-            std::unique_ptr<nn::RecurrentBase<float>> layer;
-            if (cell == 0) layer = std::make_unique<nn::RNN<float>>(nn::RNNOptions(input, hidden), gen);
-            if (cell == 1) layer = std::make_unique<nn::LSTM<float>>(nn::LSTMOptions(input, hidden), gen);
-            if (cell == 2) layer = std::make_unique<nn::GRU<float>>(nn::GRUOptions(input, hidden), gen);
-            layer->set_implementation(i == 0 ? nn::RNNImplementation::graph : nn::RNNImplementation::fused);
+            auto layer = nn::make_recurrent<float>(nn::recurrent_cell_names()[static_cast<std::size_t>(cell)],
+                                                   nn::RecurrentOptions(input, hidden), gen);
+            layer->settings().implementation = i == 0 ? nn::RNNImplementation::graph : nn::RNNImplementation::fused;
             nn::Linear<float> head(hidden, 1, true, gen);
             auto params = layer->parameters();
             for (const auto& p : head.parameters()) params.push_back(p);

@@ -31,14 +31,14 @@ using grid::T_;
 namespace {
 grid::Config config(bool lstm, bool bias, std::size_t layers, bool bidirectional, bool batch_first, bool variable_lengths,
                     bool with_h0) {
-    return {lstm ? nn::RecurrentMode::lstm : nn::RecurrentMode::gru, nn::Nonlinearity::tanh, bias, layers, bidirectional,
+    return {lstm ? "lstm" : "gru", nn::Nonlinearity::tanh, bias, layers, bidirectional,
             batch_first, variable_lengths, with_h0};
 }
 }  // namespace
 
 TEST_CASE("LSTM and GRU: graph and fused agree on outputs, states and every gradient over the full grid, double (1e-10)") {
-    for (auto mode : {nn::RecurrentMode::lstm, nn::RecurrentMode::gru}) {
-        for (const grid::Config& c : grid::full_grid(mode)) {
+    for (const char* cell : {"lstm", "gru"}) {
+        for (const grid::Config& c : grid::full_grid(cell)) {
             CAPTURE(c.name());
             grid::check_agreement<double>(c, 1e-10);
         }
@@ -46,8 +46,8 @@ TEST_CASE("LSTM and GRU: graph and fused agree on outputs, states and every grad
 }
 
 TEST_CASE("LSTM and GRU: graph and fused agree over the full grid in float (5e-5 absolute)") {
-    for (auto mode : {nn::RecurrentMode::lstm, nn::RecurrentMode::gru}) {
-        for (const grid::Config& c : grid::full_grid(mode)) {
+    for (const char* cell : {"lstm", "gru"}) {
+        for (const grid::Config& c : grid::full_grid(cell)) {
             CAPTURE(c.name());
             grid::check_agreement<float>(c, 5e-5);
         }
@@ -76,7 +76,7 @@ TEST_CASE("LSTM and GRU pass gradcheck in double, both implementations, for inpu
         for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
             xgrad::Generator gen(3);
             auto layer = grid::make_layer<double>(config(lstm, true, 2, true, false, true, true), gen);
-            layer->set_implementation(impl);
+            layer->settings().implementation = impl;
             const std::vector<std::int64_t> lengths = {4, 2};
             std::vector<Tensor<double>> inputs = {xgrad::uniform<double>({4, 2, I}, -1, 1, gen),
                                                   xgrad::uniform<double>({4, 2, H}, -1, 1, gen)};
@@ -231,14 +231,14 @@ TEST_CASE("bad LSTM and GRU arguments name the module, the argument and the shap
                          std::invalid_argument);
     CHECK_THROWS_WITH_AS(nn::LSTM<float>(nn::LSTMOptions(3, 4).dropout_recurrent(-0.1)),
                          "LSTM: dropout_recurrent = -0.1 is not in [0, 1)", std::invalid_argument);
-    lstm.options().dropout_input(1.5);
+    lstm.settings().dropout_input = 1.5;
     CHECK_THROWS_WITH_AS(lstm.forward(x), "LSTM: dropout_input = 1.5 is not in [0, 1)", std::invalid_argument);
 }
 
 TEST_CASE("the verification report covers LSTM and GRU: handwritten, autograd and numeric gradients agree") {
-    for (auto mode : {nn::RecurrentMode::lstm, nn::RecurrentMode::gru}) {
+    for (const char* cell : {"lstm", "gru"}) {
         nn::RNNVerifyOptions o;
-        o.mode = mode;
+        o.cell = cell;
         o.num_layers = 2;
         o.bidirectional = true;
         o.lengths = {6, 2, 4};
@@ -254,7 +254,7 @@ TEST_CASE("vanishing gradients: over 40 steps an LSTM with a forget bias keeps t
     o.loss_at_last_step_only = true;
     o.finite_differences = false;
     auto rnn = nn::verify_rnn_gradients(o);
-    o.mode = nn::RecurrentMode::lstm;
+    o.cell = "lstm";
     o.forget_bias = 3.0;
     auto lstm = nn::verify_rnn_gradients(o);
     CHECK(rnn.passed);
@@ -280,7 +280,7 @@ TEST_CASE("one-hot input given as indices equals the dense one-hot input, in val
                 } else {
                     layer = grid::make_layer<double>(c, gen);
                 }
-                layer->set_implementation(impl);
+                layer->settings().implementation = impl;
                 xgrad::Indices ids = xgrad::Indices::from_shape(batch_first ? xgrad::Shape{B, T_} : xgrad::Shape{T_, B});
                 for (auto& v : ids) v = static_cast<std::int64_t>(gen.below(I));
                 Tensor<double> one_hot = Tensor<double>::from_shape({ids.shape(0), ids.shape(1), I});
@@ -291,7 +291,7 @@ TEST_CASE("one-hot input given as indices equals the dense one-hot input, in val
                 for (bool indices : {false, true}) {
                     layer->zero_grad();
                     Graph<double> g;
-                    auto r = indices ? layer->forward_indices(g, ids, {}, {}, lengths) : layer->forward_any(g.constant(one_hot), {}, {}, lengths);
+                    auto r = indices ? layer->forward_indices(g, ids, {}, lengths) : layer->forward_states(g.constant(one_hot), {}, lengths);
                     xgrad::sum(r.output * r.output).backward();
                     outputs.push_back(r.output.value());
                     for (const auto& p : layer->parameters()) grads.push_back(p.grad());

@@ -25,14 +25,14 @@ using xgrad::nn::RNNOptions;
 
 
 TEST_CASE("graph and fused RNN agree on outputs, states and every gradient: the full grid in double (1e-10)") {
-    for (const grid::Config& c : grid::full_grid(xgrad::nn::RecurrentMode::rnn)) {
+    for (const grid::Config& c : grid::full_grid("rnn")) {
         CAPTURE(c.name());
         grid::check_agreement<double>(c, 1e-10);
     }
 }
 
 TEST_CASE("graph and fused RNN agree on the full grid in float (5e-5 absolute)") {
-    for (const grid::Config& c : grid::full_grid(xgrad::nn::RecurrentMode::rnn)) {
+    for (const grid::Config& c : grid::full_grid("rnn")) {
         CAPTURE(c.name());
         grid::check_agreement<float>(c, 5e-5);
     }
@@ -70,8 +70,7 @@ TEST_CASE("the RNN passes gradcheck in double, both implementations, with respec
 
 namespace {
 using xgrad::nn::RNNSpec;
-const Tensor<double>* const no_tensor = nullptr;  // no c0: these are Elman cells
-const double* const no_values = nullptr;
+const auto elman = xgrad::nn::make_cell<double>("rnn");  // the kernel's cell in these tests
 
 // The kernel alone, with no graph: a loss L = Σ output ⊙ w_out + Σ h_n ⊙ w_state and its gradients.
 struct KernelProblem {
@@ -98,21 +97,20 @@ struct KernelProblem {
         xgrad::nn::RNNWeights<double> w;
         for (std::size_t k = 0; k < weights.size(); k += 4) {
             w.weight_ih.push_back(weights[k].data());
-            w.weight_hh.push_back(weights[k + 1].data());
             w.bias_ih.push_back(weights[k + 2].data());
-            w.bias_hh.push_back(weights[k + 3].data());
+            w.cell.push_back({weights[k + 1].data(), weights[k + 3].data()});  // weight_hh, bias_hh
         }
         return w;
     }
     double loss() const {
         xgrad::nn::RNNCache<double> cache;
-        auto r = xgrad::nn::rnn_forward(spec, pointers(), input, &h0, no_tensor, {}, {}, cache);
-        return xt::sum(r.output * w_out)() + xt::sum(r.h_n * w_state)();
+        auto r = xgrad::nn::rnn_forward(*elman, spec, pointers(), input, {&h0}, {}, {}, cache);
+        return xt::sum(r.output * w_out)() + xt::sum(r.final_states[0] * w_state)();
     }
     xgrad::nn::RNNGrads<double> grads() const {
         xgrad::nn::RNNCache<double> cache;
-        xgrad::nn::rnn_forward(spec, pointers(), input, &h0, no_tensor, {}, {}, cache);
-        return xgrad::nn::rnn_backward(spec, pointers(), cache, w_out.data(), w_state.data(), no_values);
+        xgrad::nn::rnn_forward(*elman, spec, pointers(), input, {&h0}, {}, {}, cache);
+        return xgrad::nn::rnn_backward(*elman, spec, pointers(), cache, w_out.data(), {w_state.data()});
     }
     // Central difference of the loss along one entry of `target` (a member of this problem).
     Tensor<double> numeric(Tensor<double>& target) {
@@ -143,7 +141,7 @@ TEST_CASE("regression: a 2-layer kernel feeds each lower layer its own gradient,
     KernelProblem p(s);
     auto g = p.grads();
     CHECK(matches(g.weight_ih[0], p.numeric(p.weights[0])));
-    CHECK(matches(g.weight_hh[0], p.numeric(p.weights[1])));
+    CHECK(matches(g.cell[0][0], p.numeric(p.weights[1])));
     CHECK(matches(g.bias_ih[0], p.numeric(p.weights[2])));
     CHECK(matches(g.input, p.numeric(p.input)));
 }
@@ -155,10 +153,10 @@ TEST_CASE("regression: a non-zero h0 takes part in backward (dh0 and dW_hh at th
     s.bidirectional = true;
     KernelProblem p(s);
     auto g = p.grads();
-    CHECK(xt::amax(xt::abs(g.h0))() > 1e-3);
-    CHECK(matches(g.h0, p.numeric(p.h0)));
-    CHECK(matches(g.weight_hh[0], p.numeric(p.weights[1])));
-    CHECK(matches(g.weight_hh[1], p.numeric(p.weights[5])));
+    CHECK(xt::amax(xt::abs(g.initial_states[0]))() > 1e-3);
+    CHECK(matches(g.initial_states[0], p.numeric(p.h0)));
+    CHECK(matches(g.cell[0][0], p.numeric(p.weights[1])));
+    CHECK(matches(g.cell[1][0], p.numeric(p.weights[5])));
 }
 
 TEST_CASE("regression: batch_first is honoured in backward, in both implementations") {
@@ -192,13 +190,13 @@ TEST_CASE("regression: tanh of large negative inputs is -1, not NaN, with finite
     s.hidden_size = 4;
     KernelProblem p(s, 1000.0);  // pre-activations of magnitude ~ 1000
     xgrad::nn::RNNCache<double> cache;
-    auto r = xgrad::nn::rnn_forward(s, p.pointers(), p.input, &p.h0, no_tensor, {}, {}, cache);
+    auto r = xgrad::nn::rnn_forward(*elman, s, p.pointers(), p.input, {&p.h0}, {}, {}, cache);
     CHECK(xt::all(xt::isfinite(r.output)));
     CHECK(xt::all(xt::equal(xt::abs(r.output), 1.0) || xt::abs(r.output) < 1.0));
     CHECK(xt::amin(r.output)() == -1.0);
     auto g = p.grads();
     CHECK(xt::all(xt::isfinite(g.input)));
-    CHECK(xt::all(xt::isfinite(g.weight_hh[0])));
+    CHECK(xt::all(xt::isfinite(g.cell[0][0])));
 }
 
 TEST_CASE("the raw kernel API validates weight lists, spec and cache before BLAS reads anything") {
@@ -209,7 +207,7 @@ TEST_CASE("the raw kernel API validates weight lists, spec and cache before BLAS
     KernelProblem p(s);
     xgrad::nn::RNNCache<double> cache;
     auto forward = [&](const xgrad::nn::RNNWeights<double>& w, const RNNSpec& spec) {
-        return xgrad::nn::rnn_forward(spec, w, p.input, &p.h0, no_tensor, {}, {}, cache);
+        return xgrad::nn::rnn_forward(*elman, spec, w, p.input, {&p.h0}, {}, {}, cache);
     };
     auto with = [&](auto edit) {
         auto w = p.pointers();
@@ -218,7 +216,10 @@ TEST_CASE("the raw kernel API validates weight lists, spec and cache before BLAS
     };
     using E = std::invalid_argument;
     CHECK_THROWS_WITH_AS(forward({}, s), "rnn_forward: 0 pointers given for weight_ih, expected 2 (num_layers * directions)", E);
-    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.weight_hh.pop_back(); }), s), doctest::Contains("1 pointers given for weight_hh"), E);
+    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.cell.pop_back(); }), s), doctest::Contains("1 lists of the cell's parameters given"), E);
+    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.cell[1].pop_back(); }), s),
+                         doctest::Contains("1 pointers given for the RNN cell's parameters of layer 1, expected 2"), E);
+    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.cell[0][0] = nullptr; }), s), "rnn_forward: weight_hh[0] is null", E);
     CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.bias_ih.clear(); }), s), doctest::Contains("for bias_ih, expected 2"), E);
     CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.weight_ih[1] = nullptr; }), s), "rnn_forward: weight_ih[1] is null", E);
     RNNSpec no_bias = s;
@@ -231,15 +232,15 @@ TEST_CASE("the raw kernel API validates weight lists, spec and cache before BLAS
     // A cache from another spec (input_size, layers, cell) is refused by backward.
     forward(p.pointers(), s);
     auto backward = [&](const RNNSpec& spec, const xgrad::nn::RNNCache<double>& c) {
-        return xgrad::nn::rnn_backward(spec, p.pointers(), c, p.w_out.data(), p.w_state.data(), no_values);
+        return xgrad::nn::rnn_backward(*elman, spec, p.pointers(), c, p.w_out.data(), {p.w_state.data()});
     };
     CHECK_NOTHROW(backward(s, cache));
     RNNSpec wider = s;
     wider.input_size = 5;
     CHECK_THROWS_WITH_AS(backward(wider, cache), doctest::Contains("layer 0 input of shape (4, 2, 3), expected (4, 2, 5)"), E);
-    RNNSpec lstm = s;
-    lstm.mode = xgrad::nn::RecurrentMode::lstm;
-    CHECK_THROWS_WITH_AS(backward(lstm, cache), doctest::Contains("the cache does not come from rnn_forward with this spec"), E);
+    const auto lstm = xgrad::nn::make_cell<double>("lstm");
+    CHECK_THROWS_WITH_AS(xgrad::nn::rnn_backward(*lstm, s, p.pointers(), cache, p.w_out.data(), {p.w_state.data()}),
+                         doctest::Contains("the cache does not come from rnn_forward with this spec (2 states buffers, expected 4)"), E);
     auto damaged = cache;
     damaged.lengths.pop_back();
     CHECK_THROWS_WITH_AS(backward(s, damaged), doctest::Contains("1 lengths for a batch of 2"), E);

@@ -31,7 +31,7 @@ double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids) {
     const bool was_training = model.is_training();
     const auto impl = model.rnn.settings().implementation;
     model.eval();
-    model.rnn.set_implementation(xgrad::nn::RNNImplementation::fused);  // same numbers, faster
+    model.rnn.settings().implementation = xgrad::nn::RNNImplementation::fused;  // same numbers, faster
     xgrad::NoGradGuard no_grad;
     State state = model.zero_state(streams);
     double nats = 0;
@@ -60,7 +60,7 @@ double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids) {
         state = out.next;
     }
     model.train(was_training);
-    model.rnn.set_implementation(impl);
+    model.rnn.settings().implementation = impl;
     return nats / std::numbers::ln2 / static_cast<double>(ids.size() - streams);
 }
 

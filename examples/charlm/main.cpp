@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
     charlm::TrainArgs t;
     auto* train = app.add_subcommand("train", "train a model on a text corpus (checkpointing as it goes)");
     train->add_option("--corpus", t.corpus, "a UTF-8 text file, or a folder of them")->capture_default_str();
-    train->add_option("--cell", t.config.cell, "recurrent cell: rnn, lstm or gru")->check(CLI::IsMember({"rnn", "lstm", "gru"}))
+    train->add_option("--cell", t.config.cell, "recurrent cell: rnn, lstm or gru")->check(CLI::IsMember(xgrad::nn::recurrent_cell_names()))
         ->capture_default_str();
     train->add_option("--hidden", t.config.hidden, "hidden size")->check(positive)->capture_default_str();
     train->add_option("--layers", t.config.layers, "stacked layers")->check(positive)->capture_default_str();

@@ -99,21 +99,23 @@ namespace {
 std::unique_ptr<xgrad::nn::RecurrentBase<float>> make_layer(const Config& config, std::size_t vocabulary,
                                                            xgrad::Generator& gen) {
     namespace nn = xgrad::nn;
-    auto configure = [&](auto options) {
-        return options.num_layers(config.layers).dropout(config.dropout).zoneout(config.zoneout)
-            .dropout_output(config.variational_dropout).dropout_recurrent(config.variational_dropout)
-            .implementation(config.impl == "graph" ? nn::RNNImplementation::graph : nn::RNNImplementation::fused);
-    };
-    if (config.cell == "lstm") return std::make_unique<nn::LSTM<float>>(configure(nn::LSTMOptions(vocabulary, config.hidden)), gen);
-    if (config.cell == "gru") return std::make_unique<nn::GRU<float>>(configure(nn::GRUOptions(vocabulary, config.hidden)), gen);
-    if (config.cell == "rnn") return std::make_unique<nn::RNN<float>>(configure(nn::RNNOptions(vocabulary, config.hidden)), gen);
-    throw std::invalid_argument(fmt::format("unknown cell '{}' (rnn, lstm or gru)", config.cell));
+    const auto options = nn::RecurrentOptions(vocabulary, config.hidden)
+                             .num_layers(config.layers)
+                             .dropout(config.dropout)
+                             .zoneout(config.zoneout)
+                             .dropout_output(config.variational_dropout)
+                             .dropout_recurrent(config.variational_dropout)
+                             .implementation(config.impl == "graph" ? nn::RNNImplementation::graph : nn::RNNImplementation::fused);
+    return nn::make_recurrent<float>(config.cell, options, gen);
 }
 }  // namespace
 
 void Config::validate(const std::string& where) const {
     auto fail = [&](const std::string& what) { throw InputError(fmt::format("{}: {}", where, what)); };
-    if (cell != "rnn" && cell != "lstm" && cell != "gru") fail(fmt::format("cell '{}' is not rnn, lstm or gru", cell));
+    const auto cells = xgrad::nn::recurrent_cell_names();
+    if (std::find(cells.begin(), cells.end(), cell) == cells.end()) {
+        fail(fmt::format("cell '{}' is not one of {}", cell, fmt::join(cells, ", ")));
+    }
     if (impl != "graph" && impl != "fused") fail(fmt::format("impl '{}' is not graph or fused", impl));
     try {
         optimizer_kind(optimizer);
@@ -133,18 +135,26 @@ void Config::validate(const std::string& where) const {
     if (!(val_fraction >= 0 && val_fraction <= 0.9)) fail(fmt::format("val_fraction = {} is not in [0, 0.9]", val_fraction));
 }
 
-std::size_t gate_count(const std::string& cell) { return cell == "lstm" ? 4 : cell == "gru" ? 3 : 1; }
-
 std::size_t parameter_count(const Config& c, std::size_t vocabulary) {
     // Sizes come from flags and files, and a wrapped count would pass the memory guard: every step is checked.
     auto mul = [](std::size_t a, std::size_t b) { return xgrad::checked_mul(a, b, "parameter count", "the model's size"); };
-    const std::size_t GH = mul(gate_count(c.cell), c.hidden);
-    // Per layer weight_ih (GH, layer input), weight_hh (GH, H) and two biases (GH); the head (V, H) and (V).
-    const std::size_t first_layer = mul(GH, vocabulary + c.hidden + 2), other_layer = mul(GH, 2 * c.hidden + 2);
-    std::size_t total = 0;
-    for (std::size_t part : {first_layer, mul(std::max<std::size_t>(c.layers, 1) - 1, other_layer), mul(c.hidden, vocabulary) + vocabulary}) {
+    auto add = [](std::size_t& total, std::size_t part) {
         if (__builtin_add_overflow(total, part, &total)) throw InputError("parameter count: the model's size overflows");
+    };
+    // The layers' parameters as the cell declares them (layers above the first are alike), then the head (V, H) and (V).
+    const auto cell = xgrad::nn::make_cell<float>(c.cell);
+    xgrad::nn::RNNSpec spec;
+    spec.input_size = vocabulary;
+    spec.hidden_size = c.hidden;
+    spec.num_layers = std::max<std::size_t>(c.layers, 1);
+    std::size_t first_layer = 0, other_layer = 0;
+    for (std::size_t layer : {0, 1}) {
+        for (const auto& p : xgrad::nn::layer_parameters(cell->parameters(c.hidden), cell->gates(), spec, layer)) {
+            add(layer == 0 ? first_layer : other_layer, xgrad::numel(p.shape, "parameter count"));
+        }
     }
+    std::size_t total = 0;
+    for (std::size_t part : {first_layer, mul(spec.num_layers - 1, other_layer), mul(c.hidden, vocabulary), vocabulary}) add(total, part);
     return total;
 }
 
@@ -153,7 +163,7 @@ double training_memory_bytes(const Config& c, std::size_t vocabulary, std::size_
     // implementations, 1-2 layers, and set above the largest seen (tests/test_charlm.cpp checks it).
     const double P = static_cast<double>(parameter_count(c, vocabulary)), V = static_cast<double>(vocabulary);
     const double H = static_cast<double>(c.hidden), L = static_cast<double>(c.layers), N = static_cast<double>(corpus_chars);
-    const double GH = static_cast<double>(gate_count(c.cell)) * H;
+    const double GH = static_cast<double>(xgrad::nn::make_cell<float>(c.cell)->gates()) * H;
     // Optimizer state per parameter; then every parameter lives as value, gradient and that state,
     // plus, at the peak, either a step's graph (a copy of each value and its gradient, and the fused
     // kernel's weight gradients) or a save (copies of the weights and the state being written).
@@ -196,16 +206,17 @@ CharLM::CharLM(const Config& config, std::size_t vocabulary, xgrad::Generator& g
 Output CharLM::forward(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const State& state,
                        const std::vector<std::int64_t>& lengths) {
     // One-hot characters, given as their indices: the input GEMM becomes a row gather.
-    const bool lstm = rnn.spec().has_cell_state();
-    auto r = rnn.forward_indices(graph, inputs, graph.constant(state.h), lstm ? graph.constant(state.c) : xgrad::Var<float>(),
-                                 lengths);
-    return {head.forward(r.output), {r.h_n.value(), lstm ? r.c_n.value() : xgrad::Tensor<float>()}};
+    const bool lstm = rnn.cell().states() == 2;
+    std::vector<xgrad::Var<float>> initial{graph.constant(state.h)};
+    if (lstm) initial.push_back(graph.constant(state.c));
+    auto r = rnn.forward_indices(graph, inputs, initial, lengths);
+    return {head.forward(r.output), {r.h_n().value(), lstm ? r.states[1].value() : xgrad::Tensor<float>()}};
 }
 
 State CharLM::zero_state(std::size_t batch) const {
     xgrad::Tensor<float> h = xgrad::Tensor<float>::from_shape({rnn.spec().num_layers, batch, rnn.spec().hidden_size});
     h.fill(0.0f);
-    return {h, rnn.spec().has_cell_state() ? h : xgrad::Tensor<float>()};
+    return {h, rnn.cell().states() == 2 ? h : xgrad::Tensor<float>()};
 }
 
 

@@ -26,8 +26,6 @@ struct Config {
     void validate(const std::string& where) const;
 };
 
-// Gates per cell: 1 (rnn), 3 (gru), 4 (lstm).
-std::size_t gate_count(const std::string& cell);
 // Parameters of the model for this configuration and vocabulary size.
 std::size_t parameter_count(const Config& config, std::size_t vocabulary);
 // An upper bound on the peak memory of `train` (either implementation) with this configuration on a

@@ -1,0 +1,134 @@
+// A recurrent cell as a type. The layer machinery (nn::Recurrent, nn/recurrent.hpp) does
+// everything but the cell's own math: stacking, directions, batch_first, per-sequence lengths,
+// initial states, every dropout kind, zoneout, both implementations and per-step gradient norms.
+// A cell is a plain struct; nn/cells/ holds the built-in ones (Elman, LSTM, GRU) and
+// examples/indrnn_cell.hpp a user's own. What it declares:
+//
+//   struct MyCell {
+//       static constexpr std::string_view name = "MyCell";  // in error messages and the module's type name
+//       static constexpr std::size_t gates = 2;              // W_ih is (gates * H, input): the layer projects
+//                                                            // every step's input at once, with bias_ih
+//       static constexpr std::size_t states = 1;             // h, then any others (LSTM: h, c)
+//       // The cell's own parameters for one layer and direction, in registration order (after
+//       // weight_ih; the biases after bias_ih). PyTorch's names where PyTorch has the cell.
+//       std::vector<xgrad::nn::CellParameter> parameters(std::size_t hidden) const;
+//       // One step with primitive ops (the graph path): the states after the step, h first.
+//       template <class T> std::vector<xgrad::Var<T>> step(const xgrad::nn::CellStep<T>& in) const;
+//
+//       // Optional, for implementation(fused): the handwritten row-wise forward and backward
+//       // (nn/rnn_kernel.hpp's RowForward / RowBackward), plus how the kernel applies W_hh and how
+//       // many values per row the forward keeps for the backward.
+//       static constexpr xgrad::nn::RecurrentGemm recurrent_gemm = xgrad::nn::RecurrentGemm::none;
+//       std::size_t saved_per_row(std::size_t hidden) const;
+//       template <class T> void forward_row(const xgrad::nn::RowForward<T>& row) const;
+//       template <class T> void backward_row(const xgrad::nn::RowBackward<T>& row) const;
+//   };
+//   xgrad::nn::Recurrent<MyCell> layer(xgrad::nn::RecurrentOptions(input, hidden).num_layers(2));
+//
+// xgrad::nn::verify_cell_gradients (nn/verify.hpp) cross-checks a cell's rows against its graph
+// step and finite differences.
+#pragma once
+
+#include <concepts>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../autograd/graph.hpp"
+#include "../autograd/ops.hpp"
+#include "rnn_kernel.hpp"
+
+namespace xgrad::nn {
+
+// The activation of cells that offer a choice (the Elman cell, PyTorch's `nonlinearity`).
+enum class Nonlinearity { tanh, relu };
+
+// What a cell's graph step receives, for a batch of B rows.
+template <class T>
+struct CellStep {
+    Var<T> gates;                  // (B, gates * H): W_ih x_t + b_ih
+    Var<T> h_in;                   // (B, H): h_{t-1} as fed to the recurrent weights (after recurrent dropout)
+    std::vector<Var<T>> previous;  // the states before the step, each (B, H); previous[0] is h_{t-1}
+    std::vector<Var<T>> params;    // the cell's parameters in declared order; empty Vars for biases without bias
+    std::size_t hidden = 0;
+
+    // Block i (of H columns) of a (B, k * H) value, e.g. one gate of `gates`.
+    Var<T> gate(const Var<T>& v, std::size_t i) const { return narrow(v, -1, i * hidden, hidden); }
+};
+
+// Any cell, for one element type: what the layer machinery and the kernel call.
+template <class T>
+class AnyCell : public FusedCell<T> {
+  public:
+    virtual std::vector<Var<T>> step(const CellStep<T>& in) const = 0;
+};
+
+template <class Cell, class T>
+concept HasFusedRows = requires(const Cell& cell, const RowForward<T>& forward, const RowBackward<T>& backward) {
+    cell.forward_row(forward);
+    cell.backward_row(backward);
+};
+
+// Wraps a cell struct as an AnyCell<T>.
+template <class T, class Cell>
+class CellAdapter final : public AnyCell<T> {
+  public:
+    explicit CellAdapter(Cell cell = {}) : cell_(std::move(cell)) {}
+    const Cell& cell() const { return cell_; }
+
+    std::string_view name() const override { return Cell::name; }
+    std::size_t gates() const override { return Cell::gates; }
+    std::size_t states() const override { return Cell::states; }
+    std::vector<CellParameter> parameters(std::size_t hidden) const override { return cell_.parameters(hidden); }
+    std::vector<Var<T>> step(const CellStep<T>& in) const override { return cell_.step(in); }
+
+    bool has_fused() const override { return HasFusedRows<Cell, T>; }
+    RecurrentGemm recurrent_gemm() const override {
+        if constexpr (requires { Cell::recurrent_gemm; }) {
+            return Cell::recurrent_gemm;
+        } else {
+            return RecurrentGemm::none;
+        }
+    }
+    std::size_t saved_per_row(std::size_t hidden) const override {
+        if constexpr (requires { cell_.saved_per_row(hidden); }) {
+            return cell_.saved_per_row(hidden);
+        } else {
+            return 0;
+        }
+    }
+    void forward_row(const RowForward<T>& row) const override {
+        if constexpr (HasFusedRows<Cell, T>) {
+            cell_.forward_row(row);
+        } else {
+            no_rows();
+        }
+    }
+    void backward_row(const RowBackward<T>& row) const override {
+        if constexpr (HasFusedRows<Cell, T>) {
+            cell_.backward_row(row);
+        } else {
+            no_rows();
+        }
+    }
+
+  private:
+    [[noreturn]] void no_rows() const {
+        throw std::logic_error(std::string(Cell::name) + ": the cell has no fused rows (forward_row, backward_row)");
+    }
+    Cell cell_;
+};
+
+// weight_hh (gates * H, H) and bias_hh (gates * H): the recurrent parameters of PyTorch's cells.
+inline std::vector<CellParameter> recurrent_matrix_parameters(std::size_t gates, std::size_t hidden) {
+    return {{"weight_hh", {gates * hidden, hidden}, false}, {"bias_hh", {gates * hidden}, true}};
+}
+
+template <class T, class Cell>
+std::shared_ptr<const AnyCell<T>> make_any_cell(Cell cell = {}) {
+    return std::make_shared<CellAdapter<T, Cell>>(std::move(cell));
+}
+
+}  // namespace xgrad::nn

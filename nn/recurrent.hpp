@@ -1,0 +1,173 @@
+// The recurrent layer over any cell (nn/cell.hpp): stacking, directions, batch_first,
+// per-sequence lengths, initial states, inter-layer dropout, variational dropout, zoneout, both
+// implementations and per-step gradient norms, written once. nn::RNN, nn::LSTM and nn::GRU
+// (nn/rnn.hpp) are this layer over the built-in cells; a cell of your own gets all of it:
+//
+//   xgrad::nn::Recurrent<IndRNNCell> layer(xgrad::nn::RecurrentOptions(2, 64).num_layers(2).zoneout(0.1));
+//   auto [output, states] = layer.forward(x);              // x (T, B, 2); states[0] is h_n
+//   layer.settings().implementation = xgrad::nn::RNNImplementation::fused;   // the cell's own rows
+//
+// Recurrent dropout (training only): dropout_input / dropout_output / dropout_recurrent are
+// variational (one mask per sequence, reused at every step) on each layer's input, output and the
+// state fed back through the recurrent weights; zoneout keeps each unit's previous h (and the
+// other states, e.g. LSTM's c, with zoneout_cell) with probability p, and blends with that
+// expectation in evaluation. With any of them active the layer runs the graph path even when
+// `fused` is chosen: the fused kernel has no recurrent dropout.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../autograd/graph.hpp"
+#include "../tensor/random.hpp"
+#include "cell.hpp"
+#include "module.hpp"
+#include "rnn_fused.hpp"
+
+namespace xgrad::nn {
+
+enum class RNNImplementation {
+    graph,  // unrolled from primitive autograd ops
+    fused,  // one op running the handwritten-BPTT kernel
+};
+
+// What a recurrent layer reads at every forward; change it between calls through
+// layer.settings(). Nothing here is stored in model files.
+struct RecurrentSettings {
+    // Input and output are (batch, seq, features) instead of (seq, batch, features); states keep
+    // (num_layers * directions, batch, hidden) either way.
+    bool batch_first = false;
+    // Dropout on the output of every layer but the last, in training (PyTorch's `dropout`).
+    double dropout = 0.0;
+    // graph: unrolled from primitive ops (BPTT by the tape); fused: the cell's handwritten-BPTT
+    // kernel. Both give the same numbers; fused needs a cell with fused rows.
+    RNNImplementation implementation = RNNImplementation::graph;
+    // Variational dropout on each layer's input, one mask per sequence, in training.
+    double dropout_input = 0.0;
+    // Variational dropout on each layer's output, one mask per sequence, in training.
+    double dropout_output = 0.0;
+    // Variational dropout on h_{t-1} where it enters the recurrent weights, in training.
+    double dropout_recurrent = 0.0;
+    // Zoneout of h: each unit keeps its previous value with this probability, in training.
+    double zoneout = 0.0;
+    // Zoneout of the states after h (LSTM's c); negative: the same as zoneout.
+    double zoneout_cell = -1.0;
+
+    // Throws std::invalid_argument naming `who` and the setting unless every probability is in [0, 1).
+    void check(std::string_view who) const;
+};
+
+// How a recurrent layer is built, chained as libtorch's RNNOptions:
+//   RecurrentOptions(96, 256).num_layers(2).dropout(0.1).implementation(RNNImplementation::fused)
+// The structure (sizes, num_layers, bias, bidirectional, and the Elman cell's nonlinearity) is
+// fixed at construction; the rest are the layer's initial settings().
+class RecurrentOptions {
+  public:
+    RecurrentOptions(std::size_t input_size, std::size_t hidden_size);
+
+    RecurrentOptions& num_layers(std::size_t n) { spec_.num_layers = n; return *this; }
+    RecurrentOptions& bias(bool on) { spec_.bias = on; return *this; }
+    RecurrentOptions& bidirectional(bool on) { spec_.bidirectional = on; return *this; }
+    RecurrentOptions& nonlinearity(Nonlinearity f) { nonlinearity_ = f; return *this; }  // RNN (Elman) only
+    RecurrentOptions& batch_first(bool on) { settings_.batch_first = on; return *this; }
+    RecurrentOptions& dropout(double p) { settings_.dropout = p; return *this; }
+    RecurrentOptions& implementation(RNNImplementation i) { settings_.implementation = i; return *this; }
+    RecurrentOptions& dropout_input(double p) { settings_.dropout_input = p; return *this; }
+    RecurrentOptions& dropout_output(double p) { settings_.dropout_output = p; return *this; }
+    RecurrentOptions& dropout_recurrent(double p) { settings_.dropout_recurrent = p; return *this; }
+    RecurrentOptions& zoneout(double p) { settings_.zoneout = p; return *this; }
+    RecurrentOptions& zoneout_cell(double p) { settings_.zoneout_cell = p; return *this; }
+
+    std::size_t input_size() const { return spec_.input_size; }
+    std::size_t hidden_size() const { return spec_.hidden_size; }
+    std::size_t num_layers() const { return spec_.num_layers; }
+    bool bias() const { return spec_.bias; }
+    bool bidirectional() const { return spec_.bidirectional; }
+    Nonlinearity nonlinearity() const { return nonlinearity_; }
+    const RNNSpec& spec() const { return spec_; }
+    const RecurrentSettings& settings() const { return settings_; }
+
+  private:
+    RNNSpec spec_;
+    RecurrentSettings settings_;
+    Nonlinearity nonlinearity_ = Nonlinearity::tanh;
+};
+
+// The layer over a cell given at run time (nn::Recurrent<Cell> fixes it at compile time).
+// Parameters per layer and direction, PyTorch-named: weight_ih_l{k}, the cell's weights, then with
+// bias bias_ih_l{k} and the cell's biases ("_reverse" for the backward direction).
+template <class T>
+class RecurrentBase : public Module<T> {
+  public:
+    RecurrentBase(std::shared_ptr<const AnyCell<T>> cell, const RecurrentOptions& options,
+                  Generator& gen = default_generator());
+
+    const RNNSpec& spec() const { return spec_; }
+    const AnyCell<T>& cell() const { return *cell_; }
+    RecurrentSettings& settings() { return settings_; }
+    const RecurrentSettings& settings() const { return settings_; }
+    // Per (layer, direction), in registration order.
+    const std::vector<Parameter<T>>& flat_weights() const { return weights_; }
+    // The generator every dropout mask comes from (its state belongs in a checkpoint).
+    Generator& dropout_generator() { return dropout_generator_; }
+    // When on, backward records ||∂L/∂h_t|| for every layer, direction and step (both
+    // implementations); read it with hidden_grad_norms() after backward: (layers * directions, T).
+    void track_hidden_grads(bool on) { track_hidden_grads_ = on; }
+    Tensor<T> hidden_grad_norms() const;
+
+    // input (T, B, input_size) (batch_first: (B, T, input_size)); initial: empty, or one per cell
+    // state, each (layers * directions, B, H) or an empty Var for zeros; lengths empty, or each
+    // sequence's length: past it the states are carried unchanged and the output is zero, and the
+    // final states are those at the sequence's own last step.
+    RecurrentOutput<T> forward_states(const Var<T>& input, const std::vector<Var<T>>& initial = {},
+                                      const std::vector<std::int64_t>& lengths = {});
+    // The same with the input given as one-hot indices, ids (T, B) (batch_first: (B, T)) of values in
+    // [0, input_size): equal to forwarding their one-hot encoding, without the input GEMM (a row
+    // gather instead, and a scatter-add for W_ih's gradient).
+    RecurrentOutput<T> forward_indices(Graph<T>& graph, const Indices& ids, const std::vector<Var<T>>& initial = {},
+                                       const std::vector<std::int64_t>& lengths = {});
+    // For cells of one or two states (RNN, GRU, LSTM): (output, h_n, c_n), c0 and c_n for two.
+    LSTMOutput<T> forward_any(const Var<T>& input, const Var<T>& h0 = {}, const Var<T>& c0 = {},
+                              const std::vector<std::int64_t>& lengths = {});
+
+  private:
+    // The checked, time-major call both forwards share: input, or (when input is empty) ids.
+    RecurrentOutput<T> run(Tape<T>& tape, const Var<T>& input, const Indices* ids, const std::vector<Var<T>>& initial,
+                           const std::vector<std::int64_t>& lengths);
+    RecurrentOutput<T> forward_graph(Tape<T>& tape, const Var<T>& input, const Indices* ids,
+                                     const std::vector<Var<T>>& initial, const std::vector<std::int64_t>& lengths,
+                                     const std::vector<Tensor<T>>& masks);
+    void check_call(const Shape& input, const std::vector<Var<T>>& initial, const std::vector<std::int64_t>& lengths) const;
+
+    std::shared_ptr<const AnyCell<T>> cell_;
+    RNNSpec spec_;
+    RecurrentSettings settings_;
+    std::size_t per_direction_ = 0;  // parameters per (layer, direction); layer 0 has as many
+    std::vector<Parameter<T>> weights_;
+    Generator dropout_generator_;
+    bool track_hidden_grads_ = false;
+    std::vector<Var<T>> tracked_hidden_;           // graph path: h_t per (k, t)
+    std::shared_ptr<Tensor<T>> fused_grad_norms_;  // fused path: written by backward
+};
+
+// The layer over a cell type of your own (see nn/cell.hpp for what a cell declares).
+template <class Cell, class T = float>
+class Recurrent : public RecurrentBase<T> {
+  public:
+    explicit Recurrent(const RecurrentOptions& options, Cell cell = {}, Generator& gen = default_generator())
+        : RecurrentBase<T>(make_any_cell<T>(std::move(cell)), options, gen) {}
+    Recurrent(const RecurrentOptions& options, Generator& gen) : Recurrent(options, Cell{}, gen) {}
+
+    // (output, final states): see RecurrentBase::forward_states.
+    RecurrentOutput<T> forward(const Var<T>& input, const std::vector<Var<T>>& initial = {},
+                               const std::vector<std::int64_t>& lengths = {}) {
+        return this->forward_states(input, initial, lengths);
+    }
+};
+
+extern template class RecurrentBase<float>;
+extern template class RecurrentBase<double>;
+
+}  // namespace xgrad::nn
