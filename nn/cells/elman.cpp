@@ -32,8 +32,10 @@ void Elman::backward_row(const RowBackward<T>& r) const {
     const std::size_t H = r.hidden;
     const T* h = r.next[0];
     const T* dh = r.d_next[0];
-    for (std::size_t j = 0; j < H; ++j) {
-        r.d_gates[j] = nonlinearity == Nonlinearity::tanh ? dh[j] * (T(1) - h[j] * h[j]) : (h[j] > 0 ? dh[j] : T(0));
+    if (nonlinearity == Nonlinearity::tanh) {
+        for (std::size_t j = 0; j < H; ++j) r.d_gates[j] = dh[j] * (T(1) - h[j] * h[j]);
+    } else {
+        for (std::size_t j = 0; j < H; ++j) r.d_gates[j] = h[j] > 0 ? dh[j] : T(0);
     }
     std::fill_n(r.d_previous[0], H, T(0));
 }
