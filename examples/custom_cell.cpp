@@ -1,7 +1,7 @@
 // A recurrent cell of your own, with the whole layer machinery: the IndRNN cell of
 // examples/indrnn_cell.hpp (a graph step in three primitive ops, plus its handwritten fused rows)
-// wrapped in nn::Recurrent, which stacks it, runs it bidirectionally, over variable lengths, with
-// dropout and zoneout, on either implementation.
+// wrapped in nn::Recurrent, which stacks it, runs it bidirectionally and over variable lengths on
+// either implementation, and with dropout and zoneout (on the graph path).
 //   1. Its handwritten backward is cross-checked against the graph path and finite differences
 //      (the report xgrad's verify_gradients prints for the built-in cells).
 //   2. Two stacked IndRNN layers learn the adding problem: each step carries a random number and

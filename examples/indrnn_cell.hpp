@@ -3,8 +3,8 @@
 //     h_t = relu(W_ih x_t + b_ih + u ⊙ h_{t-1}),   u = weight_hh, of shape (H).
 // The graph step alone gives nn::Recurrent<IndRNNCell> every layer feature with the graph path;
 // the two rows below add implementation(fused), cross-checked by nn::verify_cell_gradients.
-// examples/custom_cell.cpp trains it; tests/test_recurrent_grid.cpp runs it through the same
-// graph-versus-fused grid as the built-in cells.
+// examples/custom_cell.cpp trains it; tests/test_recurrent_cells.cpp runs it through the same
+// graph-versus-fused grid (tests/recurrent_grid.hpp) as the built-in cells.
 #pragma once
 
 #include <algorithm>

@@ -93,9 +93,12 @@ class CellAdapter final : public AnyCell<T> {
         }
     }
     std::size_t saved_per_row(std::size_t hidden) const override {
-        if constexpr (requires { cell_.saved_per_row(hidden); }) {
+        if constexpr (requires(const Cell& c) { { c.saved_per_row(hidden) } -> std::convertible_to<std::size_t>; }) {
             return cell_.saved_per_row(hidden);
         } else {
+            // A misdeclared one would silently save nothing, and the rows would write through a null pointer.
+            static_assert(!requires { &Cell::saved_per_row; },
+                          "a cell's saved_per_row must be callable as `std::size_t saved_per_row(std::size_t hidden) const`");
             return 0;
         }
     }

@@ -51,11 +51,24 @@ Var<T> zoneout(const Var<T>& fresh, const Var<T>& previous, double p, bool train
 }
 }  // namespace
 
+namespace {
+template <class T>
+const std::shared_ptr<const AnyCell<T>>& non_null(const std::shared_ptr<const AnyCell<T>>& cell) {
+    if (!cell) throw std::invalid_argument("RecurrentBase: no cell given (null)");
+    return cell;
+}
+}  // namespace
+
 template <class T>
 RecurrentBase<T>::RecurrentBase(std::shared_ptr<const AnyCell<T>> cell, const RecurrentOptions& options, Generator& gen)
-    : Module<T>(std::string(cell->name())), cell_(std::move(cell)), spec_(options.spec()), settings_(options.settings()),
-      dropout_generator_(gen.next_u64()) {
+    : Module<T>(std::string(non_null(cell)->name())), cell_(std::move(cell)), spec_(options.spec()),
+      settings_(options.settings()), dropout_generator_(gen.next_u64()) {
     const std::string& who = this->type_name();
+    // nn::RNN hands its nonlinearity to the Elman cell; anywhere else it would be silently ignored.
+    if (options.nonlinearity() != Nonlinearity::tanh) {
+        throw std::invalid_argument(fmt::format("{}: nonlinearity applies to RNN (Elman) layers only (a cell of your own "
+                                                "takes its settings as a member)", who));
+    }
     if (spec_.input_size == 0 || spec_.hidden_size == 0) {
         throw std::invalid_argument(fmt::format("{}: input_size ({}) and hidden_size ({}) must be positive", who,
                                                 spec_.input_size, spec_.hidden_size));
@@ -65,6 +78,7 @@ RecurrentBase<T>::RecurrentBase(std::shared_ptr<const AnyCell<T>> cell, const Re
         throw std::invalid_argument(fmt::format("{}: a cell needs at least one gate and one state", who));
     }
     checked_mul(spec_.num_layers, spec_.directions(), who, "num_layers * directions");
+    if (cell_->has_fused()) check_fused_cell(who, *cell_, spec_.hidden_size);  // now, not at the first fused forward
     settings_.check(who);
     const double bound = 1.0 / std::sqrt(static_cast<double>(spec_.hidden_size));
     const auto declared = cell_->parameters(spec_.hidden_size);
@@ -109,7 +123,7 @@ RecurrentOutput<T> RecurrentBase<T>::run(Tape<T>& tape, const Var<T>& x, const I
     }
     const RecurrentSettings& s = settings_;
     const bool variational = this->is_training() && (s.dropout_input > 0 || s.dropout_output > 0 || s.dropout_recurrent > 0);
-    const bool zoned = s.zoneout > 0 || s.zoneout_cell > 0;
+    const bool zoned = s.zoneout > 0 || (cell_->states() > 1 && s.zoneout_cell > 0);  // zoneout_cell: states after h
     tracked_hidden_.clear();
     fused_grad_norms_.reset();
     if (s.implementation == RNNImplementation::graph || variational || zoned) {
@@ -194,10 +208,7 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
                 in.h_in = recurrent_mask.defined() ? state[0] * recurrent_mask : state[0];
                 in.previous = state;
                 std::vector<Var<T>> fresh = cell_->step(in);
-                if (fresh.size() != S) {
-                    throw std::logic_error(fmt::format("{}: the cell's step returned {} states, it declares {}",
-                                                       this->type_name(), fresh.size(), S));
-                }
+                check_step_result(fresh, batch);
                 if (track_hidden_grads_) {
                     fresh[0].retain_grad();
                     tracked_hidden_[k * steps + t] = fresh[0];
@@ -227,6 +238,23 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
     RecurrentOutput<T> out{layer_input, {}};
     for (std::size_t i = 0; i < S; ++i) out.states.push_back(stack(finals[i], 0));
     return out;
+}
+
+// A user's step could return a wrongly shaped state that broadcasting would carry on silently.
+template <class T>
+void RecurrentBase<T>::check_step_result(const std::vector<Var<T>>& states, std::size_t batch) const {
+    if (states.size() != cell_->states()) {
+        throw std::logic_error(fmt::format("{}: the cell's step returned {} states, it declares {}", this->type_name(),
+                                           states.size(), cell_->states()));
+    }
+    const Shape expected = {batch, spec_.hidden_size};
+    for (std::size_t i = 0; i < states.size(); ++i) {
+        if (!states[i].defined() || states[i].shape() != expected) {
+            throw std::logic_error(fmt::format("{}: the cell's step returned state {} of shape {}, expected {}", this->type_name(),
+                                               i, states[i].defined() ? shape_str(states[i].shape()) : "(undefined)",
+                                               shape_str(expected)));
+        }
+    }
 }
 
 template <class T>

@@ -62,7 +62,9 @@ struct RecurrentSettings {
 // How a recurrent layer is built, chained as libtorch's RNNOptions:
 //   RecurrentOptions(96, 256).num_layers(2).dropout(0.1).implementation(RNNImplementation::fused)
 // The structure (sizes, num_layers, bias, bidirectional, and the Elman cell's nonlinearity) is
-// fixed at construction; the rest are the layer's initial settings().
+// fixed at construction; the rest are the layer's initial settings(). RNNOptions, LSTMOptions and
+// GRUOptions are this one type, so nonlinearity(relu) compiles for an LSTM too (in libtorch it does
+// not): every layer but nn::RNN refuses it at construction.
 class RecurrentOptions {
   public:
     RecurrentOptions(std::size_t input_size, std::size_t hidden_size);
@@ -140,6 +142,7 @@ class RecurrentBase : public Module<T> {
                                      const std::vector<Var<T>>& initial, const std::vector<std::int64_t>& lengths,
                                      const std::vector<Tensor<T>>& masks);
     void check_call(const Shape& input, const std::vector<Var<T>>& initial, const std::vector<std::int64_t>& lengths) const;
+    void check_step_result(const std::vector<Var<T>>& states, std::size_t batch) const;
 
     std::shared_ptr<const AnyCell<T>> cell_;
     RNNSpec spec_;

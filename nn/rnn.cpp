@@ -37,10 +37,6 @@ const CellKind& cell_kind(std::string_view name) {
     throw std::invalid_argument(fmt::format("unknown recurrent cell '{}' (known: {})", name, fmt::join(recurrent_cell_names(), ", ")));
 }
 
-// Only the Elman cell has a choice of activation: anywhere else a relu would be silently ignored.
-void check_tanh(std::string_view who, Nonlinearity f) {
-    if (f != Nonlinearity::tanh) throw std::invalid_argument(fmt::format("{}: nonlinearity applies to RNN (Elman) cells only", who));
-}
 }  // namespace
 
 std::vector<std::string> recurrent_cell_names() {
@@ -52,12 +48,17 @@ std::vector<std::string> recurrent_cell_names() {
 template <class T>
 std::shared_ptr<const AnyCell<T>> make_cell(std::string_view name, Nonlinearity nonlinearity) {
     const CellKind& kind = cell_kind(name);
-    if (kind.name != "rnn") check_tanh(name, nonlinearity);
+    std::shared_ptr<const AnyCell<T>> cell;
     if constexpr (std::is_same_v<T, float>) {
-        return kind.make_float(nonlinearity);
+        cell = kind.make_float(nonlinearity);
     } else {
-        return kind.make_double(nonlinearity);
+        cell = kind.make_double(nonlinearity);
     }
+    // Only the Elman cell has a choice of activation: anywhere else a relu would be silently ignored.
+    if (kind.name != "rnn" && nonlinearity != Nonlinearity::tanh) {
+        throw std::invalid_argument(fmt::format("{}: nonlinearity applies to RNN (Elman) layers only", cell->name()));
+    }
+    return cell;
 }
 
 template <class T>
@@ -68,8 +69,10 @@ std::unique_ptr<RecurrentBase<T>> make_recurrent(std::string_view name, const Re
     return std::make_unique<RNN<T>>(options, gen);
 }
 
+// The nonlinearity goes to the Elman cell; the layer itself takes none.
 template <class T>
-RNN<T>::RNN(const RNNOptions& o, Generator& gen) : RecurrentBase<T>(make_cell<T>("rnn", o.nonlinearity()), o, gen) {}
+RNN<T>::RNN(const RNNOptions& o, Generator& gen)
+    : RecurrentBase<T>(make_cell<T>("rnn", o.nonlinearity()), RNNOptions(o).nonlinearity(Nonlinearity::tanh), gen) {}
 
 template <class T>
 RNNOutput<T> RNN<T>::forward(const Var<T>& input, const Var<T>& h0, const std::vector<std::int64_t>& lengths) {
@@ -78,7 +81,7 @@ RNNOutput<T> RNN<T>::forward(const Var<T>& input, const Var<T>& h0, const std::v
 }
 
 template <class T>
-LSTM<T>::LSTM(const LSTMOptions& o, Generator& gen) : RecurrentBase<T>(make_cell<T>("lstm", o.nonlinearity()), o, gen) {}
+LSTM<T>::LSTM(const LSTMOptions& o, Generator& gen) : RecurrentBase<T>(make_cell<T>("lstm"), o, gen) {}
 
 template <class T>
 LSTMOutput<T> LSTM<T>::forward(const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
@@ -87,7 +90,7 @@ LSTMOutput<T> LSTM<T>::forward(const Var<T>& input, const Var<T>& h0, const Var<
 }
 
 template <class T>
-GRU<T>::GRU(const GRUOptions& o, Generator& gen) : RecurrentBase<T>(make_cell<T>("gru", o.nonlinearity()), o, gen) {}
+GRU<T>::GRU(const GRUOptions& o, Generator& gen) : RecurrentBase<T>(make_cell<T>("gru"), o, gen) {}
 
 template <class T>
 RNNOutput<T> GRU<T>::forward(const Var<T>& input, const Var<T>& h0, const std::vector<std::int64_t>& lengths) {

@@ -57,6 +57,7 @@ RecurrentOutput<T> rnn_fused(std::shared_ptr<const FusedCell<T>> cell, const RNN
                              const std::vector<Var<T>>& initial_states, const std::vector<Var<T>>& params,
                              const std::vector<std::int64_t>& lengths, std::vector<Tensor<T>> dropout_masks,
                              std::shared_ptr<Tensor<T>> hidden_grad_norms, const Indices* ids) {
+    if (!cell) throw std::invalid_argument("rnn_fused: no cell given (null)");
     check_params(*cell, spec, params);
     if (!ids && !input.defined()) throw std::invalid_argument("rnn_fused: no input (neither a tensor nor indices)");
     const std::size_t S = cell->states();

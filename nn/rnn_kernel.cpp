@@ -75,23 +75,6 @@ void check_rnn_ids(std::string_view who, const Indices& ids, std::size_t input_s
 }
 
 namespace {
-// The raw API takes pointers BLAS reads without bounds: everything that sizes those reads is checked first.
-template <class T>
-void check_spec(std::string_view who, const FusedCell<T>& cell, const RNNSpec& spec) {
-    if (!cell.has_fused()) {
-        throw std::invalid_argument(fmt::format("{}: the {} cell has no fused rows (forward_row, backward_row)", who, cell.name()));
-    }
-    if (spec.input_size == 0 || spec.hidden_size == 0 || spec.num_layers == 0 || cell.gates() == 0 || cell.states() == 0) {
-        throw std::invalid_argument(fmt::format("{}: input_size {}, hidden_size {}, num_layers {}, the cell's gates {} and states {} "
-                                                "must all be positive", who, spec.input_size, spec.hidden_size,
-                                                spec.num_layers, cell.gates(), cell.states()));
-    }
-    // The counts and buffer sizes the kernel multiplies, overflow-checked once here so that its own products cannot wrap.
-    checked_mul(spec.num_layers, spec.directions() * cell.states(), who, "num_layers * directions * states");
-    const std::size_t widest = std::max(spec.input_size, checked_mul(spec.hidden_size, spec.directions(), who, "hidden_size * directions"));
-    numel({cell.gates() + cell.saved_per_row(spec.hidden_size), spec.hidden_size, widest}, who);
-}
-
 // Where the kernel's GEMM finds weight_hh and bias_hh among the cell's parameters.
 struct RecurrentIndices {
     std::size_t weight = 0, bias = 0;
@@ -119,6 +102,38 @@ RecurrentIndices recurrent_indices(std::string_view who, const std::vector<CellP
     return r;
 }
 
+}  // namespace
+
+template <class T>
+void check_fused_cell(std::string_view who, const FusedCell<T>& cell, std::size_t hidden) {
+    if (!cell.has_fused()) {
+        throw std::invalid_argument(fmt::format("{}: the {} cell has no fused rows (forward_row, backward_row)", who, cell.name()));
+    }
+    if (cell.gates() == 0 || cell.states() == 0) {
+        throw std::invalid_argument(fmt::format("{}: the {} cell has {} gates and {} states; it needs at least one of each", who,
+                                                cell.name(), cell.gates(), cell.states()));
+    }
+    if (cell.recurrent_gemm() != RecurrentGemm::none) {
+        recurrent_indices(who, cell.parameters(hidden), checked_mul(cell.gates(), hidden, who, "gates * hidden_size"), hidden, cell.name());
+    }
+}
+
+namespace {
+// The raw API takes pointers BLAS reads without bounds: everything that sizes those reads is checked first.
+template <class T>
+void check_spec(std::string_view who, const FusedCell<T>& cell, const RNNSpec& spec) {
+    if (spec.input_size == 0 || spec.hidden_size == 0 || spec.num_layers == 0) {
+        throw std::invalid_argument(fmt::format("{}: input_size {}, hidden_size {} and num_layers {} must all be positive", who,
+                                                spec.input_size, spec.hidden_size, spec.num_layers));
+    }
+    check_fused_cell(who, cell, spec.hidden_size);
+    // The counts and buffer sizes the kernel multiplies, overflow-checked once here so that its own products cannot wrap.
+    checked_mul(checked_mul(spec.num_layers, spec.directions(), who, "num_layers * directions"), cell.states(), who,
+                "num_layers * directions * states");
+    const std::size_t widest = std::max(spec.input_size, checked_mul(spec.hidden_size, spec.directions(), who, "hidden_size * directions"));
+    numel({cell.gates() + cell.saved_per_row(spec.hidden_size), spec.hidden_size, widest}, who);
+}
+
 template <class T>
 void check_weights(std::string_view who, const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& w) {
     const std::size_t n = spec.num_layers * spec.directions(), n_bias = spec.bias ? n : 0;
@@ -139,8 +154,9 @@ void check_weights(std::string_view who, const FusedCell<T>& cell, const RNNSpec
             if (!pointer) throw std::invalid_argument(fmt::format("{}: {}[{}] is null", who, name, k));
         }
         if (w.cell[k].size() != declared.size()) {
-            fail_count(fmt::format("the {} cell's parameters of layer {}", cell.name(), k), w.cell[k].size(), declared.size(),
-                       "one per declared parameter, null for biases without bias");
+            fail_count(fmt::format("the {} cell's parameters of layer {}{}", cell.name(), k / spec.directions(),
+                                   k % spec.directions() ? " (reverse)" : ""),
+                       w.cell[k].size(), declared.size(), "one per declared parameter, null for biases without bias");
         }
         for (std::size_t j = 0; j < declared.size(); ++j) {
             const bool present = spec.bias || !declared[j].is_bias;
@@ -499,6 +515,7 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                                           \
+    template void check_fused_cell(std::string_view, const FusedCell<T>&, std::size_t);                                \
     template RNNResult<T> rnn_forward(const FusedCell<T>&, const RNNSpec&, const RNNWeights<T>&, const Tensor<T>&,     \
                                       const std::vector<const Tensor<T>*>&, const std::vector<std::int64_t>&,          \
                                       std::vector<Tensor<T>>, RNNCache<T>&, const Indices*);                           \

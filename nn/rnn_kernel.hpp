@@ -108,6 +108,14 @@ class FusedCell {
     virtual void forward_row(const RowForward<T>& row) const = 0;
     virtual void backward_row(const RowBackward<T>& row) const = 0;
 };
+// Rows must write every value they are given to write (next, d_gates, d_recurrent, d_previous):
+// the kernel does not clear its buffers first.
+
+// Checks that a cell can run in the kernel: it has rows, gates and states, and with a recurrent
+// GEMM its first parameter is weight_hh (gates * H, H) and its first bias bias_hh (gates * H).
+// Throws std::invalid_argument naming `who`.
+template <class T>
+void check_fused_cell(std::string_view who, const FusedCell<T>& cell, std::size_t hidden);
 
 // Checks a recurrent call and throws ShapeError / std::invalid_argument naming `who`, the
 // argument and the shapes: input (T, B, input_size), or (B, T, input_size) when batch_first; each

@@ -38,7 +38,7 @@ struct Data {
 };
 
 Var<double> loss_of(Model& m, const RNNVerifyOptions& o, const Data& d, const Var<double>& input) {
-    return cross_entropy(m.fc.forward(m.rnn.forward_any(input, {}, {}, o.lengths).output), d.targets, {}, d.mask);
+    return cross_entropy(m.fc.forward(m.rnn.forward_states(input, {}, o.lengths).output), d.targets, {}, d.mask);
 }
 
 GradientComparison compare(const Tensor<double>& a, const Tensor<double>& b, double abs_bar, double rel_bar) {

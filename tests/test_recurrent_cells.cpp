@@ -3,6 +3,8 @@
 // a wrong one), a cell with only a graph step, and the cell registry.
 #include <doctest/doctest.h>
 
+#include <xtensor/xview.hpp>
+
 #include "recurrent_grid.hpp"
 
 namespace nn = xgrad::nn;
@@ -46,6 +48,46 @@ TEST_CASE("the example's user cell (IndRNN) runs through the same graph-versus-f
         CAPTURE(c.name());
         grid::check_agreement<double>(c, 1e-10);
         grid::check_agreement<float>(c, 5e-5);
+    }
+}
+
+TEST_CASE("a cell with three states runs through the grid, and verify_cell_gradients checks it") {
+    for (const grid::Config& c : grid::full_grid("leaky3")) {
+        CAPTURE(c.name());
+        grid::check_agreement<double>(c, 1e-10);
+    }
+    nn::RNNVerifyOptions o;
+    o.num_layers = 2;
+    o.lengths = {6, 0, 4};
+    const auto report = nn::verify_cell_gradients(grid::LeakyMemoryCell{}, o);
+    CHECK(report.passed);
+    CHECK(report.cell == "LeakyMemory");
+}
+
+TEST_CASE("a zero-length sequence keeps its initial states and passes their gradients straight back, both paths") {
+    for (const std::string& name : nn::recurrent_cell_names()) {
+        xgrad::Generator gen(9);
+        auto layer = nn::make_recurrent<double>(name, nn::RecurrentOptions(3, 4).num_layers(2), gen);
+        const std::size_t S = layer->cell().states();
+        const Tensor<double> x = xgrad::uniform<double>({4, 2, 3}, -1, 1, gen);
+        std::vector<Tensor<double>> initial;
+        for (std::size_t s = 0; s < S; ++s) initial.push_back(xgrad::uniform<double>({2, 2, 4}, -1, 1, gen));
+        for (nn::RNNImplementation impl : {nn::RNNImplementation::graph, nn::RNNImplementation::fused}) {
+            CAPTURE(name);
+            layer->settings().implementation = impl;
+            xgrad::Graph<double> g;
+            std::vector<Var<double>> given;
+            for (const auto& t : initial) given.push_back(g.variable(t));
+            auto r = layer->forward_states(g.constant(x), given, {0, 4});
+            auto loss = xgrad::sum(r.output);
+            for (const auto& state : r.states) loss = loss + xgrad::sum(state);
+            loss.backward();
+            CHECK(xt::amax(xt::abs(xt::view(r.output.value(), xt::all(), 0, xt::all())))() == 0.0);
+            for (std::size_t s = 0; s < S; ++s) {
+                CHECK(xt::view(r.states[s].value(), xt::all(), 0, xt::all()) == xt::view(initial[s], xt::all(), 0, xt::all()));
+                CHECK(xt::all(xt::equal(xt::view(given[s].grad(), xt::all(), 0, xt::all()), 1.0)));  // ∂(Σ state)/∂(its initial value)
+            }
+        }
     }
 }
 
@@ -101,11 +143,35 @@ TEST_CASE("a cell with only a graph step gets stacking, directions, lengths, dro
                          doctest::Contains("MGU: implementation fused needs the cell's fused rows"), std::invalid_argument);
 }
 
-TEST_CASE("a cell whose step returns a different number of states than it declares is refused, naming it") {
-    nn::Recurrent<MiscountedCell, double> layer(nn::RecurrentOptions(3, 4));
+// A cell whose state loses its batch axis: broadcasting would carry it on silently.
+struct MisshapedCell : IndRNNCell {
+    template <class T>
+    std::vector<Var<T>> step(const nn::CellStep<T>& in) const {
+        return {xgrad::sum(IndRNNCell::step(in)[0], {0}, true)};
+    }
+};
+
+TEST_CASE("a cell whose step returns the wrong number or shape of states is refused, naming it") {
+    nn::Recurrent<MiscountedCell, double> miscounted(nn::RecurrentOptions(3, 4));
     xgrad::Graph<double> g;
-    CHECK_THROWS_WITH_AS(layer.forward(g.constant(Tensor<double>(xt::zeros<double>({2, 1, 3})))),
-                         "IndRNN: the cell's step returned 1 states, it declares 2", std::logic_error);
+    const Var<double> x = g.constant(Tensor<double>(xt::zeros<double>({2, 2, 3})));
+    CHECK_THROWS_WITH_AS(miscounted.forward(x), "IndRNN: the cell's step returned 1 states, it declares 2", std::logic_error);
+    nn::Recurrent<MisshapedCell, double> misshaped(nn::RecurrentOptions(3, 4));
+    CHECK_THROWS_WITH_AS(misshaped.forward(x), "IndRNN: the cell's step returned state 0 of shape (1, 4), expected (2, 4)",
+                         std::logic_error);
+}
+
+// Asks for the kernel's recurrent GEMM but declares no weight_hh of (gates * H, H).
+struct NoMatrixCell : IndRNNCell {
+    static constexpr nn::RecurrentGemm recurrent_gemm = nn::RecurrentGemm::into_gates;
+};
+
+TEST_CASE("a cell's fused declaration is checked when the layer is built") {
+    CHECK_THROWS_WITH_AS(nn::Recurrent<NoMatrixCell>(nn::RecurrentOptions(3, 4)),
+                         "IndRNN: the IndRNN cell asks for the kernel's recurrent GEMM, so its first parameter must be weight_hh of shape (4, 4)",
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(nn::RecurrentBase<float>(nullptr, nn::RecurrentOptions(3, 4)), "RecurrentBase: no cell given (null)",
+                         std::invalid_argument);
 }
 
 TEST_CASE("make_recurrent builds every built-in cell by name, and refuses other names and a nonlinearity they do not have") {
@@ -120,7 +186,13 @@ TEST_CASE("make_recurrent builds every built-in cell by name, and refuses other 
     CHECK_THROWS_WITH_AS(nn::make_recurrent<float>("lstmx", nn::RecurrentOptions(3, 4)),
                          "unknown recurrent cell 'lstmx' (known: rnn, lstm, gru)", std::invalid_argument);
     CHECK_THROWS_WITH_AS(nn::LSTM<float>(nn::LSTMOptions(3, 4).nonlinearity(nn::Nonlinearity::relu)),
-                         "lstm: nonlinearity applies to RNN (Elman) cells only", std::invalid_argument);
+                         doctest::Contains("LSTM: nonlinearity applies to RNN (Elman) layers only"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(nn::Recurrent<IndRNNCell>(nn::RecurrentOptions(3, 4).nonlinearity(nn::Nonlinearity::relu)),
+                         doctest::Contains("IndRNN: nonlinearity applies to RNN (Elman) layers only"), std::invalid_argument);
+    xgrad::Generator gen(1);
+    nn::RNN<double> relu(nn::RNNOptions(3, 4).nonlinearity(nn::Nonlinearity::relu), gen);
+    xgrad::Graph<double> g;
+    CHECK(xt::amin(relu.forward(g.constant(xgrad::uniform<double>({3, 2, 3}, -2, 2, gen))).output.value())() == 0.0);
 }
 
 TEST_CASE("settings change between calls, the structure was fixed at construction") {

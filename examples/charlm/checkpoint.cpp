@@ -119,8 +119,9 @@ Checkpoint checkpoint_from(const std::string& path, xgrad::TensorFile<float> fil
         }
     }
     const xgrad::Shape expected = {cfg.layers, cfg.batch, cfg.hidden};
+    const bool with_cell_state = xgrad::nn::make_cell<float>(cfg.cell)->states() == 2;  // LSTM's c
     for (const std::string& key : {hidden_key, cell_key}) {
-        if (key == cell_key && cfg.cell != "lstm") continue;
+        if (key == cell_key && !with_cell_state) continue;
         auto found = c.file.tensors.find(key);
         if (found == c.file.tensors.end() || xgrad::shape_of(found->second) != expected) {
             throw InputError(fmt::format("checkpoint {}: '{}' missing or not of shape {}", path, key, xgrad::shape_str(expected)));

@@ -206,11 +206,11 @@ CharLM::CharLM(const Config& config, std::size_t vocabulary, xgrad::Generator& g
 Output CharLM::forward(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const State& state,
                        const std::vector<std::int64_t>& lengths) {
     // One-hot characters, given as their indices: the input GEMM becomes a row gather.
-    const bool lstm = rnn.cell().states() == 2;
+    const bool with_cell_state = rnn.cell().states() == 2;  // LSTM's c
     std::vector<xgrad::Var<float>> initial{graph.constant(state.h)};
-    if (lstm) initial.push_back(graph.constant(state.c));
+    if (with_cell_state) initial.push_back(graph.constant(state.c));
     auto r = rnn.forward_indices(graph, inputs, initial, lengths);
-    return {head.forward(r.output), {r.h_n().value(), lstm ? r.states[1].value() : xgrad::Tensor<float>()}};
+    return {head.forward(r.output), {r.h_n().value(), with_cell_state ? r.states[1].value() : xgrad::Tensor<float>()}};
 }
 
 State CharLM::zero_state(std::size_t batch) const {

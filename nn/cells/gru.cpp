@@ -17,7 +17,8 @@ std::vector<Var<T>> GRU::step(const CellStep<T>& in) const {
     return {(T(1) - z) * n + z * in.previous[0]};
 }
 
-// The gates become r, z, n; `saved` keeps W_hn h + b_hn.
+// r, z = σ(a + hp), n = tanh(a_n + r hp_n), h' = (1 - z) n + z h, with hp = W_hh h + b_hh from the kernel.
+// The gates keep r, z, n and `saved` keeps hp_n for backward.
 template <class T>
 void GRU::forward_row(const RowForward<T>& r) const {
     const std::size_t H = r.hidden;

@@ -15,7 +15,8 @@ std::vector<Var<T>> LSTM::step(const CellStep<T>& in) const {
     return {sigmoid(in.gate(a, 3)) * tanh(c), c};
 }
 
-// The gates (recurrent part added by the kernel) become their activations i, f, g, o, which backward reads.
+// i, f, o = σ(a), g = tanh(a) (the kernel has added W_hh h + b_hh);  c' = f c + i g;  h' = o tanh(c').
+// The gates keep i, f, g, o for backward.
 template <class T>
 void LSTM::forward_row(const RowForward<T>& r) const {
     const std::size_t H = r.hidden;
