@@ -135,12 +135,11 @@ Var<T> fixed_masks(RecurrentBase<T>& layer, const std::string& state, const Var<
 }  // namespace
 
 TEST_CASE("recurrent dropout and zoneout pass gradcheck with a fixed mask, for every cell") {
-    for (int cell = 0; cell < 3; ++cell) {
+    for (const std::string& cell : nn::recurrent_cell_names()) {
         for (int kind = 0; kind < 4; ++kind) {
             CAPTURE(cell);
             CAPTURE(kind);
             xgrad::Generator gen(5);
-            std::unique_ptr<RecurrentBase<double>> layer;
             auto setup = [&](auto options) {
                 options.num_layers(2).implementation(RNNImplementation::fused);  // falls back to graph: checked below
                 if (kind == 0) options.dropout_input(0.3);
@@ -149,9 +148,7 @@ TEST_CASE("recurrent dropout and zoneout pass gradcheck with a fixed mask, for e
                 if (kind == 3) options.zoneout(0.3);
                 return options;
             };
-            if (cell == 0) layer = std::make_unique<nn::RNN<double>>(setup(nn::RNNOptions(3, 4)), gen);
-            if (cell == 1) layer = std::make_unique<nn::LSTM<double>>(setup(nn::LSTMOptions(3, 4)), gen);
-            if (cell == 2) layer = std::make_unique<nn::GRU<double>>(setup(nn::GRUOptions(3, 4)), gen);
+            auto layer = nn::make_recurrent<double>(cell, setup(nn::RecurrentOptions(3, 4)), gen);
             const std::string state = layer->dropout_generator().state();
             const Tensor<double> x = xgrad::uniform<double>({5, 2, 3}, -1, 1, gen);
             auto report = xgrad::gradcheck([&](const std::vector<Var<double>>& v) { return fixed_masks(*layer, state, v[0]); },
@@ -266,20 +263,14 @@ TEST_CASE("vanishing gradients: over 40 steps an LSTM with a forget bias keeps t
 }
 
 TEST_CASE("one-hot input given as indices equals the dense one-hot input, in values and gradients, both paths") {
-    for (int cell = 0; cell < 3; ++cell) {
+    for (const char* cell : {"rnn", "lstm", "gru", "indrnn", "leaky3"}) {
         for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
             for (bool batch_first : {false, true}) {
                 CAPTURE(cell);
                 CAPTURE(batch_first);
                 xgrad::Generator gen(12);
-                const grid::Config c = config(cell == 1, true, 2, true, batch_first, true, false);
-                std::unique_ptr<RecurrentBase<double>> layer;
-                if (cell == 0) {
-                    layer = std::make_unique<nn::RNN<double>>(nn::RNNOptions(I, H).num_layers(2).bidirectional(true)
-                                                                  .batch_first(batch_first), gen);
-                } else {
-                    layer = grid::make_layer<double>(c, gen);
-                }
+                const grid::Config c{cell, nn::Nonlinearity::tanh, true, 2, true, batch_first, true, false};
+                auto layer = grid::make_layer<double>(c, gen);
                 layer->settings().implementation = impl;
                 xgrad::Indices ids = xgrad::Indices::from_shape(batch_first ? xgrad::Shape{B, T_} : xgrad::Shape{T_, B});
                 for (auto& v : ids) v = static_cast<std::int64_t>(gen.below(I));
