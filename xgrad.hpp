@@ -3,6 +3,7 @@
 
 #include "tensor/format.hpp"
 #include "tensor/linalg.hpp"
+#include "tensor/memory.hpp"
 #include "tensor/random.hpp"
 #include "tensor/safetensors.hpp"
 #include "tensor/tensor.hpp"

@@ -1,7 +1,7 @@
 // Times one char-LM training step (one-hot -> RNN/LSTM/GRU -> Linear -> cross-entropy, forward,
 // backward and SGD) in xgrad's graph and fused paths and, when installed, libtorch, in the same
-// run; prints medians, GFLOP/s, that as a share of the sgemm rate measured in the same run, peak
-// heap, and the ratios to libtorch. See BENCHMARKS.md.
+// run; prints medians, GFLOP/s, that as a share of the machine's FMA peak and of the sgemm rate
+// measured in the same run, peak heap, and the ratios to libtorch. See BENCHMARKS.md.
 //
 //   bench_rnn                         # S, M, L for RNN; M, L for LSTM and GRU; 1 and 2 BLAS threads
 //   bench_rnn --configs M --cells rnn --threads 1
@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <xgrad/xgrad.hpp>
 
+#include "fma_peak.hpp"
 #include "heap_meter.hpp"
 #include "steps.hpp"
 
@@ -85,14 +86,16 @@ std::vector<std::string> split(const std::string& s) {
 
 int reps_for(const std::string& config) { return config == "S" ? 200 : config == "M" ? 21 : 7; }
 
-void run_table(const std::vector<std::string>& config_names, const std::vector<std::string>& cells, int threads) {
+void run_table(const std::vector<std::string>& config_names, const std::vector<std::string>& cells, int threads,
+               const bench::Peak& core) {
     xgrad::set_blas_threads(threads);
     bench::set_torch_threads(1);  // libtorch's best here: 1 intra-op thread over OpenBLAS's own threads
-    const double sgemm = sgemm_gflops(1024);
-    fmt::print("\n## {} BLAS thread{} (libtorch: 1 intra-op thread); sgemm 1024^3 in this run: {:.1f} GFLOP/s\n\n",
-               threads, threads > 1 ? "s" : "", sgemm);
-    fmt::print("| config | cell | implementation | median ms/step | GFLOP/s | % of sgemm | peak heap MB | time vs libtorch |\n");
-    fmt::print("|---|---|---|---:|---:|---:|---:|---:|\n");
+    const double sgemm = sgemm_gflops(1024), peak = core.gflops * threads;
+    fmt::print("\n## {} BLAS thread{} (libtorch: 1 intra-op thread); sgemm 1024^3 in this run: {:.1f} GFLOP/s; "
+               "FMA peak ({}, {} core{}): {:.1f} GFLOP/s\n\n",
+               threads, threads > 1 ? "s" : "", sgemm, core.isa, threads, threads > 1 ? "s" : "", peak);
+    fmt::print("| config | cell | implementation | median ms/step | GFLOP/s | % of peak | % of sgemm | peak heap MB | time vs libtorch |\n");
+    fmt::print("|---|---|---|---:|---:|---:|---:|---:|---:|\n");
     for (const std::string& name : config_names) {
         const Config& c = configs.at(name);
         for (const std::string& cell : cells) {
@@ -103,8 +106,9 @@ void run_table(const std::vector<std::string>& config_names, const std::vector<s
             if (auto t = bench::make_torch(p)) torch = measure(*t, warmup, reps);
             auto row = [&](const std::string& impl, const Timing& t) {
                 const double gflops = step_gflop(p) / (t.median_ms / 1e3);
-                fmt::print("| {} (V {}, H {}, T {}, B {}) | {} | {} | {:.3f} | {:.1f} | {:.0f}% | {:.1f} | {} |\n", name, c.vocab,
-                           c.hidden, c.steps, c.batch, cell, impl, t.median_ms, gflops, 100 * gflops / sgemm, t.peak_mb,
+                fmt::print("| {} (V {}, H {}, T {}, B {}) | {} | {} | {:.3f} | {:.1f} | {:.0f}% | {:.0f}% | {:.1f} | {} |\n", name,
+                           c.vocab, c.hidden, c.steps, c.batch, cell, impl, t.median_ms, gflops, 100 * gflops / peak,
+                           100 * gflops / sgemm, t.peak_mb,
                            torch ? fmt::format("{:.2f}x", t.median_ms / torch->median_ms) : "-");
                 std::fflush(stdout);
             };
@@ -155,12 +159,16 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
+    // For every library in the process alike: freed activations stay in the heap for the next step.
+    xgrad::keep_freed_memory();
     fmt::print("# xgrad char-LM training step{}\n", bench::have_torch() ? ", against libtorch " + bench::torch_version()
                                                                         : " (libtorch not installed: xgrad alone)");
+    fmt::print("\nxgrad's GEMMs: {}; freed memory kept for reuse (xgrad::keep_freed_memory)\n", xgrad::gemm_provider());
     if (scaling) {
         run_scaling(std::stoi(threads.at(0)));
         return 0;
     }
-    for (const auto& t : threads) run_table(names, cells, std::stoi(t));
+    const bench::Peak core = bench::fma_peak();  // one core; a table at n threads compares with n cores
+    for (const auto& t : threads) run_table(names, cells, std::stoi(t), core);
     return 0;
 }

@@ -16,7 +16,7 @@ mkdir -p build-fuzz/crashes
 echo "building the fuzz targets with clang in ./build-fuzz (log: build-fuzz/build.log) ..."
 names=()
 for t in "${targets[@]}"; do names+=("fuzz_$t"); done
-if ! { CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O1 -DXGRAD_FUZZ=ON \
+if ! { CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O1 -DXGRAD_FUZZ=ON -DXGRAD_GEMM=openblas \
          -DXGRAD_BUILD_TESTS=OFF -DXGRAD_BUILD_BENCH=OFF &&
        for n in "${names[@]}"; do cmake --build build-fuzz -j "$jobs" --target "$n" || exit 1; done; } > build-fuzz/build.log 2>&1; then
   tail -n 40 build-fuzz/build.log

@@ -4,6 +4,10 @@
 
 #include <cblas.h>
 #include <fmt/format.h>
+#ifdef XGRAD_GEMM_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#endif
 
 namespace xgrad {
 
@@ -22,12 +26,24 @@ bool scale_only(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std::
 }
 }  // namespace
 
+// fp32, where the step's time goes: oneDNN's sgemm when built with it (its JIT kernels use the
+// CPU's widest vector ISA, detected at run time; OpenBLAS 0.3.21 falls back to SSE3 or AVX2 kernels
+// on CPUs newer than it, see BENCHMARKS.md), else OpenBLAS.
 template <>
 void gemm_raw<float>(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                      std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
     if (scale_only(m, n, k, beta, c, ldc)) return;
+#ifdef XGRAD_GEMM_ONEDNN
+    const auto d = [](std::size_t v) { return static_cast<dnnl_dim_t>(v); };
+    const dnnl_status_t status = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', d(m), d(n), d(k), alpha, a, d(lda), b, d(ldb),
+                                            beta, c, d(ldc));
+    if (status != dnnl_success) {
+        throw std::runtime_error(fmt::format("gemm: oneDNN's sgemm failed (status {}) for {} x {} x {}", static_cast<int>(status), m, n, k));
+    }
+#else
     cblas_sgemm(CblasRowMajor, op(ta), op(tb), dim(m), dim(n), dim(k), alpha, a, dim(lda), b, dim(ldb), beta, c,
                 dim(ldc));
+#endif
 }
 
 template <>
@@ -91,6 +107,19 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
 void set_blas_threads(int threads) {
     if (threads < 1) throw std::invalid_argument(fmt::format("set_blas_threads: {} threads", threads));
     openblas_set_num_threads(threads);
+#ifdef XGRAD_GEMM_ONEDNN
+    omp_set_num_threads(threads);  // oneDNN's sgemm runs on OpenMP
+#endif
+}
+
+std::string gemm_provider() {
+    std::string blas = fmt::format("OpenBLAS ({} kernels)", openblas_get_corename());
+#ifdef XGRAD_GEMM_ONEDNN
+    const dnnl_version_t* v = dnnl_version();
+    return fmt::format("oneDNN {}.{}.{} sgemm (float), {} (double)", v->major, v->minor, v->patch, blas);
+#else
+    return blas + " (float and double)";
+#endif
 }
 
 int blas_threads() { return openblas_get_num_threads(); }

@@ -5,6 +5,8 @@
 //   xgrad::gemm(false, true, 1.0f, a, b, 1.0f, c);         // c += a * b^T
 #pragma once
 
+#include <string>
+
 #include "tensor.hpp"
 
 namespace xgrad {
@@ -23,8 +25,13 @@ void gemm(bool trans_a, bool trans_b, T alpha, const Tensor<T>& a, const Tensor<
 template <class T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
 
-// BLAS's own worker threads (OpenBLAS honours OPENBLAS_NUM_THREADS at start-up; this changes it later).
+// The GEMMs' worker threads (OpenBLAS honours OPENBLAS_NUM_THREADS at start-up, oneDNN
+// OMP_NUM_THREADS; this changes both later).
 void set_blas_threads(int threads);
 int blas_threads();
+
+// What runs the GEMMs, e.g. "oneDNN 2.6.3 sgemm (float), OpenBLAS (Haswell kernels) (double)":
+// chosen at build time with the CMake option XGRAD_GEMM (auto, onednn, openblas).
+std::string gemm_provider();
 
 }  // namespace xgrad

@@ -12,6 +12,7 @@
 #include "training.hpp"
 
 int main(int argc, char** argv) {
+    xgrad::keep_freed_memory();  // each step frees and reallocates megabytes: keep them in the heap
     CLI::App app{"Train a character-level language model with xgrad, sample it, and evaluate it."};
     app.require_subcommand(1);
     const auto positive = CLI::Range(1, 1 << 30);

@@ -95,6 +95,7 @@ class TrainingRun {
     int run() {
         std::signal(SIGINT, on_interrupt);  // before the first line, so that whoever reads it can interrupt
         std::signal(SIGTERM, on_interrupt);
+        fmt::print(stderr, "GEMMs: {}\n", xgrad::gemm_provider());
         fmt::print(stderr, "{} {} characters ({} training, {} validation), vocabulary {}, {} parameters, {}{} steps\n",
                    resumed_ ? "resuming from " + args_.resume + ":" : "training on", train_ids_.size() + val_ids_.size(),
                    train_ids_.size(), val_ids_.size(), vocabulary_.size(), model_->parameter_count(),
