@@ -6,6 +6,7 @@
 //   bench_rnn                         # S, M, L for RNN; M, L for LSTM and GRU; 1 and 2 BLAS threads
 //   bench_rnn --configs M --cells rnn --threads 1
 //   bench_rnn --scaling               # time and memory as T and H grow
+//   bench_rnn --layer --configs M,L   # the layer alone against oneDNN's RNN primitives and libtorch
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -121,6 +122,49 @@ void run_table(const std::vector<std::string>& config_names, const std::vector<s
     }
 }
 
+// The recurrent layer alone (dense input, forward + backward) against oneDNN's RNN training
+// primitives, the anchor, and libtorch, in the same run.
+void run_layer_table(const std::vector<std::string>& config_names, const std::vector<std::string>& cells, int threads,
+                     const bench::Peak& core) {
+    xgrad::set_blas_threads(threads);  // also oneDNN's (OpenMP) threads
+    bench::set_torch_threads(1);
+    const double peak = core.gflops * threads;
+    fmt::print("\n## The layer step alone (dense input, forward + backward), {} thread{}; FMA peak {:.1f} GFLOP/s; "
+               "oneDNN {}\n\n", threads, threads > 1 ? "s" : "", peak, bench::onednn_version());
+    fmt::print("| config | cell | implementation | median ms/step | GFLOP/s | % of peak | time vs oneDNN | time vs libtorch |\n");
+    fmt::print("|---|---|---|---:|---:|---:|---:|---:|\n");
+    for (const std::string& name : config_names) {
+        const Config& c = configs.at(name);
+        for (const std::string& cell : cells) {
+            if (cell != "rnn" && name == "S") continue;
+            const bench::Problem p{cell, c.vocab, c.hidden, c.steps, c.batch};
+            const int reps = reps_for(name), warmup = name == "S" ? 20 : 2;
+            // Multiply-adds: forward input and recurrent GEMMs; backward their weight gradients, the
+            // recurrent and the input gradients.
+            const double G = static_cast<double>(xgrad::nn::make_cell<float>(cell)->gates());
+            const double rows = static_cast<double>(c.steps * c.batch), V = static_cast<double>(c.vocab), H = static_cast<double>(c.hidden);
+            const double gflop = 2 * rows * (3 * V * G * H + 3 * H * G * H) / 1e9;
+            std::optional<Timing> onednn, torch;
+            if (auto t = bench::make_onednn_layer(p)) onednn = measure(*t, warmup, reps);
+            if (auto t = bench::make_torch_layer(p)) torch = measure(*t, warmup, reps);
+            auto row = [&](const std::string& impl, const Timing& t) {
+                const double rate = gflop / (t.median_ms / 1e3);
+                fmt::print("| {} (I {}, H {}, T {}, B {}) | {} | {} | {:.3f} | {:.1f} | {:.0f}% | {} | {} |\n", name, c.vocab, c.hidden,
+                           c.steps, c.batch, cell, impl, t.median_ms, rate, 100 * rate / peak,
+                           onednn ? fmt::format("{:.2f}x", t.median_ms / onednn->median_ms) : "-",
+                           torch ? fmt::format("{:.2f}x", t.median_ms / torch->median_ms) : "-");
+                std::fflush(stdout);
+            };
+            if (onednn) row("oneDNN " + bench::onednn_version(), *onednn);
+            if (torch) row("libtorch " + bench::torch_version(), *torch);
+            for (bool fused : {false, true}) {
+                auto trainer = bench::make_xgrad_layer(p, fused);
+                row(fused ? "xgrad fused" : "xgrad graph", measure(*trainer, warmup, reps));
+            }
+        }
+    }
+}
+
 void run_scaling(int threads) {
     xgrad::set_blas_threads(threads);
     fmt::print("\n## Scaling (RNN, {} BLAS thread{}): time and peak heap per training step\n\n", threads, threads > 1 ? "s" : "");
@@ -146,11 +190,12 @@ void run_scaling(int threads) {
 int main(int argc, char** argv) {
     CLI::App app{"Time a char-LM training step in xgrad (graph and fused) and libtorch, side by side."};
     std::string config_list = "S,M,L", cell_list = "rnn,lstm,gru", thread_list = "1,2";
-    bool scaling = false;
+    bool scaling = false, layer = false;
     app.add_option("--configs", config_list, "of S, M, L")->capture_default_str();
     app.add_option("--cells", cell_list, "of rnn, lstm, gru")->capture_default_str();
     app.add_option("--threads", thread_list, "BLAS thread counts to run")->capture_default_str();
     app.add_flag("--scaling", scaling, "only the scaling tables (T and H growing), at the first thread count");
+    app.add_flag("--layer", layer, "only the layer step (dense input) against oneDNN's RNN primitives and libtorch");
     CLI11_PARSE(app, argc, argv);
     const auto names = split(config_list), cells = split(cell_list), threads = split(thread_list);
     for (const auto& n : names) {
@@ -169,6 +214,12 @@ int main(int argc, char** argv) {
         return 0;
     }
     const bench::Peak core = bench::fma_peak();  // one core; a table at n threads compares with n cores
-    for (const auto& t : threads) run_table(names, cells, std::stoi(t), core);
+    for (const auto& t : threads) {
+        if (layer) {
+            run_layer_table(names, cells, std::stoi(t), core);
+        } else {
+            run_table(names, cells, std::stoi(t), core);
+        }
+    }
     return 0;
 }

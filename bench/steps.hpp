@@ -22,6 +22,14 @@ struct Trainer {
 
 std::unique_ptr<Trainer> make_xgrad(const Problem& p, bool fused);
 std::unique_ptr<Trainer> make_torch(const Problem& p);  // nullptr without libtorch
+
+// The recurrent layer's step alone: dense input (T, B, vocab) -> one layer -> loss Σ output,
+// forward and backward (input and weight gradients), no head and no update: the work oneDNN's RNN
+// training primitives do, so that the three can be compared.
+std::unique_ptr<Trainer> make_xgrad_layer(const Problem& p, bool fused);
+std::unique_ptr<Trainer> make_torch_layer(const Problem& p);   // nullptr without libtorch
+std::unique_ptr<Trainer> make_onednn_layer(const Problem& p);  // nullptr without oneDNN
+std::string onednn_version();
 bool have_torch();
 void set_torch_threads(int threads);
 std::string torch_version();

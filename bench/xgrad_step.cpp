@@ -39,8 +39,30 @@ class XgradTrainer : public Trainer {
     std::unique_ptr<xgrad::optim::SGD<float>> optimizer_;
     xgrad::Indices ids_, targets_;
 };
+
+class XgradLayer : public Trainer {
+  public:
+    XgradLayer(const Problem& p, bool fused) : gen_(1) {
+        namespace nn = xgrad::nn;
+        const auto impl = fused ? nn::RNNImplementation::fused : nn::RNNImplementation::graph;
+        layer_ = nn::make_recurrent<float>(p.cell, nn::RecurrentOptions(p.vocab, p.hidden).implementation(impl), gen_);
+        input_ = xgrad::uniform<float>({p.steps, p.batch, p.vocab}, -1, 1, gen_);
+    }
+    void step() override {
+        xgrad::Graph<float> g;
+        auto loss = xgrad::sum(layer_->forward_states(g.variable(input_)).output);
+        layer_->zero_grad();
+        loss.backward();
+    }
+
+  private:
+    xgrad::Generator gen_;
+    std::unique_ptr<xgrad::nn::RecurrentBase<float>> layer_;
+    xgrad::Tensor<float> input_;
+};
 }  // namespace
 
 std::unique_ptr<Trainer> make_xgrad(const Problem& p, bool fused) { return std::make_unique<XgradTrainer>(p, fused); }
+std::unique_ptr<Trainer> make_xgrad_layer(const Problem& p, bool fused) { return std::make_unique<XgradLayer>(p, fused); }
 
 }  // namespace bench
