@@ -110,8 +110,6 @@ class RecurrentBase : public Module<T> {
     const AnyCell<T>& cell() const { return *cell_; }
     RecurrentSettings& settings() { return settings_; }
     const RecurrentSettings& settings() const { return settings_; }
-    // Per (layer, direction), in registration order.
-    const std::vector<Parameter<T>>& flat_weights() const { return weights_; }
     // The generator every dropout mask comes from (its state belongs in a checkpoint).
     Generator& dropout_generator() { return dropout_generator_; }
     // When on, backward records ||∂L/∂h_t|| for every layer, direction and step (both
