@@ -59,13 +59,29 @@ Var<T> scaled_sum(const char* op, const Var<T>& a, const std::vector<std::ptrdif
     if (a.numel() == 0) {  // xtensor's reducers do pointer arithmetic on null for empty input
         y = Tensor<T>::from_shape(reduced_shape(in, axes, false));
         y.fill(average ? std::numeric_limits<T>::quiet_NaN() : T(0));  // as torch: sum 0, mean NaN
+    } else if (count == a.numel()) {  // everything: a flat loop, not xtensor's strided reducer (a loss, every step)
+        const T* data = a.value().data();
+        T total = 0;
+        for (std::size_t i = 0; i < count; ++i) total += data[i];
+        y = Tensor<T>::from_shape({});
+        y() = total * scale;
     } else {
         y = xt::sum(a.value(), axes);
         if (average) y *= scale;
     }
     y.reshape(reduced_shape(in, axes, keepdims));
     Shape kept = kept_shape(in, axes);
-    return a.tape().record(op, std::move(y), {a}, [kept, scale](BackwardContext<T>& c) {
+    const bool everything = count == a.numel();
+    return a.tape().record(op, std::move(y), {a}, [kept, scale, everything](BackwardContext<T>& c) {
+        if (everything) {  // one value to spread: a fill, not a broadcast expression
+            if (!c.needs_grad(0)) return;
+            bool fresh = false;
+            Tensor<T>& grad = c.input_grad(0, &fresh);
+            const T g = *c.output_grad().data() * scale;
+            T* out = grad.data();
+            for (std::size_t i = 0; i < grad.size(); ++i) out[i] = fresh ? g : out[i] + g;
+            return;
+        }
         Tensor<T> g = c.output_grad() * scale;
         g.reshape(kept);
         c.accumulate(0, xt::broadcast(g, c.input(0).shape()));

@@ -85,22 +85,22 @@ RecurrentOutput<T> rnn_fused(std::shared_ptr<const FusedCell<T>> cell, const RNN
     const Tensor<T> none;
     RNNResult<T> r = rnn_forward(*cell, spec, weights_from(*cell, spec, values), ids ? none : input.value(), initial,
                                  lengths, std::move(dropout_masks), *cache, ids);
-    // One node holds the output and every final state back to back; slices of it are the op's results.
-    const std::size_t n_out = r.output.size(), n_state = r.final_states[0].size();
-    Tensor<T> packed = Tensor<T>::from_shape({n_out + S * n_state});
-    std::copy_n(r.output.data(), n_out, packed.data());
-    for (std::size_t i = 0; i < S; ++i) std::copy_n(r.final_states[i].data(), n_state, packed.data() + n_out + i * n_state);
+    // The op's node holds the output itself (moved, not copied); each final state is a small node
+    // after it whose backward only leaves its gradient in `d_states` for the op's backward, which the
+    // tape's reverse order runs later.
+    auto d_states = std::make_shared<std::vector<Tensor<T>>>(S);
     const bool has_input = !ids;
-    Var<T> node = params[0].tape().record("rnn_fused", std::move(packed), std::span<const Var<T>>(inputs),
-                                          [cell, spec, cache, n_out, n_state, has_input, state_input, first_param,
-                                           hidden_grad_norms](BackwardContext<T>& c) {
+    Tape<T>& tape = params[0].tape();
+    Var<T> node = tape.record("rnn_fused", std::move(r.output), std::span<const Var<T>>(inputs),
+                              [cell, spec, cache, d_states, has_input, state_input, first_param,
+                               hidden_grad_norms](BackwardContext<T>& c) {
         std::vector<const Tensor<T>*> values;
         for (std::size_t i = first_param; i < c.num_inputs(); ++i) values.push_back(&c.input(i));
-        const T* dy = c.output_grad().data();
         std::vector<const T*> d_final;
-        for (std::size_t i = 0; i < state_input.size(); ++i) d_final.push_back(dy + n_out + i * n_state);
+        for (const Tensor<T>& d : *d_states) d_final.push_back(d.dimension() == 3 ? d.data() : nullptr);  // unused state: zero
         const bool need_input_grad = has_input && c.needs_grad(0);
-        RNNGrads<T> g = rnn_backward(*cell, spec, weights_from(*cell, spec, values), *cache, dy, d_final, need_input_grad);
+        RNNGrads<T> g = rnn_backward(*cell, spec, weights_from(*cell, spec, values), *cache, c.output_grad().data(), d_final,
+                                     need_input_grad);
         if (hidden_grad_norms) *hidden_grad_norms = g.hidden_grad_norms;
         if (need_input_grad) c.accumulate(0, std::move(g.input));
         for (std::size_t i = 0; i < state_input.size(); ++i) {
@@ -116,10 +116,15 @@ RecurrentOutput<T> rnn_fused(std::shared_ptr<const FusedCell<T>> cell, const RNN
             }
         }
     });
-    const auto steps = static_cast<std::ptrdiff_t>(r.output.shape(0)), batch = static_cast<std::ptrdiff_t>(r.output.shape(1));
-    const auto width = static_cast<std::ptrdiff_t>(r.output.shape(2)), hidden = static_cast<std::ptrdiff_t>(spec.hidden_size);
-    RecurrentOutput<T> out{reshape(narrow(node, 0, 0, n_out), {steps, batch, width}), {}};
-    for (std::size_t i = 0; i < S; ++i) out.states.push_back(reshape(narrow(node, 0, n_out + i * n_state, n_state), {-1, batch, hidden}));
+    RecurrentOutput<T> out{node, {}};
+    for (std::size_t i = 0; i < S; ++i) {
+        const Var<T> parent[] = {node};
+        out.states.push_back(tape.record("rnn_fused_state", std::move(r.final_states[i]), std::span<const Var<T>>(parent),
+                                         [d_states, i](BackwardContext<T>& c) {
+            (*d_states)[i] = c.output_grad();
+            if (c.needs_grad(0)) c.input_grad(0);  // the op's backward must run even when only a state is used (zero d_output)
+        }));
+    }
     return out;
 }
 

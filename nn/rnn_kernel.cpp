@@ -492,13 +492,14 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
             }
             auto column_sums = [&](const T* delta) {
                 Tensor<T> sums = Tensor<T>::from_shape({GH});
-                sums.fill(T(0));
+                T* out = sums.data();
+                std::fill_n(out, GH, T(0));
                 for (std::size_t r = 0; r < steps * batch; ++r)
-                    for (std::size_t j = 0; j < GH; ++j) sums(j) += delta[r * GH + j];
+                    for (std::size_t j = 0; j < GH; ++j) out[j] += delta[r * GH + j];
                 return sums;
             };
             if (spec.bias) g.bias_ih[k] = column_sums(d_ax.data());
-            if (rec_bias) g.cell[k][rec.bias] = column_sums(dah);
+            if (rec_bias) g.cell[k][rec.bias] = dah == d_ax.data() && spec.bias ? g.bias_ih[k] : column_sums(dah);  // into_gates: one δ
             if (want_dx) {
                 gemm_raw<T>(false, false, steps * batch, in, GH, T(1), d_ax.data(), GH, w.weight_ih[k], in, T(1),
                             d_x.data(), in);

@@ -213,3 +213,31 @@ TEST_CASE("settings change between calls, the structure was fixed at constructio
     xgrad::Graph<double> g;
     CHECK_THROWS_WITH_AS(gru.forward(g.constant(x)), doctest::Contains("GRU: zoneout_cell = nan is not in [0, 1)"), std::invalid_argument);
 }
+
+TEST_CASE("the fused op's gradients are right when only a final state enters the loss, or only the output") {
+    for (const std::string& name : nn::recurrent_cell_names()) {
+        for (int used = 0; used < 3; ++used) {  // 0: the output only, 1: h_n only, 2: the last state only
+            CAPTURE(name);
+            CAPTURE(used);
+            xgrad::Generator gen(4);
+            auto layer = nn::make_recurrent<double>(name, nn::RecurrentOptions(3, 4).num_layers(2).bidirectional(true), gen);
+            const Tensor<double> x = xgrad::uniform<double>({5, 2, 3}, -1, 1, gen);
+            std::vector<Tensor<double>> grads[2];
+            for (int i = 0; i < 2; ++i) {
+                layer->settings().implementation = i == 0 ? nn::RNNImplementation::graph : nn::RNNImplementation::fused;
+                layer->zero_grad();
+                xgrad::Graph<double> g;
+                Var<double> input = g.variable(x);
+                auto r = layer->forward_states(input, {}, {5, 3});
+                const Var<double>& picked = used == 0 ? r.output : used == 1 ? r.states.front() : r.states.back();
+                xgrad::sum(picked * picked).backward();
+                grads[i].push_back(input.grad());
+                for (const auto& p : layer->parameters()) grads[i].push_back(p.grad());
+            }
+            for (std::size_t k = 0; k < grads[0].size(); ++k) {
+                CAPTURE(k);
+                CHECK(xt::allclose(grads[0][k], grads[1][k], 1e-10, 1e-12));
+            }
+        }
+    }
+}
