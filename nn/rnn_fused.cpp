@@ -11,14 +11,27 @@
 namespace xgrad::nn {
 
 namespace {
+// Each (layer, direction)'s parameters in the op's order, worked out once per call: the forward,
+// the shape check and the backward all walk the same list.
+using Layout = std::vector<std::vector<LayerParameter>>;
+
 template <class T>
-RNNWeights<T> weights_from(const FusedCell<T>& cell, const RNNSpec& spec, const std::vector<const Tensor<T>*>& values) {
-    const std::size_t n_cell = cell.parameters(spec.hidden_size).size();
+Layout layout_of(const FusedCell<T>& cell, const RNNSpec& spec) {
+    const std::vector<CellParameter> declared = cell.parameters(spec.hidden_size);
+    Layout layout;
+    for (std::size_t k = 0; k < spec.num_layers * spec.directions(); ++k) {
+        layout.push_back(layer_parameters(declared, cell.gates(), spec, k / spec.directions()));
+    }
+    return layout;
+}
+
+template <class T>
+RNNWeights<T> weights_from(const Layout& layout, std::size_t n_cell, const std::vector<const Tensor<T>*>& values) {
     RNNWeights<T> w;
     std::size_t next = 0;
-    for (std::size_t k = 0; k < spec.num_layers * spec.directions(); ++k) {
+    for (const auto& per_direction : layout) {
         std::vector<const T*> own(n_cell, nullptr);
-        for (const LayerParameter& p : layer_parameters(cell.parameters(spec.hidden_size), cell.gates(), spec, k / spec.directions())) {
+        for (const LayerParameter& p : per_direction) {
             const T* data = values[next++]->data();
             if (p.cell_index == LayerParameter::weight_ih) {
                 w.weight_ih.push_back(data);
@@ -34,10 +47,10 @@ RNNWeights<T> weights_from(const FusedCell<T>& cell, const RNNSpec& spec, const 
 }
 
 template <class T>
-void check_params(const FusedCell<T>& cell, const RNNSpec& spec, const std::vector<Var<T>>& params) {
+void check_params(const Layout& layout, const std::vector<Var<T>>& params) {
     std::size_t i = 0;
-    for (std::size_t k = 0; k < spec.num_layers * spec.directions(); ++k) {
-        for (const LayerParameter& p : layer_parameters(cell.parameters(spec.hidden_size), cell.gates(), spec, k / spec.directions())) {
+    for (const auto& per_direction : layout) {
+        for (const LayerParameter& p : per_direction) {
             if (i >= params.size()) {
                 throw std::invalid_argument(fmt::format("rnn_fused: {} parameters given, fewer than the layer has", params.size()));
             }
@@ -58,7 +71,9 @@ RecurrentOutput<T> rnn_fused(std::shared_ptr<const FusedCell<T>> cell, const RNN
                              const std::vector<std::int64_t>& lengths, std::vector<Tensor<T>> dropout_masks,
                              std::shared_ptr<Tensor<T>> hidden_grad_norms, const Indices* ids) {
     if (!cell) throw std::invalid_argument("rnn_fused: no cell given (null)");
-    check_params(*cell, spec, params);
+    const auto layout = std::make_shared<const Layout>(layout_of(*cell, spec));
+    const std::size_t n_cell = cell->parameters(spec.hidden_size).size();
+    check_params(*layout, params);
     if (!ids && !input.defined()) throw std::invalid_argument("rnn_fused: no input (neither a tensor nor indices)");
     const std::size_t S = cell->states();
     if (initial_states.size() > S) {
@@ -83,7 +98,7 @@ RecurrentOutput<T> rnn_fused(std::shared_ptr<const FusedCell<T>> cell, const RNN
 
     auto cache = std::make_shared<RNNCache<T>>();
     const Tensor<T> none;
-    RNNResult<T> r = rnn_forward(*cell, spec, weights_from(*cell, spec, values), ids ? none : input.value(), initial,
+    RNNResult<T> r = rnn_forward(*cell, spec, weights_from(*layout, n_cell, values), ids ? none : input.value(), initial,
                                  lengths, std::move(dropout_masks), *cache, ids);
     // The op's node holds the output itself (moved, not copied); each final state is a small node
     // after it whose backward only leaves its gradient in `d_states` for the op's backward, which the
@@ -92,14 +107,14 @@ RecurrentOutput<T> rnn_fused(std::shared_ptr<const FusedCell<T>> cell, const RNN
     const bool has_input = !ids;
     Tape<T>& tape = params[0].tape();
     Var<T> node = tape.record("rnn_fused", std::move(r.output), std::span<const Var<T>>(inputs),
-                              [cell, spec, cache, d_states, has_input, state_input, first_param,
+                              [cell, spec, cache, layout, n_cell, d_states, has_input, state_input, first_param,
                                hidden_grad_norms](BackwardContext<T>& c) {
         std::vector<const Tensor<T>*> values;
         for (std::size_t i = first_param; i < c.num_inputs(); ++i) values.push_back(&c.input(i));
         std::vector<const T*> d_final;
         for (const Tensor<T>& d : *d_states) d_final.push_back(d.dimension() == 3 ? d.data() : nullptr);  // unused state: zero
         const bool need_input_grad = has_input && c.needs_grad(0);
-        RNNGrads<T> g = rnn_backward(*cell, spec, weights_from(*cell, spec, values), *cache, c.output_grad().data(), d_final,
+        RNNGrads<T> g = rnn_backward(*cell, spec, weights_from(*layout, n_cell, values), *cache, c.output_grad().data(), d_final,
                                      need_input_grad);
         if (hidden_grad_norms) *hidden_grad_norms = g.hidden_grad_norms;
         if (need_input_grad) c.accumulate(0, std::move(g.input));
@@ -108,7 +123,7 @@ RecurrentOutput<T> rnn_fused(std::shared_ptr<const FusedCell<T>> cell, const RNN
         }
         std::size_t next = first_param;
         for (std::size_t k = 0; k < g.weight_ih.size(); ++k) {
-            for (const LayerParameter& p : layer_parameters(cell->parameters(spec.hidden_size), cell->gates(), spec, k / spec.directions())) {
+            for (const LayerParameter& p : (*layout)[k]) {
                 Tensor<T>& grad = p.cell_index == LayerParameter::weight_ih ? g.weight_ih[k]
                                   : p.cell_index == LayerParameter::bias_ih ? g.bias_ih[k]
                                                                             : g.cell[k][static_cast<std::size_t>(p.cell_index)];
