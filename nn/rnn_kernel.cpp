@@ -102,10 +102,9 @@ RecurrentIndices recurrent_indices(std::string_view who, const std::vector<CellP
     return r;
 }
 
-}  // namespace
-
+// check_fused_cell's checks, returning where the kernel's GEMM finds W_hh and b_hh (when it runs one).
 template <class T>
-void check_fused_cell(std::string_view who, const FusedCell<T>& cell, std::size_t hidden) {
+RecurrentIndices checked_cell(std::string_view who, const FusedCell<T>& cell, std::size_t hidden) {
     if (!cell.has_fused()) {
         throw std::invalid_argument(fmt::format("{}: the {} cell has no fused rows (forward_row, backward_row)", who, cell.name()));
     }
@@ -113,25 +112,33 @@ void check_fused_cell(std::string_view who, const FusedCell<T>& cell, std::size_
         throw std::invalid_argument(fmt::format("{}: the {} cell has {} gates and {} states; it needs at least one of each", who,
                                                 cell.name(), cell.gates(), cell.states()));
     }
-    if (cell.recurrent_gemm() != RecurrentGemm::none) {
-        recurrent_indices(who, cell.parameters(hidden), checked_mul(cell.gates(), hidden, who, "gates * hidden_size"), hidden, cell.name());
-    }
+    if (cell.recurrent_gemm() == RecurrentGemm::none) return {};
+    return recurrent_indices(who, cell.parameters(hidden), checked_mul(cell.gates(), hidden, who, "gates * hidden_size"), hidden,
+                             cell.name());
+}
+}  // namespace
+
+template <class T>
+void check_fused_cell(std::string_view who, const FusedCell<T>& cell, std::size_t hidden) {
+    checked_cell(who, cell, hidden);
 }
 
 namespace {
-// The raw API takes pointers BLAS reads without bounds: everything that sizes those reads is checked first.
+// The raw API takes pointers BLAS reads without bounds: everything that sizes those reads is checked
+// first. Returns where the recurrent GEMM's W_hh and b_hh are among the cell's parameters.
 template <class T>
-void check_spec(std::string_view who, const FusedCell<T>& cell, const RNNSpec& spec) {
+RecurrentIndices check_spec(std::string_view who, const FusedCell<T>& cell, const RNNSpec& spec) {
     if (spec.input_size == 0 || spec.hidden_size == 0 || spec.num_layers == 0) {
         throw std::invalid_argument(fmt::format("{}: input_size {}, hidden_size {} and num_layers {} must all be positive", who,
                                                 spec.input_size, spec.hidden_size, spec.num_layers));
     }
-    check_fused_cell(who, cell, spec.hidden_size);
+    const RecurrentIndices rec = checked_cell(who, cell, spec.hidden_size);
     // The counts and buffer sizes the kernel multiplies, overflow-checked once here so that its own products cannot wrap.
     checked_mul(checked_mul(spec.num_layers, spec.directions(), who, "num_layers * directions"), cell.states(), who,
                 "num_layers * directions * states");
     const std::size_t widest = std::max(spec.input_size, checked_mul(spec.hidden_size, spec.directions(), who, "hidden_size * directions"));
     numel({cell.gates() + cell.saved_per_row(spec.hidden_size), spec.hidden_size, widest}, who);
+    return rec;
 }
 
 template <class T>
@@ -224,7 +231,7 @@ template <class T>
 RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& w, const Tensor<T>& input,
                          const std::vector<const Tensor<T>*>& initial_states, const std::vector<std::int64_t>& lengths,
                          std::vector<Tensor<T>> dropout_masks, RNNCache<T>& cache, const Indices* ids) {
-    check_spec("rnn_forward", cell, spec);
+    const RecurrentIndices rec = check_spec("rnn_forward", cell, spec);
     check_weights("rnn_forward", cell, spec, w);
     if (ids) check_rnn_ids("rnn_forward", *ids, spec.input_size);
     const std::size_t S = cell.states();
@@ -252,8 +259,6 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
         }
     }
     const RecurrentGemm gemm = cell.recurrent_gemm();
-    const auto declared = cell.parameters(H);
-    const RecurrentIndices rec = gemm == RecurrentGemm::none ? RecurrentIndices{} : recurrent_indices("rnn_forward", declared, GH, H, cell.name());
     const bool rec_bias = rec.has_bias && spec.bias;
     cache.steps = steps;
     cache.batch = batch;
@@ -363,7 +368,7 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
 template <class T>
 RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& w, const RNNCache<T>& cache,
                          const T* d_output, const std::vector<const T*>& d_final_states, bool need_input_grad) {
-    check_spec("rnn_backward", cell, spec);
+    const RecurrentIndices rec = check_spec("rnn_backward", cell, spec);
     check_weights("rnn_backward", cell, spec, w);
     check_cache(cell, spec, cache);
     const std::size_t S = cell.states();
@@ -376,7 +381,6 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
     const std::size_t saved = cell.saved_per_row(H);
     const RecurrentGemm gemm = cell.recurrent_gemm();
     const auto declared = cell.parameters(H);
-    const RecurrentIndices rec = gemm == RecurrentGemm::none ? RecurrentIndices{} : recurrent_indices("rnn_backward", declared, GH, H, cell.name());
     const bool rec_bias = rec.has_bias && spec.bias;
     RNNGrads<T> g;
     for (std::size_t i = 0; i < S; ++i) g.initial_states.push_back(Tensor<T>::from_shape({L * D, batch, H}));
