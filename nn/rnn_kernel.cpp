@@ -275,7 +275,8 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
     } else {
         cache.layer_inputs[0] = input;
     }
-    std::vector<T> transposed;  // W_ihᵀ (input_size, gates * H), for the row gather of one-hot input
+    std::vector<T> transposed;    // W_ihᵀ (input_size, gates * H), for the row gather of one-hot input
+    std::vector<T> recurrent_t;   // W_hhᵀ (H, gates * H): each step's h W_hhᵀ as a plain product, see transpose_raw
 
     RNNResult<T> result;
     for (std::size_t i = 0; i < S; ++i) result.final_states.push_back(Tensor<T>::from_shape({L * D, batch, H}));
@@ -309,8 +310,7 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
             // with into_gates, both biases are folded in here.
             if (l == 0 && ids) {
                 transposed.resize(in * GH);
-                for (std::size_t j = 0; j < GH; ++j)
-                    for (std::size_t v = 0; v < in; ++v) transposed[v * GH + j] = w.weight_ih[k][j * in + v];
+                transpose_raw(GH, in, w.weight_ih[k], transposed.data());
                 for (std::size_t r = 0; r < steps * batch; ++r) {
                     std::copy_n(transposed.data() + static_cast<std::size_t>(ids->data()[r]) * GH, GH, a + r * GH);
                 }
@@ -323,14 +323,18 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                 for (std::size_t r = 0; r < steps * batch; ++r)
                     for (std::size_t j = 0; j < GH; ++j) a[r * GH + j] += w.bias_ih[k][j] + (fold ? b_hh[j] : T(0));
             }
+            if (gemm != RecurrentGemm::none) {
+                recurrent_t.resize(H * GH);
+                transpose_raw(GH, H, params[rec.weight], recurrent_t.data());
+            }
             for (std::size_t step = 0; step < steps; ++step) {
                 const std::size_t t = slot.forward ? step : steps - 1 - step;
                 const T* h_prev = state[0] + slot.before(t);
                 T* a_t = a + t * batch * GH;
                 if (gemm == RecurrentGemm::into_gates) {
-                    gemm_raw<T>(false, true, batch, GH, H, T(1), h_prev, H, params[rec.weight], H, T(1), a_t, GH);
+                    gemm_raw<T>(false, false, batch, GH, H, T(1), h_prev, H, recurrent_t.data(), GH, T(1), a_t, GH);
                 } else if (gemm == RecurrentGemm::separate) {
-                    gemm_raw<T>(false, true, batch, GH, H, T(1), h_prev, H, params[rec.weight], H, T(0), recurrent.data(), GH);
+                    gemm_raw<T>(false, false, batch, GH, H, T(1), h_prev, H, recurrent_t.data(), GH, T(0), recurrent.data(), GH);
                     if (b_hh) {
                         for (std::size_t b = 0; b < batch; ++b)
                             for (std::size_t j = 0; j < GH; ++j) recurrent[b * GH + j] += b_hh[j];

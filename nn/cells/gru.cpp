@@ -1,8 +1,6 @@
 // The GRU cell: its graph step and its fused rows, side by side.
 #include "gru.hpp"
 
-#include <algorithm>
-
 #include "cell_impl.hpp"
 
 namespace xgrad::nn::cells {
@@ -22,15 +20,20 @@ std::vector<Var<T>> GRU::step(const CellStep<T>& in) const {
 template <class T>
 void GRU::forward_row(const RowForward<T>& r) const {
     const std::size_t H = r.hidden;
-    T* a = r.gates;
+    T *a = r.gates, *hn_saved = r.saved, *h = r.next[0];
     const T *hw = r.recurrent, *h_prev = r.previous[0];
-    T* h = r.next[0];
-    for (std::size_t j = 0; j < 2 * H; ++j) a[j] += hw[j];
-    rows::sigmoid_inplace(a, 2 * H);
-    std::copy_n(hw + 2 * H, H, r.saved);
-    for (std::size_t j = 0; j < H; ++j) a[2 * H + j] += a[j] * r.saved[j];
-    rows::tanh_inplace(a + 2 * H, H);
-    for (std::size_t j = 0; j < H; ++j) h[j] = (1 - a[H + j]) * a[2 * H + j] + a[H + j] * h_prev[j];
+    rows::simd_for<T>(H, [&](auto lane, std::size_t j) {
+        using V = decltype(lane);
+        const V reset = rows::sigmoid(rows::load<V>(a + j) + rows::load<V>(hw + j));
+        const V z = rows::sigmoid(rows::load<V>(a + H + j) + rows::load<V>(hw + H + j));
+        const V hn = rows::load<V>(hw + 2 * H + j);
+        const V n = rows::tanh(rows::load<V>(a + 2 * H + j) + reset * hn);
+        rows::store(a + j, reset);
+        rows::store(a + H + j, z);
+        rows::store(a + 2 * H + j, n);
+        rows::store(hn_saved + j, hn);
+        rows::store(h + j, (V(1) - z) * n + z * rows::load<V>(h_prev + j));
+    });
 }
 
 // δa_n = δh (1 - z)(1 - n²);  δr = δa_n hp_n r(1-r);  δz = δh (h - n) z(1-z);  the recurrent part of n gets δa_n r;
@@ -39,15 +42,22 @@ template <class T>
 void GRU::backward_row(const RowBackward<T>& rb) const {
     const std::size_t H = rb.hidden;
     const T *act = rb.gates, *hn = rb.saved, *h_prev = rb.previous[0], *delta_h = rb.d_next[0];
-    for (std::size_t j = 0; j < H; ++j) {
-        const T r = act[j], z = act[H + j], n = act[2 * H + j];
-        const T da_n = delta_h[j] * (1 - z) * (1 - n * n);
-        rb.d_gates[j] = rb.d_recurrent[j] = da_n * hn[j] * r * (1 - r);
-        rb.d_gates[H + j] = rb.d_recurrent[H + j] = delta_h[j] * (h_prev[j] - n) * z * (1 - z);
-        rb.d_gates[2 * H + j] = da_n;
-        rb.d_recurrent[2 * H + j] = da_n * r;
-        rb.d_previous[0][j] = delta_h[j] * z;
-    }
+    T *d_gates = rb.d_gates, *d_recurrent = rb.d_recurrent, *d_h_prev = rb.d_previous[0];
+    rows::simd_for<T>(H, [&](auto lane, std::size_t j) {
+        using V = decltype(lane);
+        const V r = rows::load<V>(act + j), z = rows::load<V>(act + H + j), n = rows::load<V>(act + 2 * H + j);
+        const V dh = rows::load<V>(delta_h + j);
+        const V da_n = dh * (V(1) - z) * (V(1) - n * n);
+        const V dr = da_n * rows::load<V>(hn + j) * r * (V(1) - r);
+        const V dz = dh * (rows::load<V>(h_prev + j) - n) * z * (V(1) - z);
+        rows::store(d_gates + j, dr);
+        rows::store(d_recurrent + j, dr);
+        rows::store(d_gates + H + j, dz);
+        rows::store(d_recurrent + H + j, dz);
+        rows::store(d_gates + 2 * H + j, da_n);
+        rows::store(d_recurrent + 2 * H + j, da_n * r);
+        rows::store(d_h_prev + j, dh * z);
+    });
 }
 
 XGRAD_INSTANTIATE_CELL(GRU)

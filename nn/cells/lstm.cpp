@@ -1,8 +1,6 @@
 // The LSTM cell: its graph step and its fused rows, side by side.
 #include "lstm.hpp"
 
-#include <algorithm>
-
 #include "cell_impl.hpp"
 
 namespace xgrad::nn::cells {
@@ -23,12 +21,18 @@ void LSTM::forward_row(const RowForward<T>& r) const {
     T* a = r.gates;
     const T* c_prev = r.previous[1];
     T *h = r.next[0], *c = r.next[1];
-    rows::sigmoid_inplace(a, 2 * H);
-    rows::tanh_inplace(a + 2 * H, H);
-    rows::sigmoid_inplace(a + 3 * H, H);
-    for (std::size_t j = 0; j < H; ++j) h[j] = c[j] = a[H + j] * c_prev[j] + a[j] * a[2 * H + j];
-    rows::tanh_inplace(h, H);
-    for (std::size_t j = 0; j < H; ++j) h[j] *= a[3 * H + j];
+    rows::simd_for<T>(H, [&](auto lane, std::size_t j) {
+        using V = decltype(lane);
+        const V i = rows::sigmoid(rows::load<V>(a + j)), f = rows::sigmoid(rows::load<V>(a + H + j));
+        const V g = rows::tanh(rows::load<V>(a + 2 * H + j)), o = rows::sigmoid(rows::load<V>(a + 3 * H + j));
+        const V c_next = f * rows::load<V>(c_prev + j) + i * g;
+        rows::store(a + j, i);
+        rows::store(a + H + j, f);
+        rows::store(a + 2 * H + j, g);
+        rows::store(a + 3 * H + j, o);
+        rows::store(c + j, c_next);
+        rows::store(h + j, o * rows::tanh(c_next));
+    });
 }
 
 // δc = δc' + δh o (1 - tanh²c');  δi = δc g i(1-i), δf = δc c f(1-f), δg = δc i (1-g²), δo = δh tanh(c') o(1-o);
@@ -38,19 +42,20 @@ void LSTM::backward_row(const RowBackward<T>& r) const {
     const std::size_t H = r.hidden;
     const T* act = r.gates;
     const T *c_prev = r.previous[1], *c = r.next[1], *delta_h = r.d_next[0], *delta_c = r.d_next[1];
-    T* d_c_prev = r.d_previous[1];
-    std::copy_n(c, H, d_c_prev);  // tanh(c'), vectorized, through the output buffer
-    rows::tanh_inplace(d_c_prev, H);
-    for (std::size_t j = 0; j < H; ++j) {
-        const T i = act[j], f = act[H + j], g = act[2 * H + j], o = act[3 * H + j], tc = d_c_prev[j];
-        const T dc = delta_c[j] + delta_h[j] * o * (1 - tc * tc);
-        r.d_gates[j] = dc * g * i * (1 - i);
-        r.d_gates[H + j] = dc * c_prev[j] * f * (1 - f);
-        r.d_gates[2 * H + j] = dc * i * (1 - g * g);
-        r.d_gates[3 * H + j] = delta_h[j] * tc * o * (1 - o);
-        d_c_prev[j] = dc * f;
-    }
-    std::fill_n(r.d_previous[0], H, T(0));
+    T *d_gates = r.d_gates, *d_h_prev = r.d_previous[0], *d_c_prev = r.d_previous[1];
+    rows::simd_for<T>(H, [&](auto lane, std::size_t j) {
+        using V = decltype(lane);
+        const V i = rows::load<V>(act + j), f = rows::load<V>(act + H + j);
+        const V g = rows::load<V>(act + 2 * H + j), o = rows::load<V>(act + 3 * H + j);
+        const V tc = rows::tanh(rows::load<V>(c + j)), dh = rows::load<V>(delta_h + j);
+        const V dc = rows::load<V>(delta_c + j) + dh * o * (V(1) - tc * tc);
+        rows::store(d_gates + j, dc * g * i * (V(1) - i));
+        rows::store(d_gates + H + j, dc * rows::load<V>(c_prev + j) * f * (V(1) - f));
+        rows::store(d_gates + 2 * H + j, dc * i * (V(1) - g * g));
+        rows::store(d_gates + 3 * H + j, dh * tc * o * (V(1) - o));
+        rows::store(d_c_prev + j, dc * f);
+        rows::store(d_h_prev + j, V(0));
+    });
 }
 
 XGRAD_INSTANTIATE_CELL(LSTM)
