@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -275,8 +276,7 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
     } else {
         cache.layer_inputs[0] = input;
     }
-    std::vector<T> transposed;    // W_ihᵀ (input_size, gates * H), for the row gather of one-hot input
-    std::vector<T> recurrent_t;   // W_hhᵀ (H, gates * H): each step's h W_hhᵀ as a plain product, see transpose_raw
+    std::vector<T> transposed;  // W_ihᵀ (input_size, gates * H), for the row gather of one-hot input
 
     RNNResult<T> result;
     for (std::size_t i = 0; i < S; ++i) result.final_states.push_back(Tensor<T>::from_shape({L * D, batch, H}));
@@ -310,7 +310,7 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
             // with into_gates, both biases are folded in here.
             if (l == 0 && ids) {
                 transposed.resize(in * GH);
-                transpose_raw(GH, in, w.weight_ih[k], transposed.data());
+                transpose_raw(GH, in, w.weight_ih[k], transposed.data(), GH);
                 for (std::size_t r = 0; r < steps * batch; ++r) {
                     std::copy_n(transposed.data() + static_cast<std::size_t>(ids->data()[r]) * GH, GH, a + r * GH);
                 }
@@ -323,18 +323,16 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                 for (std::size_t r = 0; r < steps * batch; ++r)
                     for (std::size_t j = 0; j < GH; ++j) a[r * GH + j] += w.bias_ih[k][j] + (fold ? b_hh[j] : T(0));
             }
-            if (gemm != RecurrentGemm::none) {
-                recurrent_t.resize(H * GH);
-                transpose_raw(GH, H, params[rec.weight], recurrent_t.data());
-            }
+            std::optional<PrepackedGemm<T>> step_product;  // h_{t-1} W_hhᵀ, every step against the same W_hh
+            if (gemm != RecurrentGemm::none) step_product.emplace(batch, GH, H, params[rec.weight], true, H, GH);
             for (std::size_t step = 0; step < steps; ++step) {
                 const std::size_t t = slot.forward ? step : steps - 1 - step;
                 const T* h_prev = state[0] + slot.before(t);
                 T* a_t = a + t * batch * GH;
                 if (gemm == RecurrentGemm::into_gates) {
-                    gemm_raw<T>(false, false, batch, GH, H, T(1), h_prev, H, recurrent_t.data(), GH, T(1), a_t, GH);
+                    (*step_product)(h_prev, a_t, true);
                 } else if (gemm == RecurrentGemm::separate) {
-                    gemm_raw<T>(false, false, batch, GH, H, T(1), h_prev, H, recurrent_t.data(), GH, T(0), recurrent.data(), GH);
+                    (*step_product)(h_prev, recurrent.data(), false);
                     if (b_hh) {
                         for (std::size_t b = 0; b < batch; ++b)
                             for (std::size_t j = 0; j < GH; ++j) recurrent[b * GH + j] += b_hh[j];
@@ -441,6 +439,8 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                     std::fill(ds[i].begin(), ds[i].end(), T(0));
                 }
             }
+            std::optional<PrepackedGemm<T>> step_product;  // δ_recurrent W_hh, every step against the same W_hh
+            if (gemm != RecurrentGemm::none) step_product.emplace(batch, H, GH, params[rec.weight], false, GH, H);
             // Walk the steps in the reverse of the order forward took them.
             for (std::size_t step = 0; step < steps; ++step) {
                 const std::size_t t = slot.forward ? steps - 1 - step : step;
@@ -472,8 +472,7 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                 }
                 g.hidden_grad_norms(k, t) = std::sqrt(norm2);
                 if (gemm != RecurrentGemm::none) {  // δh_{t-1} += δ_recurrent W_hh (zero rows for finished sequences)
-                    gemm_raw<T>(false, false, batch, H, GH, T(1), dah + t * batch * GH, GH, params[rec.weight], H, T(1),
-                                ds_prev[0].data(), H);
+                    (*step_product)(dah + t * batch * GH, ds_prev[0].data(), true);
                 }
                 std::swap(ds, ds_prev);
             }

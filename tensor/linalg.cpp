@@ -57,7 +57,7 @@ void gemm_raw<double>(bool ta, bool tb, std::size_t m, std::size_t n, std::size_
 }
 
 template <class T>
-void transpose_raw(std::size_t rows, std::size_t cols, const T* src, T* dst) {
+void transpose_raw(std::size_t rows, std::size_t cols, const T* src, T* dst, std::size_t ld_dst) {
     // Tiles that stay in L1, each written a contiguous run at a time: writing down a column of dst
     // instead (a stride of `rows`, often a multiple of 4 KiB) was 7x slower at 1024 x 256.
     constexpr std::size_t tile = 16;
@@ -65,7 +65,7 @@ void transpose_raw(std::size_t rows, std::size_t cols, const T* src, T* dst) {
         for (std::size_t c0 = 0; c0 < cols; c0 += tile) {
             const std::size_t r1 = std::min(rows, r0 + tile), c1 = std::min(cols, c0 + tile);
             for (std::size_t c = c0; c < c1; ++c)
-                for (std::size_t r = r0; r < r1; ++r) dst[c * rows + r] = src[r * cols + c];
+                for (std::size_t r = r0; r < r1; ++r) dst[c * ld_dst + r] = src[r * cols + c];
         }
 }
 
@@ -139,8 +139,8 @@ std::string gemm_provider() {
 
 int blas_threads() { return openblas_get_num_threads(); }
 
-template void transpose_raw<float>(std::size_t, std::size_t, const float*, float*);
-template void transpose_raw<double>(std::size_t, std::size_t, const double*, double*);
+template void transpose_raw<float>(std::size_t, std::size_t, const float*, float*, std::size_t);
+template void transpose_raw<double>(std::size_t, std::size_t, const double*, double*, std::size_t);
 template void gemm<float>(bool, bool, float, const Tensor<float>&, const Tensor<float>&, float, Tensor<float>&);
 template void gemm<double>(bool, bool, double, const Tensor<double>&, const Tensor<double>&, double,
                            Tensor<double>&);

@@ -5,6 +5,7 @@
 //   xgrad::gemm(false, true, 1.0f, a, b, 1.0f, c);         // c += a * b^T
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "tensor.hpp"
@@ -16,11 +17,37 @@ template <class T>
 void gemm_raw(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
               std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc);
 
-// dst(cols, rows) = src(rows, cols)ᵀ, both row-major and dense. For laying a weight out once for
-// many GEMMs: the fp32 providers run a small-M product C = A·B 20-30% faster than C = A·Bᵀ
-// (bench/bench_gemm.cpp measures both), because op(B) = Bᵀ is re-packed on every call.
+// dst(cols, rows) = src(rows, cols)ᵀ, both row-major, src dense, dst's rows ld_dst ≥ rows apart.
 template <class T>
-void transpose_raw(std::size_t rows, std::size_t cols, const T* src, T* dst);
+void transpose_raw(std::size_t rows, std::size_t cols, const T* src, T* dst, std::size_t ld_dst);
+
+// Many products C(m, n) = A(m, k) · op(B) (+ C) against one B, as a recurrent layer multiplies every
+// step's h by W_hhᵀ. B is laid out once, at construction, for the kernels that will read it: as
+// oneDNN's matmul's blocked weights for products of 64 rows or more, else as a plain op(B) (a small-m
+// sgemm call runs C = A·B 20-30% faster than C = A·Bᵀ, whose Bᵀ it re-packs each time), and products
+// with m ≤ 4 rows (a batch of one) run a register-blocked kernel of our own instead of a library
+// call (1.6x at 1 x 100 x 100). B is copied: later changes to b are not seen. Not for concurrent use
+// from several threads.
+//
+//   xgrad::PrepackedGemm<float> step(batch, 4 * H, H, w_hh.data(), true, H, 4 * H);
+//   for (...) step(h_prev, gates_t, true);   // gates_t += h_prev · W_hhᵀ
+template <class T>
+class PrepackedGemm {
+  public:
+    // op(B) is (k, n): B is (n, k) row-major when trans_b, else (k, n). A's rows are lda apart, C's ldc.
+    PrepackedGemm(std::size_t m, std::size_t n, std::size_t k, const T* b, bool trans_b, std::size_t lda,
+                  std::size_t ldc);
+    PrepackedGemm(PrepackedGemm&&) noexcept;
+    PrepackedGemm& operator=(PrepackedGemm&&) noexcept;
+    ~PrepackedGemm();
+
+    // C = A · op(B), or C += A · op(B) when accumulate.
+    void operator()(const T* a, T* c, bool accumulate) const;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
 
 // C = alpha * op(A) op(B) + beta * C on 2-D row-major tensors; C must already have the result shape.
 template <class T>

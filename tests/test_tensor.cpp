@@ -1,5 +1,7 @@
 // tensor/: shapes, broadcasting, random numbers and initializers, BLAS products, printing.
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include <doctest/doctest.h>
 #include <xtensor/xbuilder.hpp>
@@ -113,6 +115,47 @@ TEST_CASE("gemm accumulates into an existing buffer") {
     Tensor<double> wrong = Tensor<double>::from_shape({3, 2});
     CHECK_THROWS_WITH_AS(xgrad::gemm(false, false, 1.0, a, a, 0.0, wrong),
                          "gemm: op(A) (2, 2) x op(B) (2, 2) does not give C (3, 2)", xgrad::ShapeError);
+}
+
+TEST_CASE_TEMPLATE("PrepackedGemm equals the plain product for every kernel it picks: few rows, many rows, either layout of B",
+                   T, float, double) {
+    // m 1-4: the register-blocked kernel (n not a whole number of SIMD batches too); 5-63: a plain
+    // GEMM on the laid-out B; 64 and more: oneDNN's blocked weights (fp32, when built with oneDNN).
+    const T tolerance = std::is_same_v<T, float> ? T(1e-4) : T(1e-12);
+    xgrad::Generator gen(3);
+    for (std::size_t m : {1, 3, 4, 5, 33, 64, 70})
+        for (std::size_t n : {1, 7, 100, 130})
+            for (std::size_t k : {1, 9, 100})
+                for (bool trans_b : {false, true})
+                    for (bool accumulate : {false, true}) {
+                        CAPTURE(m);
+                        CAPTURE(n);
+                        CAPTURE(k);
+                        CAPTURE(trans_b);
+                        CAPTURE(accumulate);
+                        const std::size_t lda = k + 3, ldc = n + 2;  // rows further apart than they need be
+                        const Tensor<T> a = xgrad::uniform<T>({m, lda}, -1, 1, gen);
+                        const Tensor<T> b = xgrad::uniform<T>({n * k}, -1, 1, gen);
+                        const Tensor<T> c0 = xgrad::uniform<T>({m, ldc}, -1, 1, gen);
+                        Tensor<T> c = c0;
+                        const xgrad::PrepackedGemm<T> product(m, n, k, b.data(), trans_b, lda, ldc);
+                        product(a.data(), c.data(), accumulate);
+                        T worst = 0, gaps_changed = 0;
+                        for (std::size_t i = 0; i < m; ++i) {
+                            for (std::size_t j = 0; j < n; ++j) {
+                                double expected = accumulate ? double(c0(i, j)) : 0.0;
+                                for (std::size_t p = 0; p < k; ++p)
+                                    expected += double(a(i, p)) * double(trans_b ? b(j * k + p) : b(p * n + j));
+                                worst = std::max(worst, T(std::abs(double(c(i, j)) - expected)));
+                            }
+                            for (std::size_t j = n; j < ldc; ++j) gaps_changed += c(i, j) != c0(i, j);
+                        }
+                        CHECK(worst < tolerance * T(k));
+                        CHECK(gaps_changed == 0);
+                    }
+    T b[4] = {};
+    CHECK_THROWS_WITH_AS(xgrad::PrepackedGemm<T>(2, 2, 2, b, false, 1, 2),
+                         "PrepackedGemm: 2 x 2 x 2 with lda 1 and ldc 2 (need lda >= k, ldc >= n)", xgrad::ShapeError);
 }
 
 TEST_CASE("printing") {
