@@ -1,14 +1,50 @@
 // Losses and the row-gather / masking layers that sit next to them.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include <fmt/format.h>
+#include <xsimd/xsimd.hpp>
 #include <xtensor/xmath.hpp>
 
 #include "../tensor/random.hpp"
 #include "ops.hpp"
 
 namespace xgrad {
+
+namespace {
+template <class T>
+T row_max(const T* row, std::size_t n) {
+    using batch = xsimd::batch<T>;
+    T m = -std::numeric_limits<T>::infinity();
+    std::size_t k = 0;
+    if (n >= batch::size) {
+        batch acc = batch::load_unaligned(row);
+        for (k = batch::size; k + batch::size <= n; k += batch::size) acc = xsimd::max(acc, batch::load_unaligned(row + k));
+        alignas(64) T lanes[batch::size];
+        acc.store_unaligned(lanes);
+        m = *std::max_element(lanes, lanes + batch::size);
+    }
+    for (; k < n; ++k) m = std::max(m, row[k]);
+    return m;
+}
+
+// out[k] = exp(row[k] - shift); returns their sum.
+template <class T>
+T exp_shifted(const T* row, T shift, std::size_t n, T* out) {
+    using batch = xsimd::batch<T>;
+    batch acc(T(0));
+    std::size_t k = 0;
+    for (; k + batch::size <= n; k += batch::size) {
+        const batch e = xsimd::exp(batch::load_unaligned(row + k) - batch(shift));
+        e.store_unaligned(out + k);
+        acc += e;
+    }
+    T sum = xsimd::hadd(acc);
+    for (; k < n; ++k) sum += out[k] = std::exp(row[k] - shift);
+    return sum;
+}
+}  // namespace
 
 // loss = Σ_n w_n (lse_n - x[n, t_n]) / Σ_n w_n  (mean) or without the division (sum),
 // with w_n = mask_n · [t_n ≠ ignore_index];   dx[n] += dy · w_n / denom · (softmax(x[n]) - onehot(t_n))
@@ -47,30 +83,33 @@ Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyO
     const bool mean = options.reduction == CrossEntropyOptions::Reduction::mean;
     const T scale = !mean ? T(1) : denom > 0 ? T(1) / denom : std::numeric_limits<T>::quiet_NaN();
 
+    // One pass per row: the max, the exponentials (xsimd, a batch at a time) and the log-sum-exp;
+    // the softmax is kept, so backward is a multiply-add, with no exponential.
     const T* x = logits.value().data();
-    std::vector<T> lse(rows);
+    std::vector<T> softmax(rows * classes);
     T total = 0;
     for (std::size_t r = 0; r < rows; ++r) {
         if (weight[r] == T(0)) continue;
         const T* row = x + r * classes;
-        T m = -std::numeric_limits<T>::infinity();
-        for (std::size_t k = 0; k < classes; ++k) m = std::max(m, row[k]);
-        T s = 0;
-        for (std::size_t k = 0; k < classes; ++k) s += std::exp(row[k] - m);
-        lse[r] = m + std::log(s);
-        total += weight[r] * (lse[r] - row[targets.data()[r]]);
+        T* p = softmax.data() + r * classes;
+        const T m = row_max(row, classes);
+        const T s = exp_shifted(row, m, classes, p);
+        const T inverse = T(1) / s;
+        for (std::size_t k = 0; k < classes; ++k) p[k] *= inverse;
+        total += weight[r] * (m + std::log(s) - row[targets.data()[r]]);
     }
     Tensor<T> y = xt::xarray<T>(total * scale);
-    return logits.tape().record("cross_entropy", std::move(y), {logits}, [targets, weight = std::move(weight), lse = std::move(lse),
-                                                         scale, classes](BackwardContext<T>& c) {
+    return logits.tape().record("cross_entropy", std::move(y), {logits}, [targets, weight = std::move(weight),
+                                                         softmax = std::move(softmax), scale, classes](BackwardContext<T>& c) {
         T* dx = c.input_grad(0).data();
-        const T* xv = c.input(0).data();
         const T dy = c.output_grad().data()[0];
         for (std::size_t r = 0; r < weight.size(); ++r) {
             if (weight[r] == T(0)) continue;
             const T g = dy * weight[r] * scale;
-            for (std::size_t k = 0; k < classes; ++k) dx[r * classes + k] += g * std::exp(xv[r * classes + k] - lse[r]);
-            dx[r * classes + static_cast<std::size_t>(targets.data()[r])] -= g;
+            const T* p = softmax.data() + r * classes;
+            T* d = dx + r * classes;
+            for (std::size_t k = 0; k < classes; ++k) d[k] += g * p[k];
+            d[static_cast<std::size_t>(targets.data()[r])] -= g;
         }
     });
 }
