@@ -87,10 +87,19 @@ std::vector<std::string> split(const std::string& s) {
 
 int reps_for(const std::string& config) { return config == "S" ? 200 : config == "M" ? 21 : 7; }
 
+// libtorch's best here is 1 intra-op thread over OpenBLAS's own threads; xgrad's and oneDNN's GEMMs
+// run on OpenMP threads. libtorch shares the process's OpenMP runtime, so setting its intra-op
+// threads sets everyone's: each implementation gets its threads just before it is timed.
+void threads_for_torch(int threads) {
+    xgrad::set_blas_threads(threads);  // OpenBLAS's threads, which libtorch's GEMMs use
+    bench::set_torch_threads(1);
+}
+
+void threads_for_ours(int threads) { xgrad::set_blas_threads(threads); }
+
 void run_table(const std::vector<std::string>& config_names, const std::vector<std::string>& cells, int threads,
                const bench::Peak& core) {
-    xgrad::set_blas_threads(threads);
-    bench::set_torch_threads(1);  // libtorch's best here: 1 intra-op thread over OpenBLAS's own threads
+    threads_for_ours(threads);
     const double sgemm = sgemm_gflops(1024), peak = core.gflops * threads;
     fmt::print("\n## {} BLAS thread{} (libtorch: 1 intra-op thread); sgemm 1024^3 in this run: {:.1f} GFLOP/s; "
                "FMA peak ({}, {} core{}): {:.1f} GFLOP/s\n\n",
@@ -104,7 +113,9 @@ void run_table(const std::vector<std::string>& config_names, const std::vector<s
             const bench::Problem p{cell, c.vocab, c.hidden, c.steps, c.batch};
             const int reps = reps_for(name), warmup = name == "S" ? 20 : 2;
             std::optional<Timing> torch;
+            threads_for_torch(threads);
             if (auto t = bench::make_torch(p)) torch = measure(*t, warmup, reps);
+            threads_for_ours(threads);
             auto row = [&](const std::string& impl, const Timing& t) {
                 const double gflops = step_gflop(p) / (t.median_ms / 1e3);
                 fmt::print("| {} (V {}, H {}, T {}, B {}) | {} | {} | {:.3f} | {:.1f} | {:.0f}% | {:.0f}% | {:.1f} | {} |\n", name,
@@ -126,8 +137,6 @@ void run_table(const std::vector<std::string>& config_names, const std::vector<s
 // primitives, the anchor, and libtorch, in the same run.
 void run_layer_table(const std::vector<std::string>& config_names, const std::vector<std::string>& cells, int threads,
                      const bench::Peak& core) {
-    xgrad::set_blas_threads(threads);  // also oneDNN's (OpenMP) threads
-    bench::set_torch_threads(1);
     const double peak = core.gflops * threads;
     fmt::print("\n## The layer step alone (dense input, forward + backward), {} thread{}; FMA peak {:.1f} GFLOP/s; "
                "oneDNN {}\n\n", threads, threads > 1 ? "s" : "", peak, bench::onednn_version());
@@ -145,8 +154,10 @@ void run_layer_table(const std::vector<std::string>& config_names, const std::ve
             const double rows = static_cast<double>(c.steps * c.batch), V = static_cast<double>(c.vocab), H = static_cast<double>(c.hidden);
             const double gflop = 2 * rows * (3 * V * G * H + 3 * H * G * H) / 1e9;
             std::optional<Timing> onednn, torch;
-            if (auto t = bench::make_onednn_layer(p)) onednn = measure(*t, warmup, reps);
+            threads_for_torch(threads);
             if (auto t = bench::make_torch_layer(p)) torch = measure(*t, warmup, reps);
+            threads_for_ours(threads);
+            if (auto t = bench::make_onednn_layer(p)) onednn = measure(*t, warmup, reps);
             auto row = [&](const std::string& impl, const Timing& t) {
                 const double rate = gflop / (t.median_ms / 1e3);
                 fmt::print("| {} (I {}, H {}, T {}, B {}) | {} | {} | {:.3f} | {:.1f} | {:.0f}% | {} | {} |\n", name, c.vocab, c.hidden,

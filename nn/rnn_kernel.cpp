@@ -491,8 +491,7 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                     const T* delta = d_ax.data() + r * GH;
                     for (std::size_t j = 0; j < GH; ++j) column[j] += delta[j];
                 }
-                for (std::size_t j = 0; j < GH; ++j)
-                    for (std::size_t v = 0; v < in; ++v) g.weight_ih[k](j, v) = transposed[v * GH + j];
+                transpose_raw(in, GH, transposed.data(), g.weight_ih[k].data(), in);
             } else {
                 gemm_raw<T>(true, false, GH, in, steps * batch, T(1), d_ax.data(), GH, x.data(), in, T(0),
                             g.weight_ih[k].data(), in);
