@@ -3,9 +3,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <optional>
 
 #include <fmt/format.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "../tensor/linalg.hpp"
 
@@ -226,6 +230,40 @@ struct Slots {
     std::size_t initial() const { return (forward ? 0 : steps) * row; }
     std::size_t final() const { return (forward ? steps : 0) * row; }
 };
+
+// Calls rows(first, last) over the batch rows [0, batch) and returns the sum of what the calls
+// return: split across the OpenMP threads (set_blas_threads) when asked and there are several, else
+// one call. Rows are independent within a step, and at 2 threads the activations are otherwise the
+// serial part of a step (BENCHMARKS.md). An exception thrown by a row is rethrown here.
+template <class T, class Rows>
+T over_rows(std::size_t batch, bool split, Rows&& rows) {
+#ifdef _OPENMP
+    if (split && omp_get_max_threads() > 1) {
+        std::vector<T> partial(static_cast<std::size_t>(omp_get_max_threads()), T(0));
+        std::exception_ptr failure;
+#pragma omp parallel
+        {
+            const auto threads = static_cast<std::size_t>(omp_get_num_threads()), id = static_cast<std::size_t>(omp_get_thread_num());
+            try {
+                partial[id] = rows(batch * id / threads, batch * (id + 1) / threads);
+            } catch (...) {
+#pragma omp critical(xgrad_over_rows)
+                failure = std::current_exception();
+            }
+        }
+        if (failure) std::rethrow_exception(failure);
+        T total = 0;
+        for (T v : partial) total += v;
+        return total;
+    }
+#else
+    (void)split;
+#endif
+    return rows(std::size_t{0}, batch);
+}
+
+// Splitting a step's rows pays for the threads' wake-up (a few µs) from about this many values.
+constexpr std::size_t split_rows_from = 16384;
 }  // namespace
 
 template <class T>
@@ -281,8 +319,7 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
     RNNResult<T> result;
     for (std::size_t i = 0; i < S; ++i) result.final_states.push_back(Tensor<T>::from_shape({L * D, batch, H}));
     std::vector<T> recurrent(gemm == RecurrentGemm::separate ? batch * GH : 0);
-    std::vector<const T*> previous(S);
-    std::vector<T*> next(S);
+    const bool split = batch * GH >= split_rows_from;
     for (std::size_t l = 0; l < L; ++l) {
         const Tensor<T>& x = cache.layer_inputs[l];
         const std::size_t in = spec.layer_input_size(l);
@@ -338,22 +375,27 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                             for (std::size_t j = 0; j < GH; ++j) recurrent[b * GH + j] += b_hh[j];
                     }
                 }
-                for (std::size_t b = 0; b < batch; ++b) {
-                    T* o = out.data() + (t * batch + b) * D * H + d * H;
-                    for (std::size_t i = 0; i < S; ++i) {
-                        previous[i] = state[i] + slot.before(t) + b * H;
-                        next[i] = state[i] + slot.after(t) + b * H;
+                over_rows<T>(batch, split, [&](std::size_t first, std::size_t last) {
+                    std::vector<const T*> previous(S);
+                    std::vector<T*> next(S);
+                    for (std::size_t b = first; b < last; ++b) {
+                        T* o = out.data() + (t * batch + b) * D * H + d * H;
+                        for (std::size_t i = 0; i < S; ++i) {
+                            previous[i] = state[i] + slot.before(t) + b * H;
+                            next[i] = state[i] + slot.after(t) + b * H;
+                        }
+                        if (static_cast<std::int64_t>(t) < cache.lengths[b]) {
+                            cell.forward_row({H, a_t + b * GH, gemm == RecurrentGemm::separate ? recurrent.data() + b * GH : nullptr,
+                                              saved ? cache.saved[k].data() + (t * batch + b) * saved : nullptr, previous, next,
+                                              params});
+                            std::copy_n(next[0], H, o);
+                        } else {  // past this sequence's end: carry the states, output zero
+                            for (std::size_t i = 0; i < S; ++i) std::copy_n(previous[i], H, next[i]);
+                            std::fill_n(o, H, T(0));
+                        }
                     }
-                    if (static_cast<std::int64_t>(t) < cache.lengths[b]) {
-                        cell.forward_row({H, a_t + b * GH, gemm == RecurrentGemm::separate ? recurrent.data() + b * GH : nullptr,
-                                          saved ? cache.saved[k].data() + (t * batch + b) * saved : nullptr, previous, next,
-                                          params});
-                        std::copy_n(next[0], H, o);
-                    } else {  // past this sequence's end: carry the states, output zero
-                        for (std::size_t i = 0; i < S; ++i) std::copy_n(previous[i], H, next[i]);
-                        std::fill_n(o, H, T(0));
-                    }
-                }
+                    return T(0);
+                });
             }
             for (std::size_t i = 0; i < S; ++i) std::copy_n(state[i] + slot.final(), row, result.final_states[i].data() + k * row);
         }
@@ -402,9 +444,8 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
     T* const dah = gemm == RecurrentGemm::separate ? d_ah.data() : d_ax.data();  // into_gates: one δ for both parts
     // Per state: the gradient carried into the current step (ds) and the one it hands back (ds_prev).
     std::vector<std::vector<T>> ds(S, std::vector<T>(row)), ds_prev(S, std::vector<T>(row));
-    std::vector<T> delta_h(H);
-    std::vector<const T*> previous(S), next(S), d_next(S);
-    std::vector<T*> d_previous(S), d_params(declared.size());
+    std::vector<T*> d_params(declared.size());
+    const bool split = batch * GH >= split_rows_from;
 
     const bool one_hot = cache.one_hot;
     for (std::size_t l = L; l-- > 0;) {
@@ -439,37 +480,45 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                     std::fill(ds[i].begin(), ds[i].end(), T(0));
                 }
             }
+            // Rows that accumulate into parameters of their own (a user cell's) would race when split.
+            const bool rows_own_nothing = std::all_of(d_params.begin(), d_params.end(), [](const T* p) { return p == nullptr; });
             std::optional<PrepackedGemm<T>> step_product;  // δ_recurrent W_hh, every step against the same W_hh
             if (gemm != RecurrentGemm::none) step_product.emplace(batch, H, GH, params[rec.weight], false, GH, H);
             // Walk the steps in the reverse of the order forward took them.
             for (std::size_t step = 0; step < steps; ++step) {
                 const std::size_t t = slot.forward ? steps - 1 - step : step;
-                T norm2 = 0;
-                for (std::size_t b = 0; b < batch; ++b) {
-                    T* dx_row = d_ax.data() + (t * batch + b) * GH;
-                    T* dh_row = dah + (t * batch + b) * GH;
-                    for (std::size_t i = 0; i < S; ++i) d_previous[i] = ds_prev[i].data() + b * H;
-                    if (static_cast<std::int64_t>(t) >= cache.lengths[b]) {  // a carried state passes its gradient straight back
-                        std::fill_n(dx_row, GH, T(0));
-                        if (gemm == RecurrentGemm::separate) std::fill_n(dh_row, GH, T(0));
-                        for (std::size_t i = 0; i < S; ++i) std::copy_n(ds[i].data() + b * H, H, d_previous[i]);
-                        continue;
+                const T norm2 = over_rows<T>(batch, split && rows_own_nothing, [&](std::size_t first, std::size_t last) {
+                    std::vector<const T*> previous(S), next(S), d_next(S);
+                    std::vector<T*> d_previous(S);
+                    std::vector<T> delta_h(H);
+                    T sum = 0;
+                    for (std::size_t b = first; b < last; ++b) {
+                        T* dx_row = d_ax.data() + (t * batch + b) * GH;
+                        T* dh_row = dah + (t * batch + b) * GH;
+                        for (std::size_t i = 0; i < S; ++i) d_previous[i] = ds_prev[i].data() + b * H;
+                        if (static_cast<std::int64_t>(t) >= cache.lengths[b]) {  // a carried state passes its gradient straight back
+                            std::fill_n(dx_row, GH, T(0));
+                            if (gemm == RecurrentGemm::separate) std::fill_n(dh_row, GH, T(0));
+                            for (std::size_t i = 0; i < S; ++i) std::copy_n(ds[i].data() + b * H, H, d_previous[i]);
+                            continue;
+                        }
+                        const T* dout = d_out.data() + (t * batch + b) * D * H + d * H;
+                        for (std::size_t j = 0; j < H; ++j) {
+                            delta_h[j] = ds[0][b * H + j] + dout[j];
+                            sum += delta_h[j] * delta_h[j];
+                        }
+                        for (std::size_t i = 0; i < S; ++i) {
+                            previous[i] = state[i] + slot.before(t) + b * H;
+                            next[i] = state[i] + slot.after(t) + b * H;
+                            d_next[i] = i == 0 ? delta_h.data() : ds[i].data() + b * H;
+                        }
+                        cell.backward_row({H, act + (t * batch + b) * GH,
+                                           saved ? cache.saved[k].data() + (t * batch + b) * saved : nullptr, previous, next,
+                                           params, d_next, dx_row, gemm == RecurrentGemm::separate ? dh_row : nullptr,
+                                           d_previous, d_params});
                     }
-                    const T* dout = d_out.data() + (t * batch + b) * D * H + d * H;
-                    for (std::size_t j = 0; j < H; ++j) {
-                        delta_h[j] = ds[0][b * H + j] + dout[j];
-                        norm2 += delta_h[j] * delta_h[j];
-                    }
-                    for (std::size_t i = 0; i < S; ++i) {
-                        previous[i] = state[i] + slot.before(t) + b * H;
-                        next[i] = state[i] + slot.after(t) + b * H;
-                        d_next[i] = i == 0 ? delta_h.data() : ds[i].data() + b * H;
-                    }
-                    cell.backward_row({H, act + (t * batch + b) * GH,
-                                       saved ? cache.saved[k].data() + (t * batch + b) * saved : nullptr, previous, next,
-                                       params, d_next, dx_row, gemm == RecurrentGemm::separate ? dh_row : nullptr,
-                                       d_previous, d_params});
-                }
+                    return sum;
+                });
                 g.hidden_grad_norms(k, t) = std::sqrt(norm2);
                 if (gemm != RecurrentGemm::none) {  // δh_{t-1} += δ_recurrent W_hh (zero rows for finished sequences)
                     (*step_product)(dah + t * batch * GH, ds_prev[0].data(), true);

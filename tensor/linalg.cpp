@@ -6,9 +6,9 @@
 
 #include <cblas.h>
 #include <fmt/format.h>
+#include <omp.h>
 #ifdef XGRAD_GEMM_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
-#include <omp.h>
 #endif
 
 namespace xgrad {
@@ -122,9 +122,7 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
 void set_blas_threads(int threads) {
     if (threads < 1) throw std::invalid_argument(fmt::format("set_blas_threads: {} threads", threads));
     openblas_set_num_threads(threads);
-#ifdef XGRAD_GEMM_ONEDNN
-    omp_set_num_threads(threads);  // oneDNN's sgemm runs on OpenMP
-#endif
+    omp_set_num_threads(threads);  // oneDNN's sgemm and the fused kernel's rows
 }
 
 std::string gemm_provider() {

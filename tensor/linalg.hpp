@@ -58,8 +58,9 @@ void gemm(bool trans_a, bool trans_b, T alpha, const Tensor<T>& a, const Tensor<
 template <class T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
 
-// The GEMMs' worker threads (OpenBLAS honours OPENBLAS_NUM_THREADS at start-up, oneDNN
-// OMP_NUM_THREADS; this changes both later).
+// xgrad's worker threads: OpenBLAS's, and the OpenMP threads that run oneDNN's GEMMs and split the
+// fused kernel's rows (OpenBLAS honours OPENBLAS_NUM_THREADS at start-up, OpenMP OMP_NUM_THREADS;
+// this changes both later).
 void set_blas_threads(int threads);
 int blas_threads();
 

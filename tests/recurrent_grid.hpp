@@ -26,20 +26,22 @@ using xgrad::nn::RecurrentBase;
 using xgrad::nn::RNNImplementation;
 namespace nn = xgrad::nn;
 
+constexpr std::size_t T_ = 5, B = 3, I = 4, H = 6;
+
 struct Config {
     std::string cell;           // a built-in cell's name, "indrnn" (the example's user cell) or "leaky3"
     Nonlinearity nonlinearity;  // RNN only
     bool bias;
     std::size_t layers;
     bool bidirectional, batch_first, variable_lengths, with_h0;
+    std::size_t batch = B, hidden = H;  // larger for the kernel's row splitting across threads
     std::string name() const {
         const std::string kind = cell != "rnn" ? cell : nonlinearity == Nonlinearity::tanh ? "rnn tanh" : "rnn relu";
-        return fmt::format("{} bias={} layers={} bidirectional={} batch_first={} variable={} h0={}", kind, bias, layers,
-                           bidirectional, batch_first, variable_lengths, with_h0);
+        return fmt::format("{} bias={} layers={} bidirectional={} batch_first={} variable={} h0={} batch={} hidden={}", kind,
+                           bias, layers, bidirectional, batch_first, variable_lengths, with_h0, batch, hidden);
     }
 };
 
-constexpr std::size_t T_ = 5, B = 3, I = 4, H = 6;
 
 // A test cell with three states and its own rows, so that nothing in the layer or the kernel
 // assumes at most two (h, c):  h' = tanh(g + u ⊙ h),  m' = m / 2 + h',  n' = n / 2 + m'.
@@ -78,7 +80,7 @@ struct LeakyMemoryCell {
 
 template <class T>
 std::unique_ptr<RecurrentBase<T>> make_layer(const Config& c, xgrad::Generator& gen) {
-    auto options = nn::RecurrentOptions(I, H).num_layers(c.layers).bias(c.bias).bidirectional(c.bidirectional).batch_first(c.batch_first);
+    auto options = nn::RecurrentOptions(I, c.hidden).num_layers(c.layers).bias(c.bias).bidirectional(c.bidirectional).batch_first(c.batch_first);
     if (c.cell == "indrnn") return std::make_unique<nn::Recurrent<IndRNNCell, T>>(options, gen);
     if (c.cell == "leaky3") return std::make_unique<nn::Recurrent<LeakyMemoryCell, T>>(options, gen);
     return nn::make_recurrent<T>(c.cell, options.nonlinearity(c.nonlinearity), gen);
@@ -113,15 +115,18 @@ void check_agreement(const Config& c, double tol) {
     xgrad::Generator gen(17);
     auto layer = make_layer<T>(c, gen);
     const std::size_t D = c.bidirectional ? 2 : 1, S = layer->cell().states(), drawn = std::max<std::size_t>(S, 2);
-    const xgrad::Shape in_shape = c.batch_first ? xgrad::Shape{B, T_, I} : xgrad::Shape{T_, B, I};
-    const xgrad::Shape out_shape = c.batch_first ? xgrad::Shape{B, T_, D * H} : xgrad::Shape{T_, B, D * H};
-    const xgrad::Shape state = {c.layers * D, B, H};
+    const std::size_t batch = c.batch, hidden = c.hidden;
+    const xgrad::Shape in_shape = c.batch_first ? xgrad::Shape{batch, T_, I} : xgrad::Shape{T_, batch, I};
+    const xgrad::Shape out_shape = c.batch_first ? xgrad::Shape{batch, T_, D * hidden} : xgrad::Shape{T_, batch, D * hidden};
+    const xgrad::Shape state = {c.layers * D, batch, hidden};
     const Tensor<T> input = xgrad::uniform<T>(in_shape, -1, 1, gen);
     std::vector<Tensor<T>> initial, w_state;
     for (std::size_t i = 0; i < drawn; ++i) initial.push_back(xgrad::uniform<T>(state, -1, 1, gen));
     const Tensor<T> w_out = xgrad::uniform<T>(out_shape, -1, 1, gen);
     for (std::size_t i = 0; i < drawn; ++i) w_state.push_back(xgrad::uniform<T>(state, -1, 1, gen));
-    const std::vector<std::int64_t> lengths = c.variable_lengths ? std::vector<std::int64_t>{5, 1, 3} : std::vector<std::int64_t>{};
+    std::vector<std::int64_t> lengths;
+    constexpr std::int64_t cycle[] = {5, 1, 3};
+    for (std::size_t b = 0; c.variable_lengths && b < batch; ++b) lengths.push_back(cycle[b % 3]);
     Run<T> runs[2];
     for (int i = 0; i < 2; ++i) {
         layer->settings().implementation = i == 0 ? RNNImplementation::graph : RNNImplementation::fused;
