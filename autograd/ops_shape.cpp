@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 #include <xtensor/xmanipulation.hpp>
 
+#include "../tensor/linalg.hpp"
 #include "axis_split.hpp"
 #include "ops.hpp"
 
@@ -24,6 +25,18 @@ std::string shapes_str(const std::vector<Shape>& shapes) {
     for (const Shape& shape : shapes) s.push_back(shape_str(shape));
     return fmt::format("{}", fmt::join(s, ", "));
 }
+
+// x with its axes reordered by dims. A matrix transpose goes through the blocked transpose_raw:
+// xtensor's strided assignment took ~10x as long (the graph path transposes W_ih every forward).
+template <class T>
+Tensor<T> permuted(const Tensor<T>& x, const std::vector<std::size_t>& dims) {
+    if (dims.size() == 2 && dims[0] == 1) {
+        Tensor<T> y = Tensor<T>::from_shape({x.shape(1), x.shape(0)});
+        transpose_raw(x.shape(0), x.shape(1), x.data(), y.data(), x.shape(0));
+        return y;
+    }
+    return xt::transpose(x, dims);
+}
 }  // namespace
 
 // y = a with axes reordered by dims;   da += dy with the inverse order
@@ -39,9 +52,8 @@ Var<T> permute(const Var<T>& a, const std::vector<std::size_t>& dims) {
     }
     std::vector<std::size_t> inverse(dims.size());
     for (std::size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = i;
-    Tensor<T> y = xt::transpose(a.value(), dims);
-    return a.tape().record("permute", std::move(y), {a}, [inverse](BackwardContext<T>& c) {
-        c.accumulate(0, xt::transpose(c.output_grad(), inverse));
+    return a.tape().record("permute", permuted(a.value(), dims), {a}, [inverse](BackwardContext<T>& c) {
+        c.accumulate(0, permuted(c.output_grad(), inverse));
     });
 }
 

@@ -345,7 +345,12 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
             T* a = cache.gates[k].data();
             // Every step's input projection in one GEMM (a row gather of W_ihᵀ for one-hot input);
             // with into_gates, both biases are folded in here.
-            if (l == 0 && ids) {
+            if (l == 0 && ids && steps * batch < in) {  // fewer rows than characters: read W_ih's columns in place
+                for (std::size_t r = 0; r < steps * batch; ++r) {
+                    const T* column = w.weight_ih[k] + static_cast<std::size_t>(ids->data()[r]);
+                    for (std::size_t j = 0; j < GH; ++j) a[r * GH + j] = column[j * in];
+                }
+            } else if (l == 0 && ids) {
                 transposed.resize(in * GH);
                 transpose_raw(GH, in, w.weight_ih[k], transposed.data(), GH);
                 for (std::size_t r = 0; r < steps * batch; ++r) {
@@ -533,7 +538,14 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                 gemm_raw<T>(true, false, GH, H, steps * batch, T(1), dah, GH, h_before, H, T(0), g.cell[k][rec.weight].data(), H);
             }
             g.weight_ih[k] = Tensor<T>::from_shape({GH, in});
-            if (l == 0 && one_hot) {  // scatter-add δ rows into the columns their characters select
+            if (l == 0 && one_hot && steps * batch < in) {  // fewer rows than characters: add into the columns in place
+                std::fill_n(g.weight_ih[k].data(), GH * in, T(0));
+                for (std::size_t r = 0; r < steps * batch; ++r) {
+                    T* column = g.weight_ih[k].data() + static_cast<std::size_t>(cache.ids.data()[r]);
+                    const T* delta = d_ax.data() + r * GH;
+                    for (std::size_t j = 0; j < GH; ++j) column[j * in] += delta[j];
+                }
+            } else if (l == 0 && one_hot) {  // scatter-add δ rows into the columns their characters select
                 std::vector<T> transposed(in * GH, T(0));
                 for (std::size_t r = 0; r < steps * batch; ++r) {
                     T* column = transposed.data() + static_cast<std::size_t>(cache.ids.data()[r]) * GH;

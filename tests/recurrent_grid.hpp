@@ -35,6 +35,7 @@ struct Config {
     std::size_t layers;
     bool bidirectional, batch_first, variable_lengths, with_h0;
     std::size_t batch = B, hidden = H;  // larger for the kernel's row splitting across threads
+    std::size_t input = I;             // larger than T_ * batch for the kernel's in-place gather of indices
     std::string name() const {
         const std::string kind = cell != "rnn" ? cell : nonlinearity == Nonlinearity::tanh ? "rnn tanh" : "rnn relu";
         return fmt::format("{} bias={} layers={} bidirectional={} batch_first={} variable={} h0={} batch={} hidden={}", kind,
@@ -80,7 +81,7 @@ struct LeakyMemoryCell {
 
 template <class T>
 std::unique_ptr<RecurrentBase<T>> make_layer(const Config& c, xgrad::Generator& gen) {
-    auto options = nn::RecurrentOptions(I, c.hidden).num_layers(c.layers).bias(c.bias).bidirectional(c.bidirectional).batch_first(c.batch_first);
+    auto options = nn::RecurrentOptions(c.input, c.hidden).num_layers(c.layers).bias(c.bias).bidirectional(c.bidirectional).batch_first(c.batch_first);
     if (c.cell == "indrnn") return std::make_unique<nn::Recurrent<IndRNNCell, T>>(options, gen);
     if (c.cell == "leaky3") return std::make_unique<nn::Recurrent<LeakyMemoryCell, T>>(options, gen);
     return nn::make_recurrent<T>(c.cell, options.nonlinearity(c.nonlinearity), gen);
@@ -116,7 +117,7 @@ void check_agreement(const Config& c, double tol) {
     auto layer = make_layer<T>(c, gen);
     const std::size_t D = c.bidirectional ? 2 : 1, S = layer->cell().states(), drawn = std::max<std::size_t>(S, 2);
     const std::size_t batch = c.batch, hidden = c.hidden;
-    const xgrad::Shape in_shape = c.batch_first ? xgrad::Shape{batch, T_, I} : xgrad::Shape{T_, batch, I};
+    const xgrad::Shape in_shape = c.batch_first ? xgrad::Shape{batch, T_, c.input} : xgrad::Shape{T_, batch, c.input};
     const xgrad::Shape out_shape = c.batch_first ? xgrad::Shape{batch, T_, D * hidden} : xgrad::Shape{T_, batch, D * hidden};
     const xgrad::Shape state = {c.layers * D, batch, hidden};
     const Tensor<T> input = xgrad::uniform<T>(in_shape, -1, 1, gen);

@@ -2,7 +2,9 @@
 // of options, PyTorch's own numbers, gradchecks, the cells, recurrent dropout and zoneout, and bad
 // arguments.
 #include <cmath>
+#include <initializer_list>
 #include <memory>
+#include <utility>
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
@@ -265,18 +267,21 @@ TEST_CASE("vanishing gradients: over 40 steps an LSTM with a forget bias keeps t
 TEST_CASE("one-hot input given as indices equals the dense one-hot input, in values and gradients, both paths") {
     for (const char* cell : {"rnn", "lstm", "gru", "indrnn", "leaky3"}) {
         for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
-            for (bool batch_first : {false, true}) {
+            // A vocabulary of 40 > T_ * B characters: the fused kernel reads W_ih's columns in place.
+            for (auto [batch_first, vocab] : std::initializer_list<std::pair<bool, std::size_t>>{{false, I}, {true, I}, {false, 40}, {true, 40}}) {
                 CAPTURE(cell);
                 CAPTURE(batch_first);
+                CAPTURE(vocab);
                 xgrad::Generator gen(12);
-                const grid::Config c{cell, nn::Nonlinearity::tanh, true, 2, true, batch_first, true, false};
+                grid::Config c{cell, nn::Nonlinearity::tanh, true, 2, true, batch_first, true, false};
+                c.input = vocab;
                 auto layer = grid::make_layer<double>(c, gen);
                 layer->settings().implementation = impl;
                 xgrad::Indices ids = xgrad::Indices::from_shape(batch_first ? xgrad::Shape{B, T_} : xgrad::Shape{T_, B});
-                for (auto& v : ids) v = static_cast<std::int64_t>(gen.below(I));
-                Tensor<double> one_hot = Tensor<double>::from_shape({ids.shape(0), ids.shape(1), I});
+                for (auto& v : ids) v = static_cast<std::int64_t>(gen.below(vocab));
+                Tensor<double> one_hot = Tensor<double>::from_shape({ids.shape(0), ids.shape(1), vocab});
                 one_hot.fill(0.0);
-                for (std::size_t i = 0; i < ids.size(); ++i) one_hot.data()[i * I + static_cast<std::size_t>(ids.data()[i])] = 1.0;
+                for (std::size_t i = 0; i < ids.size(); ++i) one_hot.data()[i * vocab + static_cast<std::size_t>(ids.data()[i])] = 1.0;
                 const std::vector<std::int64_t> lengths = {5, 2, 4};
                 std::vector<Tensor<double>> outputs, grads;
                 for (bool indices : {false, true}) {
