@@ -7,6 +7,21 @@
 
 namespace xgrad {
 
+namespace {
+// a += b. Gradients meet with equal shapes: a flat loop then, as xtensor's += costs more than the
+// additions at a small model's sizes (7% of the S char-LM step).
+template <class T>
+void add_into(Tensor<T>& a, const Tensor<T>& b) {
+    if (a.shape() != b.shape()) {
+        a += b;
+        return;
+    }
+    T* out = a.data();
+    const T* in = b.data();
+    for (std::size_t k = 0, n = a.size(); k < n; ++k) out[k] += in[k];
+}
+}  // namespace
+
 namespace detail {
 bool& anomaly_mode() {
     thread_local bool on = false;
@@ -211,7 +226,7 @@ void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOption
         if (!n.grad) continue;  // nothing flowed here
         if (n.is_leaf) {
             if (n.parameter.defined()) {
-                n.parameter.grad() += *n.grad;
+                add_into(n.parameter.grad(), *n.grad);
                 n.grad.reset();
             }
             continue;
@@ -276,7 +291,7 @@ void BackwardContext<T>::accumulate(std::size_t i, Tensor<T> g) {
         g = sum_to(g, is);
     }
     if (in.grad) {
-        *in.grad += g;
+        add_into(*in.grad, g);
     } else {
         in.grad = std::move(g);
     }
