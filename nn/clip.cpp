@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -14,13 +15,26 @@ double clip_grad_norm(const std::vector<Parameter<T>>& parameters, double max_no
     if (!infinity && norm_type != 2.0) {
         throw std::invalid_argument(fmt::format("clip_grad_norm: norm_type = {} (supported: 2, inf)", norm_type));
     }
+    // Over raw data, in double: four running sums, so that the additions do not wait on each other
+    // (xtensor's iterators and a branch per value made this 4% of a training step). A NaN gradient
+    // makes the norm NaN: the sums carry it; the max needs the explicit check.
     double total = 0;
     for (const auto& p : parameters) {
-        for (T g : p.grad()) {
-            const double a = std::abs(static_cast<double>(g));
-            total = infinity ? std::max(total, a) : total + a * a;
-            if (std::isnan(a)) total = a;
+        const T* g = p.grad().data();
+        const std::size_t n = p.grad().size();
+        if (infinity) {
+            for (std::size_t k = 0; k < n; ++k) {
+                const double a = std::abs(static_cast<double>(g[k]));
+                total = std::isnan(a) || std::isnan(total) ? std::numeric_limits<double>::quiet_NaN() : std::max(total, a);
+            }
+            continue;
         }
+        double sums[4] = {0, 0, 0, 0};
+        std::size_t k = 0;
+        for (; k + 4 <= n; k += 4)
+            for (std::size_t u = 0; u < 4; ++u) sums[u] += static_cast<double>(g[k + u]) * static_cast<double>(g[k + u]);
+        for (; k < n; ++k) sums[0] += static_cast<double>(g[k]) * static_cast<double>(g[k]);
+        total += (sums[0] + sums[1]) + (sums[2] + sums[3]);
     }
     if (!infinity) total = std::sqrt(total);
     if (!std::isfinite(total)) return total;

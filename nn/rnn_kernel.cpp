@@ -437,12 +437,13 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
     g.weight_ih.resize(L * D);
     g.bias_ih.resize(spec.bias ? L * D : 0);
     g.cell.resize(L * D);
-    // The gradient flowing into the current layer's output; a copy, so the caller's stays intact.
-    Tensor<T> d_out = Tensor<T>::from_shape({steps, batch, D * H});
-    if (d_output) {
-        std::copy_n(d_output, d_out.size(), d_out.data());
-    } else {
+    // The gradient flowing into the current layer's output: the caller's, read in place, for the top
+    // layer; below it, the input gradient of the layer above.
+    Tensor<T> d_out;
+    if (!d_output) {
+        d_out = Tensor<T>::from_shape({steps, batch, D * H});
         d_out.fill(T(0));
+        d_output = d_out.data();
     }
     Tensor<T> d_ax = Tensor<T>::from_shape({steps, batch, GH});
     Tensor<T> d_ah = gemm == RecurrentGemm::separate ? Tensor<T>::from_shape({steps, batch, GH}) : Tensor<T>();
@@ -507,7 +508,7 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                             for (std::size_t i = 0; i < S; ++i) std::copy_n(ds[i].data() + b * H, H, d_previous[i]);
                             continue;
                         }
-                        const T* dout = d_out.data() + (t * batch + b) * D * H + d * H;
+                        const T* dout = d_output + (t * batch + b) * D * H + d * H;
                         for (std::size_t j = 0; j < H; ++j) {
                             delta_h[j] = ds[0][b * H + j] + dout[j];
                             sum += delta_h[j] * delta_h[j];
@@ -575,6 +576,7 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
         if (l > 0) {
             if (!cache.dropout_masks.empty()) d_x *= cache.dropout_masks[l - 1];
             d_out = std::move(d_x);
+            d_output = d_out.data();
         } else {
             g.input = std::move(d_x);
         }

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "../tensor/simd.hpp"
 #include "optimizer.hpp"
 
 namespace xgrad::optim {
@@ -67,19 +68,26 @@ void Adam<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int
     T* m = this->buffer(0, i);
     T* v = this->buffer(1, i);
     T* v_max = this->buffer(2, i);
-    for (std::size_t k = 0; k < n; ++k) {
-        T g = grad[k];
-        if (decoupled_) {
-            p[k] *= decay;
+    const bool decoupled = decoupled_, amsgrad = o.amsgrad();
+    simd::simd_for<T>(n, [&](auto lane, std::size_t k) {  // SIMD batches: the same operations, in the same order
+        using V = decltype(lane);
+        V g = simd::load<V>(grad + k), w = simd::load<V>(p + k);
+        if (decoupled) {
+            w = w * V(decay);
         } else {
-            g += wd * p[k];
+            g = g + V(wd) * w;
         }
-        m[k] = b1 * m[k] + (1 - b1) * g;
-        v[k] = b2 * v[k] + (1 - b2) * g * g;
-        T second = v[k];
-        if (o.amsgrad()) second = v_max[k] = std::max(v_max[k], v[k]);
-        p[k] -= step_size * m[k] / (std::sqrt(second) / root2 + eps);
-    }
+        const V m_k = V(b1) * simd::load<V>(m + k) + V(1 - b1) * g;
+        const V v_k = V(b2) * simd::load<V>(v + k) + V(1 - b2) * g * g;
+        V second = v_k;
+        if (amsgrad) {
+            second = simd::max(simd::load<V>(v_max + k), v_k);
+            simd::store(v_max + k, second);
+        }
+        simd::store(m + k, m_k);
+        simd::store(v + k, v_k);
+        simd::store(p + k, w - V(step_size) * m_k / (simd::sqrt(second) / V(root2) + V(eps)));
+    });
 }
 
 template <class T>

@@ -19,7 +19,7 @@ template <class T>
 void Elman::forward_row(const RowForward<T>& r) const {
     const std::size_t H = r.hidden;
     if (nonlinearity == Nonlinearity::tanh) {
-        rows::tanh_inplace(r.gates, H);
+        simd::tanh_inplace(r.gates, H);
     } else {
         for (std::size_t j = 0; j < H; ++j) r.gates[j] = std::max(r.gates[j], T(0));
     }

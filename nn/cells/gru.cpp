@@ -22,17 +22,17 @@ void GRU::forward_row(const RowForward<T>& r) const {
     const std::size_t H = r.hidden;
     T *a = r.gates, *hn_saved = r.saved, *h = r.next[0];
     const T *hw = r.recurrent, *h_prev = r.previous[0];
-    rows::simd_for<T>(H, [&](auto lane, std::size_t j) {
+    simd::simd_for<T>(H, [&](auto lane, std::size_t j) {
         using V = decltype(lane);
-        const V reset = rows::sigmoid(rows::load<V>(a + j) + rows::load<V>(hw + j));
-        const V z = rows::sigmoid(rows::load<V>(a + H + j) + rows::load<V>(hw + H + j));
-        const V hn = rows::load<V>(hw + 2 * H + j);
-        const V n = rows::tanh(rows::load<V>(a + 2 * H + j) + reset * hn);
-        rows::store(a + j, reset);
-        rows::store(a + H + j, z);
-        rows::store(a + 2 * H + j, n);
-        rows::store(hn_saved + j, hn);
-        rows::store(h + j, (V(1) - z) * n + z * rows::load<V>(h_prev + j));
+        const V reset = simd::sigmoid(simd::load<V>(a + j) + simd::load<V>(hw + j));
+        const V z = simd::sigmoid(simd::load<V>(a + H + j) + simd::load<V>(hw + H + j));
+        const V hn = simd::load<V>(hw + 2 * H + j);
+        const V n = simd::tanh(simd::load<V>(a + 2 * H + j) + reset * hn);
+        simd::store(a + j, reset);
+        simd::store(a + H + j, z);
+        simd::store(a + 2 * H + j, n);
+        simd::store(hn_saved + j, hn);
+        simd::store(h + j, (V(1) - z) * n + z * simd::load<V>(h_prev + j));
     });
 }
 
@@ -43,20 +43,20 @@ void GRU::backward_row(const RowBackward<T>& rb) const {
     const std::size_t H = rb.hidden;
     const T *act = rb.gates, *hn = rb.saved, *h_prev = rb.previous[0], *delta_h = rb.d_next[0];
     T *d_gates = rb.d_gates, *d_recurrent = rb.d_recurrent, *d_h_prev = rb.d_previous[0];
-    rows::simd_for<T>(H, [&](auto lane, std::size_t j) {
+    simd::simd_for<T>(H, [&](auto lane, std::size_t j) {
         using V = decltype(lane);
-        const V r = rows::load<V>(act + j), z = rows::load<V>(act + H + j), n = rows::load<V>(act + 2 * H + j);
-        const V dh = rows::load<V>(delta_h + j);
+        const V r = simd::load<V>(act + j), z = simd::load<V>(act + H + j), n = simd::load<V>(act + 2 * H + j);
+        const V dh = simd::load<V>(delta_h + j);
         const V da_n = dh * (V(1) - z) * (V(1) - n * n);
-        const V dr = da_n * rows::load<V>(hn + j) * r * (V(1) - r);
-        const V dz = dh * (rows::load<V>(h_prev + j) - n) * z * (V(1) - z);
-        rows::store(d_gates + j, dr);
-        rows::store(d_recurrent + j, dr);
-        rows::store(d_gates + H + j, dz);
-        rows::store(d_recurrent + H + j, dz);
-        rows::store(d_gates + 2 * H + j, da_n);
-        rows::store(d_recurrent + 2 * H + j, da_n * r);
-        rows::store(d_h_prev + j, dh * z);
+        const V dr = da_n * simd::load<V>(hn + j) * r * (V(1) - r);
+        const V dz = dh * (simd::load<V>(h_prev + j) - n) * z * (V(1) - z);
+        simd::store(d_gates + j, dr);
+        simd::store(d_recurrent + j, dr);
+        simd::store(d_gates + H + j, dz);
+        simd::store(d_recurrent + H + j, dz);
+        simd::store(d_gates + 2 * H + j, da_n);
+        simd::store(d_recurrent + 2 * H + j, da_n * r);
+        simd::store(d_h_prev + j, dh * z);
     });
 }
 

@@ -21,17 +21,17 @@ void LSTM::forward_row(const RowForward<T>& r) const {
     T* a = r.gates;
     const T* c_prev = r.previous[1];
     T *h = r.next[0], *c = r.next[1];
-    rows::simd_for<T>(H, [&](auto lane, std::size_t j) {
+    simd::simd_for<T>(H, [&](auto lane, std::size_t j) {
         using V = decltype(lane);
-        const V i = rows::sigmoid(rows::load<V>(a + j)), f = rows::sigmoid(rows::load<V>(a + H + j));
-        const V g = rows::tanh(rows::load<V>(a + 2 * H + j)), o = rows::sigmoid(rows::load<V>(a + 3 * H + j));
-        const V c_next = f * rows::load<V>(c_prev + j) + i * g;
-        rows::store(a + j, i);
-        rows::store(a + H + j, f);
-        rows::store(a + 2 * H + j, g);
-        rows::store(a + 3 * H + j, o);
-        rows::store(c + j, c_next);
-        rows::store(h + j, o * rows::tanh(c_next));
+        const V i = simd::sigmoid(simd::load<V>(a + j)), f = simd::sigmoid(simd::load<V>(a + H + j));
+        const V g = simd::tanh(simd::load<V>(a + 2 * H + j)), o = simd::sigmoid(simd::load<V>(a + 3 * H + j));
+        const V c_next = f * simd::load<V>(c_prev + j) + i * g;
+        simd::store(a + j, i);
+        simd::store(a + H + j, f);
+        simd::store(a + 2 * H + j, g);
+        simd::store(a + 3 * H + j, o);
+        simd::store(c + j, c_next);
+        simd::store(h + j, o * simd::tanh(c_next));
     });
 }
 
@@ -43,18 +43,18 @@ void LSTM::backward_row(const RowBackward<T>& r) const {
     const T* act = r.gates;
     const T *c_prev = r.previous[1], *c = r.next[1], *delta_h = r.d_next[0], *delta_c = r.d_next[1];
     T *d_gates = r.d_gates, *d_h_prev = r.d_previous[0], *d_c_prev = r.d_previous[1];
-    rows::simd_for<T>(H, [&](auto lane, std::size_t j) {
+    simd::simd_for<T>(H, [&](auto lane, std::size_t j) {
         using V = decltype(lane);
-        const V i = rows::load<V>(act + j), f = rows::load<V>(act + H + j);
-        const V g = rows::load<V>(act + 2 * H + j), o = rows::load<V>(act + 3 * H + j);
-        const V tc = rows::tanh(rows::load<V>(c + j)), dh = rows::load<V>(delta_h + j);
-        const V dc = rows::load<V>(delta_c + j) + dh * o * (V(1) - tc * tc);
-        rows::store(d_gates + j, dc * g * i * (V(1) - i));
-        rows::store(d_gates + H + j, dc * rows::load<V>(c_prev + j) * f * (V(1) - f));
-        rows::store(d_gates + 2 * H + j, dc * i * (V(1) - g * g));
-        rows::store(d_gates + 3 * H + j, dh * tc * o * (V(1) - o));
-        rows::store(d_c_prev + j, dc * f);
-        rows::store(d_h_prev + j, V(0));
+        const V i = simd::load<V>(act + j), f = simd::load<V>(act + H + j);
+        const V g = simd::load<V>(act + 2 * H + j), o = simd::load<V>(act + 3 * H + j);
+        const V tc = simd::tanh(simd::load<V>(c + j)), dh = simd::load<V>(delta_h + j);
+        const V dc = simd::load<V>(delta_c + j) + dh * o * (V(1) - tc * tc);
+        simd::store(d_gates + j, dc * g * i * (V(1) - i));
+        simd::store(d_gates + H + j, dc * simd::load<V>(c_prev + j) * f * (V(1) - f));
+        simd::store(d_gates + 2 * H + j, dc * i * (V(1) - g * g));
+        simd::store(d_gates + 3 * H + j, dh * tc * o * (V(1) - o));
+        simd::store(d_c_prev + j, dc * f);
+        simd::store(d_h_prev + j, V(0));
     });
 }
 

@@ -1,0 +1,83 @@
+// Loops over contiguous values a SIMD batch at a time, for the hot elementwise work written by hand
+// (the fused cells' rows, the loss, the optimizers): one generic lambda serves the batches and the
+// scalar tail. Include it in .cpp files only: xsimd is heavy.
+//
+//   simd::simd_for<float>(n, [&](auto lane, std::size_t j) {
+//       using V = decltype(lane);
+//       simd::store(y + j, simd::tanh(simd::load<V>(x + j)));
+//   });
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+namespace xgrad::simd {
+
+// Calls body(lane, j) for j = 0, ..., n - 1: a SIMD batch at a time (lane is an xsimd::batch<T>),
+// then the tail one value at a time (lane is a T). One generic lambda written with the load, store
+// and activations below serves both, so a cell's row is one vectorized pass over its gates (GCC does
+// not vectorize such loops by itself: too many pointers that might alias). Call them qualified
+// (simd::store): an unqualified store finds xsimd::store by argument-dependent lookup, which needs
+// aligned memory.
+template <class T, class Body>
+void simd_for(std::size_t n, Body&& body) {
+    using batch = xsimd::batch<T>;
+    std::size_t j = 0;
+    for (; j + batch::size <= n; j += batch::size) body(batch(T(0)), j);
+    for (; j < n; ++j) body(T(0), j);
+}
+
+template <class V, class T>
+V load(const T* p) {
+    if constexpr (std::is_same_v<V, T>) {
+        return *p;
+    } else {
+        return V::load_unaligned(p);
+    }
+}
+
+template <class T, class V>
+void store(T* p, const V& v) {
+    if constexpr (std::is_same_v<V, T>) {
+        *p = v;
+    } else {
+        v.store_unaligned(p);
+    }
+}
+
+template <class V>
+V tanh(const V& x) {
+    using std::tanh;  // xsimd::tanh for batches, by argument-dependent lookup
+    return tanh(x);
+}
+
+template <class V>
+V sigmoid(const V& x) {
+    using std::exp;
+    return V(1) / (V(1) + exp(-x));
+}
+
+template <class T>
+void tanh_inplace(T* x, std::size_t n) {
+    simd_for<T>(n, [&](auto lane, std::size_t j) { simd::store(x + j, simd::tanh(simd::load<decltype(lane)>(x + j))); });
+}
+
+template <class V>
+V sqrt(const V& x) {
+    using std::sqrt;
+    return sqrt(x);
+}
+
+template <class V>
+V max(const V& a, const V& b) {
+    if constexpr (std::is_arithmetic_v<V>) {
+        return a < b ? b : a;
+    } else {
+        return xsimd::max(a, b);
+    }
+}
+
+}  // namespace xgrad::simd
