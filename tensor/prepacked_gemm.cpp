@@ -25,10 +25,20 @@ namespace {
 constexpr std::size_t small_rows = 4;
 
 #ifdef XGRAD_GEMM_ONEDNN
-// From this many rows on, oneDNN's matmul on blocked weights beats its sgemm on the plain layout.
-// Measured on the layer step (A/B builds, alternated): at 64 rows (H 512) the matmul was 2-4% faster,
-// at 32 rows (H 256) 1-3% slower, though a lone 32 x 1024 x 256 product favours it.
+// From this many rows on, oneDNN's matmul on blocked weights beats its sgemm on the plain layout,
+// where the CPU has AVX-512 (its brgemm kernels). Measured on the layer step (A/B builds,
+// alternated): at 64 rows (H 512) the matmul was 2-4% faster, at 32 rows (H 256) 1-3% slower,
+// though a lone 32 x 1024 x 256 product favours it. Capped to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) the
+// matmul ran 64 x 2048 x 512 at 76 GFLOP/s against the sgemm's 126: never there.
 constexpr std::size_t blocked_rows = 64;
+
+bool blocked_weights_pay() {
+    static const bool avx512 = [] {
+        const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa()), core = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+        return (isa & core) == core;  // every AVX-512 level oneDNN names includes avx512_core's bits
+    }();
+    return avx512;
+}
 #endif
 
 // Row i of C, columns [j, j + count), from up to NB SIMD batches of accumulators held in registers:
@@ -156,7 +166,7 @@ PrepackedGemm<T>::PrepackedGemm(std::size_t m, std::size_t n, std::size_t k, con
     impl_->ldc = ldc;
 #ifdef XGRAD_GEMM_ONEDNN
     if constexpr (std::is_same_v<T, float>) {
-        if (m >= blocked_rows && n > 0 && k > 0) {
+        if (m >= blocked_rows && n > 0 && k > 0 && blocked_weights_pay()) {
             impl_->onednn.emplace(m, n, k, b, trans_b, lda, ldc);
             return;
         }
