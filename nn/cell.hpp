@@ -22,6 +22,9 @@
 //       std::size_t saved_per_row(std::size_t hidden) const;
 //       template <class T> void forward_row(const xgrad::nn::RowForward<T>& row) const;
 //       template <class T> void backward_row(const xgrad::nn::RowBackward<T>& row) const;
+//       // Rows that touch only what their arguments point to may run on several threads at once
+//       // (set_blas_threads): say so, and the kernel splits a step's rows between them.
+//       static constexpr bool concurrent_rows = true;
 //   };
 //   xgrad::nn::Recurrent<MyCell> layer(xgrad::nn::RecurrentOptions(input, hidden).num_layers(2));
 //
@@ -90,6 +93,13 @@ class CellAdapter final : public AnyCell<T> {
             return Cell::recurrent_gemm;
         } else {
             return RecurrentGemm::none;
+        }
+    }
+    bool concurrent_rows() const override {
+        if constexpr (requires { Cell::concurrent_rows; }) {
+            return Cell::concurrent_rows;
+        } else {
+            return false;
         }
     }
     std::size_t saved_per_row(std::size_t hidden) const override {

@@ -319,7 +319,7 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
     RNNResult<T> result;
     for (std::size_t i = 0; i < S; ++i) result.final_states.push_back(Tensor<T>::from_shape({L * D, batch, H}));
     std::vector<T> recurrent(gemm == RecurrentGemm::separate ? batch * GH : 0);
-    const bool split = batch * GH >= split_rows_from;
+    const bool split = batch * GH >= split_rows_from && cell.concurrent_rows();
     for (std::size_t l = 0; l < L; ++l) {
         const Tensor<T>& x = cache.layer_inputs[l];
         const std::size_t in = spec.layer_input_size(l);
@@ -451,7 +451,7 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
     // Per state: the gradient carried into the current step (ds) and the one it hands back (ds_prev).
     std::vector<std::vector<T>> ds(S, std::vector<T>(row)), ds_prev(S, std::vector<T>(row));
     std::vector<T*> d_params(declared.size());
-    const bool split = batch * GH >= split_rows_from;
+    const bool split = batch * GH >= split_rows_from && cell.concurrent_rows();
 
     const bool one_hot = cache.one_hot;
     for (std::size_t l = L; l-- > 0;) {

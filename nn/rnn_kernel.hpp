@@ -107,6 +107,10 @@ class FusedCell {
     virtual std::size_t saved_per_row(std::size_t hidden) const = 0;
     virtual void forward_row(const RowForward<T>& row) const = 0;
     virtual void backward_row(const RowBackward<T>& row) const = 0;
+    // Whether several rows of a step may run at once on different threads: the rows touch nothing
+    // but what their arguments point to (no mutable members, no shared scratch). Off unless a cell
+    // says so; rows that add into parameters of their own are never split.
+    virtual bool concurrent_rows() const { return false; }
 };
 // Rows must write every value they are given to write (next, d_gates, d_recurrent, d_previous):
 // the kernel does not clear its buffers first.

@@ -27,7 +27,7 @@ void transpose_raw(std::size_t rows, std::size_t cols, const T* src, T* dst, std
 // sgemm call runs C = A·B 20-30% faster than C = A·Bᵀ, whose Bᵀ it re-packs each time), and products
 // with m ≤ 4 rows (a batch of one) run a register-blocked kernel of our own instead of a library
 // call (1.6x at 1 x 100 x 100). B is copied: later changes to b are not seen. Not for concurrent use
-// from several threads.
+// from several threads; a moved-from object may only be destroyed or assigned to.
 //
 //   xgrad::PrepackedGemm<float> step(batch, 4 * H, H, w_hh.data(), true, H, 4 * H);
 //   for (...) step(h_prev, gates_t, true);   // gates_t += h_prev · W_hhᵀ
@@ -60,7 +60,8 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
 
 // xgrad's worker threads: OpenBLAS's, and the OpenMP threads that run oneDNN's GEMMs and split the
 // fused kernel's rows (OpenBLAS honours OPENBLAS_NUM_THREADS at start-up, OpenMP OMP_NUM_THREADS;
-// this changes both later).
+// this changes both later). OpenMP's count belongs to the calling thread: call it on each thread
+// that trains.
 void set_blas_threads(int threads);
 int blas_threads();
 

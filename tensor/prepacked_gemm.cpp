@@ -119,9 +119,7 @@ struct OnednnProduct {
         dnnl::primitive_attr accumulating;
         accumulating.set_post_ops(sum);
         const dnnl::matmul::primitive_desc summed(dnnl::matmul::desc(a_desc, any, c_desc), accumulating, engine);
-        if (summed.weights_desc() != plain.weights_desc()) {
-            throw std::runtime_error(fmt::format("PrepackedGemm: oneDNN chose two weight formats for {} x {} x {}", m, n, k));
-        }
+        if (summed.weights_desc() != plain.weights_desc()) throw dnnl::error(dnnl_unimplemented, "two weight formats");
         set = dnnl::matmul(plain);
         add = dnnl::matmul(summed);
         weights = memory(plain.weights_desc(), engine);
@@ -167,8 +165,12 @@ PrepackedGemm<T>::PrepackedGemm(std::size_t m, std::size_t n, std::size_t k, con
 #ifdef XGRAD_GEMM_ONEDNN
     if constexpr (std::is_same_v<T, float>) {
         if (m >= blocked_rows && n > 0 && k > 0 && blocked_weights_pay()) {
-            impl_->onednn.emplace(m, n, k, b, trans_b, lda, ldc);
-            return;
+            try {
+                impl_->onednn.emplace(m, n, k, b, trans_b, lda, ldc);
+                return;
+            } catch (const dnnl::error&) {  // a shape or weight format the matmul does not take: the plain layout below
+                impl_->onednn.reset();
+            }
         }
     }
 #endif

@@ -71,12 +71,13 @@ V sqrt(const V& x) {
     return sqrt(x);
 }
 
+// std::max's rule in every lane, a < b ? b : a (so a NaN in b leaves a, as the scalar code does).
 template <class V>
 V max(const V& a, const V& b) {
     if constexpr (std::is_arithmetic_v<V>) {
         return a < b ? b : a;
     } else {
-        return xsimd::max(a, b);
+        return xsimd::select(a < b, b, a);
     }
 }
 

@@ -52,8 +52,8 @@ TEST_CASE("the example's user cell (IndRNN) runs through the same graph-versus-f
 }
 
 TEST_CASE("with two threads the fused kernel splits each step's rows, and still agrees with the graph path") {
-    // 64 rows of 256 or more gate values: above the size from which the kernel splits a step's rows.
-    // The user cells' rows accumulate into a parameter of their own, so theirs must stay whole.
+    // 64 rows of 256 or more gate values: above the size from which the kernel splits a step's rows
+    // for the built-in cells (concurrent_rows); the user cells do not declare it, and stay whole.
     const int threads = xgrad::blas_threads();
     xgrad::set_blas_threads(2);
     for (const char* cell : {"rnn", "lstm", "gru", "indrnn", "leaky3"}) {
