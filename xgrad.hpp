@@ -8,6 +8,7 @@
 #include "tensor/safetensors.hpp"
 #include "tensor/tensor.hpp"
 
+#include "autograd/checkpoint.hpp"
 #include "autograd/gradcheck.hpp"
 #include "autograd/graph.hpp"
 #include "autograd/ops.hpp"

@@ -179,6 +179,14 @@ Var<T> Tape<T>::parameter(const Parameter<T>& p) {
 }
 
 template <class T>
+std::vector<Parameter<T>> Tape<T>::parameters() const {
+    std::vector<Parameter<T>> out;
+    for (const Node& n : nodes_)
+        if (n.parameter.defined()) out.push_back(n.parameter);
+    return out;
+}
+
+template <class T>
 void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOptions options) {
     root.check_alive();
     if (root.tape_.get() != this) throw GraphError("backward: the root belongs to another graph");

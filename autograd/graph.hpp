@@ -102,6 +102,8 @@ class Tape : public std::enable_shared_from_this<Tape<T>> {
     }
     Var<T> leaf(Tensor<T> value, bool requires_grad);
     Var<T> parameter(const Parameter<T>& p);
+    // The parameters recorded as leaves, in the order they were first used.
+    std::vector<Parameter<T>> parameters() const;
     void backward(const Var<T>& root, const Tensor<T>* seed, BackwardOptions options);
     void clear();
     std::size_t size() const { return nodes_.size(); }
@@ -232,6 +234,11 @@ bool grad_enabled();
 class NoGradGuard : ScopedMode {
   public:
     NoGradGuard() : ScopedMode(detail::grad_mode(), false) {}
+};
+// Grad mode on inside, whatever it is outside (torch.enable_grad), as checkpoint's recomputation needs.
+class EnableGradGuard : ScopedMode {
+  public:
+    EnableGradGuard() : ScopedMode(detail::grad_mode(), true) {}
 };
 
 extern template class Var<float>;
