@@ -240,7 +240,7 @@ void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOption
             continue;
         }
         if (n.backward) {
-            BackwardContext<T> ctx(*this, n);
+            BackwardContext<T> ctx(*this, n, options.retain_graph);
             n.backward(ctx);
             if (anomaly_detection_enabled()) check_gradients(i);
         }

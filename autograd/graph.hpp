@@ -154,13 +154,18 @@ class BackwardContext {
     // caller that overwrites the whole buffer (a GEMM with beta = 0) passes `fresh`: the new
     // buffer is then left unfilled and *fresh tells whether it was just created.
     Tensor<T>& input_grad(std::size_t i, bool* fresh = nullptr);
+    // Whether this backward keeps the graph for another one: if not, what the op saved is the op's
+    // to reuse as scratch (the fused kernel turns its gate activations into gate gradients in place).
+    bool retain_graph() const { return retain_graph_; }
 
   private:
     friend class Tape<T>;
-    BackwardContext(Tape<T>& tape, typename Tape<T>::Node& node) : tape_(tape), node_(node) {}
+    BackwardContext(Tape<T>& tape, typename Tape<T>::Node& node, bool retain_graph)
+        : tape_(tape), node_(node), retain_graph_(retain_graph) {}
     typename Tape<T>::Node& input_node(std::size_t i) const;
     Tape<T>& tape_;
     typename Tape<T>::Node& node_;
+    bool retain_graph_;
 };
 
 // The user's handle on a tape. Destroying or clearing it frees every node and makes every Var

@@ -25,6 +25,9 @@
 //       // Rows that touch only what their arguments point to may run on several threads at once
 //       // (set_blas_threads): say so, and the kernel splits a step's rows between them.
 //       static constexpr bool concurrent_rows = true;
+//       // A backward_row that reads each of its gates before writing that gate's gradient may be
+//       // handed d_gates over gates: say so, and training needs one T x B x gates*H buffer less.
+//       static constexpr bool backward_in_place = true;
 //   };
 //   xgrad::nn::Recurrent<MyCell> layer(xgrad::nn::RecurrentOptions(input, hidden).num_layers(2));
 //
@@ -98,6 +101,13 @@ class CellAdapter final : public AnyCell<T> {
     bool concurrent_rows() const override {
         if constexpr (requires { Cell::concurrent_rows; }) {
             return Cell::concurrent_rows;
+        } else {
+            return false;
+        }
+    }
+    bool backward_in_place() const override {
+        if constexpr (requires { Cell::backward_in_place; }) {
+            return Cell::backward_in_place;
         } else {
             return false;
         }

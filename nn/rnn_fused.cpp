@@ -114,8 +114,11 @@ RecurrentOutput<T> rnn_fused(std::shared_ptr<const FusedCell<T>> cell, const RNN
         std::vector<const T*> d_final;
         for (const Tensor<T>& d : *d_states) d_final.push_back(d.dimension() == 3 ? d.data() : nullptr);  // unused state: zero
         const bool need_input_grad = has_input && c.needs_grad(0);
-        RNNGrads<T> g = rnn_backward(*cell, spec, weights_from(*layout, n_cell, values), *cache, c.output_grad().data(), d_final,
-                                     need_input_grad);
+        // Without retain_graph this backward is the cache's last reader: it may spend it.
+        const RNNWeights<T> w = weights_from(*layout, n_cell, values);
+        RNNGrads<T> g = c.retain_graph() ? rnn_backward(*cell, spec, w, *cache, c.output_grad().data(), d_final, need_input_grad)
+                                         : rnn_backward(*cell, spec, w, std::move(*cache), c.output_grad().data(), d_final,
+                                                        need_input_grad);
         if (hidden_grad_norms) *hidden_grad_norms = g.hidden_grad_norms;
         if (need_input_grad) c.accumulate(0, std::move(g.input));
         for (std::size_t i = 0; i < state_input.size(); ++i) {

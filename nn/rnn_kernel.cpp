@@ -414,9 +414,13 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
     return result;
 }
 
+namespace {
+// rnn_backward's body. gates_out: empty, or per (layer, direction) the cache's gates buffer, which
+// then receives the gate gradients in place of a buffer of their own.
 template <class T>
-RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& w, const RNNCache<T>& cache,
-                         const T* d_output, const std::vector<const T*>& d_final_states, bool need_input_grad) {
+RNNGrads<T> backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& w, const RNNCache<T>& cache,
+                     const T* d_output, const std::vector<const T*>& d_final_states, bool need_input_grad,
+                     const std::vector<T*>& gates_out) {
     const RecurrentIndices rec = check_spec("rnn_backward", cell, spec);
     check_weights("rnn_backward", cell, spec, w);
     check_cache(cell, spec, cache);
@@ -445,9 +449,9 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
         d_out.fill(T(0));
         d_output = d_out.data();
     }
-    Tensor<T> d_ax = Tensor<T>::from_shape({steps, batch, GH});
+    const bool in_place = !gates_out.empty();
+    Tensor<T> d_ax = in_place ? Tensor<T>() : Tensor<T>::from_shape({steps, batch, GH});
     Tensor<T> d_ah = gemm == RecurrentGemm::separate ? Tensor<T>::from_shape({steps, batch, GH}) : Tensor<T>();
-    T* const dah = gemm == RecurrentGemm::separate ? d_ah.data() : d_ax.data();  // into_gates: one δ for both parts
     // Per state: the gradient carried into the current step (ds) and the one it hands back (ds_prev).
     std::vector<std::vector<T>> ds(S, std::vector<T>(row)), ds_prev(S, std::vector<T>(row));
     std::vector<T*> d_params(declared.size());
@@ -468,6 +472,8 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
             std::vector<const T*> state(S);
             for (std::size_t i = 0; i < S; ++i) state[i] = cache.states[k * S + i].data();
             const T* act = cache.gates[k].data();
+            T* const dax = in_place ? gates_out[k] : d_ax.data();                 // δ of the gates
+            T* const dah = gemm == RecurrentGemm::separate ? d_ah.data() : dax;  // into_gates: one δ for both parts
             // The rows accumulate into the parameters the kernel's GEMM does not own.
             g.cell[k].assign(declared.size(), Tensor<T>());
             for (std::size_t j = 0; j < declared.size(); ++j) {
@@ -499,7 +505,7 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                     std::vector<T> delta_h(H);
                     T sum = 0;
                     for (std::size_t b = first; b < last; ++b) {
-                        T* dx_row = d_ax.data() + (t * batch + b) * GH;
+                        T* dx_row = dax + (t * batch + b) * GH;
                         T* dh_row = dah + (t * batch + b) * GH;
                         for (std::size_t i = 0; i < S; ++i) d_previous[i] = ds_prev[i].data() + b * H;
                         if (static_cast<std::int64_t>(t) >= cache.lengths[b]) {  // a carried state passes its gradient straight back
@@ -543,19 +549,19 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                 std::fill_n(g.weight_ih[k].data(), GH * in, T(0));
                 for (std::size_t r = 0; r < steps * batch; ++r) {
                     T* column = g.weight_ih[k].data() + static_cast<std::size_t>(cache.ids.data()[r]);
-                    const T* delta = d_ax.data() + r * GH;
+                    const T* delta = dax + r * GH;
                     for (std::size_t j = 0; j < GH; ++j) column[j * in] += delta[j];
                 }
             } else if (l == 0 && one_hot) {  // scatter-add δ rows into the columns their characters select
                 std::vector<T> transposed(in * GH, T(0));
                 for (std::size_t r = 0; r < steps * batch; ++r) {
                     T* column = transposed.data() + static_cast<std::size_t>(cache.ids.data()[r]) * GH;
-                    const T* delta = d_ax.data() + r * GH;
+                    const T* delta = dax + r * GH;
                     for (std::size_t j = 0; j < GH; ++j) column[j] += delta[j];
                 }
                 transpose_raw(in, GH, transposed.data(), g.weight_ih[k].data(), in);
             } else {
-                gemm_raw<T>(true, false, GH, in, steps * batch, T(1), d_ax.data(), GH, x.data(), in, T(0),
+                gemm_raw<T>(true, false, GH, in, steps * batch, T(1), dax, GH, x.data(), in, T(0),
                             g.weight_ih[k].data(), in);
             }
             auto column_sums = [&](const T* delta) {
@@ -566,10 +572,10 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                     for (std::size_t j = 0; j < GH; ++j) out[j] += delta[r * GH + j];
                 return sums;
             };
-            if (spec.bias) g.bias_ih[k] = column_sums(d_ax.data());
-            if (rec_bias) g.cell[k][rec.bias] = dah == d_ax.data() && spec.bias ? g.bias_ih[k] : column_sums(dah);  // into_gates: one δ
+            if (spec.bias) g.bias_ih[k] = column_sums(dax);
+            if (rec_bias) g.cell[k][rec.bias] = dah == dax && spec.bias ? g.bias_ih[k] : column_sums(dah);  // into_gates: one δ
             if (want_dx) {
-                gemm_raw<T>(false, false, steps * batch, in, GH, T(1), d_ax.data(), GH, w.weight_ih[k], in, T(1),
+                gemm_raw<T>(false, false, steps * batch, in, GH, T(1), dax, GH, w.weight_ih[k], in, T(1),
                             d_x.data(), in);
             }
         }
@@ -584,12 +590,32 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
     return g;
 }
 
+}  // namespace
+
+template <class T>
+RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& w, const RNNCache<T>& cache,
+                         const T* d_output, const std::vector<const T*>& d_final_states, bool need_input_grad) {
+    return backward(cell, spec, w, cache, d_output, d_final_states, need_input_grad, {});
+}
+
+template <class T>
+RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& w, RNNCache<T>&& cache,
+                         const T* d_output, const std::vector<const T*>& d_final_states, bool need_input_grad) {
+    std::vector<T*> gates_out;
+    if (cell.backward_in_place()) {
+        for (Tensor<T>& gates : cache.gates) gates_out.push_back(gates.data());
+    }
+    return backward(cell, spec, w, cache, d_output, d_final_states, need_input_grad, gates_out);
+}
+
 #define XGRAD_INSTANTIATE(T)                                                                                           \
     template void check_fused_cell(std::string_view, const FusedCell<T>&, std::size_t);                                \
     template RNNResult<T> rnn_forward(const FusedCell<T>&, const RNNSpec&, const RNNWeights<T>&, const Tensor<T>&,     \
                                       const std::vector<const Tensor<T>*>&, const std::vector<std::int64_t>&,          \
                                       std::vector<Tensor<T>>, RNNCache<T>&, const Indices*);                           \
     template RNNGrads<T> rnn_backward(const FusedCell<T>&, const RNNSpec&, const RNNWeights<T>&, const RNNCache<T>&,   \
+                                      const T*, const std::vector<const T*>&, bool);                                   \
+    template RNNGrads<T> rnn_backward(const FusedCell<T>&, const RNNSpec&, const RNNWeights<T>&, RNNCache<T>&&,        \
                                       const T*, const std::vector<const T*>&, bool);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)

@@ -111,6 +111,9 @@ class FusedCell {
     // but what their arguments point to (no mutable members, no shared scratch). Off unless a cell
     // says so; rows that add into parameters of their own are never split.
     virtual bool concurrent_rows() const { return false; }
+    // Whether backward_row may be handed d_gates over its own gates (each value read before it is
+    // written), so that a backward that consumes the cache needs no second T x B x gates*H buffer.
+    virtual bool backward_in_place() const { return false; }
 };
 // Rows must write every value they are given to write (next, d_gates, d_recurrent, d_previous):
 // the kernel does not clear its buffers first.
@@ -184,6 +187,13 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
 template <class T>
 RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& weights,
                          const RNNCache<T>& cache, const T* d_output, const std::vector<const T*>& d_final_states,
+                         bool need_input_grad = true);
+// The same, consuming the cache: with a cell whose backward_in_place() is true, the gate
+// gradients are written over the saved gates instead of into a buffer of their own (the largest
+// of a step, T x B x gates*H). The cache is spent afterwards.
+template <class T>
+RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWeights<T>& weights,
+                         RNNCache<T>&& cache, const T* d_output, const std::vector<const T*>& d_final_states,
                          bool need_input_grad = true);
 
 // Checks one-hot indices (T, B) against an input size, naming `who`.

@@ -10,6 +10,7 @@ struct Elman {
     static constexpr std::size_t gates = 1, states = 1;
     static constexpr RecurrentGemm recurrent_gemm = RecurrentGemm::into_gates;
     static constexpr bool concurrent_rows = true;  // rows touch only their arguments: the kernel may split them
+    static constexpr bool backward_in_place = true;  // each lane loads its gates before storing their gradients
     Nonlinearity nonlinearity = Nonlinearity::tanh;
 
     std::vector<CellParameter> parameters(std::size_t hidden) const { return recurrent_matrix_parameters(gates, hidden); }

@@ -12,6 +12,7 @@ struct GRU {
     static constexpr std::size_t gates = 3, states = 1;
     static constexpr RecurrentGemm recurrent_gemm = RecurrentGemm::separate;  // r multiplies W_hn h + b_hn alone
     static constexpr bool concurrent_rows = true;  // rows touch only their arguments: the kernel may split them
+    static constexpr bool backward_in_place = true;  // each lane loads its gates before storing their gradients
 
     std::vector<CellParameter> parameters(std::size_t hidden) const { return recurrent_matrix_parameters(gates, hidden); }
     std::size_t saved_per_row(std::size_t hidden) const { return hidden; }  // W_hn h + b_hn, for δr

@@ -12,6 +12,7 @@ struct LSTM {
     static constexpr std::size_t gates = 4, states = 2;  // h, c
     static constexpr RecurrentGemm recurrent_gemm = RecurrentGemm::into_gates;
     static constexpr bool concurrent_rows = true;  // rows touch only their arguments: the kernel may split them
+    static constexpr bool backward_in_place = true;  // each lane loads its gates before storing their gradients
 
     std::vector<CellParameter> parameters(std::size_t hidden) const { return recurrent_matrix_parameters(gates, hidden); }
     template <class T> std::vector<Var<T>> step(const CellStep<T>& in) const;
