@@ -176,6 +176,35 @@ void run_layer_table(const std::vector<std::string>& config_names, const std::ve
     }
 }
 
+// Checkpointed BPTT against the whole sequence, as T grows: segments of k = √T steps (rounded to a
+// power of two). The graph path without checkpointing stops at T = 4096 (5.6 GB at 16,384).
+void run_checkpointing(int threads) {
+    xgrad::set_blas_threads(threads);
+    fmt::print("\n## Checkpointed BPTT (RNN, H 256, B 32, {} thread{}): peak heap and time per training step\n\n", threads,
+               threads > 1 ? "s" : "");
+    fmt::print("| T | k | fused MB | fused, checkpointed MB | fused ms | fused, checkpointed ms | graph MB | graph, checkpointed MB | "
+               "graph ms | graph, checkpointed ms |\n");
+    fmt::print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (std::size_t T = 256; T <= 16384; T *= 4) {
+        std::size_t k = 1;
+        while (k * k < T) k *= 2;
+        // [fused, graph][whole, checkpointed]; the graph path's whole sequence stops at T = 4096.
+        std::optional<Timing> t[2][2];
+        for (int path = 0; path < 2; ++path) {
+            for (int segmented = 0; segmented < 2; ++segmented) {
+                if (path == 1 && !segmented && T > 4096) continue;
+                auto trainer = bench::make_xgrad(bench::Problem{"rnn", 96, 256, T, 32, segmented ? k : 0}, path == 0);
+                t[path][segmented] = measure(*trainer, 1, T >= 4096 ? 3 : 5);
+            }
+        }
+        auto mb = [](const std::optional<Timing>& x) { return x ? fmt::format("{:.1f}", x->peak_mb) : std::string("-"); };
+        auto ms = [](const std::optional<Timing>& x) { return x ? fmt::format("{:.1f}", x->median_ms) : std::string("-"); };
+        fmt::print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", T, k, mb(t[0][0]), mb(t[0][1]), ms(t[0][0]), ms(t[0][1]),
+                   mb(t[1][0]), mb(t[1][1]), ms(t[1][0]), ms(t[1][1]));
+        std::fflush(stdout);
+    }
+}
+
 void run_scaling(int threads) {
     xgrad::set_blas_threads(threads);
     fmt::print("\n## Scaling (RNN, {} BLAS thread{}): time and peak heap per training step\n\n", threads, threads > 1 ? "s" : "");
@@ -206,6 +235,8 @@ int main(int argc, char** argv) {
     app.add_option("--cells", cell_list, "of rnn, lstm, gru")->capture_default_str();
     app.add_option("--threads", thread_list, "BLAS thread counts to run")->capture_default_str();
     app.add_flag("--scaling", scaling, "only the scaling tables (T and H growing), at the first thread count");
+    bool checkpointing = false;
+    app.add_flag("--checkpointing", checkpointing, "only the checkpointed-BPTT table (T from 256 to 16384), at the first thread count");
     app.add_flag("--layer", layer, "only the layer step (dense input) against oneDNN's RNN primitives and libtorch");
     CLI11_PARSE(app, argc, argv);
     const auto names = split(config_list), cells = split(cell_list), threads = split(thread_list);
@@ -220,6 +251,10 @@ int main(int argc, char** argv) {
     fmt::print("# xgrad char-LM training step{}\n", bench::have_torch() ? ", against libtorch " + bench::torch_version()
                                                                         : " (libtorch not installed: xgrad alone)");
     fmt::print("\nxgrad's GEMMs: {}; freed memory kept for reuse (xgrad::keep_freed_memory)\n", xgrad::gemm_provider());
+    if (checkpointing) {
+        run_checkpointing(std::stoi(threads.at(0)));
+        return 0;
+    }
     if (scaling) {
         run_scaling(std::stoi(threads.at(0)));
         return 0;

@@ -12,6 +12,7 @@ namespace bench {
 struct Problem {
     std::string cell;  // rnn, lstm, gru
     std::size_t vocab, hidden, steps, batch;
+    std::size_t checkpoint_every = 0;  // xgrad's RecurrentOptions::checkpoint_every; 0: off
 };
 
 // A model and its data, built once; step() runs one training step.

@@ -10,7 +10,8 @@ class XgradTrainer : public Trainer {
     XgradTrainer(const Problem& p, bool fused) : p_(p), gen_(1), head_(p.hidden, p.vocab, true, gen_) {
         namespace nn = xgrad::nn;
         const auto impl = fused ? nn::RNNImplementation::fused : nn::RNNImplementation::graph;
-        layer_ = nn::make_recurrent<float>(p.cell, nn::RecurrentOptions(p.vocab, p.hidden).implementation(impl), gen_);
+        layer_ = nn::make_recurrent<float>(
+            p.cell, nn::RecurrentOptions(p.vocab, p.hidden).implementation(impl).checkpoint_every(p.checkpoint_every), gen_);
         params_ = layer_->parameters();
         for (const auto& w : head_.parameters()) params_.push_back(w);
         optimizer_ = std::make_unique<xgrad::optim::SGD<float>>(params_, xgrad::optim::SGDOptions(0.01));

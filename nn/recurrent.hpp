@@ -54,6 +54,12 @@ struct RecurrentSettings {
     double zoneout = 0.0;
     // Zoneout of the states after h (LSTM's c); negative: the same as zoneout.
     double zoneout_cell = -1.0;
+    // Activation checkpointing (both implementations): with k > 0, forward keeps only the states
+    // every k steps and the outputs, and backward recomputes each k-step segment before running
+    // through it (xgrad::checkpoint per segment). Memory for activations O(k) instead of O(T), for
+    // about one more forward; k ≈ √T balances the two. Unidirectional layers, without variational
+    // dropout, zoneout or track_hidden_grads; the same numbers as without it.
+    std::size_t checkpoint_every = 0;
 
     // Throws std::invalid_argument naming `who` and the setting unless every probability is in [0, 1).
     void check(std::string_view who) const;
@@ -81,6 +87,7 @@ class RecurrentOptions {
     RecurrentOptions& dropout_recurrent(double p) { settings_.dropout_recurrent = p; return *this; }
     RecurrentOptions& zoneout(double p) { settings_.zoneout = p; return *this; }
     RecurrentOptions& zoneout_cell(double p) { settings_.zoneout_cell = p; return *this; }
+    RecurrentOptions& checkpoint_every(std::size_t k) { settings_.checkpoint_every = k; return *this; }
 
     std::size_t input_size() const { return spec_.input_size; }
     std::size_t hidden_size() const { return spec_.hidden_size; }
@@ -136,6 +143,12 @@ class RecurrentBase : public Module<T> {
     // The checked, time-major call both forwards share: input, or (when input is empty) ids.
     RecurrentOutput<T> run(Tape<T>& tape, const Var<T>& input, const Indices* ids, const std::vector<Var<T>>& initial,
                            const std::vector<std::int64_t>& lengths);
+    // run's work once the inter-layer dropout masks are drawn: the whole sequence at once, or
+    // checkpointed segments of it.
+    RecurrentOutput<T> run_whole(Tape<T>& tape, const Var<T>& input, const Indices* ids, const std::vector<Var<T>>& initial,
+                                 const std::vector<std::int64_t>& lengths, const std::vector<Tensor<T>>& masks);
+    RecurrentOutput<T> run_segments(Tape<T>& tape, const Var<T>& input, const Indices* ids, const std::vector<Var<T>>& initial,
+                                    const std::vector<std::int64_t>& lengths, const std::vector<Tensor<T>>& masks);
     RecurrentOutput<T> forward_graph(Tape<T>& tape, const Var<T>& input, const Indices* ids,
                                      const std::vector<Var<T>>& initial, const std::vector<std::int64_t>& lengths,
                                      const std::vector<Tensor<T>>& masks);

@@ -286,3 +286,59 @@ TEST_CASE("the fused kernel turns its saved gates into gate gradients only in a 
         }
     }
 }
+
+TEST_CASE("checkpoint_every gives the whole sequence's outputs and gradients, both implementations, over the grid") {
+    // Unidirectional configurations of the grid (lengths, h0, 1 or 2 layers, batch_first), with
+    // dropout between layers; segments of 2 steps over T = 5 (the last one shorter).
+    for (const char* cell : {"rnn", "lstm", "gru", "indrnn", "leaky3"}) {
+        for (const grid::Config& c : grid::full_grid(cell)) {
+            if (c.bidirectional) continue;
+            for (auto impl : {nn::RNNImplementation::graph, nn::RNNImplementation::fused}) {
+                CAPTURE(c.name());
+                CAPTURE(impl == nn::RNNImplementation::fused);
+                xgrad::Generator gen(31);
+                auto layer = grid::make_layer<double>(c, gen);
+                layer->settings().implementation = impl;
+                layer->settings().dropout = c.layers > 1 ? 0.3 : 0.0;
+                const std::size_t S = layer->cell().states();
+                const xgrad::Shape in_shape = c.batch_first ? xgrad::Shape{grid::B, grid::T_, grid::I} : xgrad::Shape{grid::T_, grid::B, grid::I};
+                const Tensor<double> input = xgrad::uniform<double>(in_shape, -1, 1, gen);
+                std::vector<Tensor<double>> initial;
+                for (std::size_t i = 0; i < S; ++i) initial.push_back(xgrad::uniform<double>({c.layers, grid::B, grid::H}, -1, 1, gen));
+                const std::vector<std::int64_t> lengths = c.variable_lengths ? std::vector<std::int64_t>{5, 1, 3} : std::vector<std::int64_t>{};
+                const std::string dropout_state = layer->dropout_generator().state();
+                std::vector<Tensor<double>> results[2];
+                for (std::size_t every : {std::size_t{0}, std::size_t{2}}) {
+                    layer->settings().checkpoint_every = every;
+                    layer->dropout_generator().set_state(dropout_state);
+                    layer->zero_grad();
+                    xgrad::Graph<double> g;
+                    const Var<double> x = g.variable(input);
+                    std::vector<Var<double>> given;
+                    for (std::size_t i = 0; c.with_h0 && i < S; ++i) given.push_back(g.variable(initial[i]));
+                    auto r = layer->forward_states(x, given, lengths);
+                    auto loss = xgrad::sum(r.output * r.output);
+                    for (const auto& h : r.states) loss = loss + xgrad::sum(xgrad::tanh(h));
+                    loss.backward();
+                    auto& out = results[every == 0 ? 0 : 1];
+                    out.push_back(r.output.value());
+                    for (const auto& h : r.states) out.push_back(h.value());
+                    out.push_back(x.grad());
+                    for (const auto& v : given) out.push_back(v.grad());
+                    for (const auto& p : layer->parameters()) out.push_back(p.grad());
+                }
+                REQUIRE(results[0].size() == results[1].size());
+                for (std::size_t i = 0; i < results[0].size(); ++i) {
+                    CAPTURE(i);
+                    CHECK(results[0][i].shape() == results[1][i].shape());
+                    CHECK(xt::amax(xt::abs(results[0][i] - results[1][i]))() <= 1e-10);
+                }
+            }
+        }
+    }
+    nn::LSTM<double> bidirectional(nn::LSTMOptions(3, 4).bidirectional(true).checkpoint_every(2));
+    xgrad::Graph<double> g;
+    CHECK_THROWS_WITH_AS(bidirectional.forward_states(g.variable(xt::zeros<double>({5, 2, 3}))),
+                         "LSTM: checkpoint_every does not combine with a bidirectional layer (its reverse direction needs the whole sequence)",
+                         std::invalid_argument);
+}
