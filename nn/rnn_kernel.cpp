@@ -231,10 +231,36 @@ struct Slots {
     std::size_t final() const { return (forward ? steps : 0) * row; }
 };
 
-// Calls rows(first, last) over the batch rows [0, batch) and returns the sum of what the calls
-// return: split across the OpenMP threads (set_blas_threads) when asked and there are several, else
-// one call. Rows are independent within a step, and at 2 threads the activations are otherwise the
-// serial part of a step (BENCHMARKS.md). An exception thrown by a row is rethrown here.
+// What one thread's rows point with: the state pointers a row is handed and the δh it builds,
+// allocated once per kernel call (one per thread) rather than once per step.
+template <class T>
+struct RowScratch {
+    RowScratch(std::size_t states, std::size_t hidden)
+        : previous(states), next(states), next_read(states), d_next(states), d_previous(states), delta_h(hidden) {}
+    std::vector<const T*> previous;
+    std::vector<T*> next;             // forward writes the states after the step
+    std::vector<const T*> next_read;  // backward reads them
+    std::vector<const T*> d_next;
+    std::vector<T*> d_previous;
+    std::vector<T> delta_h;
+};
+
+// One scratch per thread over_rows may use.
+template <class T>
+std::vector<RowScratch<T>> row_scratch(std::size_t states, std::size_t hidden) {
+#ifdef _OPENMP
+    const std::size_t threads = static_cast<std::size_t>(std::max(1, omp_get_max_threads()));
+#else
+    const std::size_t threads = 1;
+#endif
+    return std::vector<RowScratch<T>>(threads, RowScratch<T>(states, hidden));
+}
+
+// Calls rows(first, last, thread) over the batch rows [0, batch) and returns the sum of what the
+// calls return: split across the OpenMP threads (set_blas_threads) when asked and there are
+// several, else one call (thread 0). Rows are independent within a step, and at 2 threads the
+// activations are otherwise the serial part of a step (BENCHMARKS.md). An exception thrown by a row
+// is rethrown here.
 template <class T, class Rows>
 T over_rows(std::size_t batch, bool split, Rows&& rows) {
 #ifdef _OPENMP
@@ -245,7 +271,7 @@ T over_rows(std::size_t batch, bool split, Rows&& rows) {
         {
             const auto threads = static_cast<std::size_t>(omp_get_num_threads()), id = static_cast<std::size_t>(omp_get_thread_num());
             try {
-                partial[id] = rows(batch * id / threads, batch * (id + 1) / threads);
+                partial[id] = rows(batch * id / threads, batch * (id + 1) / threads, id);
             } catch (...) {
 #pragma omp critical(xgrad_over_rows)
                 failure = std::current_exception();
@@ -259,7 +285,7 @@ T over_rows(std::size_t batch, bool split, Rows&& rows) {
 #else
     (void)split;
 #endif
-    return rows(std::size_t{0}, batch);
+    return rows(std::size_t{0}, batch, std::size_t{0});
 }
 
 // Splitting a step's rows pays for the threads' wake-up (a few µs) from about this many values.
@@ -320,6 +346,7 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
     for (std::size_t i = 0; i < S; ++i) result.final_states.push_back(Tensor<T>::from_shape({L * D, batch, H}));
     std::vector<T> recurrent(gemm == RecurrentGemm::separate ? batch * GH : 0);
     const bool split = batch * GH >= split_rows_from && cell.concurrent_rows();
+    std::vector<RowScratch<T>> scratch = row_scratch<T>(S, H);
     for (std::size_t l = 0; l < L; ++l) {
         const Tensor<T>& x = cache.layer_inputs[l];
         const std::size_t in = spec.layer_input_size(l);
@@ -380,9 +407,9 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                             for (std::size_t j = 0; j < GH; ++j) recurrent[b * GH + j] += b_hh[j];
                     }
                 }
-                over_rows<T>(batch, split, [&](std::size_t first, std::size_t last) {
-                    std::vector<const T*> previous(S);
-                    std::vector<T*> next(S);
+                over_rows<T>(batch, split, [&](std::size_t first, std::size_t last, std::size_t thread) {
+                    std::vector<const T*>& previous = scratch[thread].previous;
+                    std::vector<T*>& next = scratch[thread].next;
                     for (std::size_t b = first; b < last; ++b) {
                         T* o = out.data() + (t * batch + b) * D * H + d * H;
                         for (std::size_t i = 0; i < S; ++i) {
@@ -456,6 +483,7 @@ RNNGrads<T> backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWei
     std::vector<std::vector<T>> ds(S, std::vector<T>(row)), ds_prev(S, std::vector<T>(row));
     std::vector<T*> d_params(declared.size());
     const bool split = batch * GH >= split_rows_from && cell.concurrent_rows();
+    std::vector<RowScratch<T>> scratch = row_scratch<T>(S, H);
 
     const bool one_hot = cache.one_hot;
     for (std::size_t l = L; l-- > 0;) {
@@ -499,10 +527,13 @@ RNNGrads<T> backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWei
             // Walk the steps in the reverse of the order forward took them.
             for (std::size_t step = 0; step < steps; ++step) {
                 const std::size_t t = slot.forward ? steps - 1 - step : step;
-                const T norm2 = over_rows<T>(batch, split && rows_own_nothing, [&](std::size_t first, std::size_t last) {
-                    std::vector<const T*> previous(S), next(S), d_next(S);
-                    std::vector<T*> d_previous(S);
-                    std::vector<T> delta_h(H);
+                const T norm2 = over_rows<T>(batch, split && rows_own_nothing, [&](std::size_t first, std::size_t last, std::size_t thread) {
+                    RowScratch<T>& own = scratch[thread];
+                    std::vector<const T*>& previous = own.previous;
+                    std::vector<const T*>& next = own.next_read;
+                    std::vector<const T*>& d_next = own.d_next;
+                    std::vector<T*>& d_previous = own.d_previous;
+                    std::vector<T>& delta_h = own.delta_h;
                     T sum = 0;
                     for (std::size_t b = first; b < last; ++b) {
                         T* dx_row = dax + (t * batch + b) * GH;
