@@ -19,6 +19,7 @@ namespace fs = std::filesystem;
 inline fs::path scratch() {
     static const fs::path dir = [] {
         fs::path d = fs::temp_directory_path() / fmt::format("xgrad_test_charlm_{}", ::getpid());
+        fs::remove_all(d);  // left by an earlier process with the same (reused) pid: start clean
         fs::create_directories(d);
         return d;
     }();
