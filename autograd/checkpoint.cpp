@@ -12,13 +12,6 @@
 namespace xgrad {
 
 namespace {
-// The gradients of outputs after the first, handed to the main node's backward by their own small
-// nodes (which run first: they were recorded after it).
-template <class T>
-struct OutputGrads {
-    std::vector<std::optional<Tensor<T>>> grads;
-};
-
 // Puts each generator back in a given state, and on destruction into the state it had before.
 class GeneratorReplay {
   public:
@@ -76,8 +69,9 @@ std::vector<Var<T>> checkpoint(const CheckpointFn<T>& fn, const std::vector<Var<
     const std::size_t n_out = values.size(), n_in = inputs.size();
     std::vector<Shape> shapes;
     for (const Tensor<T>& v : values) shapes.push_back(shape_of(v));
-    auto later = std::make_shared<OutputGrads<T>>();
-    later->grads.resize(n_out);
+    // The gradients of the outputs after the first, handed to the main node's backward by their own
+    // small nodes (which run first: they were recorded after it).
+    auto later = std::make_shared<std::vector<std::optional<Tensor<T>>>>(n_out);
 
     Tensor<T> first = std::move(values[0]);
     Var<T> main = tape.record("checkpoint", std::move(first), std::span<const Var<T>>(node_inputs),
@@ -98,8 +92,8 @@ std::vector<Var<T>> checkpoint(const CheckpointFn<T>& fn, const std::vector<Var<
                 throw GraphError(fmt::format("checkpoint: the recomputation gave output {} the shape {}, the first run {}", i,
                                              shape_str(outputs[i].shape()), shape_str(shapes[i])));
             }
-            std::optional<Tensor<T>> g = i == 0 ? std::optional<Tensor<T>>(c.output_grad()) : std::move(later->grads[i]);
-            later->grads[i].reset();
+            std::optional<Tensor<T>> g = i == 0 ? std::optional<Tensor<T>>(c.output_grad()) : std::move((*later)[i]);
+            (*later)[i].reset();
             if (!g || !outputs[i].requires_grad()) continue;
             const Var<T> term = sum(outputs[i] * again.constant(std::move(*g)));
             total = total ? *total + term : term;
@@ -114,7 +108,7 @@ std::vector<Var<T>> checkpoint(const CheckpointFn<T>& fn, const std::vector<Var<
     std::vector<Var<T>> outputs{main};
     for (std::size_t i = 1; i < n_out; ++i) {
         outputs.push_back(tape.record("checkpoint_output", std::move(values[i]), {main}, [later, i](BackwardContext<T>& c) {
-            later->grads[i] = c.output_grad();
+            (*later)[i] = c.output_grad();
             c.input_grad(0);  // the main node's backward must run even when only this output is used
         }));
     }

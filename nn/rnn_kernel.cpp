@@ -231,8 +231,8 @@ struct Slots {
     std::size_t final() const { return (forward ? steps : 0) * row; }
 };
 
-// What one thread's rows point with: the state pointers a row is handed and the δh it builds,
-// allocated once per kernel call (one per thread) rather than once per step.
+// What one thread's rows work with: the state pointers a row is handed, the δh it builds and the
+// thread's share of a step's sum, allocated once per kernel call (one per thread), not per step.
 template <class T>
 struct RowScratch {
     RowScratch(std::size_t states, std::size_t hidden)
@@ -243,6 +243,7 @@ struct RowScratch {
     std::vector<const T*> d_next;
     std::vector<T*> d_previous;
     std::vector<T> delta_h;
+    T sum = 0;
 };
 
 // One scratch per thread over_rows may use.
@@ -256,22 +257,23 @@ std::vector<RowScratch<T>> row_scratch(std::size_t states, std::size_t hidden) {
     return std::vector<RowScratch<T>>(threads, RowScratch<T>(states, hidden));
 }
 
-// Calls rows(first, last, thread) over the batch rows [0, batch) and returns the sum of what the
-// calls return: split across the OpenMP threads (set_blas_threads) when asked and there are
-// several, else one call (thread 0). Rows are independent within a step, and at 2 threads the
-// activations are otherwise the serial part of a step (BENCHMARKS.md). An exception thrown by a row
-// is rethrown here.
+// Calls rows(first, last, scratch) over the batch rows [0, batch) and returns the sum of what the
+// calls return, added in thread order (the same sum on every run): split across the OpenMP threads
+// (set_blas_threads) when asked and there are several, else one call. Rows are independent within
+// a step, and at 2 threads the activations are otherwise the serial part of a step (BENCHMARKS.md).
+// An exception thrown by a row is rethrown here.
 template <class T, class Rows>
-T over_rows(std::size_t batch, bool split, Rows&& rows) {
+T over_rows(std::size_t batch, bool split, std::vector<RowScratch<T>>& scratch, Rows&& rows) {
 #ifdef _OPENMP
-    if (split && omp_get_max_threads() > 1) {
-        std::vector<T> partial(static_cast<std::size_t>(omp_get_max_threads()), T(0));
+    if (split && scratch.size() > 1) {
+        std::size_t used = 1;
         std::exception_ptr failure;
-#pragma omp parallel
+#pragma omp parallel num_threads(static_cast<int>(scratch.size()))
         {
             const auto threads = static_cast<std::size_t>(omp_get_num_threads()), id = static_cast<std::size_t>(omp_get_thread_num());
+            if (id == 0) used = threads;
             try {
-                partial[id] = rows(batch * id / threads, batch * (id + 1) / threads, id);
+                scratch[id].sum = rows(batch * id / threads, batch * (id + 1) / threads, scratch[id]);
             } catch (...) {
 #pragma omp critical(xgrad_over_rows)
                 failure = std::current_exception();
@@ -279,13 +281,13 @@ T over_rows(std::size_t batch, bool split, Rows&& rows) {
         }
         if (failure) std::rethrow_exception(failure);
         T total = 0;
-        for (T v : partial) total += v;
+        for (std::size_t id = 0; id < used; ++id) total += scratch[id].sum;
         return total;
     }
 #else
     (void)split;
 #endif
-    return rows(std::size_t{0}, batch, std::size_t{0});
+    return rows(std::size_t{0}, batch, scratch[0]);
 }
 
 // Splitting a step's rows pays for the threads' wake-up (a few µs) from about this many values.
@@ -407,9 +409,9 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                             for (std::size_t j = 0; j < GH; ++j) recurrent[b * GH + j] += b_hh[j];
                     }
                 }
-                over_rows<T>(batch, split, [&](std::size_t first, std::size_t last, std::size_t thread) {
-                    std::vector<const T*>& previous = scratch[thread].previous;
-                    std::vector<T*>& next = scratch[thread].next;
+                over_rows(batch, split, scratch, [&](std::size_t first, std::size_t last, RowScratch<T>& own) {
+                    std::vector<const T*>& previous = own.previous;
+                    std::vector<T*>& next = own.next;
                     for (std::size_t b = first; b < last; ++b) {
                         T* o = out.data() + (t * batch + b) * D * H + d * H;
                         for (std::size_t i = 0; i < S; ++i) {
@@ -527,8 +529,7 @@ RNNGrads<T> backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWei
             // Walk the steps in the reverse of the order forward took them.
             for (std::size_t step = 0; step < steps; ++step) {
                 const std::size_t t = slot.forward ? steps - 1 - step : step;
-                const T norm2 = over_rows<T>(batch, split && rows_own_nothing, [&](std::size_t first, std::size_t last, std::size_t thread) {
-                    RowScratch<T>& own = scratch[thread];
+                const T norm2 = over_rows(batch, split && rows_own_nothing, scratch, [&](std::size_t first, std::size_t last, RowScratch<T>& own) {
                     std::vector<const T*>& previous = own.previous;
                     std::vector<const T*>& next = own.next_read;
                     std::vector<const T*>& d_next = own.d_next;
