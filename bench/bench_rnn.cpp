@@ -97,6 +97,19 @@ void threads_for_torch(int threads) {
 
 void threads_for_ours(int threads) { xgrad::set_blas_threads(threads); }
 
+// Which implementations the tables time (--implementations): all three unless narrowed, e.g. to
+// profile one of them alone.
+struct Implementations {
+    bool torch = true, graph = true, fused = true;
+    std::vector<bool> xgrad_paths() const {  // the `fused` argument of make_xgrad, graph first
+        std::vector<bool> out;
+        if (graph) out.push_back(false);
+        if (fused) out.push_back(true);
+        return out;
+    }
+};
+Implementations implementations;
+
 void run_table(const std::vector<std::string>& config_names, const std::vector<std::string>& cells, int threads,
                const bench::Peak& core) {
     threads_for_ours(threads);
@@ -114,7 +127,7 @@ void run_table(const std::vector<std::string>& config_names, const std::vector<s
             const int reps = reps_for(name), warmup = name == "S" ? 20 : 2;
             std::optional<Timing> torch;
             threads_for_torch(threads);
-            if (auto t = bench::make_torch(p)) torch = measure(*t, warmup, reps);
+            if (auto t = implementations.torch ? bench::make_torch(p) : nullptr) torch = measure(*t, warmup, reps);
             threads_for_ours(threads);
             auto row = [&](const std::string& impl, const Timing& t) {
                 const double gflops = step_gflop(p) / (t.median_ms / 1e3);
@@ -125,7 +138,7 @@ void run_table(const std::vector<std::string>& config_names, const std::vector<s
                 std::fflush(stdout);
             };
             if (torch) row("libtorch " + bench::torch_version(), *torch);
-            for (bool fused : {false, true}) {
+            for (bool fused : implementations.xgrad_paths()) {
                 auto trainer = bench::make_xgrad(p, fused);
                 row(fused ? "xgrad fused" : "xgrad graph", measure(*trainer, warmup, reps));
             }
@@ -155,7 +168,7 @@ void run_layer_table(const std::vector<std::string>& config_names, const std::ve
             const double gflop = 2 * rows * (3 * V * G * H + 3 * H * G * H) / 1e9;
             std::optional<Timing> onednn, torch;
             threads_for_torch(threads);
-            if (auto t = bench::make_torch_layer(p)) torch = measure(*t, warmup, reps);
+            if (auto t = implementations.torch ? bench::make_torch_layer(p) : nullptr) torch = measure(*t, warmup, reps);
             threads_for_ours(threads);
             if (auto t = bench::make_onednn_layer(p)) onednn = measure(*t, warmup, reps);
             auto row = [&](const std::string& impl, const Timing& t) {
@@ -168,7 +181,7 @@ void run_layer_table(const std::vector<std::string>& config_names, const std::ve
             };
             if (onednn) row("oneDNN " + bench::onednn_version(), *onednn);
             if (torch) row("libtorch " + bench::torch_version(), *torch);
-            for (bool fused : {false, true}) {
+            for (bool fused : implementations.xgrad_paths()) {
                 auto trainer = bench::make_xgrad_layer(p, fused);
                 row(fused ? "xgrad fused" : "xgrad graph", measure(*trainer, warmup, reps));
             }
@@ -234,12 +247,24 @@ int main(int argc, char** argv) {
     app.add_option("--configs", config_list, "of S, M, L")->capture_default_str();
     app.add_option("--cells", cell_list, "of rnn, lstm, gru")->capture_default_str();
     app.add_option("--threads", thread_list, "BLAS thread counts to run")->capture_default_str();
+    std::string implementation_list = "torch,graph,fused";
+    app.add_option("--implementations", implementation_list, "of torch, graph, fused (the main and layer tables)")->capture_default_str();
     app.add_flag("--scaling", scaling, "only the scaling tables (T and H growing), at the first thread count");
     bool checkpointing = false;
     app.add_flag("--checkpointing", checkpointing, "only the checkpointed-BPTT table (T from 256 to 16384), at the first thread count");
     app.add_flag("--layer", layer, "only the layer step (dense input) against oneDNN's RNN primitives and libtorch");
     CLI11_PARSE(app, argc, argv);
     const auto names = split(config_list), cells = split(cell_list), threads = split(thread_list);
+    implementations = {false, false, false};
+    for (const auto& i : split(implementation_list)) {
+        if (i == "torch") implementations.torch = true;
+        else if (i == "graph") implementations.graph = true;
+        else if (i == "fused") implementations.fused = true;
+        else {
+            fmt::print(stderr, "bench_rnn: unknown implementation '{}' (torch, graph, fused)\n", i);
+            return 2;
+        }
+    }
     for (const auto& n : names) {
         if (!configs.count(n)) {
             fmt::print(stderr, "bench_rnn: unknown config '{}' (S, M, L)\n", n);

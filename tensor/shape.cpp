@@ -74,6 +74,20 @@ Tensor<T> sum_to(const Tensor<T>& grad, const Shape& shape) {
         zeros.fill(T(0));
         return zeros;
     }
+    // Summing away leading axes only (a bias broadcast over rows) is a sum of rows: a flat loop,
+    // where xtensor's reducer cost 18% of the graph-path LSTM step.
+    bool leading_only = true;
+    for (std::size_t i = 0; i < axes.size(); ++i) leading_only = leading_only && axes[i] == i;
+    if (leading_only) {
+        Tensor<T> rows_sum = Tensor<T>::from_shape(shape);
+        const std::size_t inner = rows_sum.size(), rows = grad.size() / inner;
+        T* out = rows_sum.data();
+        const T* in = grad.data();
+        std::copy_n(in, inner, out);
+        for (std::size_t r = 1; r < rows; ++r)
+            for (std::size_t j = 0; j < inner; ++j) out[j] += in[r * inner + j];
+        return rows_sum;
+    }
     Tensor<T> reduced = xt::sum(grad, axes);
     reduced.reshape(shape);
     return reduced;

@@ -31,9 +31,10 @@ void expect_gradients(const xgrad::GradcheckFn& f, const std::vector<Tensor<doub
     CHECK(report.passed);
 }
 
-// Shapes for binary ops: equal, broadcast on either side, size 1, 0-d.
+// Shapes for binary ops: equal, broadcast on either side (over leading axes, as a bias is), size 1, 0-d.
 const std::vector<std::pair<Shape, Shape>> binary_shapes = {
-    {{3, 4}, {3, 4}}, {{3, 4}, {4}}, {{2, 1, 4}, {3, 1}}, {{}, {2, 3}}, {{1}, {1}}, {{5, 1}, {1, 5}}, {{}, {}}};
+    {{3, 4}, {3, 4}}, {{3, 4}, {4}}, {{2, 3, 4}, {1, 4}}, {{2, 1, 4}, {3, 1}}, {{}, {2, 3}}, {{1}, {1}}, {{5, 1}, {1, 5}},
+    {{}, {}}};
 const std::vector<Shape> unary_shapes = {{}, {1}, {7}, {3, 4}, {2, 3, 2}};
 }  // namespace
 
