@@ -103,14 +103,14 @@ std::vector<Var<T>> checkpoint(const CheckpointFn<T>& fn, const std::vector<Var<
         for (std::size_t i = 0; i < n_in; ++i) {
             if (c.needs_grad(i) && leaves[i].has_grad()) c.accumulate(i, leaves[i].grad());
         }
-    });
+    }, Saves::all_inputs());
 
     std::vector<Var<T>> outputs{main};
     for (std::size_t i = 1; i < n_out; ++i) {
         outputs.push_back(tape.record("checkpoint_output", std::move(values[i]), {main}, [later, i](BackwardContext<T>& c) {
             (*later)[i] = c.output_grad();
             c.input_grad(0);  // the main node's backward must run even when only this output is used
-        }));
+        }, Saves::nothing()));
     }
     return outputs;
 }

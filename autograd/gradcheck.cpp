@@ -14,7 +14,7 @@ std::vector<double> evaluate(const GradcheckFn& f, const std::vector<Tensor<doub
     Graph<double> g;
     std::vector<Var<double>> vars;
     for (const auto& x : inputs) vars.push_back(g.constant(x));
-    const Tensor<double>& y = f(vars).value();
+    const Tensor<double> y = f(vars).value();
     return std::vector<double>(y.begin(), y.end());
 }
 }  // namespace

@@ -8,6 +8,11 @@
 namespace xgrad {
 
 namespace {
+template <class ShapeType>
+Shape to_shape(const ShapeType& s) {
+    return Shape(s.begin(), s.end());
+}
+
 // a += b. Gradients meet with equal shapes: a flat loop then, as xtensor's += costs more than the
 // additions at a small model's sizes (7% of the S char-LM step).
 template <class T>
@@ -53,7 +58,7 @@ Tape<T>& Var<T>::tape() const {
 }
 
 template <class T>
-const Tensor<T>& Var<T>::value() const {
+const Tensor<T>& Var<T>::value() const& {
     check_alive();
     return tape_->nodes_[index_].value;
 }
@@ -120,7 +125,7 @@ Var<T> Tape<T>::push(Node node) {
     if (anomaly_detection_enabled() && first_non_finite(node.value).has_value()) {
         std::string inputs;
         for (std::uint32_t j = 0; j < node.num_inputs; ++j) {
-            inputs += (j ? ", " : "") + shape_str(shape_of(nodes_[input_ids_[node.first_input + j]].value));
+            inputs += (j ? ", " : "") + shape_str(to_shape(nodes_[input_ids_[node.first_input + j]].shape));
         }
         throw AnomalyError(fmt::format("anomaly: {} (node {}) produced NaN or Inf in its output of shape {}{}", node.op,
                                        nodes_.size(), shape_str(shape_of(node.value)),
@@ -131,7 +136,8 @@ Var<T> Tape<T>::push(Node node) {
 }
 
 template <class T>
-Var<T> Tape<T>::record(const char* op, Tensor<T> value, std::span<const Var<T>> inputs, BackwardFn<T> backward) {
+Var<T> Tape<T>::record(const char* op, Tensor<T> value, std::span<const Var<T>> inputs, BackwardFn<T> backward,
+                       Saves saves) {
     Node n(op, std::move(value));
     n.first_input = static_cast<std::uint32_t>(input_ids_.size());
     n.num_inputs = static_cast<std::uint32_t>(inputs.size());
@@ -147,9 +153,14 @@ Var<T> Tape<T>::record(const char* op, Tensor<T> value, std::span<const Var<T>> 
     }
     n.requires_grad = any_requires_grad && grad_enabled();
     if (n.requires_grad) {
-        // Only nodes that will run backward need their inputs listed.
-        for (const Var<T>& in : inputs) input_ids_.push_back(in.index_);
+        // Only nodes that will run backward need their inputs listed, and keep what they read.
+        for (std::size_t i = 0; i < inputs.size(); ++i) {
+            input_ids_.push_back(inputs[i].index_);
+            if (saves.has_input(i)) ++nodes_[inputs[i].index_].readers;
+        }
         n.backward = std::move(backward);
+        n.saves = saves;
+        n.readers = saves.output ? 1 : 0;
     } else {
         n.num_inputs = 0;
     }
@@ -179,6 +190,36 @@ Var<T> Tape<T>::parameter(const Parameter<T>& p) {
 }
 
 template <class T>
+void Tape<T>::free_if_unused(Node& n) {
+    // Parameter leaves stay: Tape::parameter hands out new handles to them.
+    if (n.handles != 0 || n.readers != 0 || n.parameter.defined() || n.value_freed) return;
+    Tensor<T> gone = std::move(n.value);
+    n.value_freed = true;
+}
+
+template <class T>
+std::size_t Tape<T>::value_bytes() const {
+    std::size_t elements = 0;
+    for (const Node& n : nodes_)
+        if (!n.value_freed) elements += n.value.size();
+    return elements * sizeof(T);
+}
+
+template <class T>
+void Tape<T>::drop_readers(Node& n) {
+    const std::uint32_t own = n.saves.output ? 1 : 0;
+    for (std::uint32_t j = 0; j < n.num_inputs; ++j) {
+        if (!n.saves.has_input(j)) continue;
+        Node& in = nodes_[input_ids_[n.first_input + j]];
+        --in.readers;
+        free_if_unused(in);
+    }
+    n.readers -= own;
+    n.saves = Saves::nothing();
+    free_if_unused(n);
+}
+
+template <class T>
 std::vector<Parameter<T>> Tape<T>::parameters() const {
     std::vector<Parameter<T>> out;
     for (const Node& n : nodes_)
@@ -196,13 +237,13 @@ void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOption
                          "computed under NoGradGuard)");
     }
     if (seed) {
-        if (seed->shape() != top.value.shape()) {
+        if (seed->shape() != top.shape) {
             throw ShapeError(fmt::format("backward: seed gradient of shape {} for an output of shape {}",
-                                         shape_str(shape_of(*seed)), shape_str(shape_of(top.value))));
+                                         shape_str(shape_of(*seed)), shape_str(to_shape(top.shape))));
         }
-    } else if (top.value.size() != 1) {
+    } else if (numel(to_shape(top.shape)) != 1) {
         throw ShapeError(fmt::format("backward: an implicit seed needs a one-element output, got shape {}",
-                                     shape_str(shape_of(top.value))));
+                                     shape_str(to_shape(top.shape))));
     }
     // Which nodes this backward reaches; a freed one among them fails the call before any
     // gradient moves, so a failed backward leaves every gradient as it was.
@@ -225,7 +266,7 @@ void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOption
     if (seed) {
         top.grad = *seed;
     } else {
-        top.grad = Tensor<T>::from_shape(top.value.shape());
+        top.grad = Tensor<T>::from_shape(top.shape);
         top.grad->fill(T(1));
     }
 
@@ -247,6 +288,7 @@ void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOption
         if (!options.retain_graph) {
             n.backward = nullptr;
             n.released = true;
+            drop_readers(n);
         }
         if (!n.retain_grad) n.grad.reset();
     }
@@ -261,7 +303,7 @@ void Tape<T>::check_gradients(std::uint32_t i) const {
         if (in.grad && first_non_finite(*in.grad).has_value()) {
             throw AnomalyError(fmt::format("anomaly: the backward of {} (node {}, output shape {}) produced NaN or Inf in "
                                            "the gradient of its input {} ({}, node {}, shape {})", n.op, i,
-                                           shape_str(shape_of(n.value)), j, in.op, id, shape_str(shape_of(in.value))));
+                                           shape_str(to_shape(n.shape)), j, in.op, id, shape_str(to_shape(in.shape))));
         }
     }
 }
@@ -287,11 +329,33 @@ typename Tape<T>::Node& BackwardContext<T>::input_node(std::size_t i) const {
 }
 
 template <class T>
+const Tensor<T>& BackwardContext<T>::output() const {
+    if (!node_.saves.output) {
+        throw GraphError(fmt::format("{} backward: reads its output, which the op's Saves does not list", node_.op));
+    }
+    return node_.value;
+}
+
+template <class T>
+const Tensor<T>& BackwardContext<T>::input(std::size_t i) const {
+    const auto& in = input_node(i);
+    if (!node_.saves.has_input(i)) {
+        throw GraphError(fmt::format("{} backward: reads input {}, which the op's Saves does not list", node_.op, i));
+    }
+    return in.value;
+}
+
+template <class T>
+Shape BackwardContext<T>::input_shape(std::size_t i) const {
+    return to_shape(input_node(i).shape);
+}
+
+template <class T>
 void BackwardContext<T>::accumulate(std::size_t i, Tensor<T> g) {
     auto& in = input_node(i);
     if (!in.requires_grad) return;
-    if (g.shape() != in.value.shape()) {
-        const Shape gs = shape_of(g), is = shape_of(in.value);
+    if (g.shape() != in.shape) {
+        const Shape gs = shape_of(g), is = to_shape(in.shape);
         if (broadcast_shapes(node_.op, is, gs) != gs) {
             throw GraphError(fmt::format("{} backward: gradient of shape {} does not reduce to input {}'s shape {}",
                                          node_.op, shape_str(gs), i, shape_str(is)));
@@ -310,7 +374,7 @@ Tensor<T>& BackwardContext<T>::input_grad(std::size_t i, bool* fresh) {
     auto& in = input_node(i);
     if (fresh) *fresh = !in.grad;
     if (!in.grad) {
-        in.grad = Tensor<T>::from_shape(in.value.shape());
+        in.grad = Tensor<T>::from_shape(in.shape);
         if (!fresh) in.grad->fill(T(0));
     }
     return *in.grad;

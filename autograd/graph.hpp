@@ -3,6 +3,11 @@
 // reverse loop over the nodes: no recursion, no topological sort, no reference counts between
 // nodes. Clearing the graph frees everything at once and invalidates every handle into it.
 //
+// A node's value lives while a Var refers to it or a backward still to run reads it (each op
+// says which values its backward reads: Saves). Every other intermediate is freed as soon as its
+// last handle goes, as PyTorch frees a tensor that nothing refers to: a graph holds what its
+// backward needs, not every value it computed. A graph and its Vars are used from one thread.
+//
 //   xgrad::Graph<double> g;
 //   auto x = g.variable(xt::xarray<double>{1.0, 2.0});   // a leaf whose gradient we want
 //   auto y = xgrad::sum(x * x);
@@ -43,13 +48,59 @@ class BackwardContext;
 template <class T>
 using BackwardFn = std::function<void(BackwardContext<T>&)>;
 
+// Which values a node's backward reads besides the gradients: its output, and inputs by position
+// (inputs from position 31 on share the last bit). BackwardContext::output() and input(i) raise
+// GraphError for a value not listed, so an op that reads more than it declares fails every time,
+// not only when the value happened to be freed.
+struct Saves {
+    bool output = false;
+    std::uint32_t inputs = 0;
+
+    static constexpr Saves nothing() { return {}; }
+    static constexpr Saves everything() { return {true, ~std::uint32_t(0)}; }
+    static constexpr Saves output_only() { return {true, 0}; }
+    static constexpr Saves all_inputs() { return {false, ~std::uint32_t(0)}; }
+    static constexpr Saves input(std::size_t i) { return {false, bit(i)}; }
+    static constexpr Saves inputs_of(std::initializer_list<std::size_t> positions) {
+        Saves s;
+        for (std::size_t i : positions) s.inputs |= bit(i);
+        return s;
+    }
+    constexpr Saves operator|(Saves other) const { return {output || other.output, inputs | other.inputs}; }
+    // These values only if `needed`: a product keeps a only when b's gradient will need it.
+    constexpr Saves when(bool needed) const { return needed ? *this : Saves{}; }
+    constexpr bool has_input(std::size_t i) const { return (inputs & bit(i)) != 0; }
+    static constexpr std::uint32_t bit(std::size_t i) { return std::uint32_t(1) << (i < 31 ? i : 31); }
+};
+
 template <class T>
 class Var {
   public:
     Var() = default;  // an empty handle; defined() is false
+    // Copies count as handles on the node: its value is freed with the last one (see the top).
+    Var(const Var& other) : tape_(other.tape_), index_(other.index_), generation_(other.generation_) { acquire(); }
+    Var(Var&& other) noexcept
+        : tape_(std::move(other.tape_)), index_(other.index_), generation_(other.generation_) {}
+    Var& operator=(const Var& other) {
+        Var copy(other);
+        return *this = std::move(copy);
+    }
+    Var& operator=(Var&& other) noexcept {
+        if (this != &other) {
+            release();
+            tape_ = std::move(other.tape_);
+            index_ = other.index_;
+            generation_ = other.generation_;
+        }
+        return *this;
+    }
+    ~Var() { release(); }
 
     bool defined() const { return tape_ != nullptr; }
-    const Tensor<T>& value() const;
+    const Tensor<T>& value() const&;
+    // A temporary's value is a copy: the node may be freed with the temporary itself, so
+    // `const auto& v = op(x).value();` never dangles.
+    Tensor<T> value() const&& { return value(); }
     // Gradient from the latest backward: leaves and retain_grad() nodes only.
     const Tensor<T>& grad() const;
     bool has_grad() const;
@@ -75,8 +126,12 @@ class Var {
   private:
     friend class Tape<T>;
     Var(std::shared_ptr<Tape<T>> tape, std::uint32_t index, std::uint64_t generation)
-        : tape_(std::move(tape)), index_(index), generation_(generation) {}
+        : tape_(std::move(tape)), index_(index), generation_(generation) {
+        acquire();
+    }
     void check_alive() const;
+    void acquire() const;
+    void release() noexcept;
 
     std::shared_ptr<Tape<T>> tape_;
     std::uint32_t index_ = 0;
@@ -95,10 +150,14 @@ class Tape : public std::enable_shared_from_this<Tape<T>> {
     // Adds a node computed by `op` (a name with static storage, used in messages) from `inputs`.
     // `backward` runs only if some input requires grad and grad mode is on; otherwise it is
     // dropped at once.
-    Var<T> record(const char* op, Tensor<T> value, std::span<const Var<T>> inputs, BackwardFn<T> backward);
-    Var<T> record(const char* op, Tensor<T> value, std::initializer_list<Var<T>> inputs, BackwardFn<T> backward) {
+    // `saves` lists what `backward` reads (the default, everything, is always correct but keeps
+    // every input alive until backward).
+    Var<T> record(const char* op, Tensor<T> value, std::span<const Var<T>> inputs, BackwardFn<T> backward,
+                  Saves saves = Saves::everything());
+    Var<T> record(const char* op, Tensor<T> value, std::initializer_list<Var<T>> inputs, BackwardFn<T> backward,
+                  Saves saves = Saves::everything()) {
         return record(op, std::move(value), std::span<const Var<T>>(inputs.begin(), inputs.size()),
-                      std::move(backward));
+                      std::move(backward), saves);
     }
     Var<T> leaf(Tensor<T> value, bool requires_grad);
     Var<T> parameter(const Parameter<T>& p);
@@ -107,26 +166,35 @@ class Tape : public std::enable_shared_from_this<Tape<T>> {
     void backward(const Var<T>& root, const Tensor<T>* seed, BackwardOptions options);
     void clear();
     std::size_t size() const { return nodes_.size(); }
+    std::size_t value_bytes() const;
     std::uint64_t generation() const { return generation_; }
 
   private:
     friend class Var<T>;
     friend class BackwardContext<T>;
+    friend class Var<T>;
     struct Node {
-        Node(const char* op_name, Tensor<T> v) : op(op_name), value(std::move(v)) {}
+        Node(const char* op_name, Tensor<T> v) : op(op_name), value(std::move(v)), shape(value.shape()) {}
         const char* op;
-        Tensor<T> value;
+        Tensor<T> value;  // empty once freed
+        typename Tensor<T>::shape_type shape;  // the value's, kept when the value is freed
         std::optional<Tensor<T>> grad;  // empty until backward reaches the node
         BackwardFn<T> backward;
         Parameter<T> parameter;  // defined for parameter leaves
         std::uint32_t first_input = 0;
         std::uint32_t num_inputs = 0;
+        std::uint32_t handles = 0;  // live Vars on this node
+        std::uint32_t readers = 0;  // backwards still to run that read this value
+        Saves saves;                // what this node's own backward reads
         bool requires_grad = false;
         bool is_leaf = false;
         bool retain_grad = false;
         bool released = false;  // its backward was freed by a backward without retain_graph
+        bool value_freed = false;
     };
     Var<T> push(Node node);
+    void free_if_unused(Node& node);
+    void drop_readers(Node& node);  // after its backward is released: it reads nothing any more
     void check_gradients(std::uint32_t node) const;  // anomaly mode: its inputs' gradients are finite
 
     // A deque keeps references to values stable while later ops append nodes.
@@ -136,16 +204,29 @@ class Tape : public std::enable_shared_from_this<Tape<T>> {
     std::uint64_t generation_ = 0;
 };
 
+template <class T>
+void Var<T>::acquire() const {
+    if (tape_ && tape_->generation_ == generation_) ++tape_->nodes_[index_].handles;
+}
+
+template <class T>
+void Var<T>::release() noexcept {
+    if (!tape_ || tape_->generation_ != generation_) return;
+    auto& node = tape_->nodes_[index_];
+    if (--node.handles == 0) tape_->free_if_unused(node);
+}
+
 // What a backward function sees: the node's output and its gradient, its inputs' values, and
 // where to add its inputs' gradients.
 template <class T>
 class BackwardContext {
   public:
-    const Tensor<T>& output() const { return node_.value; }
+    const Tensor<T>& output() const;  // needs Saves::output
     const Tensor<T>& output_grad() const { return *node_.grad; }
     std::size_t num_inputs() const { return node_.num_inputs; }
     const char* op() const { return node_.op; }
-    const Tensor<T>& input(std::size_t i) const { return input_node(i).value; }
+    const Tensor<T>& input(std::size_t i) const;  // needs input i in the op's Saves
+    Shape input_shape(std::size_t i) const;       // any input's, saved or not
     bool needs_grad(std::size_t i) const { return input_node(i).requires_grad; }
     // Adds `g` into input i's gradient, first summing away any dimensions that broadcasting
     // added (so `g` may have the output's shape).
@@ -193,6 +274,9 @@ class Graph {
     }
     void clear() { tape_->clear(); }
     std::size_t size() const { return tape_->size(); }
+    // Bytes of node values the graph holds now: leaves, values a Var refers to, and what the
+    // backwards still to run read (freed intermediates are not counted).
+    std::size_t value_bytes() const { return tape_->value_bytes(); }
     Tape<T>& tape() { return *tape_; }  // for ops that record without an input variable
 
   private:

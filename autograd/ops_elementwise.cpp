@@ -25,7 +25,7 @@ Var<T> add(const Var<T>& a, const Var<T>& b) {
     return a.tape().record("add", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) c.accumulate(0, c.output_grad());
         if (c.needs_grad(1)) c.accumulate(1, c.output_grad());
-    });
+    }, Saves::nothing());
 }
 
 // y = a - b;   da += dy,  db -= dy
@@ -36,7 +36,7 @@ Var<T> sub(const Var<T>& a, const Var<T>& b) {
     return a.tape().record("sub", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) c.accumulate(0, c.output_grad());
         if (c.needs_grad(1)) c.accumulate(1, -c.output_grad());
-    });
+    }, Saves::nothing());
 }
 
 // y = a * b;   da += dy * b,  db += dy * a
@@ -47,7 +47,7 @@ Var<T> mul(const Var<T>& a, const Var<T>& b) {
     return a.tape().record("mul", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) c.accumulate(0, c.output_grad() * c.input(1));
         if (c.needs_grad(1)) c.accumulate(1, c.output_grad() * c.input(0));
-    });
+    }, Saves::input(1).when(a.requires_grad()) | Saves::input(0).when(b.requires_grad()));
 }
 
 // y = a / b;   da += dy / b,  db -= dy * y / b
@@ -58,28 +58,28 @@ Var<T> div(const Var<T>& a, const Var<T>& b) {
     return a.tape().record("div", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) c.accumulate(0, c.output_grad() / c.input(1));
         if (c.needs_grad(1)) c.accumulate(1, -c.output_grad() * c.output() / c.input(1));
-    });
+    }, Saves::input(1) | Saves::output_only());
 }
 
 // y = a + s;   da += dy
 template <class T>
 Var<T> add(const Var<T>& a, Scalar<T> s) {
     Tensor<T> y = a.value() + s;
-    return a.tape().record("add", std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, c.output_grad()); });
+    return a.tape().record("add", std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, c.output_grad()); }, Saves::nothing());
 }
 
 // y = a * s;   da += dy * s
 template <class T>
 Var<T> mul(const Var<T>& a, Scalar<T> s) {
     Tensor<T> y = a.value() * s;
-    return a.tape().record("mul", std::move(y), {a}, [s](BackwardContext<T>& c) { c.accumulate(0, c.output_grad() * s); });
+    return a.tape().record("mul", std::move(y), {a}, [s](BackwardContext<T>& c) { c.accumulate(0, c.output_grad() * s); }, Saves::nothing());
 }
 
 // y = s - a;   da -= dy
 template <class T>
 Var<T> rsub(const Var<T>& a, Scalar<T> s) {
     Tensor<T> y = s - a.value();
-    return a.tape().record("rsub", std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, -c.output_grad()); });
+    return a.tape().record("rsub", std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, -c.output_grad()); }, Saves::nothing());
 }
 
 // y = s / a;   da -= dy * y / a
@@ -88,14 +88,14 @@ Var<T> rdiv(const Var<T>& a, Scalar<T> s) {
     Tensor<T> y = s / a.value();
     return a.tape().record("rdiv", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, -c.output_grad() * c.output() / c.input(0));
-    });
+    }, Saves::input(0) | Saves::output_only());
 }
 
 // y = -a;   da -= dy
 template <class T>
 Var<T> neg(const Var<T>& a) {
     Tensor<T> y = -a.value();
-    return a.tape().record("neg", std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, -c.output_grad()); });
+    return a.tape().record("neg", std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, -c.output_grad()); }, Saves::nothing());
 }
 
 // y = exp(a);   da += dy * y
@@ -104,7 +104,7 @@ Var<T> exp(const Var<T>& a) {
     Tensor<T> y = xt::exp(a.value());
     return a.tape().record("exp", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() * c.output());
-    });
+    }, Saves::output_only());
 }
 
 // y = log(a);   da += dy / a
@@ -113,7 +113,7 @@ Var<T> log(const Var<T>& a) {
     Tensor<T> y = xt::log(a.value());
     return a.tape().record("log", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() / c.input(0));
-    });
+    }, Saves::input(0));
 }
 
 // y = a^p;   da += dy * p * a^(p-1)   (0 for p = 0, where 0 * 0^-1 would be NaN)
@@ -123,7 +123,7 @@ Var<T> pow(const Var<T>& a, Scalar<T> p) {
     return a.tape().record("pow", std::move(y), {a}, [p](BackwardContext<T>& c) {
         if (p == T(0)) return;
         c.accumulate(0, c.output_grad() * p * xt::pow(c.input(0), p - T(1)));
-    });
+    }, Saves::input(0));
 }
 
 // y = a^b;   da += dy * b * a^(b-1),  db += dy * y * log(a)   (da = 0 where b = 0; db = 0 where a = 0 and b >= 0)
@@ -140,7 +140,7 @@ Var<T> pow(const Var<T>& a, const Var<T>& b) {
             c.accumulate(1, xt::where(xt::equal(c.input(0), T(0)) && c.input(1) >= T(0), T(0),
                                       c.output_grad() * c.output() * xt::log(c.input(0))));
         }
-    });
+    }, Saves::everything());
 }
 
 // y = sqrt(a);   da += dy / (2 y)
@@ -149,7 +149,7 @@ Var<T> sqrt(const Var<T>& a) {
     Tensor<T> y = xt::sqrt(a.value());
     return a.tape().record("sqrt", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() / (T(2) * c.output()));
-    });
+    }, Saves::output_only());
 }
 
 // y = |a|;   da += dy * sign(a)
@@ -158,7 +158,7 @@ Var<T> abs(const Var<T>& a) {
     Tensor<T> y = xt::abs(a.value());
     return a.tape().record("abs", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() * xt::sign(c.input(0)));
-    });
+    }, Saves::input(0));
 }
 
 // y = tanh(a);   da += dy * (1 - y^2)
@@ -167,7 +167,7 @@ Var<T> tanh(const Var<T>& a) {
     Tensor<T> y = xt::tanh(a.value());
     return a.tape().record("tanh", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() * (T(1) - c.output() * c.output()));
-    });
+    }, Saves::output_only());
 }
 
 // y = 1 / (1 + exp(-a));   da += dy * y * (1 - y)
@@ -177,16 +177,16 @@ Var<T> sigmoid(const Var<T>& a) {
     Tensor<T> y = T(1) / (T(1) + xt::exp(-a.value()));
     return a.tape().record("sigmoid", std::move(y), {a}, [](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() * c.output() * (T(1) - c.output()));
-    });
+    }, Saves::output_only());
 }
 
-// y = max(a, 0);   da += dy * [a > 0]
+// y = max(a, 0);   da += dy * [y > 0]   (y > 0 exactly where a > 0)
 template <class T>
 Var<T> relu(const Var<T>& a) {
     Tensor<T> y = xt::maximum(a.value(), T(0));
     return a.tape().record("relu", std::move(y), {a}, [](BackwardContext<T>& c) {
-        c.accumulate(0, xt::where(c.input(0) > T(0), c.output_grad(), T(0)));
-    });
+        c.accumulate(0, xt::where(c.output() > T(0), c.output_grad(), T(0)));
+    }, Saves::output_only());
 }
 
 // y = min(max(a, lo), hi);   da += dy * [lo <= a <= hi]
@@ -196,7 +196,7 @@ Var<T> clamp(const Var<T>& a, Scalar<T> lo, Scalar<T> hi) {
     Tensor<T> y = xt::clip(a.value(), lo, hi);
     return a.tape().record("clamp", std::move(y), {a}, [lo, hi](BackwardContext<T>& c) {
         c.accumulate(0, xt::where(c.input(0) >= lo && c.input(0) <= hi, c.output_grad(), T(0)));
-    });
+    }, Saves::input(0));
 }
 
 // y = mask ? a : b;   da += dy * mask,  db += dy * !mask
@@ -207,7 +207,7 @@ Var<T> where(const xt::xarray<bool>& mask, const Var<T>& a, const Var<T>& b) {
     return a.tape().record("where", std::move(y), {a, b}, [mask](BackwardContext<T>& c) {
         if (c.needs_grad(0)) c.accumulate(0, xt::where(mask, c.output_grad(), T(0)));
         if (c.needs_grad(1)) c.accumulate(1, xt::where(mask, T(0), c.output_grad()));
-    });
+    }, Saves::nothing());
 }
 
 #define XGRAD_INSTANTIATE(T)                                                     \

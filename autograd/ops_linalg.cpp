@@ -19,31 +19,32 @@ template <class T>
 Var<T> matmul(const Var<T>& a, const Var<T>& b) {
     Tensor<T> y = matmul(a.value(), b.value());  // checks shapes, naming "matmul"
     return a.tape().record("matmul", std::move(y), {a, b}, [](BackwardContext<T>& c) {
-        const Tensor<T>& av = c.input(0);
-        const Tensor<T>& bv = c.input(1);
+        const Shape as = c.input_shape(0), bs = c.input_shape(1);
         const T* dy = c.output_grad().data();
-        const std::size_t ra = av.dimension(), rb = bv.dimension();
-        const std::size_t m = av.shape(ra - 2), k = av.shape(ra - 1), n = bv.shape(rb - 1);
+        const std::size_t ra = as.size(), rb = bs.size();
+        const std::size_t m = as[ra - 2], k = as[ra - 1], n = bs[rb - 1];
         // (b,m,k) x (k,n) is one (b*m, k) x (k, n) product; 2-D is the same with one batch.
         const bool flat = rb == 2;
-        const std::size_t batches = flat ? 1 : av.shape(0);
-        const std::size_t rows = flat && ra == 3 ? av.shape(0) * m : m;
+        const std::size_t batches = flat ? 1 : as[0];
+        const std::size_t rows = flat && ra == 3 ? as[0] * m : m;
         bool fresh = false;
         if (c.needs_grad(0)) {
+            const T* bv = c.input(1).data();
             T* da = c.input_grad(0, &fresh).data();
             for (std::size_t i = 0; i < batches; ++i) {
-                gemm_raw<T>(false, true, rows, k, n, T(1), dy + i * rows * n, n, bv.data() + i * k * n, n,
+                gemm_raw<T>(false, true, rows, k, n, T(1), dy + i * rows * n, n, bv + i * k * n, n,
                             beta_for<T>(fresh), da + i * rows * k, k);
             }
         }
         if (c.needs_grad(1)) {
+            const T* av = c.input(0).data();
             T* db = c.input_grad(1, &fresh).data();
             for (std::size_t i = 0; i < batches; ++i) {
-                gemm_raw<T>(true, false, k, n, rows, T(1), av.data() + i * rows * k, k, dy + i * rows * n, n,
+                gemm_raw<T>(true, false, k, n, rows, T(1), av + i * rows * k, k, dy + i * rows * n, n,
                             beta_for<T>(fresh), db + i * k * n, n);
             }
         }
-    });
+    }, Saves::input(1).when(a.requires_grad()) | Saves::input(0).when(b.requires_grad()));
 }
 
 // y = x Wᵀ + b over all rows of x;   dx += dy W,  dW += dyᵀ x,  db += Σ_rows dy
@@ -83,8 +84,9 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
                 for (std::size_t o = 0; o < out; ++o) db[o] += dy[r * out + o];
         }
     };
-    if (bias.defined()) return x.tape().record("linear", std::move(y), {x, weight, bias}, std::move(backward));
-    return x.tape().record("linear", std::move(y), {x, weight}, std::move(backward));
+    const Saves saves = Saves::input(1).when(x.requires_grad()) | Saves::input(0).when(weight.requires_grad());
+    if (bias.defined()) return x.tape().record("linear", std::move(y), {x, weight, bias}, std::move(backward), saves);
+    return x.tape().record("linear", std::move(y), {x, weight}, std::move(backward), saves);
 }
 
 template Var<float> linear(const Var<float>&, const Var<float>&, const Var<float>&);

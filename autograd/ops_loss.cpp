@@ -111,7 +111,7 @@ Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyO
             for (std::size_t k = 0; k < classes; ++k) d[k] += g * p[k];
             d[static_cast<std::size_t>(targets.data()[r])] -= g;
         }
-    });
+    }, Saves::nothing());
 }
 
 // y = mean((a - b)^2);   da += dy · 2(a - b)/N,  db -= dy · 2(a - b)/N
@@ -127,7 +127,7 @@ Var<T> mse_loss(const Var<T>& a, const Var<T>& b) {
         Tensor<T> g = (c.output_grad().data()[0] * T(2) / n) * (c.input(0) - c.input(1));
         if (c.needs_grad(1)) c.accumulate(1, -g);
         if (c.needs_grad(0)) c.accumulate(0, std::move(g));
-    });
+    }, Saves::inputs_of({0, 1}));
 }
 
 // y[..., :] = weight[indices[...], :];   dweight[indices[...], :] += dy[..., :]
@@ -159,7 +159,7 @@ Var<T> embedding(const Var<T>& weight, const Indices& indices) {
             T* row = dw + static_cast<std::size_t>(indices.data()[i]) * dim;
             for (std::size_t d = 0; d < dim; ++d) row[d] += dy[i * dim + d];
         }
-    });
+    }, Saves::nothing());
 }
 
 // y = a · mask / (1 - p), mask ~ Bernoulli(1 - p);   da += dy · mask / (1 - p)
@@ -172,7 +172,7 @@ Var<T> dropout(const Var<T>& a, double p, Generator& gen, bool training) {
     Tensor<T> y = a.value() * mask;
     return a.tape().record("dropout", std::move(y), {a}, [mask = std::move(mask)](BackwardContext<T>& c) {
         c.accumulate(0, c.output_grad() * mask);
-    });
+    }, Saves::nothing());
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                                   \

@@ -84,8 +84,8 @@ Var<T> scaled_sum(const char* op, const Var<T>& a, const std::vector<std::ptrdif
         }
         Tensor<T> g = c.output_grad() * scale;
         g.reshape(kept);
-        c.accumulate(0, xt::broadcast(g, c.input(0).shape()));
-    });
+        c.accumulate(0, xt::broadcast(g, c.input_shape(0)));
+    }, Saves::nothing());
 }
 
 // x - logsumexp(x) along the split's axis, shifted by the maximum so large inputs cannot overflow.
@@ -158,7 +158,7 @@ Var<T> max(const Var<T>& a, std::ptrdiff_t axis_arg, bool keepdims) {
         const T* dy = c.output_grad().data();
         for (std::size_t o = 0; o < s.outer; ++o)
             for (std::size_t i = 0; i < s.inner; ++i) dx[s.at(o, argmax[o * s.inner + i], i)] += dy[o * s.inner + i];
-    });
+    }, Saves::nothing());
 }
 
 // y = exp(a - max) / sum(exp(a - max)) along axis;   da += y * (dy - sum(dy * y))
@@ -177,7 +177,7 @@ Var<T> softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
                 for (std::size_t k = 0; k < s.n; ++k) dx[s.at(o, k, i)] += out[s.at(o, k, i)] * (dy[s.at(o, k, i)] - dot);
             }
         }
-    });
+    }, Saves::output_only());
 }
 
 // y = a - max - log(sum(exp(a - max))) along axis;   da += dy - exp(y) * sum(dy)
@@ -196,7 +196,7 @@ Var<T> log_softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
                 for (std::size_t k = 0; k < s.n; ++k) dx[s.at(o, k, i)] += dy[s.at(o, k, i)] - std::exp(out[s.at(o, k, i)]) * total;
             }
         }
-    });
+    }, Saves::output_only());
 }
 
 #define XGRAD_INSTANTIATE(T)                                                           \

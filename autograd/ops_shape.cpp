@@ -54,7 +54,7 @@ Var<T> permute(const Var<T>& a, const std::vector<std::size_t>& dims) {
     for (std::size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = i;
     return a.tape().record("permute", permuted(a.value(), dims), {a}, [inverse](BackwardContext<T>& c) {
         c.accumulate(0, permuted(c.output_grad(), inverse));
-    });
+    }, Saves::nothing());
 }
 
 // y = a with dim0 and dim1 swapped;   da += dy with them swapped back
@@ -97,9 +97,9 @@ Var<T> reshape(const Var<T>& a, const std::vector<std::ptrdiff_t>& shape) {
     y.reshape(out);
     return a.tape().record("reshape", std::move(y), {a}, [](BackwardContext<T>& c) {
         Tensor<T> g = c.output_grad();
-        g.reshape(c.input(0).shape());
+        g.reshape(c.input_shape(0));
         c.accumulate(0, std::move(g));
-    });
+    }, Saves::nothing());
 }
 
 // y = [a_0, a_1, ...] joined along axis;   da_i += the matching slice of dy
@@ -138,7 +138,7 @@ Var<T> concat(const std::vector<Var<T>>& parts, std::ptrdiff_t axis_arg) {
             copy_along<true>(c.output_grad().data(), o.n, starts[i], c.input_grad(i).data(), len, 0, len, o.outer,
                              o.inner);
         }
-    });
+    }, Saves::nothing());
 }
 
 // y = [a_0, a_1, ...] stacked along a new axis;   da_i += dy's i-th slice along it
@@ -165,7 +165,7 @@ Var<T> stack(const std::vector<Var<T>>& parts, std::ptrdiff_t axis_arg) {
                 copy_along<true>(c.output_grad().data(), o.n, i, c.input_grad(i).data(), 1, 0, 1, o.outer, o.inner);
             }
         }
-    });
+    }, Saves::nothing());
 }
 
 namespace {
@@ -186,7 +186,7 @@ Var<T> slice_along(const char* op, const Var<T>& a, std::size_t axis, std::size_
     return a.tape().record(op, std::move(y), {a}, [s, start, length](BackwardContext<T>& c) {
         copy_along<true>(c.output_grad().data(), length, 0, c.input_grad(0).data(), s.n, start, length, s.outer,
                          s.inner);
-    });
+    }, Saves::nothing());
 }
 }  // namespace
 

@@ -106,6 +106,8 @@ RecurrentOutput<T> rnn_fused(std::shared_ptr<const FusedCell<T>> cell, const RNN
     auto d_states = std::make_shared<std::vector<Tensor<T>>>(S);
     const bool has_input = !ids;
     Tape<T>& tape = params[0].tape();
+    Saves saves;  // the weights; the cache holds the rest
+    for (std::size_t i = first_param; i < inputs.size(); ++i) saves = saves | Saves::input(i);
     Var<T> node = tape.record("rnn_fused", std::move(r.output), std::span<const Var<T>>(inputs),
                               [cell, spec, cache, layout, n_cell, d_states, has_input, state_input, first_param,
                                hidden_grad_norms](BackwardContext<T>& c) {
@@ -133,7 +135,7 @@ RecurrentOutput<T> rnn_fused(std::shared_ptr<const FusedCell<T>> cell, const RNN
                 c.accumulate(next++, std::move(grad));
             }
         }
-    });
+    }, saves);
     RecurrentOutput<T> out{node, {}};
     for (std::size_t i = 0; i < S; ++i) {
         const Var<T> parent[] = {node};
@@ -141,7 +143,7 @@ RecurrentOutput<T> rnn_fused(std::shared_ptr<const FusedCell<T>> cell, const RNN
                                          [d_states, i](BackwardContext<T>& c) {
             (*d_states)[i] = c.output_grad();
             if (c.needs_grad(0)) c.input_grad(0);  // the op's backward must run even when only a state is used (zero d_output)
-        }));
+        }, Saves::nothing()));
     }
     return out;
 }

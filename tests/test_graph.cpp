@@ -97,10 +97,61 @@ TEST_CASE("a failed backward through a freed subgraph changes no gradient") {
 
 TEST_CASE("values stay valid while later ops append nodes") {
     Graph<double> g;
-    auto x = g.variable(Tensor<double>{1.0, 2.0});
-    const Tensor<double>& kept = x.value();
+    const auto first = g.variable(Tensor<double>{1.0, 2.0});
+    const Tensor<double>& kept = first.value();
+    auto x = first;
     for (int i = 0; i < 10000; ++i) x = x * 1.0;
     CHECK(kept == Tensor<double>{1.0, 2.0});
+}
+
+TEST_CASE("a graph keeps what its backwards read and the values a Var refers to, nothing else") {
+    Graph<double> g;
+    const std::size_t n = 1000, bytes = n * sizeof(double);
+    auto x = g.variable(xt::ones<double>({n}));
+    // add's backward reads nothing: each intermediate goes with its last handle.
+    auto y = x;
+    for (int i = 0; i < 50; ++i) y = y + 1.0;
+    CHECK(g.value_bytes() == 2 * bytes);  // x and y
+    // tanh's backward reads its output: all 50 stay until backward has run.
+    auto z = y;
+    for (int i = 0; i < 50; ++i) z = xgrad::tanh(z);
+    CHECK(g.value_bytes() == 52 * bytes);
+    auto loss = xgrad::sum(z);
+    loss.backward(/*retain_graph=*/true);
+    CHECK(g.value_bytes() == 52 * bytes + sizeof(double));  // kept for another backward
+    loss.backward();
+    CHECK(g.value_bytes() == 3 * bytes + sizeof(double));  // x, y, z and the loss: the Vars still held
+    // A product keeps its other factor only when this one needs a gradient: a constant mask times a
+    // variable keeps the mask, not the variable.
+    Graph<double> h;
+    auto mask = h.constant(xt::ones<double>({n}));
+    auto w = h.variable(xt::ones<double>({n}));
+    auto masked = (w + 1.0) * mask;
+    CHECK(h.value_bytes() == 3 * bytes);  // mask, w, masked: not w + 1
+}
+
+TEST_CASE("an op that reads a value it did not declare in Saves fails on every backward") {
+    Graph<double> g;
+    auto x = g.variable(Tensor<double>{1.0, 2.0});
+    auto undeclared = x.tape().record("square_undeclared", x.value() * x.value(), {x}, [](xgrad::BackwardContext<double>& c) {
+        c.accumulate(0, 2.0 * c.output_grad() * c.input(0));
+    }, xgrad::Saves::nothing());
+    CHECK_THROWS_WITH_AS(xgrad::sum(undeclared).backward(),
+                         "square_undeclared backward: reads input 0, which the op's Saves does not list", xgrad::GraphError);
+    auto output_undeclared = x.tape().record("exp_undeclared", xt::exp(x.value()), {x}, [](xgrad::BackwardContext<double>& c) {
+        c.accumulate(0, c.output_grad() * c.output());
+    }, xgrad::Saves::input(0));
+    CHECK_THROWS_WITH_AS(xgrad::sum(output_undeclared).backward(),
+                         "exp_undeclared backward: reads its output, which the op's Saves does not list", xgrad::GraphError);
+}
+
+TEST_CASE("a temporary's value is a copy that outlives it") {
+    Graph<double> g;
+    auto x = g.variable(Tensor<double>{1.0, 2.0});
+    const auto& doubled = (x * 2.0).value();  // the node is freed with the temporary; the copy is not
+    auto later = x + 5.0;                     // reuses the freed memory under a plain allocator
+    CHECK(doubled == Tensor<double>{2.0, 4.0});
+    CHECK(later.value() == Tensor<double>{6.0, 7.0});
 }
 
 TEST_CASE("a custom op's backward is checked: input index and gradient shape") {

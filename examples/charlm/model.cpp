@@ -170,10 +170,10 @@ double training_memory_bytes(const Config& c, std::size_t vocabulary, std::size_
     const double state = optimizer_kind(c.optimizer).state_per_parameter;
     const double param_floats = (2 + state) * P + (3 + state) * P;
     // Per training position (seq x batch): the activations each layer keeps for backward and their
-    // gradients (the graph path keeps a node per op and step; recurrent dropout and zoneout run it),
-    // and the logits with their gradient.
+    // gradients (the graph path keeps what its ops' backwards read, a little more than the fused
+    // kernel; recurrent dropout and zoneout run it), and the logits with their gradient.
     const bool graph = c.impl == "graph" || c.zoneout > 0 || c.variational_dropout > 0;
-    const double train_floats = static_cast<double>(c.seq * c.batch) * (L * (graph ? 4 * H + 12 * GH : 6 * H + 3 * GH) + 3 * V);
+    const double train_floats = static_cast<double>(c.seq * c.batch) * (L * (graph ? 8 * H + 6 * GH : 6 * H + 3 * GH) + 3 * V);
     // Validation streams 256 steps of up to 64 streams at a time, forward only.
     const double val_chars = N * c.val_fraction;
     const double streams = c.val_fraction > 0 ? std::clamp(std::floor(val_chars / 1024), 1.0, 64.0) : 0.0;
