@@ -6,7 +6,6 @@
 
 #include <fmt/format.h>
 
-#include "../autograd/checkpoint.hpp"
 #include "../autograd/ops.hpp"
 
 namespace xgrad::nn {
@@ -113,17 +112,24 @@ void RecurrentBase<T>::check_call(const Shape& input, const std::vector<Var<T>>&
     check_rnn_args(who, spec_, input, settings_.batch_first, given, lengths);
 }
 
+// Drawn before the sequence runs, so that both paths, and segments of it, see the same ones.
 template <class T>
-RecurrentOutput<T> RecurrentBase<T>::run(Tape<T>& tape, const Var<T>& x, const Indices* ids, const std::vector<Var<T>>& initial,
-                                         const std::vector<std::int64_t>& lengths) {
-    const std::size_t steps = ids ? ids->shape(0) : x.shape()[0], batch = ids ? ids->shape(1) : x.shape()[1];
-    std::vector<Tensor<T>> masks;  // between layers; drawn first so both paths see the same ones
+std::vector<Tensor<T>> RecurrentBase<T>::layer_masks(std::size_t steps, std::size_t batch) {
+    std::vector<Tensor<T>> masks;
     if (this->is_training() && settings_.dropout > 0) {
         for (std::size_t l = 0; l + 1 < spec_.num_layers; ++l) {
             masks.push_back(dropout_mask<T>({steps, batch, spec_.directions() * spec_.hidden_size}, settings_.dropout,
                                             dropout_generator_));
         }
     }
+    return masks;
+}
+
+template <class T>
+RecurrentOutput<T> RecurrentBase<T>::run(Tape<T>& tape, const Var<T>& x, const Indices* ids, const std::vector<Var<T>>& initial,
+                                         const std::vector<std::int64_t>& lengths) {
+    const std::size_t steps = ids ? ids->shape(0) : x.shape()[0], batch = ids ? ids->shape(1) : x.shape()[1];
+    const std::vector<Tensor<T>> masks = layer_masks(steps, batch);
     if (settings_.checkpoint_every > 0 && settings_.checkpoint_every < steps && grad_enabled()) {
         return run_segments(tape, x, ids, initial, lengths, masks);
     }
@@ -153,67 +159,6 @@ RecurrentOutput<T> RecurrentBase<T>::run_whole(Tape<T>& tape, const Var<T>& x, c
 }
 
 // The cell's step, one time step at a time, over every layer and direction.
-// Segments of k steps, each one checkpoint node: its inputs are the segment's input and the states
-// entering it, its outputs the segment's output and the states leaving it. The inter-layer dropout
-// masks were drawn for the whole sequence; each segment gets its rows of them.
-template <class T>
-RecurrentOutput<T> RecurrentBase<T>::run_segments(Tape<T>& tape, const Var<T>& x, const Indices* ids,
-                                                  const std::vector<Var<T>>& initial, const std::vector<std::int64_t>& lengths,
-                                                  const std::vector<Tensor<T>>& masks) {
-    const std::string& who = this->type_name();
-    const RecurrentSettings& s = settings_;
-    const bool variational = this->is_training() && (s.dropout_input > 0 || s.dropout_output > 0 || s.dropout_recurrent > 0);
-    const bool zoned = s.zoneout > 0 || (cell_->states() > 1 && s.zoneout_cell > 0);
-    const char* refused = spec_.bidirectional ? "a bidirectional layer (its reverse direction needs the whole sequence)"
-                          : variational       ? "variational dropout (one mask per whole sequence)"
-                          : zoned             ? "zoneout"
-                          : track_hidden_grads_ ? "track_hidden_grads"
-                                                : nullptr;
-    if (refused) throw std::invalid_argument(fmt::format("{}: checkpoint_every does not combine with {}", who, refused));
-    const std::size_t steps = ids ? ids->shape(0) : x.shape()[0], batch = ids ? ids->shape(1) : x.shape()[1];
-    const std::size_t S = cell_->states(), k = s.checkpoint_every;
-    std::vector<Var<T>> states;
-    for (std::size_t i = 0; i < S; ++i) {
-        const bool given = i < initial.size() && initial[i].defined();
-        states.push_back(given ? initial[i] : tape.leaf(xt::zeros<T>({spec_.num_layers, batch, spec_.hidden_size}), false));
-    }
-    std::vector<Var<T>> outputs;
-    for (std::size_t t0 = 0; t0 < steps; t0 += k) {
-        const std::size_t n = std::min(k, steps - t0);
-        std::vector<std::int64_t> part_lengths;
-        for (std::int64_t length : lengths) {
-            part_lengths.push_back(std::clamp<std::int64_t>(length - static_cast<std::int64_t>(t0), 0, static_cast<std::int64_t>(n)));
-        }
-        std::vector<Tensor<T>> part_masks;
-        for (const Tensor<T>& m : masks) {
-            const std::size_t per_step = m.size() / steps;
-            part_masks.push_back(Tensor<T>::from_shape({n, m.shape(1), m.shape(2)}));
-            std::copy_n(m.data() + t0 * per_step, n * per_step, part_masks.back().data());
-        }
-        std::shared_ptr<const Indices> part_ids;
-        if (ids) {
-            auto rows = std::make_shared<Indices>(Indices::from_shape({n, batch}));
-            std::copy_n(ids->data() + t0 * batch, n * batch, rows->data());
-            part_ids = rows;
-        }
-        std::vector<Var<T>> inputs = states;
-        if (!ids) inputs.insert(inputs.begin(), narrow(x, 0, t0, n));
-        auto segment = [this, part_ids, part_lengths, part_masks, S](const std::vector<Var<T>>& in) {
-            const std::size_t first_state = part_ids ? 0 : 1;
-            const std::vector<Var<T>> entering(in.begin() + static_cast<std::ptrdiff_t>(first_state), in.end());
-            RecurrentOutput<T> r = run_whole(in[0].tape(), part_ids ? Var<T>() : in[0], part_ids.get(), entering, part_lengths,
-                                             part_masks);
-            std::vector<Var<T>> out{r.output};
-            for (std::size_t i = 0; i < S; ++i) out.push_back(r.states[i]);
-            return out;
-        };
-        const std::vector<Var<T>> result = checkpoint<T>(segment, inputs);
-        outputs.push_back(result[0]);
-        states.assign(result.begin() + 1, result.end());
-    }
-    return {concat(outputs, 0), states};
-}
-
 template <class T>
 RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& x, const Indices* ids,
                                                    const std::vector<Var<T>>& initial,

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -135,6 +136,22 @@ class RecurrentBase : public Module<T> {
     // gather instead, and a scatter-add for W_ih's gradient).
     RecurrentOutput<T> forward_indices(Graph<T>& graph, const Indices& ids, const std::vector<Var<T>>& initial = {},
                                        const std::vector<std::int64_t>& lengths = {});
+    // A loss over a long sequence, the way long sequences are trained: in segments of `segment`
+    // steps, each segment's layer, head and loss one checkpoint node (xgrad::checkpoint). A step
+    // then keeps the states between segments and one segment's activations at a time, O(T/segment +
+    // segment) instead of O(T), and backward runs each segment's forward again. segment_loss(output,
+    // t0) gets the layer's output over steps [t0, t0 + n), (n, B, D·H), and returns that segment's
+    // scalar loss: a sum, not a mean (the segments' losses are added). List the generators it draws
+    // from (its dropout), so the recomputation draws the same. The layer's own dropout masks are
+    // drawn for the whole sequence, so the result equals the layer run at once with the same
+    // segment losses. ids (T, B), time-major. Refuses what checkpoint_every refuses.
+    struct SegmentedLoss {
+        Var<T> loss;                // Σ over segments
+        std::vector<Var<T>> states;  // the final states, as forward's
+    };
+    using SegmentLossFn = std::function<Var<T>(const Var<T>& output, std::size_t t0)>;
+    SegmentedLoss checkpointed_loss(Graph<T>& graph, const Indices& ids, const std::vector<Var<T>>& initial,
+                                    std::size_t segment, SegmentLossFn segment_loss, const std::vector<Generator*>& generators = {});
     // For cells of one or two states (RNN, GRU, LSTM): (output, h_n, c_n), c0 and c_n for two.
     LSTMOutput<T> forward_any(const Var<T>& input, const Var<T>& h0 = {}, const Var<T>& c0 = {},
                               const std::vector<std::int64_t>& lengths = {});
@@ -152,6 +169,9 @@ class RecurrentBase : public Module<T> {
     RecurrentOutput<T> forward_graph(Tape<T>& tape, const Var<T>& input, const Indices* ids,
                                      const std::vector<Var<T>>& initial, const std::vector<std::int64_t>& lengths,
                                      const std::vector<Tensor<T>>& masks);
+    std::vector<Tensor<T>> layer_masks(std::size_t steps, std::size_t batch);  // inter-layer dropout, (T, B, D·H) each
+    void check_segmentable(std::string_view what) const;  // what segments cannot do, refused naming `what`
+    std::vector<Var<T>> entering_states(Tape<T>& tape, const std::vector<Var<T>>& initial, std::size_t batch) const;
     void check_call(const Shape& input, const std::vector<Var<T>>& initial, const std::vector<std::int64_t>& lengths) const;
     void check_step_result(const std::vector<Var<T>>& states, std::size_t batch) const;
 

@@ -133,6 +133,38 @@ TEST_CASE("resume is exact: N steps, save, resume in a fresh process, N more equ
     }
 }
 
+TEST_CASE("--checkpoint-activations trains to the same parameters, both implementations, and refuses what it cannot do") {
+    // Segments of ceil(sqrt(8)) = 3 steps (the last one shorter), or 2; two layers with dropout
+    // between them. The loss is summed segment by segment, in another order than the whole
+    // sequence's mean: equal to float rounding (1e-5 after 12 Adam steps of a small model).
+    for (const char* variant : {"--impl fused", "--impl graph", "--impl fused --cell lstm", "--impl graph --cell gru"}) {
+        CAPTURE(variant);
+        const std::string common = fmt::format("train --corpus {} {} --dropout 0.3 --layers 2 --steps 12 {}",
+                                               small_corpus().string(), tiny, variant);
+        const fs::path whole = scratch() / "whole.safetensors";
+        REQUIRE(run(fmt::format("{} --out {}", common, whole.string())).code == 0);
+        const auto a = xgrad::load_safetensors<float>(whole.string());
+        for (const char* segments : {"--checkpoint-activations", "--checkpoint-segment 2"}) {
+            CAPTURE(segments);
+            const fs::path segmented = scratch() / "segmented.safetensors";
+            Run r = run(fmt::format("{} {} --out {}", common, segments, segmented.string()));
+            CAPTURE(r.output);
+            REQUIRE(r.code == 0);
+            CHECK(r.output.find(fmt::format("activations checkpointed every {} steps",
+                                            std::string(segments).ends_with("2") ? 2 : 3)) != std::string::npos);
+            const auto b = xgrad::load_safetensors<float>(segmented.string());
+            REQUIRE(a.tensors.size() == b.tensors.size());
+            for (const auto& [name, value] : a.tensors) {
+                CAPTURE(name);
+                CHECK(xt::amax(xt::abs(b.tensors.at(name) - value))() < 1e-5f);
+            }
+        }
+    }
+    expect_refusal(run(fmt::format("train --corpus {} {} --steps 2 --zoneout 0.1 --checkpoint-activations --out {}",
+                                   small_corpus().string(), tiny, (scratch() / "x.safetensors").string())),
+                   "checkpointed activations do not combine with zoneout or variational dropout");
+}
+
 TEST_CASE("a checkpoint writer killed at random moments always leaves a loadable checkpoint") {
     const fs::path path = scratch() / "killed.safetensors";
     xgrad::Generator gen(1);

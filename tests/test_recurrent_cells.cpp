@@ -342,3 +342,123 @@ TEST_CASE("checkpoint_every gives the whole sequence's outputs and gradients, bo
                          "LSTM: checkpoint_every does not combine with a bidirectional layer (its reverse direction needs the whole sequence)",
                          std::invalid_argument);
 }
+
+TEST_CASE("checkpointed_loss gives the whole sequence's loss, final states and gradients, both implementations, over the grid") {
+    // A head and a summed cross-entropy per segment of 2 steps over T = 5, against the layer run at
+    // once with the same head and loss: h0 given or not, 1 or 2 layers with dropout between them.
+    for (const char* cell : {"rnn", "lstm", "gru", "indrnn", "leaky3"}) {
+        for (const grid::Config& c : grid::full_grid(cell)) {
+            if (c.bidirectional || c.batch_first || c.variable_lengths) continue;
+            for (auto impl : {nn::RNNImplementation::graph, nn::RNNImplementation::fused}) {
+                CAPTURE(c.name());
+                CAPTURE(impl == nn::RNNImplementation::fused);
+                xgrad::Generator gen(37);
+                auto layer = grid::make_layer<double>(c, gen);
+                layer->settings().implementation = impl;
+                layer->settings().dropout = c.layers > 1 ? 0.3 : 0.0;
+                nn::Linear<double> head(grid::H, c.input, true, gen);
+                const std::size_t S = layer->cell().states();
+                xgrad::Indices ids = xgrad::Indices::from_shape({grid::T_, c.batch}), targets = ids;
+                for (std::size_t i = 0; i < ids.size(); ++i) {
+                    ids.data()[i] = static_cast<std::int64_t>((7 * i + 3) % c.input);
+                    targets.data()[i] = static_cast<std::int64_t>((5 * i + 1) % c.input);
+                }
+                std::vector<Tensor<double>> initial;
+                for (std::size_t i = 0; i < S; ++i) initial.push_back(xgrad::uniform<double>({c.layers, c.batch, grid::H}, -1, 1, gen));
+                xgrad::CrossEntropyOptions sum;
+                sum.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
+                const std::string dropout_state = layer->dropout_generator().state();
+                std::vector<Tensor<double>> results[2];
+                for (bool segmented : {false, true}) {
+                    layer->dropout_generator().set_state(dropout_state);
+                    layer->zero_grad();
+                    head.zero_grad();
+                    xgrad::Graph<double> g;
+                    std::vector<Var<double>> given;
+                    for (std::size_t i = 0; c.with_h0 && i < S; ++i) given.push_back(g.variable(initial[i]));
+                    Var<double> loss;
+                    std::vector<Var<double>> states;
+                    if (segmented) {
+                        auto segment_loss = [&](const Var<double>& output, std::size_t t0) {
+                            const std::size_t n = output.shape()[0];
+                            const xgrad::Indices part = xt::view(targets, xt::range(t0, t0 + n), xt::all());
+                            return xgrad::cross_entropy(head.forward(output), part, sum);
+                        };
+                        auto r = layer->checkpointed_loss(g, ids, given, 2, segment_loss);
+                        loss = r.loss;
+                        states = r.states;
+                    } else {
+                        auto r = layer->forward_indices(g, ids, given);
+                        loss = xgrad::cross_entropy(head.forward(r.output), targets, sum);
+                        states = r.states;
+                    }
+                    for (const auto& h : states) loss = loss + xgrad::sum(xgrad::tanh(h));
+                    loss.backward();
+                    auto& out = results[segmented ? 1 : 0];
+                    out.push_back(loss.value());
+                    for (const auto& h : states) out.push_back(h.value());
+                    for (const auto& v : given) out.push_back(v.grad());
+                    for (const auto& p : layer->parameters()) out.push_back(p.grad());
+                    for (const auto& p : head.parameters()) out.push_back(p.grad());
+                }
+                REQUIRE(results[0].size() == results[1].size());
+                for (std::size_t i = 0; i < results[0].size(); ++i) {
+                    CAPTURE(i);
+                    CHECK(results[0][i].shape() == results[1][i].shape());
+                    CHECK(xt::amax(xt::abs(results[0][i] - results[1][i]))() <= 1e-10);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("checkpointed_loss replays the generators its segment loss draws from, and refuses what it cannot do") {
+    // Dropout in the head: the recomputation in backward must draw the masks of the first run, so
+    // the gradients equal those of the same segments run without checkpointing.
+    const std::size_t T = 7, B = 2, V = 5, H = 4, k = 3;
+    xgrad::Indices ids = xgrad::Indices::from_shape({T, B});
+    for (std::size_t i = 0; i < ids.size(); ++i) ids.data()[i] = static_cast<std::int64_t>((3 * i + 1) % V);
+    std::vector<Tensor<double>> grads[2];
+    for (bool checkpointed : {false, true}) {
+        xgrad::Generator gen(41), head_dropout(43);
+        nn::GRU<double> layer(nn::GRUOptions(V, H), gen);
+        nn::Linear<double> head(H, V, true, gen);
+        auto segment_loss = [&](const Var<double>& output, std::size_t) {
+            return xgrad::sum(xgrad::tanh(head.forward(xgrad::dropout(output, 0.5, head_dropout))));
+        };
+        xgrad::Graph<double> g;
+        Var<double> loss;
+        if (checkpointed) {
+            loss = layer.checkpointed_loss(g, ids, {}, k, segment_loss, {&head_dropout}).loss;
+        } else {
+            std::vector<Var<double>> states;
+            for (std::size_t t0 = 0; t0 < T; t0 += k) {
+                const xgrad::Indices part = xt::view(ids, xt::range(t0, std::min(T, t0 + k)), xt::all());
+                auto r = layer.forward_indices(g, part, states);
+                const Var<double> part_loss = segment_loss(r.output, t0);
+                loss = loss.defined() ? loss + part_loss : part_loss;
+                states = r.states;
+            }
+        }
+        loss.backward();
+        for (const auto& p : layer.parameters()) grads[checkpointed].push_back(p.grad());
+        for (const auto& p : head.parameters()) grads[checkpointed].push_back(p.grad());
+    }
+    for (std::size_t i = 0; i < grads[0].size(); ++i) {
+        CAPTURE(i);
+        CHECK(xt::amax(xt::abs(grads[0][i] - grads[1][i]))() <= 1e-12);
+    }
+
+    using E = std::invalid_argument;
+    xgrad::Graph<double> g;
+    auto scalar = [](const Var<double>& output, std::size_t) { return xgrad::sum(output); };
+    nn::LSTM<double> lstm(nn::LSTMOptions(V, H));
+    CHECK_THROWS_WITH_AS(lstm.checkpointed_loss(g, ids, {}, 0, scalar), "LSTM: checkpointed_loss needs a segment of at least one step", E);
+    CHECK_THROWS_WITH_AS(lstm.checkpointed_loss(g, ids, {}, 2, [](const Var<double>& output, std::size_t) { return output; }),
+                         "LSTM: checkpointed_loss: the segment loss must be a scalar, got shape (2, 2, 4)", xgrad::ShapeError);
+    nn::LSTM<double> zoned(nn::LSTMOptions(V, H).zoneout(0.1));
+    CHECK_THROWS_WITH_AS(zoned.checkpointed_loss(g, ids, {}, 2, scalar), "LSTM: checkpointed_loss does not combine with zoneout", E);
+    nn::LSTM<double> batch_first(nn::LSTMOptions(V, H).batch_first(true));
+    CHECK_THROWS_WITH_AS(batch_first.checkpointed_loss(g, ids, {}, 2, scalar), "LSTM: checkpointed_loss takes time-major ids (T, B)", E);
+}
+

@@ -58,6 +58,12 @@ int main(int argc, char** argv) {
     train->add_option("--resume", t.resume, "continue training from this checkpoint");
     train->add_option("--threads", t.threads, "BLAS threads (default: as the environment sets)")->check(CLI::Range(1, 256));
     train->add_option("--metrics", t.metrics, "append a CSV row per evaluation to this file");
+    train->add_flag("--checkpoint-activations", t.checkpoint_activations,
+                    "keep only the states between segments of ~sqrt(seq) steps and recompute each segment in backward: "
+                    "memory O(sqrt(seq)) instead of O(seq), for about a third more time");
+    train->add_option("--checkpoint-segment", t.config.checkpoint_segment,
+                      "checkpoint activations in segments of this many steps (implies --checkpoint-activations)")
+        ->check(positive);
     train->add_flag("--detect-anomaly", t.detect_anomaly,
                     "check every op's output and every gradient for NaN/Inf, naming the op (slower)");
 

@@ -133,6 +133,9 @@ void Config::validate(const std::string& where) const {
         if (!(value >= 0 && value < 1)) fail(fmt::format("{} = {} is not in [0, 1)", name, value));
     }
     if (!(val_fraction >= 0 && val_fraction <= 0.9)) fail(fmt::format("val_fraction = {} is not in [0, 0.9]", val_fraction));
+    if (checkpoint_segment > 0 && (zoneout > 0 || variational_dropout > 0)) {
+        fail("checkpointed activations do not combine with zoneout or variational dropout (their masks span the whole sequence)");
+    }
 }
 
 std::size_t parameter_count(const Config& c, std::size_t vocabulary) {
@@ -172,8 +175,17 @@ double training_memory_bytes(const Config& c, std::size_t vocabulary, std::size_
     // Per training position (seq x batch): the activations each layer keeps for backward and their
     // gradients (the graph path keeps what its ops' backwards read, a little more than the fused
     // kernel; recurrent dropout and zoneout run it), and the logits with their gradient.
+    // Checkpointed segments keep that for one segment at a time (recomputed in backward; counted
+    // twice, as the resident set keeps the previous segment's freed blocks), plus the states between
+    // segments and the step's indices and targets (two int64 per position).
     const bool graph = c.impl == "graph" || c.zoneout > 0 || c.variational_dropout > 0;
-    const double train_floats = static_cast<double>(c.seq * c.batch) * (L * (graph ? 8 * H + 6 * GH : 6 * H + 3 * GH) + 3 * V);
+    const bool segmented = c.checkpoint_segment > 0 && c.checkpoint_segment < c.seq;
+    const double seq = static_cast<double>(c.seq), B = static_cast<double>(c.batch);
+    const double active_steps = segmented ? std::min(seq, 2.0 * static_cast<double>(c.checkpoint_segment)) : seq;
+    const double states = static_cast<double>(xgrad::nn::make_cell<float>(c.cell)->states());
+    const double segment_states = segmented ? std::ceil(seq / static_cast<double>(c.checkpoint_segment)) * 2 * states * L * B * H : 0;
+    const double train_floats = active_steps * B * (L * (graph ? 8 * H + 6 * GH : 6 * H + 3 * GH) + 3 * V) + segment_states +
+                                4 * seq * B;
     // Validation streams 256 steps of up to 64 streams at a time, forward only.
     const double val_chars = N * c.val_fraction;
     const double streams = c.val_fraction > 0 ? std::clamp(std::floor(val_chars / 1024), 1.0, 64.0) : 0.0;
@@ -187,9 +199,11 @@ void check_memory(const Config& c, std::size_t vocabulary, std::size_t corpus_ch
     const double bytes = training_memory_bytes(c, vocabulary, corpus_chars);
     const double available = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
     if (bytes > 0.8 * available) {
+        const bool segmentable = c.checkpoint_segment == 0 && c.seq >= 16 && c.zoneout == 0 && c.variational_dropout == 0;
         throw InputError(fmt::format("{}: training this model would need up to {:.2f} GB, more than the limit of {:.2f} GB "
-                                     "(80% of this machine's {:.2f} GB; lower --hidden, --layers, --seq or --batch)",
-                                     where, bytes / 1e9, 0.8 * available / 1e9, available / 1e9));
+                                     "(80% of this machine's {:.2f} GB; lower --hidden, --layers, --seq or --batch{})",
+                                     where, bytes / 1e9, 0.8 * available / 1e9, available / 1e9,
+                                     segmentable ? ", or add --checkpoint-activations" : ""));
     }
 }
 
@@ -211,6 +225,31 @@ Output CharLM::forward(xgrad::Graph<float>& graph, const xgrad::Indices& inputs,
     if (with_cell_state) initial.push_back(graph.constant(state.c));
     auto r = rnn.forward_indices(graph, inputs, initial, lengths);
     return {head.forward(r.output), {r.h_n().value(), with_cell_state ? r.states[1].value() : xgrad::Tensor<float>()}};
+}
+
+CharLM::Loss CharLM::training_loss(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const xgrad::Indices& targets,
+                                   const State& state, std::size_t segment) {
+    const std::size_t steps = inputs.shape(0), batch = inputs.shape(1);
+    if (segment == 0 || segment >= steps) {
+        Output out = forward(graph, inputs, state);
+        return {xgrad::cross_entropy(out.logits, targets), std::move(out.next)};
+    }
+    const bool with_cell_state = rnn.cell().states() == 2;
+    std::vector<xgrad::Var<float>> initial{graph.constant(state.h)};
+    if (with_cell_state) initial.push_back(graph.constant(state.c));
+    // Each segment's summed cross-entropy; the step's loss is their sum over all T x B positions.
+    auto all_targets = std::make_shared<const xgrad::Indices>(targets);
+    auto segment_loss = [this, all_targets, batch](const xgrad::Var<float>& output, std::size_t t0) {
+        const std::size_t n = output.shape()[0];
+        xgrad::Indices part = xgrad::Indices::from_shape({n, batch});
+        std::copy_n(all_targets->data() + t0 * batch, n * batch, part.data());
+        xgrad::CrossEntropyOptions sum;
+        sum.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
+        return xgrad::cross_entropy(head.forward(output), part, sum);
+    };
+    auto r = rnn.checkpointed_loss(graph, inputs, initial, segment, segment_loss);
+    return {r.loss * (1.0f / static_cast<float>(steps * batch)),
+            {r.states[0].value(), with_cell_state ? r.states[1].value() : xgrad::Tensor<float>()}};
 }
 
 State CharLM::zero_state(std::size_t batch) const {

@@ -18,6 +18,9 @@ struct Config {
     std::string impl = "fused";
     std::uint64_t seed = 1;
     double zoneout = 0.0, variational_dropout = 0.0;  // recurrent dropout (the graph path runs them)
+    // Training computes the loss in checkpointed segments of this many steps (0: the whole --seq at
+    // once). How a step is run, not what the model is: not stored in checkpoints, free on resume.
+    std::size_t checkpoint_segment = 0;
 
     nlohmann::json to_json() const;
     // Throws nlohmann::json::exception if malformed, InputError for integers out of range.
@@ -52,6 +55,15 @@ class CharLM : public xgrad::nn::Module<float> {
     // inputs (T, B) of vocabulary indices; lengths as nn::RNN.
     Output forward(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const State& state,
                    const std::vector<std::int64_t>& lengths = {});
+    // The mean cross-entropy of predicting targets (T, B) from inputs, and the state after them; with
+    // segment > 0 computed in checkpointed segments of that many steps (RecurrentBase::checkpointed_loss):
+    // memory O(T/segment + segment) instead of O(T), for a second forward pass in backward.
+    struct Loss {
+        xgrad::Var<float> loss;
+        State next;
+    };
+    Loss training_loss(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const xgrad::Indices& targets,
+                       const State& state, std::size_t segment = 0);
     State zero_state(std::size_t batch) const;
     std::size_t vocabulary() const { return vocabulary_; }
 

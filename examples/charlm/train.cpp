@@ -96,11 +96,14 @@ class TrainingRun {
         std::signal(SIGINT, on_interrupt);  // before the first line, so that whoever reads it can interrupt
         std::signal(SIGTERM, on_interrupt);
         fmt::print(stderr, "GEMMs: {}\n", xgrad::gemm_provider());
-        fmt::print(stderr, "{} {} characters ({} training, {} validation), vocabulary {}, {} parameters, {}{} steps\n",
+        fmt::print(stderr, "{} {} characters ({} training, {} validation), vocabulary {}, {} parameters, {}{} steps{}\n",
                    resumed_ ? "resuming from " + args_.resume + ":" : "training on", train_ids_.size() + val_ids_.size(),
                    train_ids_.size(), val_ids_.size(), vocabulary_.size(), model_->parameter_count(),
                    resumed_ ? fmt::format("step {} of ", state_.step) : "",
-                   args_.steps || !args_.time_limit ? std::to_string(total_steps_) : "time-limited");
+                   args_.steps || !args_.time_limit ? std::to_string(total_steps_) : "time-limited",
+                   config_.checkpoint_segment > 0 && config_.checkpoint_segment < config_.seq
+                       ? fmt::format(", activations checkpointed every {} steps", config_.checkpoint_segment)
+                       : "");
         start_ = Clock::now();
         first_step_ = state_.step;
         std::optional<xgrad::DetectAnomalyGuard> anomaly_checks;
@@ -124,7 +127,7 @@ class TrainingRun {
         }
         if (args_.threads > 0) xgrad::set_blas_threads(args_.threads);
         Config config = args_.config;
-        if (args_.resume.empty()) return config;
+        if (args_.resume.empty()) return with_segment(config);
         resumed_ = read_checkpoint(args_.resume);
         const nlohmann::json given = config.to_json(), stored = resumed_->state.config.to_json();
         for (const std::string& flag : args_.explicit_flags) {
@@ -137,7 +140,19 @@ class TrainingRun {
         }
         Config saved = resumed_->state.config;
         if (args_.impl_given) saved.impl = config.impl;  // the one thing a resumed run may change: the same numbers either way
-        return saved;
+        saved.checkpoint_segment = config.checkpoint_segment;  // how steps run, not part of the checkpoint
+        saved.validate("--resume " + args_.resume);
+        return with_segment(saved);
+    }
+
+    // --checkpoint-activations without --checkpoint-segment: segments of ceil(sqrt(seq)) steps, which
+    // balance the states kept between segments against one segment's activations.
+    Config with_segment(Config config) const {
+        if (args_.checkpoint_activations && config.checkpoint_segment == 0) {
+            config.checkpoint_segment = static_cast<std::size_t>(std::ceil(std::sqrt(static_cast<double>(config.seq))));
+        }
+        config.validate("train");
+        return config;
     }
 
     // The text as indices, its last val_fraction held out; the training part as B streams.
@@ -200,11 +215,10 @@ class TrainingRun {
             xgrad::Graph<float> g;
             model_->zero_grad();
             try {
-                Output out = model_->forward(g, inputs_, state_.carried);
-                xgrad::Var<float> step_loss = xgrad::cross_entropy(out.logits, targets_);
-                step_loss.backward();
-                loss = step_loss.item();
-                next = std::move(out.next);
+                CharLM::Loss step_loss = model_->training_loss(g, inputs_, targets_, state_.carried, config_.checkpoint_segment);
+                step_loss.loss.backward();
+                loss = step_loss.loss.item();
+                next = std::move(step_loss.next);
             } catch (const xgrad::AnomalyError& e) {
                 throw std::runtime_error(fmt::format("step {}: {}; {}", state_.step + 1, e.what(), kept()));
             }

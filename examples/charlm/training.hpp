@@ -22,6 +22,7 @@ struct TrainArgs {
     bool detect_anomaly = false;         // check every op's output and every gradient for NaN/Inf
     std::vector<std::string> explicit_flags;  // configuration flags the user gave (checked against --resume)
     bool impl_given = false;                  // --impl may differ on resume: the same numbers either way
+    bool checkpoint_activations = false;      // segments of ceil(sqrt(seq)) steps unless config.checkpoint_segment says
 };
 
 struct SampleArgs {
