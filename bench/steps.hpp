@@ -12,7 +12,7 @@ namespace bench {
 struct Problem {
     std::string cell;  // rnn, lstm, gru
     std::size_t vocab, hidden, steps, batch;
-    std::size_t checkpoint_every = 0;  // xgrad's RecurrentOptions::checkpoint_every; 0: off
+    std::size_t checkpoint_every = 0;  // xgrad: the loss in checkpointed segments of this many steps (checkpointed_loss); 0: off
 };
 
 // A model and its data, built once; step() runs one training step.

@@ -10,8 +10,7 @@ class XgradTrainer : public Trainer {
     XgradTrainer(const Problem& p, bool fused) : p_(p), gen_(1), head_(p.hidden, p.vocab, true, gen_) {
         namespace nn = xgrad::nn;
         const auto impl = fused ? nn::RNNImplementation::fused : nn::RNNImplementation::graph;
-        layer_ = nn::make_recurrent<float>(
-            p.cell, nn::RecurrentOptions(p.vocab, p.hidden).implementation(impl).checkpoint_every(p.checkpoint_every), gen_);
+        layer_ = nn::make_recurrent<float>(p.cell, nn::RecurrentOptions(p.vocab, p.hidden).implementation(impl), gen_);
         params_ = layer_->parameters();
         for (const auto& w : head_.parameters()) params_.push_back(w);
         optimizer_ = std::make_unique<xgrad::optim::SGD<float>>(params_, xgrad::optim::SGDOptions(0.01));
@@ -22,10 +21,24 @@ class XgradTrainer : public Trainer {
     }
 
     // The characters go in as indices: the same model as a one-hot input, without the input GEMM.
+    // Checkpointed, the layer, the head and the loss run segment by segment (checkpointed_loss).
     void step() override {
         xgrad::Graph<float> g;
-        auto r = layer_->forward_indices(g, ids_);
-        auto loss = xgrad::cross_entropy(head_.forward(r.output), targets_);
+        xgrad::Var<float> loss;
+        if (p_.checkpoint_every == 0) {
+            loss = xgrad::cross_entropy(head_.forward(layer_->forward_indices(g, ids_).output), targets_);
+        } else {
+            auto segment_loss = [this](const xgrad::Var<float>& output, std::size_t t0) {
+                const std::size_t n = output.shape()[0];
+                xgrad::Indices part = xgrad::Indices::from_shape({n, p_.batch});
+                std::copy_n(targets_.data() + t0 * p_.batch, n * p_.batch, part.data());
+                xgrad::CrossEntropyOptions sum;
+                sum.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
+                return xgrad::cross_entropy(head_.forward(output), part, sum);
+            };
+            loss = layer_->checkpointed_loss(g, ids_, {}, p_.checkpoint_every, segment_loss).loss *
+                   (1.0f / static_cast<float>(p_.steps * p_.batch));
+        }
         optimizer_->zero_grad();
         loss.backward();
         optimizer_->step();
