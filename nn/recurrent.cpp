@@ -178,6 +178,11 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
         running.push_back(std::move(m));
     }
     const Var<T> zero_state = zeros(tape, batch, H);
+    std::vector<Indices> step_ids;  // (B) per step, for one-hot input
+    for (std::size_t t = 0; ids && t < steps; ++t) {
+        step_ids.push_back(Indices::from_shape({batch}));
+        std::copy_n(ids->data() + t * batch, batch, step_ids.back().data());
+    }
     if (track_hidden_grads_) tracked_hidden_.assign(s.num_layers * D * steps, Var<T>());
     auto constant = [&](Tensor<T> t) { return tape.leaf(std::move(t), false); };
     const double p_in = training ? settings.dropout_input : 0, p_out = training ? settings.dropout_output : 0;
@@ -205,12 +210,12 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
                     in.params[static_cast<std::size_t>(layout[j].cell_index)] = p;
                 }
             }
-            // All steps' input projections at once: (T, B, gates * H); for one-hot indices, the
-            // rows of W_ihᵀ they select.
-            Var<T> projected;
+            // The input projections: for one-hot indices, each step's rows of W_ihᵀ, gathered as the
+            // step runs (all at once, their gradient would be a T x B x gates*H buffer held through
+            // backward); otherwise all steps' in one product, (T, B, gates * H).
+            Var<T> projected, w_ih_rows;
             if (l == 0 && ids) {
-                projected = embedding(transpose(w_ih, 0, 1), *ids);
-                if (b_ih.defined()) projected = projected + b_ih;
+                w_ih_rows = transpose(w_ih, 0, 1);
             } else {
                 Var<T> input = layer_input;
                 if (p_in > 0) input = input * constant(dropout_mask<T>({batch, s.layer_input_size(l)}, p_in, dropout_generator_));
@@ -223,7 +228,12 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
             }
             for (std::size_t step = 0; step < steps; ++step) {
                 const std::size_t t = d == 0 ? step : steps - 1 - step;
-                in.gates = select(projected, 0, t);
+                if (w_ih_rows.defined()) {
+                    in.gates = embedding(w_ih_rows, step_ids[t]);
+                    if (b_ih.defined()) in.gates = in.gates + b_ih;
+                } else {
+                    in.gates = select(projected, 0, t);
+                }
                 in.h_in = recurrent_mask.defined() ? state[0] * recurrent_mask : state[0];
                 in.previous = state;
                 std::vector<Var<T>> fresh = cell_->step(in);
