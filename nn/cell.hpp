@@ -28,6 +28,9 @@
 //       // A backward_row that reads each of its gates before writing that gate's gradient may be
 //       // handed d_gates over gates: say so, and training needs one T x B x gates*H buffer less.
 //       static constexpr bool backward_in_place = true;
+//       // A backward_row that never reads the gates (it works from the states) lets forward free them:
+//       // training then holds one T x B x gates*H buffer less at its peak.
+//       static constexpr bool backward_reads_gates = false;
 //   };
 //   xgrad::nn::Recurrent<MyCell> layer(xgrad::nn::RecurrentOptions(input, hidden).num_layers(2));
 //
@@ -110,6 +113,13 @@ class CellAdapter final : public AnyCell<T> {
             return Cell::backward_in_place;
         } else {
             return false;
+        }
+    }
+    bool backward_reads_gates() const override {
+        if constexpr (requires { Cell::backward_reads_gates; }) {
+            return Cell::backward_reads_gates;
+        } else {
+            return true;
         }
     }
     std::size_t saved_per_row(std::size_t hidden) const override {

@@ -200,7 +200,11 @@ void check_cache(const FusedCell<T>& cell, const RNNSpec& spec, const RNNCache<T
         if (length < 0 || static_cast<std::size_t>(length) > T_) fail(fmt::format("length {} outside [0, {}]", length, T_));
     }
     check_all(cache.states, "states", K * cell.states(), {T_ + 1, B, H});
-    check_all(cache.gates, "gates", K, {T_, B, cell.gates() * H});
+    if (cell.backward_reads_gates()) {
+        check_all(cache.gates, "gates", K, {T_, B, cell.gates() * H});
+    } else if (cache.gates.size() != K) {
+        fail(fmt::format("{} gates buffers, expected {}", cache.gates.size(), K));
+    }
     check_all(cache.saved, "saved", saved ? K : 0, {T_, B, saved});
     if (!cache.dropout_masks.empty()) check_all(cache.dropout_masks, "dropout masks", L - 1, {T_, B, spec.directions() * H});
     if (cache.layer_inputs.size() != L) fail(fmt::format("{} layer inputs for {} layers", cache.layer_inputs.size(), L));
@@ -432,6 +436,7 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                 });
             }
             for (std::size_t i = 0; i < S; ++i) std::copy_n(state[i] + slot.final(), row, result.final_states[i].data() + k * row);
+            if (!cell.backward_reads_gates()) cache.gates[k] = Tensor<T>();
         }
         if (l + 1 < L) {
             if (!cache.dropout_masks.empty()) out *= cache.dropout_masks[l];
@@ -501,7 +506,7 @@ RNNGrads<T> backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWei
             const std::vector<const T*>& params = w.cell[k];
             std::vector<const T*> state(S);
             for (std::size_t i = 0; i < S; ++i) state[i] = cache.states[k * S + i].data();
-            const T* act = cache.gates[k].data();
+            const T* act = cell.backward_reads_gates() ? cache.gates[k].data() : nullptr;
             T* const dax = in_place ? gates_out[k] : d_ax.data();                 // δ of the gates
             T* const dah = gemm == RecurrentGemm::separate ? d_ah.data() : dax;  // into_gates: one δ for both parts
             // The rows accumulate into the parameters the kernel's GEMM does not own.
@@ -556,7 +561,7 @@ RNNGrads<T> backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWei
                             next[i] = state[i] + slot.after(t) + b * H;
                             d_next[i] = i == 0 ? delta_h.data() : ds[i].data() + b * H;
                         }
-                        cell.backward_row({H, act + (t * batch + b) * GH,
+                        cell.backward_row({H, act ? act + (t * batch + b) * GH : nullptr,
                                            saved ? cache.saved[k].data() + (t * batch + b) * saved : nullptr, previous, next,
                                            params, d_next, dx_row, gemm == RecurrentGemm::separate ? dh_row : nullptr,
                                            d_previous, d_params});
@@ -635,7 +640,11 @@ RNNGrads<T> rnn_backward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
                          const T* d_output, const std::vector<const T*>& d_final_states, bool need_input_grad) {
     std::vector<T*> gates_out;
     if (cell.backward_in_place()) {
-        for (Tensor<T>& gates : cache.gates) gates_out.push_back(gates.data());
+        for (Tensor<T>& gates : cache.gates) {
+            // Freed by forward when backward does not read them: the gradients get a buffer of their own.
+            if (!cell.backward_reads_gates()) gates = Tensor<T>::from_shape({cache.steps, cache.batch, cell.gates() * spec.hidden_size});
+            gates_out.push_back(gates.data());
+        }
     }
     return backward(cell, spec, w, cache, d_output, d_final_states, need_input_grad, gates_out);
 }

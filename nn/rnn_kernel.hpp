@@ -82,7 +82,7 @@ struct RowForward {
 template <class T>
 struct RowBackward {
     std::size_t hidden;
-    const T* gates;                      // as forward left them
+    const T* gates;                      // as forward left them; null for cells whose backward does not read them
     const T* saved;
     std::span<const T* const> previous, next, params;
     std::span<const T* const> d_next;    // ∂l/∂ each state after the step (all paths, incl. the output)
@@ -114,6 +114,10 @@ class FusedCell {
     // Whether backward_row may be handed d_gates over its own gates (each value read before it is
     // written), so that a backward that consumes the cache needs no second T x B x gates*H buffer.
     virtual bool backward_in_place() const { return false; }
+    // Whether backward_row reads the gates forward left (false: it works from the states alone, as
+    // the Elman cell's φ' comes from h'). If not, forward frees them as soon as each layer has run
+    // (backward then gets null gates), and training holds one T x B x gates*H buffer less at its peak.
+    virtual bool backward_reads_gates() const { return true; }
 };
 // Rows must write every value they are given to write (next, d_gates, d_recurrent, d_previous):
 // the kernel does not clear its buffers first.
@@ -149,7 +153,8 @@ struct RNNCache {
     // (T + 1, B, H): the state before step 0 in slot 0 (forward) or slot T (reverse), the state
     // after step t in slot t + 1 (forward) or slot t (reverse).
     std::vector<Tensor<T>> states;
-    std::vector<Tensor<T>> gates;          // per (layer, direction), (T, B, gates * H), as the rows left them
+    std::vector<Tensor<T>> gates;          // per (layer, direction), (T, B, gates * H), as the rows left them (empty when
+                                           // the cell's backward does not read them)
     std::vector<Tensor<T>> saved;          // per (layer, direction), (T, B, saved_per_row) when the cell saves any
     std::vector<Tensor<T>> dropout_masks;  // per layer below the top, (T, B, directions * H), scaled
     bool one_hot = false;                  // the input came as one-hot indices: then `ids` holds them

@@ -45,6 +45,36 @@ TEST_CASE("checkpoint_every(64) trains an LSTM over T = 4096 in a fraction of th
 }
 
 namespace {
+// The Elman cell as it was before it declared that its backward works from the states alone.
+struct ElmanKeepingGates : nn::cells::Elman {
+    static constexpr bool backward_reads_gates = true;
+};
+
+template <class Cell>
+std::size_t elman_step_peak() {
+    constexpr std::size_t T = 4096, B = 4, I = 8, H = 64;
+    xgrad::Generator gen(7);
+    nn::Recurrent<Cell> layer(nn::RecurrentOptions(I, H).implementation(nn::RNNImplementation::fused), gen);
+    const xgrad::Tensor<float> input = xgrad::uniform<float>({T, B, I}, -1, 1, gen);
+    bench::reset_peak_heap();
+    const std::size_t before = bench::heap_in_use();
+    {
+        xgrad::Graph<float> g;
+        auto loss = xgrad::sum(xgrad::tanh(layer.forward(g.constant(input)).output));
+        loss.backward();
+    }
+    return bench::peak_heap() - before;
+}
+}  // namespace
+
+TEST_CASE("a cell whose backward does not read its gates lets the fused kernel free them after forward") {
+    // One T x B x H buffer less at the peak (measured: 21.5 -> 17.3 MB).
+    const std::size_t freed = elman_step_peak<nn::cells::Elman>(), kept = elman_step_peak<ElmanKeepingGates>();
+    MESSAGE(fmt::format("Elman fused step over T = 4096: gates kept {:.1f} MB, freed {:.1f} MB", kept / 1e6, freed / 1e6));
+    CHECK(freed * 100 < kept * 90);
+}
+
+namespace {
 // The same for a character-level language model's step: indices -> LSTM -> Linear -> cross-entropy,
 // the loss computed at once or by checkpointed_loss in segments of `segment` steps.
 std::size_t language_model_step_peak(nn::RNNImplementation impl, std::size_t segment) {

@@ -11,6 +11,7 @@ struct Elman {
     static constexpr RecurrentGemm recurrent_gemm = RecurrentGemm::into_gates;
     static constexpr bool concurrent_rows = true;  // rows touch only their arguments: the kernel may split them
     static constexpr bool backward_in_place = true;  // each lane loads its gates before storing their gradients
+    static constexpr bool backward_reads_gates = false;  // φ' comes from h'
     Nonlinearity nonlinearity = Nonlinearity::tanh;
 
     std::vector<CellParameter> parameters(std::size_t hidden) const { return recurrent_matrix_parameters(gates, hidden); }
