@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "../tensor/linalg.hpp"
+
 namespace xgrad {
 
 namespace {
@@ -116,6 +118,33 @@ void Var<T>::backward(bool retain_graph) const {
 }
 
 // ---- Tape ----
+
+template <class T>
+Tape<T>::Tape() = default;
+
+template <class T>
+Tape<T>::~Tape() = default;
+
+template <class T>
+const PrepackedGemm<T>* Tape<T>::layout(const Var<T>& b, std::size_t m, bool trans_b) {
+    b.check_alive();
+    if (b.tape_.get() != this) throw GraphError("layout: the variable belongs to another graph");
+    return layout_of(b.index_, m, trans_b);
+}
+
+template <class T>
+const PrepackedGemm<T>* Tape<T>::layout_of(std::uint32_t index, std::size_t m, bool trans_b) {
+    const Node& n = nodes_[index];
+    if (!n.is_leaf || n.value_freed || n.shape.size() != 2) return nullptr;
+    Layout& slot = layouts_[{index, m, trans_b}];
+    if (++slot.requests == 1) return nullptr;
+    if (!slot.gemm) {
+        const std::size_t rows = n.shape[0], cols = n.shape[1];
+        const std::size_t k = trans_b ? cols : rows, width = trans_b ? rows : cols;
+        slot.gemm = std::make_unique<PrepackedGemm<T>>(m, width, k, n.value.data(), trans_b, k, width);
+    }
+    return slot.gemm.get();
+}
 
 template <class T>
 Var<T> Tape<T>::push(Node node) {
@@ -312,6 +341,7 @@ template <class T>
 void Tape<T>::clear() {
     // Release the storage itself: a Var that outlives its graph keeps only an empty tape alive.
     nodes_ = {};
+    layouts_.clear();
     input_ids_ = {};
     parameter_leaves_ = {};
     ++generation_;
@@ -343,6 +373,12 @@ const Tensor<T>& BackwardContext<T>::input(std::size_t i) const {
         throw GraphError(fmt::format("{} backward: reads input {}, which the op's Saves does not list", node_.op, i));
     }
     return in.value;
+}
+
+template <class T>
+const PrepackedGemm<T>* BackwardContext<T>::input_layout(std::size_t i, std::size_t m, bool trans_b) const {
+    input_node(i);  // checks i
+    return tape_.layout_of(tape_.input_ids_[node_.first_input + i], m, trans_b);
 }
 
 template <class T>

@@ -19,10 +19,12 @@
 #include <deque>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -42,6 +44,8 @@ template <class T>
 class Tape;
 template <class T>
 class Graph;
+template <class T>
+class PrepackedGemm;  // tensor/linalg.hpp
 template <class T>
 class BackwardContext;
 
@@ -147,6 +151,11 @@ struct BackwardOptions {
 template <class T>
 class Tape : public std::enable_shared_from_this<Tape<T>> {
   public:
+    Tape();
+    ~Tape();
+    Tape(const Tape&) = delete;
+    Tape& operator=(const Tape&) = delete;
+
     // Adds a node computed by `op` (a name with static storage, used in messages) from `inputs`.
     // `backward` runs only if some input requires grad and grad mode is on; otherwise it is
     // dropped at once.
@@ -168,6 +177,11 @@ class Tape : public std::enable_shared_from_this<Tape<T>> {
     std::size_t size() const { return nodes_.size(); }
     std::size_t value_bytes() const;
     std::uint64_t generation() const { return generation_; }
+    // op(b) laid out once for products of m rows against the 2-D leaf b (a weight applied at every
+    // time step), kept with the graph: a recurrent weight is then laid out once per graph instead of
+    // inside every step's GEMM. Null at the first such request (a weight used once gains nothing from
+    // a copy) and when b is not a leaf, whose value the layout could not follow.
+    const PrepackedGemm<T>* layout(const Var<T>& b, std::size_t m, bool trans_b);
 
   private:
     friend class Var<T>;
@@ -195,12 +209,18 @@ class Tape : public std::enable_shared_from_this<Tape<T>> {
     Var<T> push(Node node);
     void free_if_unused(Node& node);
     void drop_readers(Node& node);  // after its backward is released: it reads nothing any more
+    const PrepackedGemm<T>* layout_of(std::uint32_t index, std::size_t m, bool trans_b);
     void check_gradients(std::uint32_t node) const;  // anomaly mode: its inputs' gradients are finite
 
     // A deque keeps references to values stable while later ops append nodes.
     std::deque<Node> nodes_;
     std::vector<std::uint32_t> input_ids_;  // every node's inputs, back to back
     std::unordered_map<const void*, std::uint32_t> parameter_leaves_;
+    struct Layout {
+        std::size_t requests = 0;
+        std::unique_ptr<PrepackedGemm<T>> gemm;
+    };
+    std::map<std::tuple<std::uint32_t, std::size_t, bool>, Layout> layouts_;
     std::uint64_t generation_ = 0;
 };
 
@@ -227,6 +247,8 @@ class BackwardContext {
     const char* op() const { return node_.op; }
     const Tensor<T>& input(std::size_t i) const;  // needs input i in the op's Saves
     Shape input_shape(std::size_t i) const;       // any input's, saved or not
+    // Tape::layout for input i (null unless it is a 2-D leaf): no Saves needed, the layout is a copy.
+    const PrepackedGemm<T>* input_layout(std::size_t i, std::size_t m, bool trans_b) const;
     bool needs_grad(std::size_t i) const { return input_node(i).requires_grad; }
     // Adds `g` into input i's gradient, first summing away any dimensions that broadcasting
     // added (so `g` may have the output's shape).

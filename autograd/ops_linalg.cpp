@@ -12,6 +12,11 @@ template <class T>
 T beta_for(bool fresh) {
     return fresh ? T(0) : T(1);
 }
+
+// Products of fewer rows than this against a leaf weight use the graph's laid-out copy of it
+// (Tape::layout): a recurrent weight's per-step products, where re-packing the weight inside every
+// GEMM call costs 20-30% (32 x 256 x 256: 197 -> 253 GFLOP/s).
+constexpr std::size_t laid_out_below_rows = 256;
 }  // namespace
 
 // y = a b;   da += dy bᵀ,  db += aᵀ dy   (per batch for 3-D; over all rows for (b,m,k) x (k,n))
@@ -65,14 +70,24 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias) {
     if (bias.defined()) {
         for (std::size_t r = 0; r < rows; ++r) std::copy_n(bias.value().data(), out, y.data() + r * out);
     }
-    gemm_raw<T>(false, true, rows, out, in, T(1), x.value().data(), in, weight.value().data(), in,
-                beta_for<T>(!bias.defined()), y.data(), out);
+    const PrepackedGemm<T>* laid_out = rows < laid_out_below_rows ? x.tape().layout(weight, rows, true) : nullptr;
+    if (laid_out) {
+        (*laid_out)(x.value().data(), y.data(), bias.defined());
+    } else {
+        gemm_raw<T>(false, true, rows, out, in, T(1), x.value().data(), in, weight.value().data(), in,
+                    beta_for<T>(!bias.defined()), y.data(), out);
+    }
     auto backward = [rows, in, out](BackwardContext<T>& c) {
         const T* dy = c.output_grad().data();
         bool fresh = false;
         if (c.needs_grad(0)) {
             T* dx = c.input_grad(0, &fresh).data();
-            gemm_raw<T>(false, false, rows, in, out, T(1), dy, out, c.input(1).data(), in, beta_for<T>(fresh), dx, in);
+            const PrepackedGemm<T>* w = rows < laid_out_below_rows ? c.input_layout(1, rows, false) : nullptr;
+            if (w) {
+                (*w)(dy, dx, !fresh);
+            } else {
+                gemm_raw<T>(false, false, rows, in, out, T(1), dy, out, c.input(1).data(), in, beta_for<T>(fresh), dx, in);
+            }
         }
         if (c.needs_grad(1)) {
             T* dw = c.input_grad(1, &fresh).data();

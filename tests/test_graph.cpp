@@ -130,6 +130,29 @@ TEST_CASE("a graph keeps what its backwards read and the values a Var refers to,
     CHECK(h.value_bytes() == 3 * bytes);  // mask, w, masked: not w + 1
 }
 
+TEST_CASE("a weight used at every step is laid out once per graph, with the plain product's values and gradients") {
+    // linear against a leaf with few rows: from its second use on the graph's laid-out copy serves
+    // forward (x Wᵀ) and backward (dy W). matmul with an explicit transpose computes the same plainly.
+    Tensor<double> w0 = xt::linspace<double>(-1.0, 1.0, 12), x0 = xt::linspace<double>(0.5, -0.5, 8);
+    w0.reshape({3, 4});
+    x0.reshape({2, 4});
+    std::vector<Tensor<double>> results[2];
+    for (bool laid_out : {true, false}) {
+        Graph<double> g;
+        auto w = g.variable(w0);
+        auto h = g.variable(x0);
+        for (int step = 0; step < 4; ++step) {
+            auto y = laid_out ? xgrad::linear(h, w) : xgrad::matmul(h, xgrad::transpose(w, 0, 1));
+            h = xgrad::tanh(xgrad::narrow(y, 1, 0, 2) * 0.5 + xgrad::narrow(y, 1, 1, 2) * 0.25);
+            h = xgrad::concat(std::vector<Var<double>>{h, h}, 1);
+        }
+        xgrad::sum(h * h).backward();
+        results[laid_out].push_back(h.value());
+        results[laid_out].push_back(w.grad());
+    }
+    for (std::size_t i = 0; i < 2; ++i) CHECK(xt::allclose(results[0][i], results[1][i], 1e-14, 1e-14));
+}
+
 TEST_CASE("an op that reads a value it did not declare in Saves fails on every backward") {
     Graph<double> g;
     auto x = g.variable(Tensor<double>{1.0, 2.0});

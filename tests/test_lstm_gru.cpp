@@ -267,22 +267,32 @@ TEST_CASE("vanishing gradients: over 40 steps an LSTM with a forget bias keeps t
 TEST_CASE("one-hot input given as indices equals the dense one-hot input, in values and gradients, both paths") {
     for (const char* cell : {"rnn", "lstm", "gru", "indrnn", "leaky3"}) {
         for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
-            // A vocabulary of 40 > T_ * B characters: the fused kernel reads W_ih's columns in place.
-            for (auto [batch_first, vocab] : std::initializer_list<std::pair<bool, std::size_t>>{{false, I}, {true, I}, {false, 40}, {true, 40}}) {
+            // A vocabulary of 40 > T_ * B characters: the fused kernel reads W_ih's columns in place. A
+            // batch of 64 x 64 units: the graph path gathers each step's rows as it runs.
+            struct Case {
+                bool batch_first;
+                std::size_t vocab, batch, hidden;
+            };
+            for (auto [batch_first, vocab, batch, hidden] : {Case{false, I, B, H}, Case{true, I, B, H}, Case{false, 40, B, H},
+                                                             Case{true, 40, B, H}, Case{false, I, 64, 64}}) {
                 CAPTURE(cell);
                 CAPTURE(batch_first);
                 CAPTURE(vocab);
+                CAPTURE(batch);
                 xgrad::Generator gen(12);
                 grid::Config c{cell, nn::Nonlinearity::tanh, true, 2, true, batch_first, true, false};
                 c.input = vocab;
+                c.batch = batch;
+                c.hidden = hidden;
                 auto layer = grid::make_layer<double>(c, gen);
                 layer->settings().implementation = impl;
-                xgrad::Indices ids = xgrad::Indices::from_shape(batch_first ? xgrad::Shape{B, T_} : xgrad::Shape{T_, B});
+                xgrad::Indices ids = xgrad::Indices::from_shape(batch_first ? xgrad::Shape{batch, T_} : xgrad::Shape{T_, batch});
                 for (auto& v : ids) v = static_cast<std::int64_t>(gen.below(vocab));
                 Tensor<double> one_hot = Tensor<double>::from_shape({ids.shape(0), ids.shape(1), vocab});
                 one_hot.fill(0.0);
                 for (std::size_t i = 0; i < ids.size(); ++i) one_hot.data()[i * vocab + static_cast<std::size_t>(ids.data()[i])] = 1.0;
-                const std::vector<std::int64_t> lengths = {5, 2, 4};
+                std::vector<std::int64_t> lengths;
+                for (std::size_t b = 0; b < batch; ++b) lengths.push_back(static_cast<std::int64_t>(1 + (3 * b + 4) % T_));
                 std::vector<Tensor<double>> outputs, grads;
                 for (bool indices : {false, true}) {
                     layer->zero_grad();

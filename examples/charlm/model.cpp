@@ -176,12 +176,12 @@ double training_memory_bytes(const Config& c, std::size_t vocabulary, std::size_
     // gradients (the graph path keeps what its ops' backwards read, a little more than the fused
     // kernel; recurrent dropout and zoneout run it), and the logits with their gradient.
     // Checkpointed segments keep that for one segment at a time (recomputed in backward; counted
-    // twice, as the resident set keeps the previous segment's freed blocks), plus the states between
-    // segments and the step's indices and targets (two int64 per position).
+    // 1.5 times, as the resident set keeps some of the previous segment's freed blocks), plus the
+    // states between segments and the step's indices and targets (two int64 per position).
     const bool graph = c.impl == "graph" || c.zoneout > 0 || c.variational_dropout > 0;
     const bool segmented = c.checkpoint_segment > 0 && c.checkpoint_segment < c.seq;
     const double seq = static_cast<double>(c.seq), B = static_cast<double>(c.batch);
-    const double active_steps = segmented ? std::min(seq, 2.0 * static_cast<double>(c.checkpoint_segment)) : seq;
+    const double active_steps = segmented ? std::min(seq, 1.5 * static_cast<double>(c.checkpoint_segment)) : seq;
     const double states = static_cast<double>(xgrad::nn::make_cell<float>(c.cell)->states());
     const double segment_states = segmented ? std::ceil(seq / static_cast<double>(c.checkpoint_segment)) * 2 * states * L * B * H : 0;
     const double train_floats = active_steps * B * (L * (graph ? 7 * H + 3 * GH : 6 * H + 3 * GH) + 3 * V) + segment_states +
