@@ -247,6 +247,7 @@ class BackwardContext {
     const char* op() const { return node_.op; }
     const Tensor<T>& input(std::size_t i) const;  // needs input i in the op's Saves
     Shape input_shape(std::size_t i) const;       // any input's, saved or not
+    bool input_has_output_shape(std::size_t i) const { return input_node(i).shape == node_.shape; }
     // Tape::layout for input i (null unless it is a 2-D leaf): no Saves needed, the layout is a copy.
     const PrepackedGemm<T>* input_layout(std::size_t i, std::size_t m, bool trans_b) const;
     bool needs_grad(std::size_t i) const { return input_node(i).requires_grad; }
