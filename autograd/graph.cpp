@@ -128,7 +128,7 @@ Tape<T>::~Tape() = default;
 template <class T>
 const PrepackedGemm<T>* Tape<T>::layout(const Var<T>& b, std::size_t m, bool trans_b) {
     b.check_alive();
-    if (b.tape_.get() != this) throw GraphError("layout: the variable belongs to another graph");
+    if (b.tape_.get() != this) return nullptr;
     return layout_of(b.index_, m, trans_b);
 }
 
@@ -181,19 +181,27 @@ Var<T> Tape<T>::record(const char* op, Tensor<T> value, std::span<const Var<T>> 
         any_requires_grad = any_requires_grad || nodes_[in.index_].requires_grad;
     }
     n.requires_grad = any_requires_grad && grad_enabled();
-    if (n.requires_grad) {
-        // Only nodes that will run backward need their inputs listed, and keep what they read.
-        for (std::size_t i = 0; i < inputs.size(); ++i) {
-            input_ids_.push_back(inputs[i].index_);
-            if (saves.has_input(i)) ++nodes_[inputs[i].index_].readers;
-        }
-        n.backward = std::move(backward);
-        n.saves = saves;
-        n.readers = saves.output ? 1 : 0;
-    } else {
+    if (!n.requires_grad) {
         n.num_inputs = 0;
+        return push(std::move(n));
     }
-    return push(std::move(n));
+    // Only nodes that will run backward need their inputs listed, and keep what they read (counted
+    // once the node is on the tape: a refused node holds nothing).
+    for (const Var<T>& in : inputs) input_ids_.push_back(in.index_);
+    n.backward = std::move(backward);
+    n.saves = saves;
+    n.readers = saves.output ? 1 : 0;
+    Var<T> out;
+    try {
+        out = push(std::move(n));
+    } catch (...) {
+        input_ids_.resize(input_ids_.size() - inputs.size());
+        throw;
+    }
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        if (saves.has_input(i)) ++nodes_[inputs[i].index_].readers;
+    }
+    return out;
 }
 
 template <class T>
@@ -275,7 +283,8 @@ void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOption
                                      shape_str(to_shape(top.shape))));
     }
     // Which nodes this backward reaches; a freed one among them fails the call before any
-    // gradient moves, so a failed backward leaves every gradient as it was.
+    // gradient moves, so a backward refused for that leaves every gradient as it was. (An op's own
+    // backward that throws midway does not undo what the nodes before it did.)
     std::vector<bool> reached(root.index_ + 1, false);
     reached[root.index_] = true;
     for (std::uint32_t i = root.index_ + 1; i-- > 0;) {
@@ -339,12 +348,15 @@ void Tape<T>::check_gradients(std::uint32_t i) const {
 
 template <class T>
 void Tape<T>::clear() {
-    // Release the storage itself: a Var that outlives its graph keeps only an empty tape alive.
-    nodes_ = {};
+    // Release the storage itself: a Var that outlives its graph keeps only an empty tape alive. The
+    // generation moves first: a Var held inside a node (captured by a backward function) is then
+    // stale when the node is destroyed, and its release touches nothing.
+    ++generation_;
+    std::deque<Node> nodes;
+    nodes.swap(nodes_);
     layouts_.clear();
     input_ids_ = {};
     parameter_leaves_ = {};
-    ++generation_;
 }
 
 // ---- BackwardContext ----

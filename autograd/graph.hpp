@@ -1,7 +1,7 @@
 // The tape: a graph owns its nodes in creation order; a Var is a light handle (graph, index,
 // generation). Every input of a node has a smaller index than the node, so backward is one
 // reverse loop over the nodes: no recursion, no topological sort, no reference counts between
-// nodes. Clearing the graph frees everything at once and invalidates every handle into it.
+// nodes (a node counts only its own handles and readers, to free its value). Clearing the graph frees everything at once and invalidates every handle into it.
 //
 // A node's value lives while a Var refers to it or a backward still to run reads it (each op
 // says which values its backward reads: Saves). Every other intermediate is freed as soon as its
@@ -180,17 +180,17 @@ class Tape : public std::enable_shared_from_this<Tape<T>> {
     // op(b) laid out once for products of m rows against the 2-D leaf b (a weight applied at every
     // time step), kept with the graph: a recurrent weight is then laid out once per graph instead of
     // inside every step's GEMM. Null at the first such request (a weight used once gains nothing from
-    // a copy) and when b is not a leaf, whose value the layout could not follow.
+    // a copy), when b is not a leaf, whose value the layout could not follow, and when b is on another
+    // graph (the op's own check names that).
     const PrepackedGemm<T>* layout(const Var<T>& b, std::size_t m, bool trans_b);
 
   private:
     friend class Var<T>;
     friend class BackwardContext<T>;
-    friend class Var<T>;
     struct Node {
         Node(const char* op_name, Tensor<T> v) : op(op_name), value(std::move(v)), shape(value.shape()) {}
         const char* op;
-        Tensor<T> value;  // empty once freed
+        Tensor<T> value;  // moved out once freed (value_freed)
         typename Tensor<T>::shape_type shape;  // the value's, kept when the value is freed
         std::optional<Tensor<T>> grad;  // empty until backward reaches the node
         BackwardFn<T> backward;
@@ -248,7 +248,8 @@ class BackwardContext {
     const Tensor<T>& input(std::size_t i) const;  // needs input i in the op's Saves
     Shape input_shape(std::size_t i) const;       // any input's, saved or not
     bool input_has_output_shape(std::size_t i) const { return input_node(i).shape == node_.shape; }
-    // Tape::layout for input i (null unless it is a 2-D leaf): no Saves needed, the layout is a copy.
+    // Tape::layout for input i. Null at the first request and for anything but a live 2-D leaf: the
+    // op then reads input(i), so it still lists it in its Saves.
     const PrepackedGemm<T>* input_layout(std::size_t i, std::size_t m, bool trans_b) const;
     bool needs_grad(std::size_t i) const { return input_node(i).requires_grad; }
     // Adds `g` into input i's gradient, first summing away any dimensions that broadcasting

@@ -213,8 +213,8 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
             // The input projections: for one-hot indices of a batch of some size, each step's rows of
             // W_ihᵀ, gathered as the step runs (all at once, their gradient would be a T x B x
             // gates*H buffer held through backward: LSTM char-LM step at M 33 -> 22.5 MB, 26.5 ->
-            // 23.5 ms); for a batch of one, two nodes a step cost more than that (S: 0.147 -> 0.175
-            // ms). Otherwise all steps' in one product, (T, B, gates * H).
+            // 23.5 ms); below 4096 gate values a step (a batch of one), two nodes a step cost more than
+            // that (S: 0.147 -> 0.175 ms). Otherwise all steps' in one product, (T, B, gates * H).
             Var<T> projected, w_ih_rows;
             if (l == 0 && ids && batch * cell_->gates() * H >= 4096) {
                 w_ih_rows = transpose(w_ih, 0, 1);

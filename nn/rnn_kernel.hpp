@@ -116,7 +116,8 @@ class FusedCell {
     virtual bool backward_in_place() const { return false; }
     // Whether backward_row reads the gates forward left (false: it works from the states alone, as
     // the Elman cell's φ' comes from h'). If not, forward frees them as soon as each layer has run
-    // (backward then gets null gates), and training holds one T x B x gates*H buffer less at its peak.
+    // and backward_row gets a null `gates` (a row that reads it anyway dereferences null), and
+    // training holds one T x B x gates*H buffer less at its peak.
     virtual bool backward_reads_gates() const { return true; }
 };
 // Rows must write every value they are given to write (next, d_gates, d_recurrent, d_previous):

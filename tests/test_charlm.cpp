@@ -165,6 +165,25 @@ TEST_CASE("--checkpoint-activations trains to the same parameters, both implemen
                    "checkpointed activations do not combine with zoneout or variational dropout");
 }
 
+TEST_CASE("a checkpoint of a model that trains only in checkpointed segments loads") {
+    // --seq 2^20 at batch 256: hundreds of GB with the whole sequence's activations, a few with
+    // segments. Reading it must not refuse it for the memory of a run it would not make.
+    const fs::path path = scratch() / "long.safetensors";
+    xgrad::Generator gen(1);
+    charlm::Config config;
+    config.hidden = 64;
+    config.seq = std::size_t{1} << 20;
+    config.batch = 256;
+    charlm::CharLM model(config, 40, gen);
+    auto optimizer = charlm::make_optimizer("adam", model.parameters(), 1e-3);
+    charlm::TrainingState state{config, charlm::Vocabulary::of(U"abcdefghijklmnopqrstuvwxyz0123456789 .,\n"), 0, 0, 1000,
+                                model.zero_state(config.batch)};
+    charlm::save_checkpoint(path.string(), state, model, *optimizer);
+    CHECK(charlm::training_memory_bytes(config, 40, 0) > 1e11);
+    const charlm::Checkpoint loaded = charlm::read_checkpoint(path.string());
+    CHECK(loaded.state.config.seq == config.seq);
+}
+
 TEST_CASE("a checkpoint writer killed at random moments always leaves a loadable checkpoint") {
     const fs::path path = scratch() / "killed.safetensors";
     xgrad::Generator gen(1);

@@ -153,6 +153,33 @@ TEST_CASE("a weight used at every step is laid out once per graph, with the plai
     for (std::size_t i = 0; i < 2; ++i) CHECK(xt::allclose(results[0][i], results[1][i], 1e-14, 1e-14));
 }
 
+TEST_CASE("handles: self-assignment, assignment between handles of one node, and a Var held inside a node") {
+    Graph<double> g;
+    const std::size_t bytes = 4 * sizeof(double);
+    auto x = g.variable(xt::ones<double>({4}));
+    auto y = x + 1.0;
+    auto& same = y;
+    y = same;  // self-assignment keeps the node
+    auto z = y;
+    y = z;     // a handle of the same node
+    z = Var<double>();
+    CHECK(g.value_bytes() == 2 * bytes);  // x and y
+    CHECK(y.value() == Tensor<double>{2.0, 2.0, 2.0, 2.0});
+    y = Var<double>();
+    CHECK(g.value_bytes() == bytes);  // y's node had no handle left
+    // A custom op whose backward keeps a Var of its own graph: destroying the graph destroys that
+    // Var too, after every handle into the graph became stale (sanitizers check the rest).
+    auto keeper = x * 2.0;
+    auto op = x.tape().record("keeps_a_var", keeper.value(), {x}, [kept = keeper](xgrad::BackwardContext<double>& c) {
+        c.accumulate(0, c.output_grad() * 2.0);
+    }, xgrad::Saves::nothing());
+    keeper = Var<double>();
+    xgrad::sum(op).backward(/*retain_graph=*/true);
+    CHECK(x.grad() == Tensor<double>{2.0, 2.0, 2.0, 2.0});
+    g.clear();
+    CHECK_THROWS_AS(op.value(), xgrad::GraphError);
+}
+
 TEST_CASE("an op that reads a value it did not declare in Saves fails on every backward") {
     Graph<double> g;
     auto x = g.variable(Tensor<double>{1.0, 2.0});

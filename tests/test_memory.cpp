@@ -1,5 +1,7 @@
 // Memory bounds that only a feature can meet, counted in heap bytes (malloc_usable_size of every
 // block, through the benchmark's malloc wrapper): deterministic for a given build, unlike RSS.
+#include <sys/resource.h>
+
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
@@ -121,4 +123,21 @@ TEST_CASE("checkpointed_loss trains a language model over T = 4096 in under 15% 
                             whole / 1e6, segmented / 1e6, 100.0 * segmented / whole));
         CHECK(segmented * 100 < whole * 15);
     }
+}
+
+TEST_CASE("keep_freed_memory: a 64 MiB block freed and allocated again reuses its pages") {
+    // Above 32 MiB glibc maps every block afresh (16,384 zeroed pages for 64 MiB) unless it maps nothing.
+    REQUIRE(xgrad::keep_freed_memory());
+    auto fill_block = [] {
+        xgrad::Tensor<float> t = xgrad::Tensor<float>::from_shape({std::size_t{16} << 20});
+        t.fill(1.0f);
+        return t.data()[12345];
+    };
+    CHECK(fill_block() == 1.0f);
+    rusage before{}, after{};
+    getrusage(RUSAGE_SELF, &before);
+    CHECK(fill_block() == 1.0f);
+    getrusage(RUSAGE_SELF, &after);
+    MESSAGE(fmt::format("page faults for the second 64 MiB block: {}", after.ru_minflt - before.ru_minflt));
+    CHECK(after.ru_minflt - before.ru_minflt < 1000);
 }

@@ -1,5 +1,6 @@
 #include "checkpoint.hpp"
 
+#include <cmath>
 #include <fmt/format.h>
 
 namespace charlm {
@@ -105,7 +106,13 @@ Checkpoint checkpoint_from(const std::string& path, xgrad::TensorFile<float> fil
         throw InputError(fmt::format("checkpoint {}: its model tensors hold {} values, its configuration needs {}", path,
                                      stored, parameter_count(cfg, c.state.vocabulary.size())));
     }
-    check_memory(cfg, c.state.vocabulary.size(), 0, fmt::format("checkpoint {}", path));
+    // The least any use of the model needs (training in checkpointed segments where it can): a
+    // training run checks its own settings again, and a checkpoint written with segments loads.
+    Config least = cfg;
+    if (cfg.zoneout == 0 && cfg.variational_dropout == 0) {
+        least.checkpoint_segment = static_cast<std::size_t>(std::ceil(std::sqrt(static_cast<double>(cfg.seq))));
+    }
+    check_memory(least, c.state.vocabulary.size(), 0, fmt::format("checkpoint {}", path));
     c.state.step = parse_int(path, "step", meta("step"), xgrad::optim::Optimizer<float>::max_steps);
     // The optimizer reads its own step count on --resume; sample and eval refuse the same file all the same.
     parse_int(path, "optimizer.step", meta("optimizer.step"), xgrad::optim::Optimizer<float>::max_steps);

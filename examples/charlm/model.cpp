@@ -133,7 +133,7 @@ void Config::validate(const std::string& where) const {
         if (!(value >= 0 && value < 1)) fail(fmt::format("{} = {} is not in [0, 1)", name, value));
     }
     if (!(val_fraction >= 0 && val_fraction <= 0.9)) fail(fmt::format("val_fraction = {} is not in [0, 0.9]", val_fraction));
-    if (checkpoint_segment > 0 && (zoneout > 0 || variational_dropout > 0)) {
+    if (checkpoint_segment > 0 && checkpoint_segment < seq && (zoneout > 0 || variational_dropout > 0)) {
         fail("checkpointed activations do not combine with zoneout or variational dropout (their masks span the whole sequence)");
     }
 }

@@ -14,7 +14,8 @@ std::vector<Var<T>> Elman::step(const CellStep<T>& in) const {
     return {nonlinearity == Nonlinearity::tanh ? tanh(a) : relu(a)};
 }
 
-// The kernel has added W_hh h + b_hh into the gates: h' = φ(a), and the gates keep h' for backward.
+// The kernel has added W_hh h + b_hh into the gates: h' = φ(a). Backward works from h' alone, so the
+// kernel frees the gates after forward (backward_reads_gates = false).
 template <class T>
 void Elman::forward_row(const RowForward<T>& r) const {
     const std::size_t H = r.hidden;
