@@ -22,6 +22,7 @@
 #include "nn/rnn.hpp"
 #include "nn/rnn_kernel.hpp"
 #include "nn/rnn_fused.hpp"
+#include "nn/sequences.hpp"
 #include "nn/verify.hpp"
 
 #include "optim/options.hpp"

@@ -56,10 +56,11 @@ template <class T> Var<T> permute(const Var<T>& a, const std::vector<std::size_t
 template <class T> Var<T> reshape(const Var<T>& a, const std::vector<std::ptrdiff_t>& shape);
 template <class T> Var<T> concat(const std::vector<Var<T>>& parts, std::ptrdiff_t axis);
 template <class T> Var<T> stack(const std::vector<Var<T>>& parts, std::ptrdiff_t axis);
-// Elements [start, start + length) along axis.
-template <class T> Var<T> narrow(const Var<T>& a, std::ptrdiff_t axis, std::size_t start, std::size_t length);
-// The index-th slice along axis; the axis is removed.
-template <class T> Var<T> select(const Var<T>& a, std::ptrdiff_t axis, std::size_t index);
+// Elements [start, start + length) along axis; a negative start counts from the end, as in torch.narrow.
+template <class T> Var<T> narrow(const Var<T>& a, std::ptrdiff_t axis, std::ptrdiff_t start, std::size_t length);
+// The index-th slice along axis, the axis removed; a negative index counts from the end
+// (select(h_n, 0, -1): the last layer's state), as in torch.select.
+template <class T> Var<T> select(const Var<T>& a, std::ptrdiff_t axis, std::ptrdiff_t index);
 // Consecutive pieces of the given sizes along axis (they must add up to the axis length).
 template <class T> std::vector<Var<T>> split(const Var<T>& a, const std::vector<std::size_t>& sizes, std::ptrdiff_t axis);
 // Pieces of split_size (the last may be smaller), as torch.split.
@@ -72,6 +73,18 @@ template <class T> Var<T> mean(const Var<T>& a);
 template <class T> Var<T> mean(const Var<T>& a, const std::vector<std::ptrdiff_t>& axes, bool keepdims = false);
 // Maximum along one axis; the gradient goes to the first maximal element.
 template <class T> Var<T> max(const Var<T>& a, std::ptrdiff_t axis, bool keepdims = false);
+// The position of the largest value along axis, the first of equal ones (NaN ranks highest, as in
+// torch.argmax); not differentiable.
+template <class T> Indices argmax(const Var<T>& a, std::ptrdiff_t axis, bool keepdims = false);
+// The k largest (or smallest) values along axis, in order (equal values in their order along the
+// axis; NaN ranks highest), and their positions along it, as torch.topk. The values are
+// differentiable: their gradient goes back to the positions they came from.
+template <class T>
+struct TopK {
+    Var<T> values;    // a's shape with k along axis
+    Indices indices;  // the same shape
+};
+template <class T> TopK<T> topk(const Var<T>& a, std::size_t k, std::ptrdiff_t axis = -1, bool largest = true);
 template <class T> Var<T> softmax(const Var<T>& a, std::ptrdiff_t axis);
 template <class T> Var<T> log_softmax(const Var<T>& a, std::ptrdiff_t axis);
 
@@ -86,6 +99,11 @@ struct CrossEntropyOptions {
 template <class T>
 Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options = {},
                      const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
+// The share of positions where the largest logit is the target's, over the positions
+// cross_entropy counts (targets not equal to ignore_index, weighted by mask); NaN when none count.
+template <class T>
+double accuracy(const Var<T>& logits, const Indices& targets, std::int64_t ignore_index = -100,
+                const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
 // mean((a - b)^2)
 template <class T> Var<T> mse_loss(const Var<T>& a, const Var<T>& b);
 // Rows of weight (V, D) gathered by indices of any shape -> indices.shape + (D).

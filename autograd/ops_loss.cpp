@@ -44,6 +44,39 @@ T exp_shifted(const T* row, T shift, std::size_t n, T* out) {
     for (; k < n; ++k) sum += out[k] = std::exp(row[k] - shift);
     return sum;
 }
+
+// Which positions of logits (..., C) count, and how much: w_n = mask_n · [t_n ≠ ignore_index], after
+// checking the shapes, the targets' range and the mask's values, naming `op`.
+template <class T>
+std::vector<T> position_weights(const char* op, const Shape& shape, const Indices& targets, std::int64_t ignore_index,
+                                const std::optional<Tensor<T>>& mask) {
+    if (shape.empty()) throw ShapeError(fmt::format("{}: logits must have a class axis, got a 0-d tensor", op));
+    const Shape lead(shape.begin(), shape.end() - 1);
+    if (shape_of(targets) != lead) {
+        throw ShapeError(fmt::format("{}: logits {} (classes last) need targets of shape {}, got {}", op, shape_str(shape),
+                                     shape_str(lead), shape_str(shape_of(targets))));
+    }
+    if (mask && shape_of(*mask) != lead) {
+        throw ShapeError(fmt::format("{}: logits {} need a mask of shape {}, got {}", op, shape_str(shape), shape_str(lead),
+                                     shape_str(shape_of(*mask))));
+    }
+    const std::size_t classes = shape.back(), rows = numel(lead);
+    std::vector<T> weight(rows);
+    for (std::size_t r = 0; r < rows; ++r) {
+        const std::int64_t t = targets.data()[r];
+        if (t == ignore_index) continue;
+        if (t < 0 || static_cast<std::size_t>(t) >= classes) {
+            throw std::invalid_argument(fmt::format("{}: target {} at position {} is out of range for {} classes", op, t, r,
+                                                    classes));
+        }
+        weight[r] = mask ? mask->data()[r] : T(1);
+        if (!(weight[r] >= 0) || !std::isfinite(weight[r])) {
+            throw std::invalid_argument(fmt::format("{}: mask value {} at position {} is not a finite weight >= 0", op,
+                                                    weight[r], r));
+        }
+    }
+    return weight;
+}
 }  // namespace
 
 // loss = Σ_n w_n (lse_n - x[n, t_n]) / Σ_n w_n  (mean) or without the division (sum),
@@ -52,33 +85,10 @@ template <class T>
 Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options,
                      const std::optional<Tensor<Scalar<T>>>& mask) {
     const Shape shape = logits.shape();
-    if (shape.empty()) throw ShapeError("cross_entropy: logits must have a class axis, got a 0-d tensor");
-    const Shape lead(shape.begin(), shape.end() - 1);
-    if (shape_of(targets) != lead) {
-        throw ShapeError(fmt::format("cross_entropy: logits {} (classes last) need targets of shape {}, got {}",
-                                     shape_str(shape), shape_str(lead), shape_str(shape_of(targets))));
-    }
-    if (mask && shape_of(*mask) != lead) {
-        throw ShapeError(fmt::format("cross_entropy: logits {} need a mask of shape {}, got {}", shape_str(shape),
-                                     shape_str(lead), shape_str(shape_of(*mask))));
-    }
-    const std::size_t classes = shape.back(), rows = numel(lead);
-    std::vector<T> weight(rows);
+    std::vector<T> weight = position_weights<T>("cross_entropy", shape, targets, options.ignore_index, mask);
+    const std::size_t classes = shape.back(), rows = weight.size();
     T denom = 0;
-    for (std::size_t r = 0; r < rows; ++r) {
-        const std::int64_t t = targets.data()[r];
-        if (t == options.ignore_index) continue;
-        if (t < 0 || static_cast<std::size_t>(t) >= classes) {
-            throw std::invalid_argument(fmt::format("cross_entropy: target {} at position {} is out of range for {} classes",
-                                                    t, r, classes));
-        }
-        weight[r] = mask ? mask->data()[r] : T(1);
-        if (!(weight[r] >= 0) || !std::isfinite(weight[r])) {
-            throw std::invalid_argument(fmt::format("cross_entropy: mask value {} at position {} is not a finite weight >= 0",
-                                                    weight[r], r));
-        }
-        denom += weight[r];
-    }
+    for (T w : weight) denom += w;
     // With nothing counted the mean is 0/0 = NaN, as PyTorch's (its gradient is zero: no row counts).
     const bool mean = options.reduction == CrossEntropyOptions::Reduction::mean;
     const T scale = !mean ? T(1) : denom > 0 ? T(1) / denom : std::numeric_limits<T>::quiet_NaN();
@@ -175,7 +185,23 @@ Var<T> dropout(const Var<T>& a, double p, Generator& gen, bool training) {
     }, Saves::nothing());
 }
 
+// Σ_n w_n [argmax x[n] = t_n] / Σ_n w_n, with w_n as cross_entropy counts positions.
+template <class T>
+double accuracy(const Var<T>& logits, const Indices& targets, std::int64_t ignore_index,
+                const std::optional<Tensor<Scalar<T>>>& mask) {
+    const Shape shape = logits.shape();
+    const std::vector<T> weight = position_weights<T>("accuracy", shape, targets, ignore_index, mask);
+    const Indices predicted = argmax(logits, -1);
+    double correct = 0, counted = 0;
+    for (std::size_t r = 0; r < weight.size(); ++r) {
+        counted += weight[r];
+        if (predicted.data()[r] == targets.data()[r]) correct += weight[r];
+    }
+    return counted > 0 ? correct / counted : std::numeric_limits<double>::quiet_NaN();
+}
+
 #define XGRAD_INSTANTIATE(T)                                                                                   \
+    template double accuracy(const Var<T>&, const Indices&, std::int64_t, const std::optional<Tensor<Scalar<T>>>&); \
     template Var<T> cross_entropy(const Var<T>&, const Indices&, CrossEntropyOptions,                          \
                                   const std::optional<Tensor<Scalar<T>>>&);                                            \
     template Var<T> mse_loss(const Var<T>&, const Var<T>&);                                                   \

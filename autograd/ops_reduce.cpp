@@ -131,34 +131,101 @@ Var<T> mean(const Var<T>& a, const std::vector<std::ptrdiff_t>& axes, bool keepd
     return scaled_sum("mean", a, axes, keepdims, true);
 }
 
+namespace {
+// The positions of the k largest (or smallest) values along the split's axis, in order, for every
+// (outer, inner) pair: (outer, k, inner). NaN ranks above every number, as in PyTorch, so it is
+// never silently skipped; equal values keep their order along the axis.
+template <class T>
+std::vector<std::size_t> ranked_positions(const T* x, const AxisSplit& s, std::size_t k, bool largest) {
+    auto before = [largest](T a, T b) {
+        if (std::isnan(a) || std::isnan(b)) return largest ? std::isnan(a) && !std::isnan(b) : !std::isnan(a) && std::isnan(b);
+        return largest ? a > b : a < b;
+    };
+    std::vector<std::size_t> ranked(s.outer * k * s.inner), order(s.n);
+    for (std::size_t o = 0; o < s.outer; ++o) {
+        for (std::size_t i = 0; i < s.inner; ++i) {
+            auto value = [&](std::size_t j) { return x[s.at(o, j, i)]; };
+            if (k == 1) {  // one scan
+                std::size_t best = 0;
+                for (std::size_t j = 1; j < s.n; ++j)
+                    if (before(value(j), value(best))) best = j;
+                ranked[o * s.inner + i] = best;
+                continue;
+            }
+            for (std::size_t j = 0; j < s.n; ++j) order[j] = j;
+            std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+                              [&](std::size_t p, std::size_t q) { return before(value(p), value(q)) || (!before(value(q), value(p)) && p < q); });
+            for (std::size_t j = 0; j < k; ++j) ranked[(o * k + j) * s.inner + i] = order[j];
+        }
+    }
+    return ranked;
+}
+
+// The values at ranked positions (outer, k, inner) of a, with the positions: y[o, j, i] = a[o, p_oji, i];
+// da[o, p_oji, i] += dy[o, j, i].
+template <class T>
+Var<T> gather_ranked(const char* op, const Var<T>& a, const AxisSplit& s, std::size_t k, std::vector<std::size_t> ranked,
+                     const Shape& out) {
+    Tensor<T> y = Tensor<T>::from_shape(out);
+    const T* x = a.value().data();
+    for (std::size_t o = 0; o < s.outer; ++o)
+        for (std::size_t j = 0; j < k; ++j)
+            for (std::size_t i = 0; i < s.inner; ++i) y.data()[(o * k + j) * s.inner + i] = x[s.at(o, ranked[(o * k + j) * s.inner + i], i)];
+    return a.tape().record(op, std::move(y), {a}, [s, k, ranked = std::move(ranked)](BackwardContext<T>& c) {
+        T* dx = c.input_grad(0).data();
+        const T* dy = c.output_grad().data();
+        for (std::size_t o = 0; o < s.outer; ++o)
+            for (std::size_t j = 0; j < k; ++j)
+                for (std::size_t i = 0; i < s.inner; ++i) {
+                    const std::size_t at = (o * k + j) * s.inner + i;
+                    dx[s.at(o, ranked[at], i)] += dy[at];
+                }
+    }, Saves::nothing());
+}
+
+std::size_t nonempty_axis(const char* op, const Shape& in, std::ptrdiff_t axis_arg) {
+    const std::size_t axis = normalize_axis(op, axis_arg, in.size());
+    if (in[axis] == 0) throw ShapeError(fmt::format("{}: axis {} of shape {} is empty", op, axis, shape_str(in)));
+    return axis;
+}
+}  // namespace
+
 // y = max(a, axis);   da[argmax] += dy (the first maximal element along the axis)
 template <class T>
 Var<T> max(const Var<T>& a, std::ptrdiff_t axis_arg, bool keepdims) {
     const Shape in = a.shape();
-    const std::size_t axis = normalize_axis("max", axis_arg, in.size());
-    if (in[axis] == 0) throw ShapeError(fmt::format("max: axis {} of shape {} is empty", axis, shape_str(in)));
+    const std::size_t axis = nonempty_axis("max", in, axis_arg);
     const AxisSplit s(in, axis);
-    Tensor<T> y = Tensor<T>::from_shape(reduced_shape(in, {axis}, keepdims));
-    std::vector<std::size_t> argmax(s.outer * s.inner);
-    const T* x = a.value().data();
-    for (std::size_t o = 0; o < s.outer; ++o) {
-        for (std::size_t i = 0; i < s.inner; ++i) {
-            std::size_t best = 0;
-            for (std::size_t k = 1; k < s.n; ++k) {
-                // NaN wins, as in PyTorch, so it is never silently skipped.
-                T cand = x[s.at(o, k, i)], cur = x[s.at(o, best, i)];
-                if (cand > cur || (std::isnan(cand) && !std::isnan(cur))) best = k;
-            }
-            argmax[o * s.inner + i] = best;
-            y.data()[o * s.inner + i] = x[s.at(o, best, i)];
-        }
+    return gather_ranked("max", a, s, 1, ranked_positions(a.value().data(), s, 1, true), reduced_shape(in, {axis}, keepdims));
+}
+
+// The first position of the largest value along axis (not differentiable: indices).
+template <class T>
+Indices argmax(const Var<T>& a, std::ptrdiff_t axis_arg, bool keepdims) {
+    const Shape in = a.shape();
+    const std::size_t axis = nonempty_axis("argmax", in, axis_arg);
+    const AxisSplit s(in, axis);
+    const std::vector<std::size_t> best = ranked_positions(a.value().data(), s, 1, true);
+    Indices out = Indices::from_shape(reduced_shape(in, {axis}, keepdims));
+    for (std::size_t r = 0; r < best.size(); ++r) out.data()[r] = static_cast<std::int64_t>(best[r]);
+    return out;
+}
+
+// values = the k largest (smallest) along axis, in order;   da[position of values[j]] += dvalues[j]
+template <class T>
+TopK<T> topk(const Var<T>& a, std::size_t k, std::ptrdiff_t axis_arg, bool largest) {
+    const Shape in = a.shape();
+    const std::size_t axis = normalize_axis("topk", axis_arg, in.size());
+    if (k == 0 || k > in[axis]) {
+        throw ShapeError(fmt::format("topk: k = {} is not in [1, {}] along axis {} of shape {}", k, in[axis], axis, shape_str(in)));
     }
-    return a.tape().record("max", std::move(y), {a}, [s, argmax](BackwardContext<T>& c) {
-        T* dx = c.input_grad(0).data();
-        const T* dy = c.output_grad().data();
-        for (std::size_t o = 0; o < s.outer; ++o)
-            for (std::size_t i = 0; i < s.inner; ++i) dx[s.at(o, argmax[o * s.inner + i], i)] += dy[o * s.inner + i];
-    }, Saves::nothing());
+    const AxisSplit s(in, axis);
+    std::vector<std::size_t> ranked = ranked_positions(a.value().data(), s, k, largest);
+    Shape out = in;
+    out[axis] = k;
+    Indices indices = Indices::from_shape(out);
+    for (std::size_t r = 0; r < ranked.size(); ++r) indices.data()[r] = static_cast<std::int64_t>(ranked[r]);
+    return {gather_ranked("topk", a, s, k, std::move(ranked), out), std::move(indices)};
 }
 
 // y = exp(a - max) / sum(exp(a - max)) along axis;   da += y * (dy - sum(dy * y))
@@ -204,7 +271,9 @@ Var<T> log_softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
     template Var<T> sum(const Var<T>&, const std::vector<std::ptrdiff_t>&, bool);      \
     template Var<T> mean(const Var<T>&);                                               \
     template Var<T> mean(const Var<T>&, const std::vector<std::ptrdiff_t>&, bool);     \
-    template Var<T> max(const Var<T>&, std::ptrdiff_t, bool);                          \
+    template Var<T> max(const Var<T>&, std::ptrdiff_t, bool);                                                    \
+    template Indices argmax(const Var<T>&, std::ptrdiff_t, bool);                                                \
+    template TopK<T> topk(const Var<T>&, std::size_t, std::ptrdiff_t, bool);                          \
     template Var<T> softmax(const Var<T>&, std::ptrdiff_t);                            \
     template Var<T> log_softmax(const Var<T>&, std::ptrdiff_t);
 XGRAD_INSTANTIATE(float)

@@ -192,9 +192,16 @@ Var<T> slice_along(const char* op, const Var<T>& a, std::size_t axis, std::size_
 
 // y = a[..., start:start+length, ...] along axis;   da[..., start:start+length, ...] += dy
 template <class T>
-Var<T> narrow(const Var<T>& a, std::ptrdiff_t axis_arg, std::size_t start, std::size_t length) {
+Var<T> narrow(const Var<T>& a, std::ptrdiff_t axis_arg, std::ptrdiff_t start_arg, std::size_t length) {
     const std::size_t axis = normalize_axis("narrow", axis_arg, a.dim());
-    if (start > a.shape()[axis] || length > a.shape()[axis] - start) {
+    const std::size_t n = a.shape()[axis];
+    const auto signed_n = static_cast<std::ptrdiff_t>(n);
+    if (start_arg < -signed_n || start_arg > signed_n) {
+        throw ShapeError(fmt::format("narrow: start {} is out of range along axis {} of shape {}", start_arg, axis,
+                                     shape_str(a.shape())));
+    }
+    const auto start = static_cast<std::size_t>(start_arg < 0 ? start_arg + signed_n : start_arg);
+    if (length > n - start) {
         throw ShapeError(fmt::format("narrow: elements [{}, {}) along axis {} are out of range for shape {}", start,
                                      start + length, axis, shape_str(a.shape())));
     }
@@ -203,13 +210,14 @@ Var<T> narrow(const Var<T>& a, std::ptrdiff_t axis_arg, std::size_t start, std::
 
 // y = a[..., index, ...] (axis removed);   da[..., index, ...] += dy
 template <class T>
-Var<T> select(const Var<T>& a, std::ptrdiff_t axis_arg, std::size_t index) {
+Var<T> select(const Var<T>& a, std::ptrdiff_t axis_arg, std::ptrdiff_t index_arg) {
     const std::size_t axis = normalize_axis("select", axis_arg, a.dim());
-    if (index >= a.shape()[axis]) {
-        throw ShapeError(fmt::format("select: index {} is out of range along axis {} of shape {}", index, axis,
+    const auto n = static_cast<std::ptrdiff_t>(a.shape()[axis]);
+    if (index_arg < -n || index_arg >= n) {
+        throw ShapeError(fmt::format("select: index {} is out of range along axis {} of shape {}", index_arg, axis,
                                      shape_str(a.shape())));
     }
-    return slice_along("select", a, axis, index, 1, false);
+    return slice_along("select", a, axis, static_cast<std::size_t>(index_arg < 0 ? index_arg + n : index_arg), 1, false);
 }
 
 template <class T>
@@ -245,8 +253,8 @@ std::vector<Var<T>> split(const Var<T>& a, std::size_t split_size, std::ptrdiff_
     template Var<T> reshape(const Var<T>&, const std::vector<std::ptrdiff_t>&);                             \
     template Var<T> concat(const std::vector<Var<T>>&, std::ptrdiff_t);                                     \
     template Var<T> stack(const std::vector<Var<T>>&, std::ptrdiff_t);                                      \
-    template Var<T> narrow(const Var<T>&, std::ptrdiff_t, std::size_t, std::size_t);                        \
-    template Var<T> select(const Var<T>&, std::ptrdiff_t, std::size_t);                                     \
+    template Var<T> narrow(const Var<T>&, std::ptrdiff_t, std::ptrdiff_t, std::size_t);                     \
+    template Var<T> select(const Var<T>&, std::ptrdiff_t, std::ptrdiff_t);                                  \
     template std::vector<Var<T>> split(const Var<T>&, const std::vector<std::size_t>&, std::ptrdiff_t);     \
     template std::vector<Var<T>> split(const Var<T>&, std::size_t, std::ptrdiff_t);
 XGRAD_INSTANTIATE(float)

@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 #include <xtensor/xbuilder.hpp>
+#include <xtensor/xmanipulation.hpp>
 #include <xtensor/xmath.hpp>
 
 #include <xgrad/xgrad.hpp>
@@ -200,4 +201,43 @@ TEST_CASE("truncated BPTT: carrying the state across chunks with detach keeps me
         // 250 more chunks of about 45 nodes each: any per-chunk retention would show as growth.
         CHECK(in_use() <= after_warmup + 16 * 1024);
     }
+}
+
+TEST_CASE("pad_sequences pads, masks and unpads variable-length sequences, with each sequence's gradient") {
+    namespace nn = xgrad::nn;
+    const Tensor<double> a{{1.0, 2.0}, {3.0, 4.0}, {5.0, 6.0}, {0.5, 0.25}}, b{{7.0, 8.0}}, empty = Tensor<double>::from_shape({0, 2});
+    for (bool batch_first : {false, true}) {
+        CAPTURE(batch_first);
+        Graph<double> g;
+        auto batch = nn::pad_sequences(std::vector{g.variable(a), g.variable(b), g.variable(empty)}, batch_first, -1.0);
+        CHECK(batch.lengths == std::vector<std::int64_t>{4, 1, 0});
+        CHECK(batch.padded.shape() == (batch_first ? xgrad::Shape{3, 4, 2} : xgrad::Shape{4, 3, 2}));
+        const Tensor<double> column1 = xgrad::select(batch.padded, batch_first ? 0 : 1, 1).value();
+        CHECK(column1 == Tensor<double>{{7.0, 8.0}, {-1.0, -1.0}, {-1.0, -1.0}, {-1.0, -1.0}});
+        const xt::xarray<bool> mask_tb{{true, true, false}, {true, false, false}, {true, false, false}, {true, false, false}};
+        CHECK(batch.mask == (batch_first ? xt::xarray<bool>(xt::transpose(mask_tb)) : mask_tb));
+        auto back = nn::unpad_sequences(batch.padded, batch.lengths, batch_first);
+        REQUIRE(back.size() == 3);
+        CHECK(back[0].value() == a);
+        CHECK(back[1].value() == b);
+        CHECK(back[2].shape() == xgrad::Shape{0, 2});
+    }
+    // Each sequence gets the gradient of its own steps, none from the padding.
+    auto report = xgrad::gradcheck(
+        [](const std::vector<Var<double>>& v) { return xgrad::tanh(nn::pad_sequences(v, false, 0.5).padded); },
+        {a, b, Tensor<double>{{0.1, -0.2}, {0.3, 0.4}}});
+    INFO(report.summary());
+    CHECK(report.passed);
+    // Token ids the same way.
+    auto ids = nn::pad_sequences(std::vector<xgrad::Indices>{{4, 5, 6}, {7}}, /*batch_first=*/true, -100);
+    CHECK(ids.padded == xgrad::Indices{{4, 5, 6}, {7, -100, -100}});
+    CHECK(ids.lengths == std::vector<std::int64_t>{3, 1});
+    using E = xgrad::ShapeError;
+    Graph<double> g;
+    CHECK_THROWS_WITH_AS(nn::pad_sequences(std::vector<Var<double>>{}), "pad_sequences: no sequences", E);
+    CHECK_THROWS_WITH_AS(nn::pad_sequences(std::vector{g.variable(a), g.variable(Tensor<double>{{1.0, 2.0, 3.0}})}),
+                         "pad_sequences: sequence 1 has shape (1, 3), sequence 0 (4, 2): the trailing shapes differ", E);
+    auto padded = nn::pad_sequences(std::vector{g.variable(a), g.variable(b)}).padded;
+    CHECK_THROWS_WITH_AS(nn::unpad_sequences(padded, {4, 5}), "unpad_sequences: length 5 of sequence 1 is not in [0, 4]", E);
+    CHECK_THROWS_WITH_AS(nn::unpad_sequences(padded, {4}), "unpad_sequences: a padded batch (4, 2, 2) ((T, B, ...)) does not hold 1 sequences", E);
 }

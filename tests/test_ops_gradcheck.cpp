@@ -158,6 +158,9 @@ TEST_CASE("reductions") {
     expect_gradients([](const Vs& v) { return xgrad::max(v[0], 0, true); }, {rnd({3, 4})});
     expect_gradients([](const Vs& v) { return xgrad::max(v[0], -1); }, {rnd({2, 3, 4})});
     expect_gradients([](const Vs& v) { return xgrad::max(v[0], 0); }, {rnd({1})});
+    expect_gradients([](const Vs& v) { return xgrad::topk(v[0], 2).values; }, {rnd({3, 5})});
+    expect_gradients([](const Vs& v) { return xgrad::topk(v[0], 3, 0, false).values; }, {rnd({4, 2, 3})});
+    expect_gradients([](const Vs& v) { return xgrad::topk(v[0], 4, 1).values; }, {rnd({2, 4})});
 }
 
 TEST_CASE("softmax and log_softmax along every axis") {

@@ -106,6 +106,52 @@ TEST_CASE("reductions, softmax and losses by hand") {
     CHECK(xgrad::mse_loss(p, q).item() == 2.0);
 }
 
+TEST_CASE("argmax, topk and accuracy") {
+    Graph<double> g;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    auto a = g.constant(Tensor<double>{{1.0, 5.0, 5.0, -2.0}, {0.5, nan, 3.0, 9.0}});
+    CHECK(xgrad::argmax(a, 1) == Indices{1, 1});  // the first of equal values; NaN ranks highest
+    CHECK(xgrad::argmax(a, 0) == Indices{0, 1, 0, 1});
+    const Indices kept = xgrad::argmax(a, -1, true);
+    CHECK(xgrad::shape_of(kept) == xgrad::Shape{2, 1});
+    CHECK(kept(0, 0) == 1);
+    CHECK(kept(1, 0) == 1);
+    auto top = xgrad::topk(a, 3);
+    CHECK(top.indices == Indices{{1, 2, 0}, {1, 3, 2}});
+    CHECK(xgrad::select(top.values, 0, 0).value() == Tensor<double>{5.0, 5.0, 1.0});
+    auto bottom = xgrad::topk(a, 2, 1, /*largest=*/false);
+    CHECK(bottom.indices == Indices{{3, 0}, {0, 2}});  // NaN last
+    CHECK(bottom.values.value() == Tensor<double>{{-2.0, 1.0}, {0.5, 3.0}});
+    using E = xgrad::ShapeError;
+    CHECK_THROWS_WITH_AS(xgrad::topk(a, 5), "topk: k = 5 is not in [1, 4] along axis 1 of shape (2, 4)", E);
+    CHECK_THROWS_WITH_AS(xgrad::argmax(g.constant(Tensor<double>::from_shape({2, 0})), 1),
+                         "argmax: axis 1 of shape (2, 0) is empty", E);
+
+    // (2, 3) positions of 4 classes; predictions by row: 1, 0, 3 / 2, 2, 0.
+    auto logits = g.constant(Tensor<double>{{{0, 9, 0, 0}, {9, 0, 0, 0}, {0, 0, 0, 9}}, {{0, 0, 9, 0}, {0, 0, 9, 0}, {9, 0, 0, 0}}});
+    const Indices targets{{1, 1, 3}, {2, -100, 1}};
+    CHECK(xgrad::accuracy(logits, targets) == doctest::Approx(3.0 / 5.0));  // the ignored position does not count
+    const Tensor<double> mask{{1.0, 1.0, 0.0}, {2.0, 1.0, 1.0}};
+    CHECK(xgrad::accuracy(logits, targets, -100, mask) == doctest::Approx(3.0 / 5.0));  // (1 + 0 + 0 + 2 + 0) / 5
+    const Indices other{{1, 1, 3}, {2, 0, 1}};
+    CHECK(xgrad::accuracy(logits, other, 1) == doctest::Approx(2.0 / 3.0));  // targets equal to 1 ignored
+    CHECK(std::isnan(xgrad::accuracy(logits, Indices{{-100, -100, -100}, {-100, -100, -100}})));
+    CHECK_THROWS_WITH_AS(xgrad::accuracy(logits, targets, 1), "accuracy: target -100 at position 4 is out of range for 4 classes",
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(xgrad::accuracy(logits, Indices{1, 2}),
+                         "accuracy: logits (2, 3, 4) (classes last) need targets of shape (2, 3), got (2,)", E);
+}
+
+TEST_CASE("negative indices count from the end, as in PyTorch") {
+    Graph<double> g;
+    auto h = g.variable(Tensor<double>{{1.0, 2.0}, {3.0, 4.0}, {5.0, 6.0}});  // (layers, H), as h_n's first axis
+    CHECK(xgrad::select(h, 0, -1).value() == xgrad::select(h, 0, 2).value());
+    CHECK(xgrad::select(h, -1, -2).value() == Tensor<double>{1.0, 3.0, 5.0});
+    CHECK(xgrad::narrow(h, 0, -2, 2).value() == xgrad::narrow(h, 0, 1, 2).value());
+    xgrad::sum(xgrad::select(h, 0, -1) * 2.0 + xgrad::narrow(h, 0, -2, 1)).backward();
+    CHECK(h.grad() == Tensor<double>{{0.0, 0.0}, {1.0, 1.0}, {2.0, 2.0}});
+}
+
 TEST_CASE("shape ops by hand") {
     Graph<double> g;
     auto a = g.constant(Tensor<double>{{1, 2, 3}, {4, 5, 6}});
@@ -196,6 +242,10 @@ TEST_CASE("every shape error names the op and the shapes") {
     CHECK_THROWS_WITH_AS(xgrad::narrow(a, 1, 2, 2),
                          "narrow: elements [2, 4) along axis 1 are out of range for shape (2, 3)", E);
     CHECK_THROWS_WITH_AS(xgrad::select(a, 0, 2), "select: index 2 is out of range along axis 0 of shape (2, 3)", E);
+    CHECK_THROWS_WITH_AS(xgrad::select(a, 0, -3), "select: index -3 is out of range along axis 0 of shape (2, 3)", E);
+    CHECK_THROWS_WITH_AS(xgrad::narrow(a, 1, -4, 1), "narrow: start -4 is out of range along axis 1 of shape (2, 3)", E);
+    CHECK_THROWS_WITH_AS(xgrad::narrow(a, 1, -1, 2),
+                         "narrow: elements [2, 4) along axis 1 are out of range for shape (2, 3)", E);
     CHECK_THROWS_WITH_AS(xgrad::split(a, std::vector<std::size_t>{1, 1}, 1),
                          doctest::Contains("split: sizes [1, 1] do not add up to 3, the length of axis 1 of shape (2, 3)"), E);
     CHECK_THROWS_WITH_AS(xgrad::sum(a, {0, 0}), doctest::Contains("sum: axes [0, 0] repeat an axis"), E);
