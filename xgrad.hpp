@@ -15,6 +15,7 @@
 #include "autograd/parameter.hpp"
 
 #include "nn/clip.hpp"
+#include "nn/containers.hpp"
 #include "nn/layers.hpp"
 #include "nn/module.hpp"
 #include "nn/cell.hpp"

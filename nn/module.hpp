@@ -11,11 +11,22 @@
 //   net.named_parameters();        // "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"
 //   net.save("net.safetensors");
 //
-// Modules register references to their members, so they can be neither copied nor moved.
+// Modules register references to their members, so they can be neither copied nor moved. To build
+// one in a function, return it by std::shared_ptr (or std::unique_ptr), as libtorch's module holders
+// do, and register it as an owned child:
+//
+//   std::shared_ptr<Encoder> make_encoder(std::size_t hidden);
+//   class Seq2Seq : public xgrad::nn::Module<float> {
+//     public:
+//       Seq2Seq() : Module("Seq2Seq") { encoder = register_module("encoder", make_encoder(256)); }
+//       std::shared_ptr<Encoder> encoder;
+//   };
 #pragma once
 
 #include <map>
+#include <memory>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -57,6 +68,14 @@ class Module {
   protected:
     Parameter<T> register_parameter(const std::string& name, Tensor<T> value);
     void register_module(const std::string& name, Module<T>& child);
+    // An owned child (from a factory): kept alive with this module, returned for convenience.
+    template <class M>
+    std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> child) {
+        if (!child) throw std::invalid_argument(type_name_ + ": register_module '" + name + "': the module is null");
+        register_module(name, static_cast<Module<T>&>(*child));
+        owned_.push_back(child);
+        return child;
+    }
 
   private:
     void claim_name(const std::string& name);  // throws unless valid and new
@@ -64,6 +83,7 @@ class Module {
     std::string type_name_;
     std::vector<std::pair<std::string, Parameter<T>>> parameters_;
     std::vector<std::pair<std::string, Module<T>*>> children_;
+    std::vector<std::shared_ptr<Module<T>>> owned_;  // children registered by shared_ptr
     std::set<std::string> names_;  // of parameters and children: registering stays O(log n) for deep stacks
     bool training_ = true;
 };

@@ -241,3 +241,63 @@ TEST_CASE("pad_sequences pads, masks and unpads variable-length sequences, with 
     CHECK_THROWS_WITH_AS(nn::unpad_sequences(padded, {4, 5}), "unpad_sequences: length 5 of sequence 1 is not in [0, 4]", E);
     CHECK_THROWS_WITH_AS(nn::unpad_sequences(padded, {4}), "unpad_sequences: a padded batch (4, 2, 2) ((T, B, ...)) does not hold 1 sequences", E);
 }
+
+namespace {
+// A model built from a factory, with a list of layers: PyTorch's names for both.
+std::shared_ptr<xgrad::nn::Sequential<double>> make_mlp(std::size_t in, std::size_t hidden, std::size_t out) {
+    auto mlp = std::make_shared<xgrad::nn::Sequential<double>>();
+    mlp->push_back(std::make_shared<xgrad::nn::Linear<double>>(in, hidden));
+    mlp->push_back([](const Var<double>& x) { return xgrad::tanh(x); });
+    mlp->push_back(std::make_shared<xgrad::nn::Linear<double>>(hidden, out));
+    return mlp;
+}
+
+class Stacked : public xgrad::nn::Module<double> {
+  public:
+    Stacked() : Module("Stacked") {
+        mlp = register_module("mlp", make_mlp(3, 5, 2));
+        layers = register_module("layers", std::make_shared<xgrad::nn::ModuleList<double>>());
+        layers->push_back(std::make_shared<xgrad::nn::Linear<double>>(2, 2));
+        layers->push_back(std::make_shared<xgrad::nn::Linear<double>>(2, 1, false));
+    }
+    Var<double> forward(const Var<double>& x) const {
+        Var<double> h = mlp->forward(x);
+        for (std::size_t i = 0; i < layers->size(); ++i) h = layers->at<xgrad::nn::Linear<double>>(i).forward(h);
+        return h;
+    }
+    std::shared_ptr<xgrad::nn::Sequential<double>> mlp;
+    std::shared_ptr<xgrad::nn::ModuleList<double>> layers;
+};
+}  // namespace
+
+TEST_CASE("Sequential and ModuleList: modules from factories, PyTorch's names, state dicts that round-trip") {
+    Stacked model;
+    std::vector<std::string> names;
+    for (const auto& [name, p] : model.named_parameters()) names.push_back(name);
+    CHECK(names == std::vector<std::string>{"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias", "layers.0.weight",
+                                            "layers.0.bias", "layers.1.weight"});
+    Graph<double> g;
+    const Tensor<double> x0 = xt::linspace<double>(-1.0, 1.0, 6);
+    auto x = g.constant(xt::reshape_view(x0, {2, 3}));
+    // Sequential runs its modules in order, the function in its place.
+    const auto p = model.mlp->state_dict();
+    auto manual = xgrad::linear(xgrad::tanh(xgrad::linear(x, g.constant(p.at("0.weight")), g.constant(p.at("0.bias")))),
+                                g.constant(p.at("2.weight")), g.constant(p.at("2.bias")));
+    CHECK(xt::allclose(model.mlp->forward(x).value(), manual.value(), 0.0, 0.0));
+    // A graph records each parameter once: a model changed by load_state_dict runs on a new graph.
+    auto run = [&](const Stacked& m) {
+        Graph<double> fresh;
+        return Tensor<double>(m.forward(fresh.constant(x.value())).value());
+    };
+    const Tensor<double> before = run(model);
+    Stacked other;
+    CHECK_FALSE(xt::allclose(run(other), before));
+    other.load_state_dict(model.state_dict());
+    CHECK(xt::allclose(run(other), before, 1e-14, 1e-14));
+    xgrad::sum(model.forward(x)).backward();
+    CHECK(xt::amax(xt::abs(model.mlp->named_parameters()[0].second.grad()))() > 0);
+    CHECK_THROWS_WITH_AS(model.layers->at<xgrad::nn::Dropout<double>>(0), "ModuleList: module 0 is a Linear", std::invalid_argument);
+    CHECK(model.mlp->at<xgrad::nn::Linear<double>>(2).weight.shape() == xgrad::Shape{2, 5});
+    CHECK_THROWS_WITH_AS(model.mlp->at<xgrad::nn::Linear<double>>(1), "Sequential: module 1 is a Functional", std::invalid_argument);
+    CHECK_THROWS_AS(model.layers->at<xgrad::nn::Linear<double>>(2), std::out_of_range);
+}
