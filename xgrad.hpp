@@ -14,6 +14,7 @@
 #include "autograd/ops.hpp"
 #include "autograd/parameter.hpp"
 
+#include "nn/attention.hpp"
 #include "nn/clip.hpp"
 #include "nn/containers.hpp"
 #include "nn/layers.hpp"

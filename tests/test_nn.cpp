@@ -9,6 +9,7 @@
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xmanipulation.hpp>
 #include <xtensor/xmath.hpp>
+#include <xtensor/xview.hpp>
 
 #include <xgrad/xgrad.hpp>
 
@@ -300,4 +301,53 @@ TEST_CASE("Sequential and ModuleList: modules from factories, PyTorch's names, s
     CHECK(model.mlp->at<xgrad::nn::Linear<double>>(2).weight.shape() == xgrad::Shape{2, 5});
     CHECK_THROWS_WITH_AS(model.mlp->at<xgrad::nn::Linear<double>>(1), "Sequential: module 1 is a Functional", std::invalid_argument);
     CHECK_THROWS_AS(model.layers->at<xgrad::nn::Linear<double>>(2), std::out_of_range);
+}
+
+TEST_CASE("attention, dot-product and additive: masked keys get exactly zero weight, and gradcheck") {
+    namespace nn = xgrad::nn;
+    xgrad::Generator gen(5);
+    const std::size_t B = 2, Tk = 4, D = 3, Dv = 2;
+    const Tensor<double> q = xgrad::uniform<double>({B, D}, -1, 1, gen), k = xgrad::uniform<double>({B, Tk, D}, -1, 1, gen),
+                         v = xgrad::uniform<double>({B, Tk, Dv}, -1, 1, gen), qs = xgrad::uniform<double>({B, 3, D}, -1, 1, gen);
+    const xt::xarray<bool> mask{{true, true, true, false}, {true, false, false, false}};  // lengths 3 and 1
+    nn::AdditiveAttention<double> additive(D, D, 5, gen);
+    for (int kind = 0; kind < 3; ++kind) {
+        CAPTURE(kind);
+        Graph<double> g;
+        auto query = g.variable(kind == 1 ? qs : q);
+        auto r = kind == 2 ? additive.forward(query, g.variable(k), g.variable(v), mask)
+                           : nn::dot_product_attention(query, g.variable(k), g.variable(v), mask);
+        const Tensor<double> w = r.weights.value();
+        const Tensor<double> w_b = kind == 1 ? Tensor<double>(xt::view(w, xt::all(), 0, xt::all())) : w;  // (B, Tk)
+        for (std::size_t b = 0; b < B; ++b) {
+            double total = 0;
+            for (std::size_t t = 0; t < Tk; ++t) {
+                total += w_b(b, t);
+                if (!mask(b, t)) CHECK(w_b(b, t) == 0.0);  // exactly
+            }
+            CHECK(total == doctest::Approx(1.0));
+        }
+        CHECK(w_b(1, 0) == 1.0);  // one key to attend to
+        // The context of sequence 1 is its one real value.
+        const Tensor<double> c = r.context.value();
+        for (std::size_t j = 0; j < Dv; ++j) CHECK((kind == 1 ? c(1, 0, j) : c(1, j)) == doctest::Approx(v(1, 0, j)));
+    }
+    // Gradients through query, keys, values and the additive parameters.
+    auto dot = [&](const std::vector<Var<double>>& x) { return nn::dot_product_attention(x[0], x[1], x[2], mask).context; };
+    auto add = [&](const std::vector<Var<double>>& x) { return additive.forward(x[0], x[1], x[2], mask).context; };
+    for (const auto& report : {xgrad::gradcheck(dot, {q, k, v}), xgrad::gradcheck(dot, {qs, k, v}),
+                               xgrad::gradcheck(add, {q, k, v}, additive.parameters())}) {
+        INFO(report.summary());
+        CHECK(report.passed);
+    }
+    Graph<double> g;
+    const xt::xarray<bool> none{{true, true, true, true}, {false, false, false, false}};
+    CHECK_THROWS_WITH_AS(nn::dot_product_attention(g.variable(q), g.variable(k), g.variable(v), none),
+                         "dot_product_attention: sequence 1 has no key to attend to (its mask is all false)", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(nn::dot_product_attention(g.variable(q), g.variable(k), g.variable(v), xt::xarray<bool>(xt::ones<bool>({1, 1}))),
+                         "dot_product_attention: the mask must be (batch, keys) = (2, 4), got (1, 1)", xgrad::ShapeError);
+    CHECK_THROWS_WITH_AS(additive.forward(g.variable(k), g.variable(k), g.variable(v)),
+                         "AdditiveAttention: query (2, 4, 3) and keys (2, 4, 3) must be (batch, 3) and (batch, keys, 3)",
+                         xgrad::ShapeError);
+    CHECK(additive.named_parameters()[0].first == "query_weight");
 }
