@@ -84,7 +84,7 @@ struct TopK {
     Var<T> values;    // a's shape with k along axis
     Indices indices;  // the same shape
 };
-template <class T> TopK<T> topk(const Var<T>& a, std::size_t k, std::ptrdiff_t axis = -1, bool largest = true);
+template <class T> TopK<T> topk(const Var<T>& a, std::int64_t k, std::ptrdiff_t axis = -1, bool largest = true);
 template <class T> Var<T> softmax(const Var<T>& a, std::ptrdiff_t axis);
 template <class T> Var<T> log_softmax(const Var<T>& a, std::ptrdiff_t axis);
 
@@ -100,9 +100,10 @@ template <class T>
 Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options = {},
                      const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
 // The share of positions where the largest logit is the target's, over the positions
-// cross_entropy counts (targets not equal to ignore_index, weighted by mask); NaN when none count.
+// cross_entropy counts with the same arguments (targets not equal to options.ignore_index,
+// weighted by mask; the reduction does not apply); NaN when none count.
 template <class T>
-double accuracy(const Var<T>& logits, const Indices& targets, std::int64_t ignore_index = -100,
+double accuracy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options = {},
                 const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
 // mean((a - b)^2)
 template <class T> Var<T> mse_loss(const Var<T>& a, const Var<T>& b);

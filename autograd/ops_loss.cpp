@@ -187,10 +187,10 @@ Var<T> dropout(const Var<T>& a, double p, Generator& gen, bool training) {
 
 // Σ_n w_n [argmax x[n] = t_n] / Σ_n w_n, with w_n as cross_entropy counts positions.
 template <class T>
-double accuracy(const Var<T>& logits, const Indices& targets, std::int64_t ignore_index,
+double accuracy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options,
                 const std::optional<Tensor<Scalar<T>>>& mask) {
     const Shape shape = logits.shape();
-    const std::vector<T> weight = position_weights<T>("accuracy", shape, targets, ignore_index, mask);
+    const std::vector<T> weight = position_weights<T>("accuracy", shape, targets, options.ignore_index, mask);
     const Indices predicted = argmax(logits, -1);
     double correct = 0, counted = 0;
     for (std::size_t r = 0; r < weight.size(); ++r) {
@@ -201,7 +201,7 @@ double accuracy(const Var<T>& logits, const Indices& targets, std::int64_t ignor
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                                   \
-    template double accuracy(const Var<T>&, const Indices&, std::int64_t, const std::optional<Tensor<Scalar<T>>>&); \
+    template double accuracy(const Var<T>&, const Indices&, CrossEntropyOptions, const std::optional<Tensor<Scalar<T>>>&); \
     template Var<T> cross_entropy(const Var<T>&, const Indices&, CrossEntropyOptions,                          \
                                   const std::optional<Tensor<Scalar<T>>>&);                                            \
     template Var<T> mse_loss(const Var<T>&, const Var<T>&);                                                   \

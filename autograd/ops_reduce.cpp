@@ -213,12 +213,13 @@ Indices argmax(const Var<T>& a, std::ptrdiff_t axis_arg, bool keepdims) {
 
 // values = the k largest (smallest) along axis, in order;   da[position of values[j]] += dvalues[j]
 template <class T>
-TopK<T> topk(const Var<T>& a, std::size_t k, std::ptrdiff_t axis_arg, bool largest) {
+TopK<T> topk(const Var<T>& a, std::int64_t k_arg, std::ptrdiff_t axis_arg, bool largest) {
     const Shape in = a.shape();
     const std::size_t axis = normalize_axis("topk", axis_arg, in.size());
-    if (k == 0 || k > in[axis]) {
-        throw ShapeError(fmt::format("topk: k = {} is not in [1, {}] along axis {} of shape {}", k, in[axis], axis, shape_str(in)));
+    if (k_arg < 1 || static_cast<std::uint64_t>(k_arg) > in[axis]) {
+        throw ShapeError(fmt::format("topk: k = {} is not in [1, {}] along axis {} of shape {}", k_arg, in[axis], axis, shape_str(in)));
     }
+    const auto k = static_cast<std::size_t>(k_arg);
     const AxisSplit s(in, axis);
     std::vector<std::size_t> ranked = ranked_positions(a.value().data(), s, k, largest);
     Shape out = in;
@@ -273,7 +274,7 @@ Var<T> log_softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
     template Var<T> mean(const Var<T>&, const std::vector<std::ptrdiff_t>&, bool);     \
     template Var<T> max(const Var<T>&, std::ptrdiff_t, bool);                                                    \
     template Indices argmax(const Var<T>&, std::ptrdiff_t, bool);                                                \
-    template TopK<T> topk(const Var<T>&, std::size_t, std::ptrdiff_t, bool);                          \
+    template TopK<T> topk(const Var<T>&, std::int64_t, std::ptrdiff_t, bool);                          \
     template Var<T> softmax(const Var<T>&, std::ptrdiff_t);                            \
     template Var<T> log_softmax(const Var<T>&, std::ptrdiff_t);
 XGRAD_INSTANTIATE(float)

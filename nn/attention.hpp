@@ -28,7 +28,8 @@ template <class T>
 AttentionOutput<T> dot_product_attention(const Var<T>& query, const Var<T>& keys, const Var<T>& values,
                                          const xt::xarray<bool>& mask = {}, bool scaled = true);
 
-// Bahdanau's: score = vᵀ tanh(W_q q + W_k k), weights = softmax over the keys.
+// Bahdanau's: score = vᵀ tanh(W_q q + W_k k + b), weights = softmax over the keys. The mask means
+// "may attend" (true), as torch's boolean attn_mask, not "is padding" as key_padding_mask.
 template <class T>
 class AdditiveAttention : public Module<T> {
   public:

@@ -8,6 +8,7 @@
 //   auto y = mlp->forward(x);        // named_parameters(): 0.weight, 0.bias, 2.weight, 2.bias
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -30,26 +31,40 @@ class ModuleList : public Module<T> {
     std::shared_ptr<M> push_back(std::shared_ptr<M> module) {
         auto held = this->register_module(std::to_string(modules_.size()), std::move(module));
         modules_.push_back(held);
+        // What a Sequential runs: the module's forward(const Var&), where it has one.
+        if constexpr (requires(const Var<T>& x) { { held->forward(x) } -> std::convertible_to<Var<T>>; }) {
+            forwards_.push_back([held](const Var<T>& x) { return held->forward(x); });
+        } else {
+            forwards_.push_back(nullptr);
+        }
         return held;
     }
     std::size_t size() const { return modules_.size(); }
-    Module<T>& operator[](std::size_t i) const { return *modules_.at(i); }
+    Module<T>& operator[](std::size_t i) const { return *modules_[checked(i)]; }
     // The i-th module as its own type; throws std::invalid_argument if it is another one.
     template <class M>
     M& at(std::size_t i) const {
-        auto* m = dynamic_cast<M*>(modules_.at(i).get());
+        auto* m = dynamic_cast<M*>(modules_[checked(i)].get());
         if (!m) {
             throw std::invalid_argument(this->type_name() + ": module " + std::to_string(i) + " is a " + modules_[i]->type_name());
         }
         return *m;
     }
 
-  private:
   protected:
     explicit ModuleList(std::string type_name) : Module<T>(std::move(type_name)) {}
+    const std::function<Var<T>(const Var<T>&)>& forward_of(std::size_t i) const { return forwards_[checked(i)]; }
 
   private:
+    std::size_t checked(std::size_t i) const {
+        if (i >= modules_.size()) {
+            throw std::out_of_range(this->type_name() + ": index " + std::to_string(i) + " is out of range for " +
+                                    std::to_string(modules_.size()) + " modules");
+        }
+        return i;
+    }
     std::vector<std::shared_ptr<Module<T>>> modules_;
+    std::vector<std::function<Var<T>(const Var<T>&)>> forwards_;
 };
 
 // A function of no parameters as a module, so that it takes its position in a Sequential as
@@ -72,21 +87,21 @@ template <class T>
 class Sequential : public ModuleList<T> {
   public:
     Sequential() : ModuleList<T>("Sequential") {}
-    template <class M>
-    std::shared_ptr<M> push_back(std::shared_ptr<M> module) {
-        auto held = ModuleList<T>::push_back(std::move(module));
-        steps_.push_back([held](const Var<T>& x) { return held->forward(x); });
-        return held;
-    }
+    using ModuleList<T>::push_back;
     void push_back(std::function<Var<T>(const Var<T>&)> f) { push_back(std::make_shared<Functional<T>>(std::move(f))); }
+    // Throws std::invalid_argument naming a module without forward(const Var&).
     Var<T> forward(const Var<T>& input) const {
         Var<T> x = input;
-        for (const auto& step : steps_) x = step(x);
+        for (std::size_t i = 0; i < this->size(); ++i) {
+            const auto& step = this->forward_of(i);
+            if (!step) {
+                throw std::invalid_argument("Sequential: module " + std::to_string(i) + " (" + (*this)[i].type_name() +
+                                            ") has no forward(const Var&)");
+            }
+            x = step(x);
+        }
         return x;
     }
-
-  private:
-    std::vector<std::function<Var<T>(const Var<T>&)>> steps_;
 };
 
 }  // namespace xgrad::nn

@@ -36,7 +36,7 @@ xt::xarray<bool> step_mask(const std::vector<std::int64_t>& lengths, std::size_t
 
 // padded[t, b] = sequences[b][t] for t < L_b, else padding_value;   d sequences[b][t] = d padded[t, b]
 template <class T>
-PaddedSequences<T> pad_sequences(const std::vector<Var<T>>& sequences, bool batch_first, T padding_value) {
+PaddedSequences<T> pad_sequences(const std::vector<Var<T>>& sequences, bool batch_first, std::type_identity_t<T> padding_value) {
     std::vector<Shape> shapes;
     for (const Var<T>& s : sequences) shapes.push_back(s.shape());
     const std::size_t steps = longest(sequences, shapes);
@@ -101,7 +101,7 @@ PaddedIndices pad_sequences(const std::vector<Indices>& sequences, bool batch_fi
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                                      \
-    template PaddedSequences<T> pad_sequences(const std::vector<Var<T>>&, bool, T);                               \
+    template PaddedSequences<T> pad_sequences(const std::vector<Var<T>>&, bool, std::type_identity_t<T>);         \
     template std::vector<Var<T>> unpad_sequences(const Var<T>&, const std::vector<std::int64_t>&, bool);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)

@@ -2,11 +2,12 @@
 // tensor with each sequence's length and a mask of its real steps, and back.
 //
 //   auto batch = xgrad::nn::pad_sequences(std::vector{a, b, c});   // each (L_i, features)
-//   auto [output, states] = lstm.forward(batch.padded, {}, batch.lengths);
+//   auto [output, states] = lstm.forward_states(batch.padded, {}, batch.lengths);
 //   auto per_sequence = xgrad::nn::unpad_sequences(output, batch.lengths);
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../autograd/graph.hpp"
@@ -25,7 +26,8 @@ struct PaddedSequences {
 // ends. Differentiable: each sequence gets the gradient of its own steps. A sequence of length 0
 // is allowed (all padding); an empty list or mismatched trailing shapes throw ShapeError.
 template <class T>
-PaddedSequences<T> pad_sequences(const std::vector<Var<T>>& sequences, bool batch_first = false, T padding_value = T(0));
+PaddedSequences<T> pad_sequences(const std::vector<Var<T>>& sequences, bool batch_first = false,
+                                 std::type_identity_t<T> padding_value = T(0));
 
 // The inverse: sequence b is the first lengths[b] steps of column b, (lengths[b], *).
 template <class T>

@@ -233,6 +233,12 @@ TEST_CASE("pad_sequences pads, masks and unpads variable-length sequences, with 
     auto ids = nn::pad_sequences(std::vector<xgrad::Indices>{{4, 5, 6}, {7}}, /*batch_first=*/true, -100);
     CHECK(ids.padded == xgrad::Indices{{4, 5, 6}, {7, -100, -100}});
     CHECK(ids.lengths == std::vector<std::int64_t>{3, 1});
+    auto time_major = nn::pad_sequences(std::vector<xgrad::Indices>{{4, 5, 6}, {7}}, false, -100);
+    CHECK(time_major.padded == xgrad::Indices{{4, 7}, {5, -100}, {6, -100}});
+    CHECK(time_major.mask == xt::xarray<bool>{{true, true}, {true, false}, {true, false}});
+    // A padding value of another arithmetic type converts, as in PyTorch.
+    Graph<double> h;
+    CHECK(nn::pad_sequences(std::vector{h.variable(a), h.variable(b)}, true, 0).padded.shape() == xgrad::Shape{2, 4, 2});
     using E = xgrad::ShapeError;
     Graph<double> g;
     CHECK_THROWS_WITH_AS(nn::pad_sequences(std::vector<Var<double>>{}), "pad_sequences: no sequences", E);
@@ -300,7 +306,16 @@ TEST_CASE("Sequential and ModuleList: modules from factories, PyTorch's names, s
     CHECK_THROWS_WITH_AS(model.layers->at<xgrad::nn::Dropout<double>>(0), "ModuleList: module 0 is a Linear", std::invalid_argument);
     CHECK(model.mlp->at<xgrad::nn::Linear<double>>(2).weight.shape() == xgrad::Shape{2, 5});
     CHECK_THROWS_WITH_AS(model.mlp->at<xgrad::nn::Linear<double>>(1), "Sequential: module 1 is a Functional", std::invalid_argument);
-    CHECK_THROWS_AS(model.layers->at<xgrad::nn::Linear<double>>(2), std::out_of_range);
+    CHECK_THROWS_WITH_AS(model.layers->at<xgrad::nn::Linear<double>>(2), "ModuleList: index 2 is out of range for 2 modules",
+                         std::out_of_range);
+    // A module added through the ModuleList interface runs too; one without forward(const Var&) is named.
+    xgrad::nn::ModuleList<double>& as_list = *model.mlp;
+    as_list.push_back(std::make_shared<xgrad::nn::Linear<double>>(2, 1));
+    Graph<double> g2;
+    CHECK(model.mlp->forward(g2.constant(x.value())).shape() == xgrad::Shape{2, 1});
+    as_list.push_back(std::make_shared<xgrad::nn::Embedding<double>>(3, 2));
+    CHECK_THROWS_WITH_AS(model.mlp->forward(g2.constant(x.value())), "Sequential: module 4 (Embedding) has no forward(const Var&)",
+                         std::invalid_argument);
 }
 
 TEST_CASE("attention, dot-product and additive: masked keys get exactly zero weight, and gradcheck") {
@@ -331,6 +346,29 @@ TEST_CASE("attention, dot-product and additive: masked keys get exactly zero wei
         // The context of sequence 1 is its one real value.
         const Tensor<double> c = r.context.value();
         for (std::size_t j = 0; j < Dv; ++j) CHECK((kind == 1 ? c(1, 0, j) : c(1, j)) == doctest::Approx(v(1, 0, j)));
+    }
+    // The values by hand: dot-product scaled by 1/sqrt(D), no mask; additive from its parameters.
+    {
+        Graph<double> g;
+        auto dot_all = nn::dot_product_attention(g.constant(q), g.constant(k), g.constant(v));
+        auto add_all = additive.forward(g.constant(q), g.constant(k), g.constant(v));
+        const auto p = additive.state_dict();
+        for (std::size_t b = 0; b < B; ++b) {
+            std::vector<double> dot_scores(Tk), add_scores(Tk);
+            for (std::size_t t = 0; t < Tk; ++t) {
+                for (std::size_t d = 0; d < D; ++d) dot_scores[t] += q(b, d) * k(b, t, d) / std::sqrt(static_cast<double>(D));
+                for (std::size_t j = 0; j < 5; ++j) {
+                    double e = p.at("bias")(j);
+                    for (std::size_t d = 0; d < D; ++d) e += p.at("query_weight")(j, d) * q(b, d) + p.at("key_weight")(j, d) * k(b, t, d);
+                    add_scores[t] += p.at("score_weight")(0, j) * std::tanh(e);
+                }
+            }
+            for (auto [scores, out] : {std::pair{dot_scores, dot_all}, std::pair{add_scores, add_all}}) {
+                double total = 0;
+                for (double s : scores) total += std::exp(s);
+                for (std::size_t t = 0; t < Tk; ++t) CHECK(out.weights.value()(b, t) == doctest::Approx(std::exp(scores[t]) / total).epsilon(1e-12));
+            }
+        }
     }
     // Gradients through query, keys, values and the additive parameters.
     auto dot = [&](const std::vector<Var<double>>& x) { return nn::dot_product_attention(x[0], x[1], x[2], mask).context; };

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xmath.hpp>
+#include <xtensor/xview.hpp>
 
 #include <xgrad/xgrad.hpp>
 
@@ -124,6 +125,15 @@ TEST_CASE("argmax, topk and accuracy") {
     CHECK(bottom.values.value() == Tensor<double>{{-2.0, 1.0}, {0.5, 3.0}});
     using E = xgrad::ShapeError;
     CHECK_THROWS_WITH_AS(xgrad::topk(a, 5), "topk: k = 5 is not in [1, 4] along axis 1 of shape (2, 4)", E);
+    CHECK_THROWS_WITH_AS(xgrad::topk(a, -1), "topk: k = -1 is not in [1, 4] along axis 1 of shape (2, 4)", E);
+    auto columns = xgrad::topk(a, 2, 0);  // along the first axis: each column sorted
+    CHECK(columns.indices == Indices{{0, 1, 0, 1}, {1, 0, 1, 0}});
+    const Tensor<double> cv = columns.values.value();
+    CHECK(std::isnan(cv(0, 1)));
+    CHECK(cv(0, 0) == 1.0);
+    CHECK(cv(0, 2) == 5.0);
+    CHECK(cv(0, 3) == 9.0);
+    CHECK(xt::view(cv, 1, xt::all()) == Tensor<double>{0.5, 5.0, 3.0, -2.0});
     CHECK_THROWS_WITH_AS(xgrad::argmax(g.constant(Tensor<double>::from_shape({2, 0})), 1),
                          "argmax: axis 1 of shape (2, 0) is empty", E);
 
@@ -131,12 +141,12 @@ TEST_CASE("argmax, topk and accuracy") {
     auto logits = g.constant(Tensor<double>{{{0, 9, 0, 0}, {9, 0, 0, 0}, {0, 0, 0, 9}}, {{0, 0, 9, 0}, {0, 0, 9, 0}, {9, 0, 0, 0}}});
     const Indices targets{{1, 1, 3}, {2, -100, 1}};
     CHECK(xgrad::accuracy(logits, targets) == doctest::Approx(3.0 / 5.0));  // the ignored position does not count
-    const Tensor<double> mask{{1.0, 1.0, 0.0}, {2.0, 1.0, 1.0}};
-    CHECK(xgrad::accuracy(logits, targets, -100, mask) == doctest::Approx(3.0 / 5.0));  // (1 + 0 + 0 + 2 + 0) / 5
+    const Tensor<double> mask{{1.0, 0.0, 1.0}, {3.0, 1.0, 1.0}};
+    CHECK(xgrad::accuracy(logits, targets, {}, mask) == doctest::Approx(5.0 / 6.0));  // (1 + 0 + 1 + 3 + 0) / 6
     const Indices other{{1, 1, 3}, {2, 0, 1}};
-    CHECK(xgrad::accuracy(logits, other, 1) == doctest::Approx(2.0 / 3.0));  // targets equal to 1 ignored
+    CHECK(xgrad::accuracy(logits, other, {.ignore_index = 1}) == doctest::Approx(2.0 / 3.0));  // targets equal to 1 ignored
     CHECK(std::isnan(xgrad::accuracy(logits, Indices{{-100, -100, -100}, {-100, -100, -100}})));
-    CHECK_THROWS_WITH_AS(xgrad::accuracy(logits, targets, 1), "accuracy: target -100 at position 4 is out of range for 4 classes",
+    CHECK_THROWS_WITH_AS(xgrad::accuracy(logits, targets, {.ignore_index = 1}), "accuracy: target -100 at position 4 is out of range for 4 classes",
                          std::invalid_argument);
     CHECK_THROWS_WITH_AS(xgrad::accuracy(logits, Indices{1, 2}),
                          "accuracy: logits (2, 3, 4) (classes last) need targets of shape (2, 3), got (2,)", E);
