@@ -178,8 +178,10 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
         running.push_back(std::move(m));
     }
     const Var<T> zero_state = zeros(tape, batch, H);
-    std::vector<Indices> step_ids;  // (B) per step, for one-hot input
-    for (std::size_t t = 0; ids && t < steps; ++t) {
+    // One-hot input of a batch of some size gathers each step's rows of W_ihᵀ as the step runs (below).
+    const bool gather_per_step = ids && batch * cell_->gates() * H >= 4096;
+    std::vector<Indices> step_ids;  // (B) per step
+    for (std::size_t t = 0; gather_per_step && t < steps; ++t) {
         step_ids.push_back(Indices::from_shape({batch}));
         std::copy_n(ids->data() + t * batch, batch, step_ids.back().data());
     }
@@ -216,7 +218,7 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
             // 23.5 ms); below 4096 gate values a step (a batch of one), two nodes a step cost more than
             // that (S: 0.147 -> 0.175 ms). Otherwise all steps' in one product, (T, B, gates * H).
             Var<T> projected, w_ih_rows;
-            if (l == 0 && ids && batch * cell_->gates() * H >= 4096) {
+            if (l == 0 && gather_per_step) {
                 w_ih_rows = transpose(w_ih, 0, 1);
             } else if (l == 0 && ids) {
                 projected = embedding(transpose(w_ih, 0, 1), *ids);
