@@ -12,6 +12,15 @@
 namespace nn = xgrad::nn;
 
 namespace {
+// Peak heap bytes above the level before `run`, while it runs.
+template <class Run>
+std::size_t heap_peak_of(Run run) {
+    bench::reset_peak_heap();
+    const std::size_t before = bench::heap_in_use();
+    run();
+    return bench::peak_heap() - before;
+}
+
 // Peak heap bytes above the starting level over one training step of an LSTM layer on a long
 // sequence: forward, a loss on the output and the final states, backward.
 std::size_t step_peak(nn::RNNImplementation impl, std::size_t checkpoint_every) {
@@ -19,15 +28,12 @@ std::size_t step_peak(nn::RNNImplementation impl, std::size_t checkpoint_every) 
     xgrad::Generator gen(3);
     nn::LSTM<float> layer(nn::LSTMOptions(I, H).implementation(impl).checkpoint_every(checkpoint_every), gen);
     const xgrad::Tensor<float> input = xgrad::uniform<float>({T, B, I}, -1, 1, gen);
-    bench::reset_peak_heap();
-    const std::size_t before = bench::heap_in_use();
-    {
+    return heap_peak_of([&] {
         xgrad::Graph<float> g;
         auto r = layer.forward_states(g.constant(input));
         auto loss = xgrad::sum(r.output) + xgrad::sum(r.states[0]) + xgrad::sum(r.states[1]);
         loss.backward();
-    }
-    return bench::peak_heap() - before;
+    });
 }
 }  // namespace
 
@@ -58,14 +64,11 @@ std::size_t elman_step_peak() {
     xgrad::Generator gen(7);
     nn::Recurrent<Cell> layer(nn::RecurrentOptions(I, H).implementation(nn::RNNImplementation::fused), gen);
     const xgrad::Tensor<float> input = xgrad::uniform<float>({T, B, I}, -1, 1, gen);
-    bench::reset_peak_heap();
-    const std::size_t before = bench::heap_in_use();
-    {
+    return heap_peak_of([&] {
         xgrad::Graph<float> g;
         auto loss = xgrad::sum(xgrad::tanh(layer.forward(g.constant(input)).output));
         loss.backward();
-    }
-    return bench::peak_heap() - before;
+    });
 }
 }  // namespace
 
@@ -91,9 +94,7 @@ std::size_t language_model_step_peak(nn::RNNImplementation impl, std::size_t seg
     }
     xgrad::CrossEntropyOptions sum;
     sum.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
-    bench::reset_peak_heap();
-    const std::size_t before = bench::heap_in_use();
-    {
+    return heap_peak_of([&] {
         xgrad::Graph<float> g;
         xgrad::Var<float> loss;
         if (segment == 0) {
@@ -108,8 +109,7 @@ std::size_t language_model_step_peak(nn::RNNImplementation impl, std::size_t seg
             loss = layer.checkpointed_loss(g, ids, {}, segment, segment_loss).loss;
         }
         loss.backward();
-    }
-    return bench::peak_heap() - before;
+    });
 }
 }  // namespace
 

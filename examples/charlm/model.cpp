@@ -220,11 +220,18 @@ CharLM::CharLM(const Config& config, std::size_t vocabulary, xgrad::Generator& g
 Output CharLM::forward(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const State& state,
                        const std::vector<std::int64_t>& lengths) {
     // One-hot characters, given as their indices: the input GEMM becomes a row gather.
-    const bool with_cell_state = rnn.cell().states() == 2;  // LSTM's c
+    auto r = rnn.forward_indices(graph, inputs, entering(graph, state), lengths);
+    return {head.forward(r.output), leaving(r.states)};
+}
+
+std::vector<xgrad::Var<float>> CharLM::entering(xgrad::Graph<float>& graph, const State& state) const {
     std::vector<xgrad::Var<float>> initial{graph.constant(state.h)};
-    if (with_cell_state) initial.push_back(graph.constant(state.c));
-    auto r = rnn.forward_indices(graph, inputs, initial, lengths);
-    return {head.forward(r.output), {r.h_n().value(), with_cell_state ? r.states[1].value() : xgrad::Tensor<float>()}};
+    if (rnn.cell().states() == 2) initial.push_back(graph.constant(state.c));  // LSTM's c
+    return initial;
+}
+
+State CharLM::leaving(const std::vector<xgrad::Var<float>>& states) const {
+    return {states[0].value(), rnn.cell().states() == 2 ? states[1].value() : xgrad::Tensor<float>()};
 }
 
 CharLM::Loss CharLM::training_loss(xgrad::Graph<float>& graph, const xgrad::Indices& inputs, const xgrad::Indices& targets,
@@ -234,9 +241,6 @@ CharLM::Loss CharLM::training_loss(xgrad::Graph<float>& graph, const xgrad::Indi
         Output out = forward(graph, inputs, state);
         return {xgrad::cross_entropy(out.logits, targets), std::move(out.next)};
     }
-    const bool with_cell_state = rnn.cell().states() == 2;
-    std::vector<xgrad::Var<float>> initial{graph.constant(state.h)};
-    if (with_cell_state) initial.push_back(graph.constant(state.c));
     // Each segment's summed cross-entropy; the step's loss is their sum over all T x B positions.
     auto all_targets = std::make_shared<const xgrad::Indices>(targets);
     auto segment_loss = [this, all_targets, batch](const xgrad::Var<float>& output, std::size_t t0) {
@@ -247,9 +251,8 @@ CharLM::Loss CharLM::training_loss(xgrad::Graph<float>& graph, const xgrad::Indi
         sum.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
         return xgrad::cross_entropy(head.forward(output), part, sum);
     };
-    auto r = rnn.checkpointed_loss(graph, inputs, initial, segment, segment_loss);
-    return {r.loss * (1.0f / static_cast<float>(steps * batch)),
-            {r.states[0].value(), with_cell_state ? r.states[1].value() : xgrad::Tensor<float>()}};
+    auto r = rnn.checkpointed_loss(graph, inputs, entering(graph, state), segment, segment_loss);
+    return {r.loss * (1.0f / static_cast<float>(steps * batch)), leaving(r.states)};
 }
 
 State CharLM::zero_state(std::size_t batch) const {

@@ -75,6 +75,10 @@ class CharLM : public xgrad::nn::Module<float> {
     xgrad::nn::Linear<float> head;
 
   private:
+    // The carried state as the layer's initial states, and the layer's final states as the carried state.
+    std::vector<xgrad::Var<float>> entering(xgrad::Graph<float>& graph, const State& state) const;
+    State leaving(const std::vector<xgrad::Var<float>>& states) const;
+
     std::size_t vocabulary_;
 };
 
