@@ -1,5 +1,6 @@
 // Memory bounds that only a feature can meet, counted in heap bytes (malloc_usable_size of every
 // block, through the benchmark's malloc wrapper): deterministic for a given build, unlike RSS.
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <doctest/doctest.h>
@@ -125,19 +126,24 @@ TEST_CASE("checkpointed_loss trains a language model over T = 4096 in under 15% 
     }
 }
 
-TEST_CASE("keep_freed_memory: a 64 MiB block freed and allocated again reuses its pages") {
-    // Above 32 MiB glibc maps every block afresh (16,384 zeroed pages for 64 MiB) unless it maps nothing.
+TEST_CASE("keep_freed_memory: a 64 MiB block is served from the heap and kept there when freed") {
+    // Above 32 MiB glibc maps every block afresh (16,384 zeroed pages for 64 MiB) unless it maps
+    // nothing. What the allocator did is asserted from its own counters; the page faults are shown
+    // only, since how a kernel or a sandbox counts them is not ours to assert.
     REQUIRE(xgrad::keep_freed_memory());
-    auto fill_block = [] {
-        xgrad::Tensor<float> t = xgrad::Tensor<float>::from_shape({std::size_t{16} << 20});
+    const std::size_t block = std::size_t{64} << 20;
+    auto fill_block = [&] {
+        xgrad::Tensor<float> t = xgrad::Tensor<float>::from_shape({block / sizeof(float)});
         t.fill(1.0f);
-        return t.data()[12345];
+        const struct mallinfo2 live = mallinfo2();
+        CHECK(live.hblkhd < block);  // not mapped on its own
+        return reinterpret_cast<std::uintptr_t>(t.data());
     };
-    CHECK(fill_block() == 1.0f);
+    const std::uintptr_t first = fill_block();
+    CHECK(mallinfo2().fordblks >= block);  // freed into the heap, not trimmed from its top
     rusage before{}, after{};
     getrusage(RUSAGE_SELF, &before);
-    CHECK(fill_block() == 1.0f);
+    CHECK(fill_block() == first);
     getrusage(RUSAGE_SELF, &after);
     MESSAGE(fmt::format("page faults for the second 64 MiB block: {}", after.ru_minflt - before.ru_minflt));
-    CHECK(after.ru_minflt - before.ru_minflt < 1000);
 }
