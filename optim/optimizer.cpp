@@ -1,5 +1,6 @@
 #include "optimizer.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_map>
 
@@ -8,16 +9,27 @@
 namespace xgrad::optim {
 
 template <class T>
-Optimizer<T>::Optimizer(std::string name, std::vector<Parameter<T>> params, double lr, std::vector<std::string> buffers)
-    : name_(std::move(name)), params_(std::move(params)), lr_(0), buffer_names_(std::move(buffers)) {
-    set_lr(lr);
+Optimizer<T>::Optimizer(std::string name, std::vector<ParamGroup<T>> groups, double lr, double weight_decay,
+                        std::vector<std::string> buffers)
+    : name_(std::move(name)), buffer_names_(std::move(buffers)) {
     // Two handles to one storage would be updated twice per step, with two sets of state.
     std::unordered_map<const void*, std::size_t> index_of;
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-        if (!params_[i].defined()) throw std::invalid_argument(fmt::format("{}: parameter {} is undefined", name_, i));
-        const auto [seen, inserted] = index_of.emplace(params_[i].id(), i);
-        if (!inserted) {
-            throw std::invalid_argument(fmt::format("{}: parameters {} and {} are the same parameter", name_, seen->second, i));
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+        const GroupRates rates{groups[g].lr().value_or(lr), groups[g].weight_decay().value_or(weight_decay)};
+        check_rate("learning rate", g, rates.lr);
+        check_rate("weight_decay", g, rates.weight_decay);
+        groups_.push_back({rates, params_.size(), params_.size() + groups[g].params().size()});
+        for (const Parameter<T>& p : groups[g].params()) {
+            const std::size_t i = params_.size();
+            if (!p.defined()) throw std::invalid_argument(fmt::format("{}: parameter {} (group {}) is undefined", name_, i, g));
+            const auto [seen, inserted] = index_of.emplace(p.id(), i);
+            if (!inserted) {
+                const auto first_group = static_cast<std::size_t>(
+                    std::find_if(groups_.begin(), groups_.end(), [&](const Group& e) { return seen->second < e.end; }) - groups_.begin());
+                throw std::invalid_argument(fmt::format("{}: parameters {} and {} are the same parameter{}", name_, seen->second, i,
+                                                        groups.size() > 1 ? fmt::format(" (in groups {} and {})", first_group, g) : ""));
+            }
+            params_.push_back(p);
         }
     }
     buffers_.resize(buffer_names_.size());
@@ -31,9 +43,47 @@ Optimizer<T>::Optimizer(std::string name, std::vector<Parameter<T>> params, doub
 }
 
 template <class T>
-void Optimizer<T>::set_lr(double lr) {
-    if (!(lr >= 0) || !std::isfinite(lr)) throw std::invalid_argument(fmt::format("{}: learning rate {} is invalid", name_, lr));
-    lr_ = lr;
+void Optimizer<T>::check_rate(const char* what, std::size_t group, double value) const {
+    if (!(value >= 0) || !std::isfinite(value)) {
+        throw std::invalid_argument(fmt::format("{}: {} {} of group {} is invalid", name_, what, value, group));
+    }
+}
+
+template <class T>
+const typename Optimizer<T>::Group& Optimizer<T>::group_at(std::size_t group, const char* who) const {
+    if (group >= groups_.size()) {
+        throw std::out_of_range(fmt::format("{}.{}: group {} of {}", name_, who, group, groups_.size()));
+    }
+    return groups_[group];
+}
+
+template <class T>
+std::size_t Optimizer<T>::only_group(const char* who) const {
+    if (groups_.size() != 1) {
+        throw std::logic_error(fmt::format("{}.{}: the optimizer has {} parameter groups; name one ({}(group, ...))", name_,
+                                           who, groups_.size(), who));
+    }
+    return 0;
+}
+
+template <class T>
+std::span<const Parameter<T>> Optimizer<T>::group_parameters(std::size_t group) const {
+    const Group& g = group_at(group, "group_parameters");
+    return std::span<const Parameter<T>>(params_).subspan(g.begin, g.end - g.begin);
+}
+
+template <class T>
+void Optimizer<T>::set_lr(std::size_t group, double lr) {
+    group_at(group, "set_lr");
+    check_rate("learning rate", group, lr);
+    groups_[group].lr = lr;
+}
+
+template <class T>
+void Optimizer<T>::set_weight_decay(std::size_t group, double weight_decay) {
+    group_at(group, "set_weight_decay");
+    check_rate("weight_decay", group, weight_decay);
+    groups_[group].weight_decay = weight_decay;
 }
 
 template <class T>
@@ -60,9 +110,11 @@ void Optimizer<T>::step() {
     check_shapes();  // before any parameter changes: a refused step leaves every parameter as it was
     if (steps_ >= max_steps) throw std::overflow_error(fmt::format("{}.step: step count {} is at its limit", name_, steps_));
     ++steps_;
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-        Parameter<T>& p = params_[i];
-        update(i, p.value().data(), p.grad().data(), p.value().size(), steps_);
+    for (const Group& group : groups_) {
+        for (std::size_t i = group.begin; i < group.end; ++i) {
+            Parameter<T>& p = params_[i];
+            update(i, p.value().data(), p.grad().data(), p.value().size(), steps_, group);
+        }
     }
 }
 
@@ -79,7 +131,12 @@ TensorFile<T> Optimizer<T>::state_dict() const {
     }
     out.metadata["optimizer"] = name_;
     out.metadata["step"] = std::to_string(steps_);
-    out.metadata["lr"] = fmt::format("{:a}", lr_);  // hexadecimal: the exact double
+    out.metadata["param_groups"] = std::to_string(groups_.size());
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+        out.metadata[fmt::format("params.{}", g)] = std::to_string(groups_[g].end - groups_[g].begin);
+        out.metadata[fmt::format("lr.{}", g)] = fmt::format("{:a}", groups_[g].lr);  // hexadecimal: the exact double
+        out.metadata[fmt::format("weight_decay.{}", g)] = fmt::format("{:a}", groups_[g].weight_decay);
+    }
     return out;
 }
 
@@ -94,18 +151,57 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
         throw std::invalid_argument(
             fmt::format("{}.load_state_dict: the state belongs to optimizer {}", name_, meta("optimizer")));
     }
-    std::int64_t steps = 0;
-    double lr = 0;
-    try {
+    // Whole-string numbers only: "12abc" or "0x1p-3 " are malformed, not 12 and 0.125.
+    auto integer = [&](const std::string& key, std::int64_t most) {
+        const std::string text = meta(key);
         std::size_t used = 0;
-        const std::string step_text = meta("step"), lr_text = meta("lr");
-        steps = std::stoll(step_text, &used);
-        if (used != step_text.size() || steps < 0 || steps > max_steps) throw std::invalid_argument("step");
-        lr = std::stod(lr_text, &used);
-        if (used != lr_text.size()) throw std::invalid_argument("lr");
-    } catch (const std::logic_error&) {
-        throw std::invalid_argument(fmt::format("{}.load_state_dict: step or lr is malformed or out of range (step in [0, {}])",
-                                                name_, max_steps));
+        std::int64_t value = -1;
+        try {
+            value = std::stoll(text, &used);
+        } catch (const std::logic_error&) {
+        }
+        if (used != text.size() || value < 0 || value > most) {
+            throw std::invalid_argument(fmt::format("{}.load_state_dict: '{}' = '{}' is malformed or outside [0, {}]", name_,
+                                                    key, text, most));
+        }
+        return value;
+    };
+    auto rate = [&](const std::string& key, std::size_t group) {
+        const std::string text = meta(key);
+        std::size_t used = 0;
+        double value = std::nan("");
+        try {
+            value = std::stod(text, &used);
+        } catch (const std::logic_error&) {
+        }
+        if (used != text.size() || !(value >= 0) || !std::isfinite(value)) {
+            throw std::invalid_argument(fmt::format("{}.load_state_dict: '{}' = '{}' of group {} is malformed, negative or "
+                                                    "not finite", name_, key, text, group));
+        }
+        return value;
+    };
+    const std::int64_t steps = integer("step", max_steps);
+    std::vector<GroupRates> rates;
+    if (!state.metadata.contains("param_groups") && state.metadata.contains("lr")) {  // written before groups: one group
+        if (groups_.size() != 1) {
+            throw std::invalid_argument(fmt::format("{}.load_state_dict: the state has one parameter group, the optimizer {}",
+                                                    name_, groups_.size()));
+        }
+        rates.push_back({rate("lr", 0), groups_[0].weight_decay});
+    } else {
+        const auto count = static_cast<std::size_t>(integer("param_groups", max_steps));
+        if (count != groups_.size()) {
+            throw std::invalid_argument(fmt::format("{}.load_state_dict: the state has {} parameter groups, the optimizer {}",
+                                                    name_, count, groups_.size()));
+        }
+        for (std::size_t g = 0; g < count; ++g) {
+            const auto size = static_cast<std::size_t>(integer(fmt::format("params.{}", g), static_cast<std::int64_t>(params_.size())));
+            if (size != groups_[g].end - groups_[g].begin) {
+                throw std::invalid_argument(fmt::format("{}.load_state_dict: group {} has {} parameters in the state, {} here",
+                                                        name_, g, size, groups_[g].end - groups_[g].begin));
+            }
+            rates.push_back({rate(fmt::format("lr.{}", g), g), rate(fmt::format("weight_decay.{}", g), g)});
+        }
     }
     if (state.tensors.size() != buffer_names_.size() * params_.size()) {
         throw std::invalid_argument(fmt::format("{}.load_state_dict: {} tensors, expected {}", name_,
@@ -126,7 +222,7 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
             }
         }
     }
-    set_lr(lr);  // last of the checks (it refuses a negative or non-finite rate), first of the changes
+    for (std::size_t g = 0; g < groups_.size(); ++g) static_cast<GroupRates&>(groups_[g]) = rates[g];
     for (std::size_t b = 0; b < buffer_names_.size(); ++b) {
         for (std::size_t i = 0; i < params_.size(); ++i) buffers_[b][i] = state.tensors.at(fmt::format("{}.{}", buffer_names_[b], i));
     }

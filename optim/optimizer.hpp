@@ -3,12 +3,21 @@
 //   xgrad::optim::Adam<float> opt(model.parameters(), xgrad::optim::AdamOptions(2e-3));
 //   opt.zero_grad();  loss.backward();  opt.step();
 //
-// Each optimizer's state (moment buffers, step count) saves to and loads from a TensorFile, so
-// training resumes exactly from a checkpoint.
+// Parameter groups, as torch.optim's param_groups: each group may set its own learning rate and
+// weight decay; what a group leaves unset comes from the options.
+//
+//   xgrad::optim::Adam<float> opt({encoder.parameters(),
+//                                  xgrad::optim::ParamGroup<float>(head.parameters()).lr(1e-4).weight_decay(0)},
+//                                 xgrad::optim::AdamOptions(2e-3));
+//
+// Each optimizer's state (moment buffers, step count, every group's lr and weight decay) saves to
+// and loads from a TensorFile, so training resumes exactly from a checkpoint.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -17,6 +26,35 @@
 #include "../tensor/safetensors.hpp"
 
 namespace xgrad::optim {
+
+// A parameter group's settings as the update rules read them.
+struct GroupRates {
+    double lr;
+    double weight_decay;
+};
+
+// Parameters that share a learning rate and a weight decay. Implicit from a parameter list, so a
+// list of lists is a list of groups.
+template <class T>
+class ParamGroup {
+  public:
+    ParamGroup(std::vector<Parameter<T>> params) : params_(std::move(params)) {}  // NOLINT(google-explicit-constructor)
+    ParamGroup& lr(double value) {
+        lr_ = value;
+        return *this;
+    }
+    ParamGroup& weight_decay(double value) {
+        weight_decay_ = value;
+        return *this;
+    }
+    const std::vector<Parameter<T>>& params() const { return params_; }
+    std::optional<double> lr() const { return lr_; }
+    std::optional<double> weight_decay() const { return weight_decay_; }
+
+  private:
+    std::vector<Parameter<T>> params_;
+    std::optional<double> lr_, weight_decay_;
+};
 
 template <class T>
 class Optimizer {
@@ -31,31 +69,50 @@ class Optimizer {
     // Largest step count: 2^53, past which the bias corrections' step (a double) is no longer exact.
     static constexpr std::int64_t max_steps = std::int64_t{1} << 53;
     void zero_grad();
-    double lr() const { return lr_; }
-    void set_lr(double lr);
     std::int64_t steps_taken() const { return steps_; }
     const std::string& name() const { return name_; }
+    // Every parameter, group after group; a parameter's index here names it in errors and state.
     const std::vector<Parameter<T>>& parameters() const { return params_; }
 
-    // Tensors "<buffer>.<parameter index>" and metadata "optimizer", "step", "lr".
+    std::size_t num_param_groups() const { return groups_.size(); }
+    std::span<const Parameter<T>> group_parameters(std::size_t group) const;
+    double lr(std::size_t group) const { return group_at(group, "lr").lr; }
+    void set_lr(std::size_t group, double lr);
+    double weight_decay(std::size_t group) const { return group_at(group, "weight_decay").weight_decay; }
+    void set_weight_decay(std::size_t group, double weight_decay);
+    // The learning rate of an optimizer with one group; with several, name the group (std::logic_error).
+    double lr() const { return lr(only_group("lr")); }
+    void set_lr(double lr) { set_lr(only_group("set_lr"), lr); }
+
+    // Tensors "<buffer>.<parameter index>"; metadata "optimizer", "step", "param_groups" (the count)
+    // and per group g "params.g" (its size), "lr.g" and "weight_decay.g".
     TensorFile<T> state_dict() const;
-    // Refuses another optimizer's state, missing or extra buffers, and wrong shapes, naming them.
+    // Refuses another optimizer's state, another grouping, missing or extra buffers, and wrong
+    // shapes, naming them; changes nothing unless all of it fits. Also reads the single-group
+    // files written before parameter groups (metadata "lr").
     void load_state_dict(const TensorFile<T>& state);
 
   protected:
-    Optimizer(std::string name, std::vector<Parameter<T>> params, double lr, std::vector<std::string> buffers);
-    // Updates parameter i (value p, gradient g, n entries) for step number `step` (1-based).
-    virtual void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step) = 0;
+    Optimizer(std::string name, std::vector<ParamGroup<T>> groups, double lr, double weight_decay,
+              std::vector<std::string> buffers);
+    // Updates parameter i (value p, gradient g, n entries) for step number `step` (1-based) with its group's rates.
+    virtual void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) = 0;
     // Parameter i's buffer `b` (an index into the names given to the constructor).
     T* buffer(std::size_t b, std::size_t i) { return buffers_[b][i].data(); }
     void fill_buffer(std::size_t b, T value);
 
   private:
+    struct Group : GroupRates {
+        std::size_t begin, end;  // its parameters' range in params_
+    };
     void check_shapes() const;
+    const Group& group_at(std::size_t group, const char* who) const;
+    std::size_t only_group(const char* who) const;
+    void check_rate(const char* what, std::size_t group, double value) const;
 
     std::string name_;
     std::vector<Parameter<T>> params_;
-    double lr_;
+    std::vector<Group> groups_;
     std::int64_t steps_ = 0;
     std::vector<std::string> buffer_names_;
     std::vector<std::vector<Tensor<T>>> buffers_;  // [buffer][parameter], zeros of the parameter's shape
@@ -104,10 +161,11 @@ template <class T>
 class SGD : public Optimizer<T> {
   public:
     SGD(std::vector<Parameter<T>> params, SGDOptions options);
+    SGD(std::vector<ParamGroup<T>> groups, SGDOptions options);
     const SGDOptions& options() const { return options_; }
 
   private:
-    void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step) override;
+    void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) override;
     SGDOptions options_;
 };
 
@@ -117,13 +175,14 @@ template <class T>
 class Adam : public Optimizer<T> {
   public:
     Adam(std::vector<Parameter<T>> params, AdamOptions options = AdamOptions());
+    Adam(std::vector<ParamGroup<T>> groups, AdamOptions options = AdamOptions());
     const AdamOptions& options() const { return options_; }
 
   protected:
-    Adam(std::string name, std::vector<Parameter<T>> params, AdamOptions options, bool decoupled);
+    Adam(std::string name, std::vector<ParamGroup<T>> groups, AdamOptions options, bool decoupled);
 
   private:
-    void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step) override;
+    void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) override;
     AdamOptions options_;
     bool decoupled_;
 };
@@ -133,6 +192,7 @@ class AdamW : public Adam<T> {
   public:
     // weight_decay defaults to 1e-2 here, as torch.optim.AdamW.
     AdamW(std::vector<Parameter<T>> params, AdamOptions options = AdamOptions().weight_decay(1e-2));
+    AdamW(std::vector<ParamGroup<T>> groups, AdamOptions options = AdamOptions().weight_decay(1e-2));
 };
 
 // g += wd p;  clr = lr / (1 + (t-1) lr_decay);  s += g²;  p -= clr g / (sqrt(s) + ε)
@@ -140,9 +200,10 @@ template <class T>
 class Adagrad : public Optimizer<T> {
   public:
     Adagrad(std::vector<Parameter<T>> params, AdagradOptions options = AdagradOptions());
+    Adagrad(std::vector<ParamGroup<T>> groups, AdagradOptions options = AdagradOptions());
 
   private:
-    void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step) override;
+    void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) override;
     AdagradOptions options_;
 };
 
@@ -152,9 +213,10 @@ template <class T>
 class RMSprop : public Optimizer<T> {
   public:
     RMSprop(std::vector<Parameter<T>> params, RMSpropOptions options = RMSpropOptions());
+    RMSprop(std::vector<ParamGroup<T>> groups, RMSpropOptions options = RMSpropOptions());
 
   private:
-    void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step) override;
+    void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) override;
     RMSpropOptions options_;
 };
 

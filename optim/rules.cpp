@@ -17,20 +17,22 @@ void check(std::string_view who, std::string_view what, double value, bool ok) {
 }  // namespace
 
 template <class T>
-SGD<T>::SGD(std::vector<Parameter<T>> params, SGDOptions o)
-    : Optimizer<T>("SGD", std::move(params), o.lr(), {"momentum_buffer"}), options_(o) {
+SGD<T>::SGD(std::vector<Parameter<T>> params, SGDOptions o) : SGD(std::vector<ParamGroup<T>>{std::move(params)}, o) {}
+
+template <class T>
+SGD<T>::SGD(std::vector<ParamGroup<T>> groups, SGDOptions o)
+    : Optimizer<T>("SGD", std::move(groups), o.lr(), o.weight_decay(), {"momentum_buffer"}), options_(o) {
     check("SGD", "momentum", o.momentum(), o.momentum() >= 0);
     check("SGD", "dampening", o.dampening(), o.dampening() >= 0 && o.dampening() <= 1);
-    check("SGD", "weight_decay", o.weight_decay(), o.weight_decay() >= 0);
     if (o.nesterov() && (o.momentum() <= 0 || o.dampening() != 0)) {
         throw std::invalid_argument("SGD: nesterov needs momentum > 0 and dampening = 0");
     }
 }
 
 template <class T>
-void SGD<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t step) {
+void SGD<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t step, const GroupRates& rates) {
     const auto& o = options_;
-    const T lr = static_cast<T>(this->lr()), mu = static_cast<T>(o.momentum()), wd = static_cast<T>(o.weight_decay());
+    const T lr = static_cast<T>(rates.lr), mu = static_cast<T>(o.momentum()), wd = static_cast<T>(rates.weight_decay);
     const T keep = static_cast<T>(1.0 - o.dampening());
     T* buf = this->buffer(0, i);
     for (std::size_t k = 0; k < n; ++k) {
@@ -44,27 +46,29 @@ void SGD<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int6
 }
 
 template <class T>
-Adam<T>::Adam(std::vector<Parameter<T>> params, AdamOptions o) : Adam("Adam", std::move(params), o, false) {}
+Adam<T>::Adam(std::vector<Parameter<T>> params, AdamOptions o) : Adam("Adam", {std::move(params)}, o, false) {}
 
 template <class T>
-Adam<T>::Adam(std::string name, std::vector<Parameter<T>> params, AdamOptions o, bool decoupled)
-    : Optimizer<T>(std::move(name), std::move(params), o.lr(), {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}),
+Adam<T>::Adam(std::vector<ParamGroup<T>> groups, AdamOptions o) : Adam("Adam", std::move(groups), o, false) {}
+
+template <class T>
+Adam<T>::Adam(std::string name, std::vector<ParamGroup<T>> groups, AdamOptions o, bool decoupled)
+    : Optimizer<T>(std::move(name), std::move(groups), o.lr(), o.weight_decay(), {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}),
       options_(o), decoupled_(decoupled) {
     check(this->name(), "beta1", o.beta1(), o.beta1() >= 0 && o.beta1() < 1);
     check(this->name(), "beta2", o.beta2(), o.beta2() >= 0 && o.beta2() < 1);
     check(this->name(), "eps", o.eps(), o.eps() >= 0);
-    check(this->name(), "weight_decay", o.weight_decay(), o.weight_decay() >= 0);
 }
 
 template <class T>
-void Adam<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t step) {
+void Adam<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t step, const GroupRates& rates) {
     const auto& o = options_;
-    const double lr = this->lr();
+    const double lr = rates.lr;
     const double correction1 = 1 - std::pow(o.beta1(), static_cast<double>(step));
     const double correction2 = 1 - std::pow(o.beta2(), static_cast<double>(step));
     const T step_size = static_cast<T>(lr / correction1), root2 = static_cast<T>(std::sqrt(correction2));
     const T b1 = static_cast<T>(o.beta1()), b2 = static_cast<T>(o.beta2()), eps = static_cast<T>(o.eps());
-    const T wd = static_cast<T>(o.weight_decay()), decay = static_cast<T>(1 - lr * o.weight_decay());
+    const T wd = static_cast<T>(rates.weight_decay), decay = static_cast<T>(1 - lr * rates.weight_decay);
     T* m = this->buffer(0, i);
     T* v = this->buffer(1, i);
     T* v_max = this->buffer(2, i);
@@ -91,23 +95,30 @@ void Adam<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int
 }
 
 template <class T>
-AdamW<T>::AdamW(std::vector<Parameter<T>> params, AdamOptions o) : Adam<T>("AdamW", std::move(params), o, true) {}
+AdamW<T>::AdamW(std::vector<Parameter<T>> params, AdamOptions o) : Adam<T>("AdamW", {std::move(params)}, o, true) {}
+
+template <class T>
+AdamW<T>::AdamW(std::vector<ParamGroup<T>> groups, AdamOptions o) : Adam<T>("AdamW", std::move(groups), o, true) {}
 
 template <class T>
 Adagrad<T>::Adagrad(std::vector<Parameter<T>> params, AdagradOptions o)
-    : Optimizer<T>("Adagrad", std::move(params), o.lr(), {"sum"}), options_(o) {
+    : Adagrad(std::vector<ParamGroup<T>>{std::move(params)}, o) {}
+
+template <class T>
+Adagrad<T>::Adagrad(std::vector<ParamGroup<T>> groups, AdagradOptions o)
+    : Optimizer<T>("Adagrad", std::move(groups), o.lr(), o.weight_decay(), {"sum"}), options_(o) {
     check("Adagrad", "lr_decay", o.lr_decay(), o.lr_decay() >= 0);
-    check("Adagrad", "weight_decay", o.weight_decay(), o.weight_decay() >= 0);
     check("Adagrad", "eps", o.eps(), o.eps() >= 0);
     check("Adagrad", "initial_accumulator_value", o.initial_accumulator_value(), o.initial_accumulator_value() >= 0);
     this->fill_buffer(0, static_cast<T>(o.initial_accumulator_value()));
 }
 
 template <class T>
-void Adagrad<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t step) {
+void Adagrad<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t step,
+                        const GroupRates& rates) {
     const auto& o = options_;
-    const T clr = static_cast<T>(this->lr() / (1 + static_cast<double>(step - 1) * o.lr_decay()));
-    const T wd = static_cast<T>(o.weight_decay()), eps = static_cast<T>(o.eps());
+    const T clr = static_cast<T>(rates.lr / (1 + static_cast<double>(step - 1) * o.lr_decay()));
+    const T wd = static_cast<T>(rates.weight_decay), eps = static_cast<T>(o.eps());
     T* sum = this->buffer(0, i);
     for (std::size_t k = 0; k < n; ++k) {
         const T g = grad[k] + wd * p[k];
@@ -118,18 +129,23 @@ void Adagrad<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::
 
 template <class T>
 RMSprop<T>::RMSprop(std::vector<Parameter<T>> params, RMSpropOptions o)
-    : Optimizer<T>("RMSprop", std::move(params), o.lr(), {"square_avg", "momentum_buffer", "grad_avg"}), options_(o) {
+    : RMSprop(std::vector<ParamGroup<T>>{std::move(params)}, o) {}
+
+template <class T>
+RMSprop<T>::RMSprop(std::vector<ParamGroup<T>> groups, RMSpropOptions o)
+    : Optimizer<T>("RMSprop", std::move(groups), o.lr(), o.weight_decay(), {"square_avg", "momentum_buffer", "grad_avg"}),
+      options_(o) {
     check("RMSprop", "alpha", o.alpha(), o.alpha() >= 0);
     check("RMSprop", "momentum", o.momentum(), o.momentum() >= 0);
     check("RMSprop", "eps", o.eps(), o.eps() >= 0);
-    check("RMSprop", "weight_decay", o.weight_decay(), o.weight_decay() >= 0);
 }
 
 template <class T>
-void RMSprop<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t) {
+void RMSprop<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t,
+                        const GroupRates& rates) {
     const auto& o = options_;
-    const T lr = static_cast<T>(this->lr()), alpha = static_cast<T>(o.alpha()), eps = static_cast<T>(o.eps());
-    const T wd = static_cast<T>(o.weight_decay()), mu = static_cast<T>(o.momentum());
+    const T lr = static_cast<T>(rates.lr), alpha = static_cast<T>(o.alpha()), eps = static_cast<T>(o.eps());
+    const T wd = static_cast<T>(rates.weight_decay), mu = static_cast<T>(o.momentum());
     T* sq = this->buffer(0, i);
     T* buf = this->buffer(1, i);
     T* mean = this->buffer(2, i);

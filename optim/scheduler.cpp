@@ -9,10 +9,15 @@
 namespace xgrad::optim {
 
 template <class T>
+LRScheduler<T>::LRScheduler(Optimizer<T>& optimizer) : optimizer_(optimizer) {
+    for (std::size_t g = 0; g < optimizer.num_param_groups(); ++g) base_lrs_.push_back(optimizer.lr(g));
+}
+
+template <class T>
 void LRScheduler<T>::set_last_epoch(std::int64_t epoch) {
     if (epoch < 0) throw std::invalid_argument(fmt::format("LRScheduler: epoch {} is negative", epoch));
     last_epoch_ = epoch;
-    optimizer_.set_lr(lr_at(epoch));
+    for (std::size_t g = 0; g < base_lrs_.size(); ++g) optimizer_.set_lr(g, lr_at(epoch, base_lrs_[g]));
 }
 
 template <class T>
@@ -24,8 +29,8 @@ StepLR<T>::StepLR(Optimizer<T>& optimizer, std::int64_t step_size, double gamma)
 }
 
 template <class T>
-double StepLR<T>::lr_at(std::int64_t epoch) const {
-    return this->base_lr_ * std::pow(gamma_, static_cast<double>(epoch / step_size_));
+double StepLR<T>::lr_at(std::int64_t epoch, double base_lr) const {
+    return base_lr * std::pow(gamma_, static_cast<double>(epoch / step_size_));
 }
 
 template <class T>
@@ -35,8 +40,8 @@ ExponentialLR<T>::ExponentialLR(Optimizer<T>& optimizer, double gamma) : LRSched
 }
 
 template <class T>
-double ExponentialLR<T>::lr_at(std::int64_t epoch) const {
-    return this->base_lr_ * std::pow(gamma_, static_cast<double>(epoch));
+double ExponentialLR<T>::lr_at(std::int64_t epoch, double base_lr) const {
+    return base_lr * std::pow(gamma_, static_cast<double>(epoch));
 }
 
 template <class T>
@@ -47,17 +52,20 @@ CosineWarmupLR<T>::CosineWarmupLR(Optimizer<T>& optimizer, std::int64_t warmup_s
         throw std::invalid_argument(fmt::format("CosineWarmupLR: need 0 <= warmup_steps ({}) < total_steps ({})",
                                                 warmup_steps, total_steps));
     }
-    if (!(min_lr >= 0 && min_lr <= this->base_lr_)) {
-        throw std::invalid_argument(fmt::format("CosineWarmupLR: min_lr = {} must be in [0, base lr {}]", min_lr, this->base_lr_));
+    for (std::size_t g = 0; g < this->base_lrs_.size(); ++g) {
+        if (!(min_lr >= 0 && min_lr <= this->base_lrs_[g])) {
+            throw std::invalid_argument(fmt::format("CosineWarmupLR: min_lr = {} must be in [0, base lr {}] (group {})", min_lr,
+                                                    this->base_lrs_[g], g));
+        }
     }
     this->set_last_epoch(0);
 }
 
 template <class T>
-double CosineWarmupLR<T>::lr_at(std::int64_t epoch) const {
-    if (epoch < warmup_) return this->base_lr_ * static_cast<double>(epoch + 1) / static_cast<double>(warmup_);
+double CosineWarmupLR<T>::lr_at(std::int64_t epoch, double base_lr) const {
+    if (epoch < warmup_) return base_lr * static_cast<double>(epoch + 1) / static_cast<double>(warmup_);
     const double progress = std::min(1.0, static_cast<double>(epoch - warmup_) / static_cast<double>(total_ - warmup_));
-    return min_lr_ + (this->base_lr_ - min_lr_) * 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
+    return min_lr_ + (base_lr - min_lr_) * 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
 }
 
 template class LRScheduler<float>;

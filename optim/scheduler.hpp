@@ -1,11 +1,13 @@
 // Learning-rate schedules. Each sets the optimizer's lr from the number of scheduler steps taken
-// (call step() once per training step, after optimizer.step()).
+// (call step() once per training step, after optimizer.step()). With parameter groups each group
+// follows the schedule from its own lr at the scheduler's construction, as torch.optim's base_lrs.
 //
 //   xgrad::optim::CosineWarmupLR<float> schedule(opt, /*warmup*/ 100, /*total*/ 3000);
 //   for (...) { ...; opt.step(); schedule.step(); }
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "optimizer.hpp"
 
@@ -19,13 +21,15 @@ class LRScheduler {
     std::int64_t last_epoch() const { return last_epoch_; }
     // Jumps to step `epoch` (to resume from a checkpoint) and sets the lr for it.
     void set_last_epoch(std::int64_t epoch);
-    double base_lr() const { return base_lr_; }
-    virtual double lr_at(std::int64_t epoch) const = 0;
+    // Each group's lr when the scheduler was built.
+    const std::vector<double>& base_lrs() const { return base_lrs_; }
+    // The lr at step `epoch` of a group that started from `base_lr`.
+    virtual double lr_at(std::int64_t epoch, double base_lr) const = 0;
 
   protected:
-    explicit LRScheduler(Optimizer<T>& optimizer) : optimizer_(optimizer), base_lr_(optimizer.lr()) {}
+    explicit LRScheduler(Optimizer<T>& optimizer);
     Optimizer<T>& optimizer_;
-    double base_lr_;
+    std::vector<double> base_lrs_;
     std::int64_t last_epoch_ = 0;
 };
 
@@ -34,7 +38,7 @@ template <class T>
 class StepLR : public LRScheduler<T> {
   public:
     StepLR(Optimizer<T>& optimizer, std::int64_t step_size, double gamma = 0.1);
-    double lr_at(std::int64_t epoch) const override;
+    double lr_at(std::int64_t epoch, double base_lr) const override;
 
   private:
     std::int64_t step_size_;
@@ -46,19 +50,20 @@ template <class T>
 class ExponentialLR : public LRScheduler<T> {
   public:
     ExponentialLR(Optimizer<T>& optimizer, double gamma);
-    double lr_at(std::int64_t epoch) const override;
+    double lr_at(std::int64_t epoch, double base_lr) const override;
 
   private:
     double gamma_;
 };
 
 // Linear warmup, lr = base · (epoch + 1) / warmup for epoch < warmup; then cosine decay from base
-// to min_lr over the remaining total - warmup steps, and min_lr after.
+// to min_lr over the remaining total - warmup steps, and min_lr after. min_lr is one value for every
+// group (torch's eta_min) and must not exceed any group's base.
 template <class T>
 class CosineWarmupLR : public LRScheduler<T> {
   public:
     CosineWarmupLR(Optimizer<T>& optimizer, std::int64_t warmup_steps, std::int64_t total_steps, double min_lr = 0.0);
-    double lr_at(std::int64_t epoch) const override;
+    double lr_at(std::int64_t epoch, double base_lr) const override;
 
   private:
     std::int64_t warmup_, total_;

@@ -132,7 +132,8 @@ TEST_CASE("optimizer state loading refuses what does not fit") {
     CHECK_THROWS_AS(adam.load_state_dict(state), std::invalid_argument);
     state = adam.state_dict();
     state.metadata["step"] = "seven";
-    CHECK_THROWS_WITH_AS(adam.load_state_dict(state), doctest::Contains("Adam.load_state_dict: step or lr is malformed or out of range"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(adam.load_state_dict(state), "Adam.load_state_dict: 'step' = 'seven' is malformed or outside [0, 9007199254740992]",
+                         std::invalid_argument);
     // Nothing is loaded unless all of it fits: a bad lr or a non-finite buffer leaves the state as it was.
     p.grad() = Tensor<float>{0.5f, -0.5f};
     adam.step();
@@ -140,7 +141,7 @@ TEST_CASE("optimizer state loading refuses what does not fit") {
     for (const char* lr : {"nan", "-1", "inf"}) {
         state = before;
         state.tensors["exp_avg.0"] = Tensor<float>{9.0f, 9.0f};
-        state.metadata["lr"] = lr;
+        state.metadata["lr.0"] = lr;
         CHECK_THROWS_AS(adam.load_state_dict(state), std::invalid_argument);
         CHECK(adam.state_dict().tensors == before.tensors);
     }
@@ -277,7 +278,8 @@ TEST_CASE("the step count is bounded: a crafted state at the limit is refused, a
     optim::Adam<float> adam({p});
     auto state = adam.state_dict();
     state.metadata["step"] = std::to_string(std::numeric_limits<std::int64_t>::max());
-    CHECK_THROWS_WITH_AS(adam.load_state_dict(state), doctest::Contains("out of range"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(adam.load_state_dict(state), doctest::Contains("is malformed or outside [0, 9007199254740992]"),
+                         std::invalid_argument);
     state.metadata["step"] = std::to_string(optim::Optimizer<float>::max_steps);
     adam.load_state_dict(state);  // the largest count accepted
     CHECK_THROWS_AS(adam.step(), std::overflow_error);
@@ -316,4 +318,164 @@ TEST_CASE("learning-rate schedules") {
     CHECK(opt3.lr() == doctest::Approx(0.1));
     CHECK_THROWS_AS(optim::CosineWarmupLR<double>(opt3, 5, 5), std::invalid_argument);
     CHECK_THROWS_AS(optim::StepLR<double>(opt3, 0), std::invalid_argument);
+}
+
+namespace {
+// Each kind of optimizer built from parameter groups, or from one list with given rates.
+struct GroupedMaker {
+    std::string name;
+    std::function<std::unique_ptr<optim::Optimizer<double>>(std::vector<optim::ParamGroup<double>>)> grouped;
+    std::function<std::unique_ptr<optim::Optimizer<double>>(std::vector<Parameter<double>>, double lr, double wd)> plain;
+};
+const std::vector<GroupedMaker> grouped_makers = {
+    {"SGD", [](auto gs) { return std::make_unique<optim::SGD<double>>(gs, optim::SGDOptions(0.1).momentum(0.9)); },
+     [](auto ps, double lr, double wd) {
+         return std::make_unique<optim::SGD<double>>(ps, optim::SGDOptions(lr).momentum(0.9).weight_decay(wd));
+     }},
+    {"Adam", [](auto gs) { return std::make_unique<optim::Adam<double>>(gs, optim::AdamOptions(0.1)); },
+     [](auto ps, double lr, double wd) { return std::make_unique<optim::Adam<double>>(ps, optim::AdamOptions(lr).weight_decay(wd)); }},
+    {"AdamW", [](auto gs) { return std::make_unique<optim::AdamW<double>>(gs, optim::AdamOptions(0.1).weight_decay(0.01)); },
+     [](auto ps, double lr, double wd) { return std::make_unique<optim::AdamW<double>>(ps, optim::AdamOptions(lr).weight_decay(wd)); }},
+    {"Adagrad", [](auto gs) { return std::make_unique<optim::Adagrad<double>>(gs, optim::AdagradOptions(0.1).lr_decay(0.01)); },
+     [](auto ps, double lr, double wd) {
+         return std::make_unique<optim::Adagrad<double>>(ps, optim::AdagradOptions(lr).lr_decay(0.01).weight_decay(wd));
+     }},
+    {"RMSprop", [](auto gs) { return std::make_unique<optim::RMSprop<double>>(gs, optim::RMSpropOptions(0.1).momentum(0.5)); },
+     [](auto ps, double lr, double wd) {
+         return std::make_unique<optim::RMSprop<double>>(ps, optim::RMSpropOptions(lr).momentum(0.5).weight_decay(wd));
+     }},
+};
+
+// Three parameters: a and b in the first group (lr 0.03, weight decay 0.2), c in the second (the options' rates).
+struct ThreeParameters {
+    Parameter<double> a{Tensor<double>{1.0, -2.0}}, b{Tensor<double>{0.5}}, c{Tensor<double>{-1.5, 3.0}};
+    std::vector<optim::ParamGroup<double>> groups() const {
+        return {optim::ParamGroup<double>({a, b}).lr(0.03).weight_decay(0.2), std::vector<Parameter<double>>{c}};
+    }
+    void set_gradients(int s) {
+        a.grad() = Tensor<double>{0.5 + s, -1.0};
+        b.grad() = Tensor<double>{0.25 * s - 1.0};
+        c.grad() = Tensor<double>{2.0 - s, 0.75};
+    }
+};
+}  // namespace
+
+TEST_CASE("parameter groups: each group updates exactly as an optimizer of its own with the group's lr and weight decay") {
+    for (const auto& maker : grouped_makers) {
+        CAPTURE(maker.name);
+        ThreeParameters together, apart;
+        auto grouped = maker.grouped(together.groups());
+        REQUIRE(grouped->num_param_groups() == 2);
+        const double default_wd = grouped->weight_decay(1);
+        auto first = maker.plain({apart.a, apart.b}, 0.03, 0.2);
+        auto second = maker.plain({apart.c}, grouped->lr(1), default_wd);
+        for (int s = 0; s < 4; ++s) {
+            together.set_gradients(s);
+            apart.set_gradients(s);
+            grouped->step();
+            first->step();
+            second->step();
+        }
+        CHECK(together.a.value() == apart.a.value());
+        CHECK(together.b.value() == apart.b.value());
+        CHECK(together.c.value() == apart.c.value());
+        CHECK(together.a.value() != Tensor<double>{1.0, -2.0});
+    }
+}
+
+TEST_CASE("parameter groups: lr and weight decay per group are read, set, saved and restored with the optimizer state") {
+    for (const auto& maker : grouped_makers) {
+        CAPTURE(maker.name);
+        ThreeParameters straight, resumed;
+        auto opt = maker.grouped(straight.groups());
+        CHECK(opt->lr(0) == 0.03);
+        CHECK(opt->weight_decay(0) == 0.2);
+        CHECK(opt->group_parameters(0).size() == 2);
+        CHECK(opt->group_parameters(1)[0].id() == straight.c.id());
+        auto first_half = maker.grouped(resumed.groups());
+        for (int s = 0; s < 6; ++s) {
+            if (s == 2) {  // a change of rates mid-run, which the state must carry
+                opt->set_lr(1, 0.0123);
+                opt->set_weight_decay(1, 0.05);
+                first_half->set_lr(1, 0.0123);
+                first_half->set_weight_decay(1, 0.05);
+            }
+            straight.set_gradients(s);
+            opt->step();
+            if (s < 3) {
+                resumed.set_gradients(s);
+                first_half->step();
+            }
+        }
+        const auto state = first_half->state_dict();
+        CHECK(state.metadata.at("param_groups") == "2");
+        CHECK(state.metadata.at("params.0") == "2");
+        auto second_half = maker.grouped(resumed.groups());  // built with the original rates
+        second_half->load_state_dict(state);
+        CHECK(second_half->lr(1) == 0.0123);
+        CHECK(second_half->weight_decay(1) == 0.05);
+        for (int s = 3; s < 6; ++s) {
+            resumed.set_gradients(s);
+            second_half->step();
+        }
+        CHECK(straight.a.value() == resumed.a.value());
+        CHECK(straight.c.value() == resumed.c.value());
+    }
+}
+
+TEST_CASE("parameter groups: a different grouping, a shared parameter, bad rates and an unnamed group are refused") {
+    ThreeParameters ps;
+    optim::Adam<double> grouped(ps.groups());
+    optim::Adam<double> flat({ps.a, ps.b, ps.c});
+    CHECK_THROWS_WITH_AS(flat.load_state_dict(grouped.state_dict()),
+                         "Adam.load_state_dict: the state has 2 parameter groups, the optimizer 1", std::invalid_argument);
+    optim::Adam<double> regrouped({std::vector<Parameter<double>>{ps.a}, std::vector<Parameter<double>>{ps.b, ps.c}});
+    CHECK_THROWS_WITH_AS(regrouped.load_state_dict(grouped.state_dict()),
+                         "Adam.load_state_dict: group 0 has 2 parameters in the state, 1 here", std::invalid_argument);
+    auto state = grouped.state_dict();
+    state.metadata["weight_decay.1"] = "-0x1p+0";
+    CHECK_THROWS_WITH_AS(grouped.load_state_dict(state),
+                         "Adam.load_state_dict: 'weight_decay.1' = '-0x1p+0' of group 1 is malformed, negative or not finite",
+                         std::invalid_argument);
+    CHECK(grouped.weight_decay(1) == 0.0);  // nothing loaded
+
+    // A file written before parameter groups: one group, its lr in "lr"; weight decay stays as configured.
+    auto legacy = flat.state_dict();
+    for (const char* key : {"param_groups", "params.0", "lr.0", "weight_decay.0"}) legacy.metadata.erase(key);
+    legacy.metadata["lr"] = "0x1p-4";
+    flat.load_state_dict(legacy);
+    CHECK(flat.lr() == 0.0625);
+    CHECK_THROWS_WITH_AS(grouped.load_state_dict(legacy), "Adam.load_state_dict: the state has one parameter group, the optimizer 2",
+                         std::invalid_argument);
+
+    CHECK_THROWS_WITH_AS(optim::SGD<double>({std::vector<Parameter<double>>{ps.a, ps.b}, std::vector<Parameter<double>>{ps.c, ps.a}},
+                                            optim::SGDOptions(0.1)),
+                         "SGD: parameters 0 and 3 are the same parameter (in groups 0 and 1)", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(optim::SGD<double>({optim::ParamGroup<double>({ps.a}).lr(-1.0)}, optim::SGDOptions(0.1)),
+                         "SGD: learning rate -1 of group 0 is invalid", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(optim::Adam<double>({std::vector<Parameter<double>>{ps.a},
+                                              optim::ParamGroup<double>({ps.b}).weight_decay(std::nan(""))}),
+                         "Adam: weight_decay nan of group 1 is invalid", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(grouped.lr(), "Adam.lr: the optimizer has 2 parameter groups; name one (lr(group, ...))", std::logic_error);
+    CHECK_THROWS_AS(grouped.set_lr(0.1), std::logic_error);
+    CHECK_THROWS_WITH_AS(grouped.set_lr(2, 0.1), "Adam.set_lr: group 2 of 2", std::out_of_range);
+    CHECK_THROWS_AS(grouped.set_weight_decay(0, std::numeric_limits<double>::infinity()), std::invalid_argument);
+}
+
+TEST_CASE("schedules scale each parameter group from its own base lr") {
+    ThreeParameters ps;
+    optim::SGD<double> opt(ps.groups(), optim::SGDOptions(1.0));
+    optim::StepLR<double> step(opt, 2, 0.5);
+    CHECK(step.base_lrs() == std::vector<double>{0.03, 1.0});
+    for (int i = 0; i < 4; ++i) step.step();
+    CHECK(opt.lr(0) == doctest::Approx(0.03 * 0.25));
+    CHECK(opt.lr(1) == doctest::Approx(0.25));
+    optim::SGD<double> cosine_opt(ps.groups(), optim::SGDOptions(1.0));
+    optim::CosineWarmupLR<double> cosine(cosine_opt, 0, 10, 0.01);
+    cosine.set_last_epoch(5);
+    CHECK(cosine_opt.lr(0) == doctest::Approx(0.01 + 0.02 * 0.5));
+    CHECK(cosine_opt.lr(1) == doctest::Approx(0.01 + 0.99 * 0.5));
+    optim::SGD<double> fresh(ps.groups(), optim::SGDOptions(1.0));
+    CHECK_THROWS_WITH_AS(optim::CosineWarmupLR<double>(fresh, 0, 10, 0.5),
+                         doctest::Contains("must be in [0, base lr 0.03] (group 0)"), std::invalid_argument);
 }
