@@ -76,6 +76,11 @@ class Module {
         owned_.push_back(child);
         return child;
     }
+    // The same from a factory that returns unique ownership (nn::make_recurrent); now shared.
+    template <class M>
+    std::shared_ptr<M> register_module(const std::string& name, std::unique_ptr<M> child) {
+        return register_module(name, std::shared_ptr<M>(std::move(child)));
+    }
 
   private:
     void claim_name(const std::string& name);  // throws unless valid and new

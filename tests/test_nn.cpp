@@ -266,6 +266,8 @@ class Stacked : public xgrad::nn::Module<double> {
         layers = register_module("layers", std::make_shared<xgrad::nn::ModuleList<double>>());
         layers->push_back(std::make_shared<xgrad::nn::Linear<double>>(2, 2));
         layers->push_back(std::make_shared<xgrad::nn::Linear<double>>(2, 1, false));
+        // A factory that returns unique ownership, as nn::make_recurrent does.
+        rnn = register_module("rnn", xgrad::nn::make_recurrent<double>("gru", xgrad::nn::RecurrentOptions(1, 1)));
     }
     Var<double> forward(const Var<double>& x) const {
         Var<double> h = mlp->forward(x);
@@ -274,6 +276,7 @@ class Stacked : public xgrad::nn::Module<double> {
     }
     std::shared_ptr<xgrad::nn::Sequential<double>> mlp;
     std::shared_ptr<xgrad::nn::ModuleList<double>> layers;
+    std::shared_ptr<xgrad::nn::RecurrentBase<double>> rnn;
 };
 }  // namespace
 
@@ -282,7 +285,8 @@ TEST_CASE("Sequential and ModuleList: modules from factories, PyTorch's names, s
     std::vector<std::string> names;
     for (const auto& [name, p] : model.named_parameters()) names.push_back(name);
     CHECK(names == std::vector<std::string>{"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias", "layers.0.weight",
-                                            "layers.0.bias", "layers.1.weight"});
+                                            "layers.0.bias", "layers.1.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0",
+                                            "rnn.bias_ih_l0", "rnn.bias_hh_l0"});
     Graph<double> g;
     const Tensor<double> x0 = xt::linspace<double>(-1.0, 1.0, 6);
     auto x = g.constant(xt::reshape_view(x0, {2, 3}));

@@ -1,0 +1,87 @@
+// What the worked examples share: their common flags (steps, batch, sizes, learning rate, seed,
+// test size and the short mode's --require-loss-below), registered once with their checks, and
+// the training loop.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <xgrad/xgrad.hpp>
+
+#include "cli_checks.hpp"
+
+namespace examples {
+
+struct TrainingFlags {
+    std::size_t steps, batch, hidden, test_size;
+    double lr;
+    std::uint64_t seed = 1;
+    double require_loss_below = 0;
+};
+
+inline void add_training_flags(CLI::App& app, TrainingFlags& f) {
+    const auto positive = CLI::Range(std::size_t{1}, std::size_t{1000000});
+    app.add_option("--steps", f.steps, "training steps")->check(positive)->capture_default_str();
+    app.add_option("--batch", f.batch, "sequences per step")->check(CLI::Range(std::size_t{1}, std::size_t{4096}))->capture_default_str();
+    app.add_option("--hidden", f.hidden, "hidden size")->check(CLI::Range(std::size_t{1}, std::size_t{4096}))->capture_default_str();
+    app.add_option("--test-size", f.test_size, "test sequences (per length range)")->check(positive)->capture_default_str();
+    app.add_option("--lr", f.lr, "Adam learning rate")->check(finite_number() & CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--seed", f.seed, "seed of the data and the initial weights")->capture_default_str();
+    app.add_option("--require-loss-below", f.require_loss_below,
+                   "exit 1 unless the mean training loss of the last 50 steps is below this (0: no check)")
+        ->check(finite_number() & CLI::NonNegativeNumber);
+}
+
+struct LengthFlags {
+    std::size_t min_length, max_length;
+};
+
+inline void add_length_flags(CLI::App& app, LengthFlags& f, std::size_t shortest) {
+    const auto lengths = CLI::Range(shortest, std::size_t{10000});
+    app.add_option("--min-length", f.min_length, "shortest training sequence")->check(lengths)->capture_default_str();
+    app.add_option("--max-length", f.max_length, "longest training sequence")->check(lengths)->capture_default_str();
+}
+
+// Parses the command line (see parse_command_line) and checks that the lengths are in order.
+inline std::optional<int> parse_with_lengths(CLI::App& app, int argc, char** argv, std::string_view program, const LengthFlags& f) {
+    if (auto status = parse_command_line(app, argc, argv, program)) return status;
+    if (f.min_length > f.max_length) {
+        fmt::print(stderr, "{}: --min-length ({}) is above --max-length ({})\n", program, f.min_length, f.max_length);
+        return 1;
+    }
+    return std::nullopt;
+}
+
+// Trains for `steps` steps: batch_loss(graph, report) gives the step's loss and, when `report`,
+// the batch's accuracy; then backward, gradients clipped to norm 1, and opt.step(). Prints the
+// recent loss and that accuracy ten times. Returns every step's loss.
+template <class BatchLoss>
+std::vector<double> train(std::size_t steps, xgrad::optim::Optimizer<float>& opt, std::string_view accuracy_name,
+                          BatchLoss batch_loss) {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<double> losses;
+    for (std::size_t step = 1; step <= steps; ++step) {
+        const bool report = step % std::max<std::size_t>(1, steps / 10) == 0 || step == steps;
+        xgrad::Graph<float> g;
+        const auto [loss, accuracy] = batch_loss(g, report);
+        opt.zero_grad();
+        loss.backward();
+        xgrad::nn::clip_grad_norm(opt.parameters(), 1.0);
+        opt.step();
+        losses.push_back(loss.item());
+        if (report) {
+            fmt::print("step {:5d}  loss {:.4f}  {} {:5.1f}%  {:.0f} s\n", step, recent_loss(losses), accuracy_name, 100 * accuracy,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        }
+    }
+    return losses;
+}
+
+}  // namespace examples
