@@ -8,6 +8,7 @@
 //   loss.backward();
 #pragma once
 
+#include <initializer_list>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -56,6 +57,9 @@ template <class T> Var<T> permute(const Var<T>& a, const std::vector<std::size_t
 template <class T> Var<T> reshape(const Var<T>& a, const std::vector<std::ptrdiff_t>& shape);
 template <class T> Var<T> concat(const std::vector<Var<T>>& parts, std::ptrdiff_t axis);
 template <class T> Var<T> stack(const std::vector<Var<T>>& parts, std::ptrdiff_t axis);
+// The same from a braced list, as torch.cat({a, b}, -1): concat({h, context}, -1).
+template <class T> Var<T> concat(std::initializer_list<Var<T>> parts, std::ptrdiff_t axis) { return concat(std::vector<Var<T>>(parts), axis); }
+template <class T> Var<T> stack(std::initializer_list<Var<T>> parts, std::ptrdiff_t axis) { return stack(std::vector<Var<T>>(parts), axis); }
 // Elements [start, start + length) along axis; a negative start counts from the end, as in torch.narrow.
 template <class T> Var<T> narrow(const Var<T>& a, std::ptrdiff_t axis, std::ptrdiff_t start, std::size_t length);
 // The index-th slice along axis, the axis removed; a negative index counts from the end

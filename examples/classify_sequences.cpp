@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     if (auto status = examples::parse_with_lengths(app, argc, argv, "classify_sequences", lengths)) return *status;
 
+    examples::apply(flags);
     xgrad::keep_freed_memory();  // every step frees and allocates the same blocks again
     xgrad::manual_seed(flags.seed);
     xgrad::Generator data(flags.seed + 1);

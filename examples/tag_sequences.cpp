@@ -122,6 +122,7 @@ int main(int argc, char** argv) {
     app.add_flag("--unidirectional", unidirectional, "left to right only, to see what the reverse direction adds");
     if (auto status = examples::parse_with_lengths(app, argc, argv, "tag_sequences", lengths)) return *status;
 
+    examples::apply(flags);
     xgrad::keep_freed_memory();
     xgrad::manual_seed(flags.seed);
     xgrad::Generator data(flags.seed + 1);

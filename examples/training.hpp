@@ -24,6 +24,7 @@ struct TrainingFlags {
     double lr;
     std::uint64_t seed = 1;
     double require_loss_below = 0;
+    int threads = 0;  // BLAS threads; 0: as the environment sets
 };
 
 inline void add_training_flags(CLI::App& app, TrainingFlags& f) {
@@ -34,6 +35,7 @@ inline void add_training_flags(CLI::App& app, TrainingFlags& f) {
     app.add_option("--test-size", f.test_size, "test sequences (per length range)")->check(positive)->capture_default_str();
     app.add_option("--lr", f.lr, "Adam learning rate")->check(finite_number() & CLI::PositiveNumber)->capture_default_str();
     app.add_option("--seed", f.seed, "seed of the data and the initial weights")->capture_default_str();
+    app.add_option("--threads", f.threads, "BLAS threads (default: as the environment sets)")->check(CLI::Range(1, 256));
     app.add_option("--require-loss-below", f.require_loss_below,
                    "exit 1 unless the mean training loss of the last 50 steps is below this (0: no check)")
         ->check(finite_number() & CLI::NonNegativeNumber);
@@ -47,6 +49,11 @@ inline void add_length_flags(CLI::App& app, LengthFlags& f, std::size_t shortest
     const auto lengths = CLI::Range(shortest, std::size_t{10000});
     app.add_option("--min-length", f.min_length, "shortest training sequence")->check(lengths)->capture_default_str();
     app.add_option("--max-length", f.max_length, "longest training sequence")->check(lengths)->capture_default_str();
+}
+
+// Applies the flags that act on the process: --threads.
+inline void apply(const TrainingFlags& f) {
+    if (f.threads > 0) xgrad::set_blas_threads(f.threads);
 }
 
 // Parses the command line (see parse_command_line) and checks that the lengths are in order.

@@ -89,16 +89,22 @@ class Sequential : public ModuleList<T> {
     Sequential() : ModuleList<T>("Sequential") {}
     using ModuleList<T>::push_back;
     void push_back(std::function<Var<T>(const Var<T>&)> f) { push_back(std::make_shared<Functional<T>>(std::move(f))); }
-    // Throws std::invalid_argument naming a module without forward(const Var&).
+    // Throws std::invalid_argument naming a module without forward(const Var&); a module's own
+    // ShapeError or std::invalid_argument (an input that does not fit it) comes out as the same
+    // type, prefixed with the module's position and type: "Sequential: module 2 (Linear): ...".
     Var<T> forward(const Var<T>& input) const {
         Var<T> x = input;
         for (std::size_t i = 0; i < this->size(); ++i) {
             const auto& step = this->forward_of(i);
-            if (!step) {
-                throw std::invalid_argument("Sequential: module " + std::to_string(i) + " (" + (*this)[i].type_name() +
-                                            ") has no forward(const Var&)");
+            const std::string where = "Sequential: module " + std::to_string(i) + " (" + (*this)[i].type_name() + ")";
+            if (!step) throw std::invalid_argument(where + " has no forward(const Var&)");
+            try {
+                x = step(x);
+            } catch (const ShapeError& e) {
+                throw ShapeError(where + ": " + e.what());
+            } catch (const std::invalid_argument& e) {
+                throw std::invalid_argument(where + ": " + e.what());
             }
-            x = step(x);
         }
         return x;
     }

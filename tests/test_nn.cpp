@@ -320,6 +320,12 @@ TEST_CASE("Sequential and ModuleList: modules from factories, PyTorch's names, s
     as_list.push_back(std::make_shared<xgrad::nn::Embedding<double>>(3, 2));
     CHECK_THROWS_WITH_AS(model.mlp->forward(g2.constant(x.value())), "Sequential: module 4 (Embedding) has no forward(const Var&)",
                          std::invalid_argument);
+    // An output that does not fit the next module: the error names where, as the module's own type.
+    xgrad::nn::Sequential<double> misfit;
+    misfit.push_back(std::make_shared<xgrad::nn::Linear<double>>(3, 4));
+    misfit.push_back(std::make_shared<xgrad::nn::Linear<double>>(5, 1));
+    CHECK_THROWS_WITH_AS(misfit.forward(g2.constant(x.value())), doctest::Contains("Sequential: module 1 (Linear): linear:"),
+                         xgrad::ShapeError);
 }
 
 TEST_CASE("attention, dot-product and additive: masked keys get exactly zero weight, and gradcheck") {
