@@ -126,6 +126,9 @@ TEST_CASE("shape ops") {
     expect_gradients([](const Vs& v) { return xgrad::concat(Vs{v[0], v[1], v[2]}, 1); },
                      {rnd({2, 1, 3}), rnd({2, 4, 3}), rnd({2, 2, 3})});
     expect_gradients([](const Vs& v) { return xgrad::concat(Vs{v[0], v[0] * 2.0}, -1); }, {rnd({2, 3})});
+    // Braced lists, as torch.cat({a, b}, -1), without naming the vector type.
+    expect_gradients([](const Vs& v) { return xgrad::concat({v[0], v[1]}, -1); }, {rnd({2, 3}), rnd({2, 2})});
+    expect_gradients([](const Vs& v) { return xgrad::stack({v[1], v[0]}, 1); }, {rnd({2, 3}), rnd({2, 3})});
     expect_gradients([](const Vs& v) { return xgrad::stack(Vs{v[0], v[1]}, 0); }, {rnd({2, 3}), rnd({2, 3})});
     expect_gradients([](const Vs& v) { return xgrad::stack(Vs{v[0], v[1], v[0]}, 2); }, {rnd({2, 3}), rnd({2, 3})});
     expect_gradients([](const Vs& v) { return xgrad::stack(Vs{v[0], v[1]}, 0); }, {rnd({}), rnd({})});
