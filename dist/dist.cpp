@@ -1,0 +1,201 @@
+#include "dist.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <type_traits>
+
+#include <fmt/format.h>
+
+#include "../tensor/tensor.hpp"
+
+namespace xgrad::dist {
+
+namespace {
+// MPI calls return their error (Environment sets MPI_ERRORS_RETURN): raise it with MPI's own words.
+void check(int code, const char* call) {
+    if (code == MPI_SUCCESS) return;
+    char text[MPI_MAX_ERROR_STRING] = {};
+    int length = 0;
+    MPI_Error_string(code, text, &length);
+    throw std::runtime_error(fmt::format("{}: {}", call, std::string(text, static_cast<std::size_t>(length))));
+}
+
+template <class T>
+MPI_Datatype datatype() {
+    return std::is_same_v<T, float> ? MPI_FLOAT : MPI_DOUBLE;
+}
+
+int as_count(std::size_t n, const char* what) {
+    if (n > static_cast<std::size_t>(INT_MAX)) throw std::length_error(fmt::format("{}: {} elements exceed MPI's int count", what, n));
+    return static_cast<int>(n);
+}
+}  // namespace
+
+bool launched_by_mpi() {
+    for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS"}) {
+        if (std::getenv(name) != nullptr) return true;
+    }
+    return false;
+}
+
+Environment::Environment(int& argc, char**& argv) {
+    int initialised = 0;
+    MPI_Initialized(&initialised);
+    if (!initialised) {
+        if (MPI_Init(&argc, &argv) != MPI_SUCCESS) throw std::runtime_error("MPI_Init failed");
+        initialised_here_ = true;
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+}
+
+Environment::~Environment() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (initialised_here_ && !finalized) MPI_Finalize();
+}
+
+ProcessGroup::ProcessGroup(MPI_Comm comm) : comm_(comm) {
+    check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+    check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+}
+
+void ProcessGroup::barrier() const { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+
+double ProcessGroup::sum(double value) const {
+    double total = 0;
+    check(MPI_Allreduce(&value, &total, 1, MPI_DOUBLE, MPI_SUM, comm_), "MPI_Allreduce");
+    return total;
+}
+
+std::vector<std::string> ProcessGroup::all_gather(const std::string& text) const {
+    const int length = as_count(text.size(), "all_gather");
+    std::vector<int> lengths(static_cast<std::size_t>(size_)), offsets(static_cast<std::size_t>(size_), 0);
+    check(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm_), "MPI_Allgather");
+    std::size_t total = 0;
+    for (int r = 0; r < size_; ++r) {
+        offsets[static_cast<std::size_t>(r)] = as_count(total, "all_gather");
+        total += static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)]);
+    }
+    std::string all(total, '\0');
+    check(MPI_Allgatherv(text.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, comm_),
+          "MPI_Allgatherv");
+    std::vector<std::string> out;
+    for (int r = 0; r < size_; ++r) {
+        out.push_back(all.substr(static_cast<std::size_t>(offsets[static_cast<std::size_t>(r)]),
+                                 static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)])));
+    }
+    return out;
+}
+
+std::pair<int, std::string> ProcessGroup::first_failure(const std::string& error) const {
+    const int mine = error.empty() ? INT_MAX : rank_;
+    int first = INT_MAX;
+    check(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm_), "MPI_Allreduce");
+    if (first == INT_MAX) return {-1, ""};
+    int length = first == rank_ ? as_count(error.size(), "first_failure") : 0;
+    check(MPI_Bcast(&length, 1, MPI_INT, first, comm_), "MPI_Bcast");
+    std::string message = first == rank_ ? error : std::string(static_cast<std::size_t>(length), '\0');
+    check(MPI_Bcast(message.data(), length, MPI_CHAR, first, comm_), "MPI_Bcast");
+    return {first, message};
+}
+
+int ProcessGroup::run_or_abort(const std::string& program, const std::function<int()>& fn) const {
+    try {
+        return fn();
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "{}: rank {}: {}\n", program, rank_, e.what());
+        std::fflush(stderr);
+        MPI_Abort(comm_, 1);  // ends every rank: none is left waiting in a collective
+        return 1;
+    }
+}
+
+template <class T>
+DistributedDataParallel<T>::DistributedDataParallel(const ProcessGroup& group,
+                                                    std::vector<std::pair<std::string, Parameter<T>>> parameters,
+                                                    DistributedOptions options)
+    : group_(group), parameters_(std::move(parameters)) {
+    if (options.bucket_bytes == 0) throw std::invalid_argument("DistributedDataParallel: bucket_bytes must be positive");
+    // Names and shapes, one line per parameter; every rank compares every rank's with rank 0's, so
+    // all of them raise the same error (or none does).
+    std::string mine;
+    for (const auto& [name, p] : parameters_) mine += fmt::format("{} {}\n", name, shape_str(p.shape()));
+    const std::vector<std::string> all = group_.all_gather(mine);
+    auto lines = [](const std::string& text) {
+        std::vector<std::string> out;
+        for (std::size_t at = 0; at < text.size();) {
+            const std::size_t end = text.find('\n', at);
+            out.push_back(text.substr(at, end - at));
+            at = end + 1;
+        }
+        return out;
+    };
+    const std::vector<std::string> reference = lines(all[0]);
+    for (std::size_t r = 1; r < all.size(); ++r) {
+        const std::vector<std::string> theirs = lines(all[r]);
+        for (std::size_t i = 0; i < std::max(reference.size(), theirs.size()); ++i) {
+            const std::string a = i < reference.size() ? reference[i] : "nothing", b = i < theirs.size() ? theirs[i] : "nothing";
+            if (a != b) {
+                throw std::invalid_argument(fmt::format("DistributedDataParallel: parameter {} is '{}' on rank {} but '{}' on "
+                                                        "rank 0: every rank must build the same model", i, b, r, a));
+            }
+        }
+    }
+    const std::size_t per_bucket = std::max<std::size_t>(1, options.bucket_bytes / sizeof(T));
+    std::size_t largest = 0;
+    for (std::size_t i = 0; i < parameters_.size();) {
+        Bucket b{i, i, 0};
+        while (b.last < parameters_.size() && (b.elements == 0 || b.elements + parameters_[b.last].second.value().size() <= per_bucket)) {
+            b.elements += parameters_[b.last].second.value().size();
+            ++b.last;
+        }
+        largest = std::max(largest, b.elements);
+        buckets_.push_back(b);
+        i = b.last;
+    }
+    flat_.resize(largest);
+    broadcast_parameters();
+}
+
+template <class T>
+void DistributedDataParallel<T>::broadcast_parameters() {
+    for (auto& [name, p] : parameters_) {
+        check(MPI_Bcast(p.value().data(), as_count(p.value().size(), name.c_str()), datatype<T>(), 0, group_.comm()), "MPI_Bcast");
+    }
+}
+
+template <class T>
+void DistributedDataParallel<T>::average_gradients() {
+    const double start = MPI_Wtime();
+    const T scale = T(1) / static_cast<T>(group_.size());
+    for (const Bucket& b : buckets_) {
+        T* at = flat_.data();
+        for (std::size_t i = b.first; i < b.last; ++i) {
+            const Tensor<T>& g = parameters_[i].second.grad();
+            if (g.size() != parameters_[i].second.value().size()) {
+                throw ShapeError(fmt::format("DistributedDataParallel: '{}' has gradient {} for value {}", parameters_[i].first,
+                                             shape_str(shape_of(g)), shape_str(parameters_[i].second.shape())));
+            }
+            at = std::copy(g.data(), g.data() + g.size(), at);
+        }
+        check(MPI_Allreduce(MPI_IN_PLACE, flat_.data(), as_count(b.elements, "average_gradients"), datatype<T>(), MPI_SUM,
+                            group_.comm()),
+              "MPI_Allreduce");
+        const T* from = flat_.data();
+        for (std::size_t i = b.first; i < b.last; ++i) {
+            Tensor<T>& g = parameters_[i].second.grad();
+            for (std::size_t k = 0; k < g.size(); ++k) g.data()[k] = from[k] * scale;
+            from += g.size();
+        }
+    }
+    last_seconds_ = MPI_Wtime() - start;
+}
+
+template class DistributedDataParallel<float>;
+template class DistributedDataParallel<double>;
+
+}  // namespace xgrad::dist

@@ -1,0 +1,106 @@
+// Data-parallel training over MPI (an optional component: link xgrad::dist; the core library never
+// depends on MPI). What PyTorch's DistributedDataParallel offers a C++ user: every replica starts
+// from rank 0's parameters, and after each backward the gradients are averaged over the ranks with
+// allreduce over flattened buckets, so each rank's optimizer takes the same step.
+//
+//   xgrad::dist::Environment mpi(argc, argv);              // MPI_Init ... MPI_Finalize
+//   xgrad::dist::ProcessGroup world;                        // MPI_COMM_WORLD, or a communicator of yours
+//   xgrad::dist::DistributedDataParallel<float> ddp(world, model.named_parameters());
+//   for (...) { opt.zero_grad(); loss_on_my_share.backward(); ddp.average_gradients(); opt.step(); }
+//   double loss = world.average(local_loss);               // for reporting
+//
+// Communication is not overlapped with backward: in backpropagation through time every step adds to
+// the same recurrent weights' gradients, so no bucket of a recurrent layer is final before the
+// backward ends.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../autograd/parameter.hpp"
+
+namespace xgrad::dist {
+
+// True when this process was started by an MPI launcher (mpirun, srun): where Environment is needed.
+bool launched_by_mpi();
+
+// MPI for the lifetime of this object: MPI_Init unless MPI is already initialised, MPI_Finalize
+// (if it initialised) at the end. Errors on MPI_COMM_WORLD are returned, not fatal, so they reach
+// the caller as exceptions.
+class Environment {
+  public:
+    Environment(int& argc, char**& argv);
+    ~Environment();
+    Environment(const Environment&) = delete;
+    Environment& operator=(const Environment&) = delete;
+
+  private:
+    bool initialised_here_ = false;
+};
+
+// Ranks of a communicator (default MPI_COMM_WORLD), and the collectives training needs on scalars.
+class ProcessGroup {
+  public:
+    explicit ProcessGroup(MPI_Comm comm = MPI_COMM_WORLD);
+    int rank() const { return rank_; }
+    int size() const { return size_; }
+    MPI_Comm comm() const { return comm_; }
+    void barrier() const;
+    double sum(double value) const;
+    double average(double value) const { return sum(value) / size_; }
+    // Every rank's string, in rank order (allgather).
+    std::vector<std::string> all_gather(const std::string& text) const;
+    // A check every rank runs: `error` is empty where it passed. Returns, on every rank, the lowest
+    // failing rank and its message (rank -1 when all passed), so all ranks can stop together and one
+    // can print.
+    std::pair<int, std::string> first_failure(const std::string& error) const;
+    // Runs fn; if it throws on this rank, prints "<program>: rank <r>: <what>" once to stderr and
+    // aborts every rank (MPI_Abort), so a failure can never leave the others waiting in a collective.
+    int run_or_abort(const std::string& program, const std::function<int()>& fn) const;
+
+  private:
+    MPI_Comm comm_;
+    int rank_ = 0, size_ = 1;
+};
+
+struct DistributedOptions {
+    std::size_t bucket_bytes = std::size_t{25} << 20;  // as DDP's bucket_cap_mb
+};
+
+template <class T>
+class DistributedDataParallel {
+  public:
+    // Checks that every rank has the same parameter names and shapes (one std::invalid_argument,
+    // naming the first rank and parameter that differ, on every rank), then copies rank 0's values
+    // to every rank.
+    DistributedDataParallel(const ProcessGroup& group, std::vector<std::pair<std::string, Parameter<T>>> parameters,
+                            DistributedOptions options = {});
+    // Replaces each gradient with its mean over the ranks: one allreduce per bucket of ~bucket_bytes.
+    void average_gradients();
+    // Every rank takes rank 0's parameter values.
+    void broadcast_parameters();
+    std::size_t bucket_count() const { return buckets_.size(); }
+    // Wall seconds of the last average_gradients (its allreduces and copies).
+    double last_allreduce_seconds() const { return last_seconds_; }
+
+  private:
+    struct Bucket {
+        std::size_t first, last;  // parameters [first, last)
+        std::size_t elements;
+    };
+    const ProcessGroup& group_;
+    std::vector<std::pair<std::string, Parameter<T>>> parameters_;
+    std::vector<Bucket> buckets_;
+    std::vector<T> flat_;  // one bucket's gradients, flattened
+    double last_seconds_ = 0;
+};
+
+extern template class DistributedDataParallel<float>;
+extern template class DistributedDataParallel<double>;
+
+}  // namespace xgrad::dist
