@@ -30,14 +30,15 @@ inline CLI::Validator finite_number() {
 
 // Parses the command line. Returns the exit status when the program should stop now: 0 after
 // --help, 1 after printing "<program>: <what was wrong>" (CLI11 alone would print two lines and exit
-// with its own codes); nothing when the program should go on.
-inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv, std::string_view program) {
+// with its own codes); nothing when the program should go on. With `report` false (the other ranks
+// of an MPI job) nothing is printed: one rank says it.
+inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv, std::string_view program, bool report = true) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::Success& e) {  // --help
-        return app.exit(e);
+        return report ? app.exit(e) : 0;
     } catch (const CLI::ParseError& e) {
-        fmt::print(stderr, "{}: {}\n", program, e.what());
+        if (report) fmt::print(stderr, "{}: {}\n", program, e.what());
         return 1;
     }
     return std::nullopt;

@@ -3,7 +3,8 @@
 #   bash scripts/test.sh              # Release build in ./build
 #   bash scripts/test.sh --sanitize   # the same under AddressSanitizer + UBSan, in ./build-sanitize, with
 #                                     # OpenBLAS for the fp32 GEMMs (oneDNN's JIT code is not instrumented), so
-#                                     # the two runs together test both GEMM providers
+#                                     # the two runs together test both GEMM providers; and without
+#                                     # MPI (XGRAD_MPI=OFF), so they test the build with and without xgrad::dist
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -11,7 +12,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   bash scripts/setup.sh
   echo "building with AddressSanitizer and UndefinedBehaviorSanitizer in ./build-sanitize (log: build-sanitize/build.log) ..."
   mkdir -p build-sanitize
-  if ! { cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O1 -DXGRAD_WERROR=ON -DXGRAD_SANITIZE=ON -DXGRAD_GEMM=openblas &&
+  if ! { cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O1 -DXGRAD_WERROR=ON -DXGRAD_SANITIZE=ON -DXGRAD_GEMM=openblas -DXGRAD_MPI=OFF &&
          cmake --build build-sanitize -j "$jobs"; } > build-sanitize/build.log 2>&1; then
     tail -n 60 build-sanitize/build.log
     echo "sanitizer build failed: see build-sanitize/build.log" >&2

@@ -49,8 +49,9 @@ struct Run {
     std::string output;  // stdout and stderr together
 };
 
-inline Run run(const std::string& args) {
-    const std::string command = fmt::format("{} {} 2>&1", XGRAD_CHARLM, args);
+// xgrad-charlm with these arguments, started by `launcher` (e.g. "mpirun -np 2") or directly.
+inline Run run_with(const std::string& launcher, const std::string& args) {
+    const std::string command = fmt::format("{} {} {} 2>&1", launcher, XGRAD_CHARLM, args);
     FILE* pipe = ::popen(command.c_str(), "r");
     REQUIRE(pipe != nullptr);
     std::string output;
@@ -59,6 +60,8 @@ inline Run run(const std::string& args) {
     const int status = ::pclose(pipe);
     return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
 }
+
+inline Run run(const std::string& args) { return run_with("", args); }
 
 // A tiny configuration that trains in a fraction of a second.
 inline const std::string tiny = "--hidden 12 --seq 8 --batch 4 --eval-every 5";

@@ -18,37 +18,40 @@ std::vector<std::int64_t> encode(const Vocabulary& vocabulary, std::u32string_vi
     return ids;
 }
 
-double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids) {
+double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids, const Ranks& ranks) {
     if (ids.size() < 2) throw InputError("evaluation needs at least 2 characters");
     constexpr std::size_t chunk = 256;
     const std::size_t streams = std::clamp<std::size_t>(ids.size() / 1024, 1, 64);
     // Stream b holds ids [begin[b], begin[b + 1]); lengths differ by at most one.
     std::vector<std::size_t> begin(streams + 1, 0);
     for (std::size_t b = 0; b < streams; ++b) begin[b + 1] = begin[b] + ids.size() / streams + (b < ids.size() % streams);
+    // This rank's share: streams [first, first + mine).
+    const auto rank = static_cast<std::size_t>(ranks.rank()), size = static_cast<std::size_t>(ranks.size());
+    const std::size_t first = streams * rank / size, mine = streams * (rank + 1) / size - first;
     std::size_t longest = 0;
-    for (std::size_t b = 0; b < streams; ++b) longest = std::max(longest, begin[b + 1] - begin[b] - 1);
+    for (std::size_t b = first; b < first + mine; ++b) longest = std::max(longest, begin[b + 1] - begin[b] - 1);
 
     const bool was_training = model.is_training();
     const auto impl = model.rnn.settings().implementation;
     model.eval();
     model.rnn.settings().implementation = xgrad::nn::RNNImplementation::fused;  // same numbers, faster
     xgrad::NoGradGuard no_grad;
-    State state = model.zero_state(streams);
+    State state = model.zero_state(mine);
     double nats = 0;
     xgrad::CrossEntropyOptions sum;
     sum.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
     for (std::size_t offset = 0; offset < longest; offset += chunk) {
         const std::size_t steps = std::min(chunk, longest - offset);
-        xgrad::Indices inputs = xgrad::Indices::from_shape({steps, streams});
-        xgrad::Indices targets = xgrad::Indices::from_shape({steps, streams});
-        xgrad::Tensor<float> mask = xgrad::Tensor<float>::from_shape({steps, streams});
-        std::vector<std::int64_t> lengths(streams);
-        for (std::size_t b = 0; b < streams; ++b) {
-            const std::size_t predictions = begin[b + 1] - begin[b] - 1;
+        xgrad::Indices inputs = xgrad::Indices::from_shape({steps, mine});
+        xgrad::Indices targets = xgrad::Indices::from_shape({steps, mine});
+        xgrad::Tensor<float> mask = xgrad::Tensor<float>::from_shape({steps, mine});
+        std::vector<std::int64_t> lengths(mine);
+        for (std::size_t b = 0; b < mine; ++b) {
+            const std::size_t predictions = begin[first + b + 1] - begin[first + b] - 1;
             lengths[b] = static_cast<std::int64_t>(std::min(steps, predictions > offset ? predictions - offset : 0));
             for (std::size_t t = 0; t < steps; ++t) {
                 const bool valid = static_cast<std::int64_t>(t) < lengths[b];
-                const std::size_t at = begin[b] + offset + t;
+                const std::size_t at = begin[first + b] + offset + t;
                 inputs(t, b) = valid ? ids[at] : 0;
                 targets(t, b) = valid ? ids[at + 1] : 0;
                 mask(t, b) = valid ? 1.0f : 0.0f;
@@ -61,7 +64,7 @@ double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids) {
     }
     model.train(was_training);
     model.rnn.settings().implementation = impl;
-    return nats / std::numbers::ln2 / static_cast<double>(ids.size() - streams);
+    return ranks.sum(nats) / std::numbers::ln2 / static_cast<double>(ids.size() - streams);
 }
 
 std::size_t draw_next(std::span<const float> logits, double temperature, std::size_t top_k, xgrad::Generator& gen) {

@@ -3,15 +3,33 @@
 //   xgrad-charlm train --corpus book.txt --hidden 256 --steps 3000 --out book.safetensors
 //   xgrad-charlm sample --checkpoint book.safetensors --prime "The " --length 400
 //   xgrad-charlm eval --checkpoint book.safetensors --corpus other.txt
+//   mpirun -np 2 xgrad-charlm train --batch 32 ...      # data parallel: 16 streams per rank
 #include <cstdio>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "../cli_checks.hpp"
 #include "training.hpp"
+#ifdef XGRAD_CHARLM_MPI
+#include "mpi_ranks.hpp"
+#endif
 
 int main(int argc, char** argv) {
+#ifdef XGRAD_CHARLM_MPI
+    // Started by mpirun: one rank of a data-parallel run. Otherwise MPI is never touched.
+    std::optional<xgrad::dist::Environment> mpi;
+    std::optional<xgrad::dist::ProcessGroup> world;
+    if (xgrad::dist::launched_by_mpi()) {
+        mpi.emplace(argc, argv);
+        world.emplace();
+    }
+    const int rank = world ? world->rank() : 0, ranks = world ? world->size() : 1;
+#else
+    const int rank = 0, ranks = 1;
+#endif
+    const bool reporting = rank == 0;  // one rank prints what every rank would
     xgrad::keep_freed_memory();  // each step frees and reallocates megabytes: keep them in the heap
     CLI::App app{"Train a character-level language model with xgrad, sample it, and evaluate it."};
     app.require_subcommand(1);
@@ -85,10 +103,14 @@ int main(int argc, char** argv) {
 
     const std::string first = argc > 1 ? argv[1] : "";
     if (!first.empty() && first[0] != '-' && first != "train" && first != "sample" && first != "eval") {
-        fmt::print(stderr, "xgrad-charlm: unknown command '{}' (train, sample or eval)\n", first);  // CLI11 would not name it
+        if (reporting) fmt::print(stderr, "xgrad-charlm: unknown command '{}' (train, sample or eval)\n", first);  // CLI11 would not name it
         return 1;
     }
-    if (auto status = examples::parse_command_line(app, argc, argv, "xgrad-charlm")) return *status;
+    if (auto status = examples::parse_command_line(app, argc, argv, "xgrad-charlm", reporting)) return *status;
+    if (ranks > 1 && !train->parsed()) {
+        if (reporting) fmt::print(stderr, "xgrad-charlm: {} runs in one process: only train runs under mpirun\n", sample->parsed() ? "sample" : "eval");
+        return 1;
+    }
     try {
         if (train->parsed()) {
             for (const char* flag : {"cell", "hidden", "layers", "seq", "batch", "dropout", "lr", "clip", "optimizer", "seed"}) {
@@ -99,6 +121,21 @@ int main(int argc, char** argv) {
             t.impl_given = train->count("--impl") > 0;
             t.config.validate("train");
             if (train->count("--variational-dropout") > 0) t.explicit_flags.emplace_back("variational_dropout");
+#ifdef XGRAD_CHARLM_MPI
+            if (world) {
+                // An error every rank raised together is printed once and all exit 1; an error on one
+                // rank alone is printed by it, and it ends the job (MPI_Abort) so no rank waits forever.
+                return world->run_or_abort("xgrad-charlm", [&] {
+                    charlm::MpiRanks mpi_ranks(*world);
+                    try {
+                        return charlm::train(t, mpi_ranks);
+                    } catch (const charlm::SameOnEveryRank& e) {
+                        if (reporting) fmt::print(stderr, "xgrad-charlm: {}\n", e.what());
+                        return 1;
+                    }
+                });
+            }
+#endif
             return charlm::train(t);
         }
         if (sample->parsed()) return charlm::sample(s);

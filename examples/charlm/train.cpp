@@ -28,16 +28,18 @@ extern "C" void on_interrupt(int) {
 }
 
 // B contiguous streams through the training text; a batch is the next seq characters of each.
+// Over several ranks, each fills its share of the streams, from `first` on.
 class Streams {
   public:
     Streams(const std::vector<std::int64_t>& ids, std::size_t batch, std::size_t seq)
-        : ids_(ids), batch_(batch), seq_(seq), length_(ids.size() / batch) {}
+        : ids_(ids), seq_(seq), length_(ids.size() / batch) {}
     std::size_t length() const { return length_; }
     bool fits(std::size_t position) const { return position + seq_ + 1 <= length_; }
-    void fill(std::size_t position, xgrad::Indices& inputs, xgrad::Indices& targets) const {
+    // inputs and targets (seq, streams of this rank).
+    void fill(std::size_t position, std::size_t first, xgrad::Indices& inputs, xgrad::Indices& targets) const {
         for (std::size_t t = 0; t < seq_; ++t) {
-            for (std::size_t b = 0; b < batch_; ++b) {
-                const std::size_t at = b * length_ + position + t;
+            for (std::size_t b = 0; b < inputs.shape(1); ++b) {
+                const std::size_t at = (first + b) * length_ + position + t;
                 inputs(t, b) = ids_[at];
                 targets(t, b) = ids_[at + 1];
             }
@@ -46,8 +48,31 @@ class Streams {
 
   private:
     const std::vector<std::int64_t>& ids_;
-    std::size_t batch_, seq_, length_;
+    std::size_t seq_, length_;
 };
+
+// Rows [first, first + count) of a carried state (layers, B, hidden): one rank's streams.
+State rows_of(const State& full, std::size_t first, std::size_t count) {
+    auto part = [&](const xgrad::Tensor<float>& t) {
+        if (t.dimension() != 3) return t;
+        xgrad::Tensor<float> out = xgrad::Tensor<float>::from_shape({t.shape(0), count, t.shape(2)});
+        for (std::size_t l = 0; l < t.shape(0); ++l) {
+            const float* from = t.data() + (l * t.shape(1) + first) * t.shape(2);
+            std::copy(from, from + count * t.shape(2), out.data() + l * count * t.shape(2));
+        }
+        return out;
+    };
+    return {part(full.h), part(full.c)};
+}
+
+// A generator's seed for rank r at a step: ranks other than 0 draw their own dropout masks, the
+// same in every run (a resumed one too) of the same seed and ranks.
+std::uint64_t rank_seed(std::uint64_t seed, int rank, std::int64_t step) {
+    std::uint64_t x = seed ^ (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(rank)) ^ (static_cast<std::uint64_t>(step) << 20);
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;  // splitmix64's finaliser
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
 
 std::string duration(double seconds) {
     if (!std::isfinite(seconds) || seconds < 0) return "-";
@@ -62,7 +87,14 @@ class TrainingRun {
   public:
     using Clock = std::chrono::steady_clock;
 
-    explicit TrainingRun(const TrainArgs& args) : args_(args), config_(resolve_config()) {
+    TrainingRun(const TrainArgs& args, Ranks& ranks) : args_(args), ranks_(ranks), config_(resolve_config()) {
+        const auto size = static_cast<std::size_t>(ranks_.size());
+        if (config_.batch % size != 0) {
+            throw InputError(fmt::format("--batch {} is not divisible by the {} ranks: each rank runs --batch / ranks streams",
+                                         config_.batch, size));
+        }
+        local_batch_ = config_.batch / size;
+        first_stream_ = local_batch_ * static_cast<std::size_t>(ranks_.rank());
         Corpus corpus = load_corpus(args_.corpus);
         warn_skipped(corpus, args_.corpus);
         check_output_names(args_, corpus);
@@ -70,24 +102,31 @@ class TrainingRun {
         check_memory(config_, vocabulary_.size(), corpus.text.size(), "train");
         split(corpus);
         check_resume();
-        // Every check above writes nothing; the lock and the probe of --out are the run's first writes.
-        lock_.emplace(args_.out);
-        probe_output(args_.out);
+        // Every check above writes nothing; the lock and the probe of --out are the run's first
+        // writes, rank 0's alone (it writes the checkpoints).
+        if (ranks_.rank() == 0) {
+            lock_.emplace(args_.out);
+            probe_output(args_.out);
+        }
         xgrad::Generator init(config_.seed);
         model_ = std::make_unique<CharLM>(config_, vocabulary_.size(), init);
         optimizer_ = make_optimizer(config_.optimizer, model_->parameters(), config_.lr);
-        state_ = {config_, vocabulary_, 0, 0, train_ids_.size(), model_->zero_state(config_.batch)};
+        state_ = {config_, vocabulary_, 0, 0, train_ids_.size(), model_->zero_state(local_batch_)};
         if (resumed_) {
             restore(*resumed_, *model_, optimizer_.get());
             state_.step = resumed_->state.step;
             state_.data_position = resumed_->state.data_position;
-            state_.carried = resumed_->state.carried;
+            // The checkpoint holds every stream's state, so it resumes on any number of ranks.
+            state_.carried = rows_of(resumed_->state.carried, first_stream_, local_batch_);
         }
         total_steps_ = args_.steps.value_or(args_.time_limit ? std::numeric_limits<std::int64_t>::max() : 2000);
-        inputs_ = xgrad::Indices::from_shape({config_.seq, config_.batch});
-        targets_ = xgrad::Indices::from_shape({config_.seq, config_.batch});
-        open_metrics();
+        inputs_ = xgrad::Indices::from_shape({config_.seq, local_batch_});
+        targets_ = xgrad::Indices::from_shape({config_.seq, local_batch_});
+        if (ranks_.rank() == 0) open_metrics();
     }
+
+    // After every rank's preparation succeeded: the replicas made identical (a collective).
+    void start_ranks() { ranks_.start(*model_); }
 
     TrainingRun(const TrainingRun&) = delete;  // streams_ refers into train_ids_
     TrainingRun& operator=(const TrainingRun&) = delete;
@@ -95,7 +134,29 @@ class TrainingRun {
     int run() {
         std::signal(SIGINT, on_interrupt);  // before the first line, so that whoever reads it can interrupt
         std::signal(SIGTERM, on_interrupt);
+        if (ranks_.rank() == 0) print_start();
+        start_ = Clock::now();
+        first_step_ = state_.step;
+        std::optional<xgrad::DetectAnomalyGuard> anomaly_checks;
+        if (args_.detect_anomaly) anomaly_checks.emplace();
+        // Every rank takes every decision together (a clock or a signal may differ between them).
+        bool done = ranks_.any(state_.step >= total_steps_ || out_of_time()), interrupted = ranks_.any(interrupts > 0);
+        while (!done && !interrupted) {
+            train_loss_ = step();
+            const double seconds = elapsed();  // rates and ETA from here: training time, not evaluation or saving
+            done = ranks_.any(state_.step >= total_steps_ || out_of_time());
+            interrupted = ranks_.any(interrupts > 0);
+            if ((args_.eval_every > 0 && state_.step % args_.eval_every == 0) || done) evaluate(seconds);
+            if (args_.save_every > 0 && state_.step % args_.save_every == 0) save();
+            if (ranks_.rank() == 0) report_progress(seconds);
+        }
+        return finish(interrupted);
+    }
+
+  private:
+    void print_start() const {
         fmt::print(stderr, "GEMMs: {}\n", xgrad::gemm_provider());
+        if (ranks_.size() > 1) fmt::print(stderr, "{} ranks, {} streams each\n", ranks_.size(), local_batch_);
         fmt::print(stderr, "{} {} characters ({} training, {} validation), vocabulary {}, {} parameters, {}{} steps{}\n",
                    resumed_ ? "resuming from " + args_.resume + ":" : "training on", train_ids_.size() + val_ids_.size(),
                    train_ids_.size(), val_ids_.size(), vocabulary_.size(), model_->parameter_count(),
@@ -104,22 +165,8 @@ class TrainingRun {
                    config_.checkpoint_segment > 0 && config_.checkpoint_segment < config_.seq
                        ? fmt::format(", activations checkpointed every {} steps", config_.checkpoint_segment)
                        : "");
-        start_ = Clock::now();
-        first_step_ = state_.step;
-        std::optional<xgrad::DetectAnomalyGuard> anomaly_checks;
-        if (args_.detect_anomaly) anomaly_checks.emplace();
-        while (state_.step < total_steps_ && !out_of_time() && !interrupts) {
-            train_loss_ = step();
-            const double seconds = elapsed();  // rates and ETA from here: training time, not evaluation or saving
-            const bool finishing = state_.step == total_steps_ || (args_.time_limit && seconds >= *args_.time_limit);
-            if ((args_.eval_every > 0 && state_.step % args_.eval_every == 0) || finishing) evaluate(seconds);
-            if (args_.save_every > 0 && state_.step % args_.save_every == 0) save();
-            report_progress(seconds);
-        }
-        return finish();
     }
 
-  private:
     // The configuration: the flags', or a resumed checkpoint's (which flags given explicitly must match).
     Config resolve_config() {
         if (args_.time_limit && (!(*args_.time_limit > 0) || !std::isfinite(*args_.time_limit))) {
@@ -207,7 +254,8 @@ class TrainingRun {
 
     // One step: forward, backward, clipping and the update on the next seq characters of every stream.
     double step() {
-        streams_->fill(state_.data_position, inputs_, targets_);
+        streams_->fill(state_.data_position, first_stream_, inputs_, targets_);
+        if (ranks_.rank() > 0) model_->rnn.dropout_generator().seed(rank_seed(config_.seed, ranks_.rank(), state_.step));
         // The step's graph (every activation and the parameters' copies) is freed before evaluating or saving.
         State next;
         double loss = NAN;
@@ -223,9 +271,13 @@ class TrainingRun {
                 throw std::runtime_error(fmt::format("step {}: {}; {}", state_.step + 1, e.what(), kept()));
             }
         }
+        // Each rank's loss and gradients are means over its equal share of the batch: their means
+        // over the ranks are the whole batch's.
+        ranks_.average_gradients();
+        loss = ranks_.sum(loss) / ranks_.size();
         const double norm = xgrad::nn::clip_grad_norm(model_->parameters(), config_.clip);
-        if (!std::isfinite(loss) || !std::isfinite(norm)) {
-            throw std::runtime_error(fmt::format("step {}: the loss ({}) or the gradient norm ({}) is not finite; {} "
+        if (!std::isfinite(loss) || !std::isfinite(norm)) {  // both the same on every rank
+            throw SameOnEveryRank(fmt::format("step {}: the loss ({}) or the gradient norm ({}) is not finite; {} "
                                                  "(lower --lr, or find the op with --detect-anomaly)", state_.step + 1,
                                                  loss, norm, kept()));
         }
@@ -235,14 +287,14 @@ class TrainingRun {
         state_.data_position += config_.seq;
         if (!streams_->fits(state_.data_position)) {  // a new pass over the text starts from a fresh state
             state_.data_position = 0;
-            state_.carried = model_->zero_state(config_.batch);
+            state_.carried = model_->zero_state(local_batch_);
         }
         return loss;
     }
 
     // Bits per character over the held-out part, and a metrics row (`seconds`: when the step ended).
     void evaluate(double seconds) {
-        val_bpc_ = val_ids_.empty() ? NAN : bits_per_char(*model_, val_ids_);
+        val_bpc_ = val_ids_.empty() ? NAN : bits_per_char(*model_, val_ids_, ranks_);
         evaluated_at_ = state_.step;
         if (metrics_) {
             metrics_ << fmt::format("{},{:.6f},{:.6f},{},{:.1f},{:.3f}\n", state_.step, train_loss_, train_loss_ / std::numbers::ln2,
@@ -251,9 +303,28 @@ class TrainingRun {
         }
     }
 
+    // Every rank's streams' states go into the checkpoint (a collective); rank 0 writes it.
     void save() {
-        save_checkpoint(args_.out, state_, *model_, *optimizer_);
+        TrainingState whole = state_;
+        whole.carried = {gather_rows(state_.carried.h), gather_rows(state_.carried.c)};
+        if (ranks_.rank() == 0) save_checkpoint(args_.out, whole, *model_, *optimizer_);
         saved_at_ = state_.step;
+    }
+
+    // (layers, B / ranks, hidden) on each rank -> (layers, B, hidden), streams in rank order.
+    xgrad::Tensor<float> gather_rows(const xgrad::Tensor<float>& part) const {
+        if (part.dimension() != 3 || ranks_.size() == 1) return part;
+        const std::vector<float> all = ranks_.all_gather(std::span<const float>(part.data(), part.size()));
+        const std::size_t layers = part.shape(0), rows = part.shape(1), hidden = part.shape(2);
+        const auto ranks = static_cast<std::size_t>(ranks_.size());
+        xgrad::Tensor<float> whole = xgrad::Tensor<float>::from_shape({layers, rows * ranks, hidden});
+        for (std::size_t r = 0; r < ranks; ++r) {
+            for (std::size_t l = 0; l < layers; ++l) {
+                const float* from = all.data() + (r * layers + l) * rows * hidden;
+                std::copy(from, from + rows * hidden, whole.data() + (l * rows * ranks + r * rows) * hidden);
+            }
+        }
+        return whole;
     }
 
     // A live line on a terminal; every 100 steps and at each evaluation on a pipe.
@@ -271,18 +342,22 @@ class TrainingRun {
     }
 
     // The final save, validation and summary.
-    int finish() {
-        if (terminal_) fmt::print(stderr, "\n");
+    int finish(bool interrupted) {
+        const bool printing = ranks_.rank() == 0;
+        if (terminal_ && printing) fmt::print(stderr, "\n");
         save();  // first: a second Ctrl-C during the evaluation below may end the process at once
         const double seconds = elapsed(), rate = chars_per_second(seconds);
-        if (interrupts) fmt::print(stderr, "interrupted: checkpoint saved at step {} (Ctrl-C again to skip the final validation)\n", state_.step);
-        if (evaluated_at_ != state_.step && !val_ids_.empty()) val_bpc_ = bits_per_char(*model_, val_ids_);
+        if (interrupted && printing) {
+            fmt::print(stderr, "interrupted: checkpoint saved at step {} (Ctrl-C again to skip the final validation)\n", state_.step);
+        }
+        if (evaluated_at_ != state_.step && !val_ids_.empty()) val_bpc_ = bits_per_char(*model_, val_ids_, ranks_);
+        if (!printing) return interrupted ? 130 : 0;
         fmt::print("final validation: {} bits per character\n", bpc_text(val_bpc_));
         std::fflush(stdout);  // at once: whoever reads the output learns that the validation finished
         fmt::print("steps {} (this run {}), wall time {:.1f} s, {:.0f} characters/s, {} parameters\n", state_.step,
                    state_.step - first_step_, seconds, rate, model_->parameter_count());
         fmt::print("checkpoint: {}\n", args_.out);
-        return interrupts ? 130 : 0;
+        return interrupted ? 130 : 0;
     }
 
     // Where the last good state is, for an error that stops training.
@@ -299,6 +374,8 @@ class TrainingRun {
     }
 
     const TrainArgs& args_;
+    Ranks& ranks_;
+    std::size_t local_batch_ = 0, first_stream_ = 0;  // this rank's streams: [first, first + local)
     std::optional<Checkpoint> resumed_;
     Config config_;
     Vocabulary vocabulary_;
@@ -318,6 +395,19 @@ class TrainingRun {
 };
 }  // namespace
 
-int train(const TrainArgs& args) { return TrainingRun(args).run(); }
+int train(const TrainArgs& args, Ranks& ranks) {
+    // Every rank prepares (and checks everything); if any failed, all stop with the first failure.
+    std::unique_ptr<TrainingRun> run;
+    std::string error;
+    try {
+        run = std::make_unique<TrainingRun>(args, ranks);
+    } catch (const std::exception& e) {
+        if (ranks.size() == 1) throw;
+        error = e.what();
+    }
+    if (const auto [rank, message] = ranks.first_failure(error); rank >= 0) throw SameOnEveryRank(message);
+    run->start_ranks();
+    return run->run();
+}
 
 }  // namespace charlm

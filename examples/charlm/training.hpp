@@ -3,7 +3,9 @@
 
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "corpus.hpp"
@@ -36,13 +38,46 @@ struct EvalArgs {
     std::string checkpoint, corpus;
 };
 
-int train(const TrainArgs& args);
+// The processes a training run is split over: this process alone (this class), or the ranks of an
+// MPI job (MpiRanks, mpi_ranks.hpp). The global --batch is split between them, gradients are
+// averaged after each backward, and rank 0 prints, writes the metrics and writes checkpoints.
+class Ranks {
+  public:
+    virtual ~Ranks() = default;
+    virtual int rank() const { return 0; }
+    virtual int size() const { return 1; }
+    virtual double sum(double value) const { return value; }
+    bool any(bool value) const { return sum(value ? 1.0 : 0.0) > 0; }
+    // The lowest failing rank and its message, on every rank (-1: none failed).
+    virtual std::pair<int, std::string> first_failure(const std::string& error) const { return {error.empty() ? -1 : 0, error}; }
+    // Every rank's values, concatenated in rank order (each rank gives as many).
+    virtual std::vector<float> all_gather(std::span<const float> mine) const { return {mine.begin(), mine.end()}; }
+    // Makes every rank's model rank 0's (checking that they match); then average_gradients after
+    // each backward replaces every gradient with its mean over the ranks.
+    virtual void start(CharLM&) {}
+    virtual void average_gradients() {}
+    virtual double last_allreduce_seconds() const { return 0; }
+};
+
+// An error every rank raises at the same point (a check on values all ranks share): printed once,
+// by rank 0, and every rank exits with status 1 (no rank waits for another).
+class SameOnEveryRank : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+int train(const TrainArgs& args, Ranks& ranks);
+inline int train(const TrainArgs& args) {
+    Ranks alone;
+    return train(args, alone);
+}
 int sample(const SampleArgs& args);
 int evaluate(const EvalArgs& args);
 
 // Bits per character of `ids` under the model, streamed in up to 64 contiguous streams with
-// the state carried through each; every character but each stream's first is predicted.
-double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids);
+// the state carried through each; every character but each stream's first is predicted. Over
+// several ranks each runs a share of the streams and the result is their sum's.
+double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids, const Ranks& ranks = Ranks());
 
 // The next character's index, drawn from softmax(logits / temperature) restricted to the top_k
 // most likely (0: all). Throws InputError for a temperature that is not positive and finite, or
