@@ -5,7 +5,7 @@
 // step. Trained on lengths up to --max-length; tested there and on sequences up to four times
 // longer than any it saw. Biases and weights are two parameter groups (no weight decay on biases).
 //
-//   ./build/examples/classify_sequences              # about a minute
+//   ./build/examples/classify_sequences              # about 10 seconds
 //   ./build/examples/classify_sequences --help
 #include <algorithm>
 #include <cmath>
@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     if (auto status = examples::parse_with_lengths(app, argc, argv, "classify_sequences", lengths)) return *status;
 
-    examples::apply(flags);
+    examples::apply_process_flags(flags);
     xgrad::keep_freed_memory();  // every step frees and allocates the same blocks again
     xgrad::manual_seed(flags.seed);
     xgrad::Generator data(flags.seed + 1);
@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
         return std::pair(xgrad::cross_entropy(logits, b.labels), report ? xgrad::accuracy(logits, b.labels) : 0.0);
     });
 
-    xgrad::Generator test(flags.seed + 2);  // sequences the training never drew
+    xgrad::Generator test(flags.seed + 2);  // a generator of its own: new draws, not the training's sequence
     fmt::print("test accuracy ({} sequences each):\n", flags.test_size);
     const std::vector<std::pair<std::size_t, std::size_t>> ranges = {
         {lengths.min_length, lengths.max_length}, {lengths.max_length + 1, 2 * lengths.max_length}, {2 * lengths.max_length + 1, 4 * lengths.max_length}};

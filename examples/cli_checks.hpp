@@ -1,15 +1,12 @@
 // Command-line handling shared by the example programs (CLI11): a check that refuses NaN and ±Inf,
-// parsing that reports any bad flag in one line with exit status 1, and the --require-loss-below
-// check the test suite runs the examples' short mode with.
+// and parsing that reports any bad flag in one line with exit status 1.
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -42,22 +39,6 @@ inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** arg
         return 1;
     }
     return std::nullopt;
-}
-
-// The mean of the last (up to) 50 training losses.
-inline double recent_loss(const std::vector<double>& losses) {
-    const std::size_t n = std::min<std::size_t>(50, losses.size());
-    double sum = 0;
-    for (std::size_t i = losses.size() - n; i < losses.size(); ++i) sum += losses[i];
-    return n == 0 ? std::nan("") : sum / static_cast<double>(n);
-}
-
-// The exit status of a run asked to reach a loss (--require-loss-below; 0 asks nothing): 1, with
-// one line saying so, unless recent_loss is below it.
-inline int require_loss_below(std::string_view program, const std::vector<double>& losses, double limit) {
-    if (limit <= 0 || recent_loss(losses) < limit) return 0;
-    fmt::print(stderr, "{}: the mean training loss of the last steps, {:.4f}, is not below {}\n", program, recent_loss(losses), limit);
-    return 1;
 }
 
 }  // namespace examples

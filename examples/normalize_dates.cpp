@@ -5,13 +5,12 @@
 // teacher forcing; evaluation decodes greedily and with beam search, reports exact-match accuracy
 // for both, and prints one example's attention weights as text.
 //
-//   ./build/examples/normalize_dates                 # a few minutes
+//   ./build/examples/normalize_dates                 # under a minute
 //   ./build/examples/normalize_dates --help
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -84,7 +83,8 @@ std::string decode_output(const std::vector<std::int64_t>& tokens) {
     std::string text;
     for (const std::int64_t t : tokens) {
         if (t == end_token) break;
-        text += t < 11 ? output_chars[static_cast<std::size_t>(t)] : '?';
+        const auto at = static_cast<std::size_t>(t);
+        text += at < output_chars.size() ? output_chars[at] : '?';  // greedy decoding of an untrained model may emit the start token
     }
     return text;
 }
@@ -101,8 +101,10 @@ Batch make_batch(std::vector<Example> examples) {
     std::vector<Indices> sources;
     for (std::size_t i = 0; i < b.examples.size(); ++i) {
         sources.push_back(encode_input(b.examples[i].text));
-        for (std::size_t t = 0; t < 10; ++t) b.target(t, i) = static_cast<std::int64_t>(output_chars.find(b.examples[i].iso[t]));
-        b.target(10, i) = end_token;
+        for (std::size_t t = 0; t + 1 < output_length; ++t) {
+            b.target(t, i) = static_cast<std::int64_t>(output_chars.find(b.examples[i].iso[t]));
+        }
+        b.target(output_length - 1, i) = end_token;
     }
     b.source = nn::pad_sequences(sources, /*batch_first=*/true);
     return b;
@@ -152,7 +154,7 @@ struct Seq2Seq : nn::Module<float> {
         DecoderState state;
         Var<float> weights;
     };
-    Step step(xgrad::Graph<float>& g, const Encoded& e, const DecoderState& s, const Indices& previous) {
+    Step decode_step(xgrad::Graph<float>& g, const Encoded& e, const DecoderState& s, const Indices& previous) {
         const Var<float> input = xgrad::concat({embed->forward(g, previous), s.context}, -1);
         const Var<float> h = cell->forward(input, s.h);
         const auto [context, weights] = attention->forward(h, e.keys, e.keys, e.mask);
@@ -166,7 +168,7 @@ struct Seq2Seq : nn::Module<float> {
         previous.fill(start_token);
         std::vector<Var<float>> logits;
         for (std::size_t t = 0; t < output_length; ++t) {
-            Step next = step(g, e, s, previous);
+            Step next = decode_step(g, e, s, previous);
             logits.push_back(next.logits);
             s = next.state;
             previous = xt::row(b.target, static_cast<std::ptrdiff_t>(t));
@@ -195,7 +197,7 @@ std::vector<std::string> greedy(Seq2Seq& model, const Batch& b, std::vector<std:
     previous.fill(start_token);
     std::vector<std::vector<std::int64_t>> tokens(B);
     for (std::size_t t = 0; t < output_length; ++t) {
-        const auto next = model.step(g, e, s, previous);
+        const auto next = model.decode_step(g, e, s, previous);
         previous = xgrad::argmax(next.logits, -1);
         for (std::size_t i = 0; i < B; ++i) tokens[i].push_back(previous(i));
         if (record) {
@@ -209,8 +211,10 @@ std::vector<std::string> greedy(Seq2Seq& model, const Batch& b, std::vector<std:
     return texts;
 }
 
-// Beam search for one example: keeps the `width` most likely prefixes (sum of log-probabilities),
-// all run as one batch; a prefix that emits the end token is finished. The most likely finished one.
+// Beam search for one example: up to `width` prefixes, alive and finished together, the most likely
+// by their sum of log-probabilities (every output has the same length here, so no length
+// normalisation), the alive ones run as one batch; a prefix that emits the end token is finished.
+// Returns the most likely finished one.
 std::string beam_search(Seq2Seq& model, const Example& example, std::size_t width) {
     xgrad::NoGradGuard no_grad;
     xgrad::Graph<float> g;
@@ -229,6 +233,7 @@ std::string beam_search(Seq2Seq& model, const Example& example, std::size_t widt
     std::vector<Prefix> finished;
     Indices parent = Indices::from_shape({width});
     parent.fill(0);
+    // embedding(rows, indices) gathers rows: here every batch row starts from the one encoding.
     DecoderState s{xgrad::embedding(e.start.h, parent), xgrad::embedding(e.start.context, parent)};
     for (std::size_t t = 0; t < output_length && !alive.empty(); ++t) {
         Indices previous = Indices::from_shape({width});  // rows past the live prefixes repeat the last one
@@ -236,7 +241,7 @@ std::string beam_search(Seq2Seq& model, const Example& example, std::size_t widt
             const Prefix& p = alive[std::min(k, alive.size() - 1)];
             previous(k) = p.tokens.empty() ? start_token : p.tokens.back();
         }
-        const auto next = model.step(g, e, s, previous);
+        const auto next = model.decode_step(g, e, s, previous);
         const Tensor<float> logp = xgrad::log_softmax(next.logits, -1).value();
         struct Candidate {
             double score;
@@ -245,7 +250,10 @@ std::string beam_search(Seq2Seq& model, const Example& example, std::size_t widt
         };
         std::vector<Candidate> candidates;
         for (std::size_t k = 0; k < alive.size(); ++k) {
-            for (std::size_t v = 0; v < output_vocab; ++v) candidates.push_back({alive[k].score + logp(k, v), k, static_cast<std::int64_t>(v)});
+            for (std::size_t v = 0; v < output_vocab; ++v) {
+                if (static_cast<std::int64_t>(v) == start_token) continue;  // never an output
+                candidates.push_back({alive[k].score + logp(k, v), k, static_cast<std::int64_t>(v)});
+            }
         }
         std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
         std::vector<Prefix> kept;
@@ -263,7 +271,7 @@ std::string beam_search(Seq2Seq& model, const Example& example, std::size_t widt
         }
         alive = std::move(kept);
         for (std::size_t k = 0; k < width; ++k) parent(k) = rows.empty() ? 0 : rows[std::min(k, rows.size() - 1)];
-        s = {xgrad::embedding(next.state.h, parent), xgrad::embedding(next.state.context, parent)};
+        s = {xgrad::embedding(next.state.h, parent), xgrad::embedding(next.state.context, parent)};  // each kept prefix's state
     }
     const auto best = std::max_element(finished.begin(), finished.end(), [](const Prefix& a, const Prefix& b) { return a.score < b.score; });
     return best == finished.end() ? std::string() : decode_output(best->tokens);
@@ -292,7 +300,7 @@ int main(int argc, char** argv) {
     app.add_option("--beam-width", beam_width, "prefixes kept by beam search")->check(CLI::Range(std::size_t{1}, std::size_t{64}))->capture_default_str();
     if (auto status = examples::parse_command_line(app, argc, argv, "normalize_dates")) return *status;
 
-    examples::apply(flags);
+    examples::apply_process_flags(flags);
     xgrad::keep_freed_memory();
     xgrad::manual_seed(flags.seed);
     xgrad::Generator data(flags.seed + 1);
@@ -303,12 +311,14 @@ int main(int argc, char** argv) {
     fmt::print("bidirectional GRU {} encoder, GRUCell {} decoder with additive attention, batch {}, {} steps\n", flags.hidden,
                2 * flags.hidden, flags.batch, flags.steps);
     for (std::size_t f = 0; f < formats; ++f) fmt::print("  format {}: {}\n", f, make_example(data, f).text);
-    const auto losses = examples::train(flags.steps, opt, "token accuracy", [&](xgrad::Graph<float>& g, bool report) {
-        const Batch b = make_batch(random_examples(flags.batch, data));
-        const Var<float> logits = model.forward(g, b);
-        schedule.step();
-        return std::pair(xgrad::cross_entropy(logits, b.target), report ? xgrad::accuracy(logits, b.target) : 0.0);
-    });
+    const auto losses = examples::train(
+        flags.steps, opt, "token accuracy",
+        [&](xgrad::Graph<float>& g, bool report) {
+            const Batch b = make_batch(random_examples(flags.batch, data));
+            const Var<float> logits = model.forward(g, b);
+            return std::pair(xgrad::cross_entropy(logits, b.target), report ? xgrad::accuracy(logits, b.target) : 0.0);
+        },
+        [&] { schedule.step(); });
 
     xgrad::Generator test_data(flags.seed + 2);
     const std::vector<Example> test = random_examples(flags.test_size, test_data);

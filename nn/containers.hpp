@@ -96,18 +96,20 @@ class Sequential : public ModuleList<T> {
         Var<T> x = input;
         for (std::size_t i = 0; i < this->size(); ++i) {
             const auto& step = this->forward_of(i);
-            const std::string where = "Sequential: module " + std::to_string(i) + " (" + (*this)[i].type_name() + ")";
-            if (!step) throw std::invalid_argument(where + " has no forward(const Var&)");
+            if (!step) throw std::invalid_argument(where(i) + " has no forward(const Var&)");
             try {
                 x = step(x);
             } catch (const ShapeError& e) {
-                throw ShapeError(where + ": " + e.what());
+                throw ShapeError(where(i) + ": " + e.what());
             } catch (const std::invalid_argument& e) {
-                throw std::invalid_argument(where + ": " + e.what());
+                throw std::invalid_argument(where(i) + ": " + e.what());
             }
         }
         return x;
     }
+
+  private:
+    std::string where(std::size_t i) const { return "Sequential: module " + std::to_string(i) + " (" + (*this)[i].type_name() + ")"; }
 };
 
 }  // namespace xgrad::nn

@@ -12,6 +12,7 @@ template <class T>
 Optimizer<T>::Optimizer(std::string name, std::vector<ParamGroup<T>> groups, double lr, double weight_decay,
                         std::vector<std::string> buffers)
     : name_(std::move(name)), buffer_names_(std::move(buffers)) {
+    if (groups.empty()) throw std::invalid_argument(fmt::format("{}: no parameter groups (torch: an empty parameter list)", name_));
     // Two handles to one storage would be updated twice per step, with two sets of state.
     std::unordered_map<const void*, std::size_t> index_of;
     for (std::size_t g = 0; g < groups.size(); ++g) {
@@ -151,7 +152,7 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
         throw std::invalid_argument(
             fmt::format("{}.load_state_dict: the state belongs to optimizer {}", name_, meta("optimizer")));
     }
-    // Whole-string numbers only: "12abc" or "0x1p-3 " are malformed, not 12 and 0.125.
+    // The whole string must be the number: "12abc" and "0x1p-3 " are malformed, not 12 and 0.125.
     auto integer = [&](const std::string& key, std::int64_t most) {
         const std::string text = meta(key);
         std::size_t used = 0;

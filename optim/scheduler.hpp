@@ -1,6 +1,10 @@
 // Learning-rate schedules. Each sets the optimizer's lr from the number of scheduler steps taken
 // (call step() once per training step, after optimizer.step()). With parameter groups each group
-// follows the schedule from its own lr at the scheduler's construction, as torch.optim's base_lrs.
+// follows the schedule from its own lr when the scheduler is built (its base_lrs, as torch's
+// initial_lr). The schedules are closed forms of the step: a set_lr between steps lasts until the
+// next step (torch's StepLR would go on from it), and a scheduler built after load_state_dict or
+// after another scheduler starts from the rate it finds — build schedulers first, then resume
+// them with set_last_epoch.
 //
 //   xgrad::optim::CosineWarmupLR<float> schedule(opt, /*warmup*/ 100, /*total*/ 3000);
 //   for (...) { ...; opt.step(); schedule.step(); }
@@ -58,7 +62,8 @@ class ExponentialLR : public LRScheduler<T> {
 
 // Linear warmup, lr = base · (epoch + 1) / warmup for epoch < warmup; then cosine decay from base
 // to min_lr over the remaining total - warmup steps, and min_lr after. min_lr is one value for every
-// group (torch's eta_min) and must not exceed any group's base.
+// group (torch's eta_min) and, unlike eta_min, must not exceed any group's base: a schedule that
+// would raise a group's rate as it "decays" is refused rather than followed.
 template <class T>
 class CosineWarmupLR : public LRScheduler<T> {
   public:

@@ -366,9 +366,12 @@ TEST_CASE("parameter groups: each group updates exactly as an optimizer of its o
         ThreeParameters together, apart;
         auto grouped = maker.grouped(together.groups());
         REQUIRE(grouped->num_param_groups() == 2);
-        const double default_wd = grouped->weight_decay(1);
+        // The second group sets nothing: the options' rates (lr 0.1; weight decay 0, AdamW's 0.01).
+        const double default_wd = maker.name == "AdamW" ? 0.01 : 0.0;
+        CHECK(grouped->lr(1) == 0.1);
+        CHECK(grouped->weight_decay(1) == default_wd);
         auto first = maker.plain({apart.a, apart.b}, 0.03, 0.2);
-        auto second = maker.plain({apart.c}, grouped->lr(1), default_wd);
+        auto second = maker.plain({apart.c}, 0.1, default_wd);
         for (int s = 0; s < 4; ++s) {
             together.set_gradients(s);
             apart.set_gradients(s);
@@ -433,11 +436,20 @@ TEST_CASE("parameter groups: a different grouping, a shared parameter, bad rates
     CHECK_THROWS_WITH_AS(regrouped.load_state_dict(grouped.state_dict()),
                          "Adam.load_state_dict: group 0 has 2 parameters in the state, 1 here", std::invalid_argument);
     auto state = grouped.state_dict();
+    state.metadata["lr.0"] = "0x1p-1";  // valid, and different: it must not be loaded either
     state.metadata["weight_decay.1"] = "-0x1p+0";
     CHECK_THROWS_WITH_AS(grouped.load_state_dict(state),
                          "Adam.load_state_dict: 'weight_decay.1' = '-0x1p+0' of group 1 is malformed, negative or not finite",
                          std::invalid_argument);
-    CHECK(grouped.weight_decay(1) == 0.0);  // nothing loaded
+    CHECK(grouped.lr(0) == 0.03);  // nothing loaded
+    CHECK(grouped.weight_decay(1) == 0.0);
+    state = grouped.state_dict();
+    state.metadata["lr.1"] = "0x1p-1";
+    state.tensors["exp_avg.2"] = Tensor<double>{1.0, std::nan("")};
+    CHECK_THROWS_AS(grouped.load_state_dict(state), std::invalid_argument);
+    CHECK(grouped.lr(1) == 1e-3);
+    CHECK_THROWS_WITH_AS(optim::Adam<double>(std::vector<optim::ParamGroup<double>>{}), "Adam: no parameter groups (torch: an empty parameter list)",
+                         std::invalid_argument);
 
     // A file written before parameter groups: one group, its lr in "lr"; weight decay stays as configured.
     auto legacy = flat.state_dict();
@@ -478,4 +490,17 @@ TEST_CASE("schedules scale each parameter group from its own base lr") {
     optim::SGD<double> fresh(ps.groups(), optim::SGDOptions(1.0));
     CHECK_THROWS_WITH_AS(optim::CosineWarmupLR<double>(fresh, 0, 10, 0.5),
                          doctest::Contains("must be in [0, base lr 0.03] (group 0)"), std::invalid_argument);
+}
+
+TEST_CASE("a parameter group takes from the options exactly the rates it leaves unset") {
+    ThreeParameters ps;
+    optim::SGD<double> opt({optim::ParamGroup<double>({ps.a}).lr(0.5), optim::ParamGroup<double>({ps.b}).weight_decay(0.7),
+                            std::vector<Parameter<double>>{ps.c}},
+                           optim::SGDOptions(0.1).weight_decay(0.3));
+    CHECK(opt.lr(0) == 0.5);
+    CHECK(opt.weight_decay(0) == 0.3);
+    CHECK(opt.lr(1) == 0.1);
+    CHECK(opt.weight_decay(1) == 0.7);
+    CHECK(opt.lr(2) == 0.1);
+    CHECK(opt.weight_decay(2) == 0.3);
 }
