@@ -274,6 +274,7 @@ class TrainingRun {
         // Each rank's loss and gradients are means over its equal share of the batch: their means
         // over the ranks are the whole batch's.
         ranks_.average_gradients();
+        allreduce_seconds_ += ranks_.last_allreduce_seconds();
         loss = ranks_.sum(loss) / ranks_.size();
         const double norm = xgrad::nn::clip_grad_norm(model_->parameters(), config_.clip);
         if (!std::isfinite(loss) || !std::isfinite(norm)) {  // both the same on every rank
@@ -356,6 +357,11 @@ class TrainingRun {
         std::fflush(stdout);  // at once: whoever reads the output learns that the validation finished
         fmt::print("steps {} (this run {}), wall time {:.1f} s, {:.0f} characters/s, {} parameters\n", state_.step,
                    state_.step - first_step_, seconds, rate, model_->parameter_count());
+        if (ranks_.size() > 1 && state_.step > first_step_) {
+            const double per_step = allreduce_seconds_ / static_cast<double>(state_.step - first_step_);
+            fmt::print("gradient allreduce (rank 0): {:.2f} ms per step, {:.1f}% of the step\n", 1e3 * per_step,
+                       100.0 * per_step * static_cast<double>(state_.step - first_step_) / seconds);
+        }
         fmt::print("checkpoint: {}\n", args_.out);
         return interrupted ? 130 : 0;
     }
@@ -391,6 +397,7 @@ class TrainingRun {
     const bool terminal_ = ::isatty(STDERR_FILENO) != 0;
     Clock::time_point start_;
     double train_loss_ = NAN, val_bpc_ = NAN;
+    double allreduce_seconds_ = 0;  // this rank's, in average_gradients
     std::int64_t evaluated_at_ = -1, saved_at_ = -1;  // steps of the last evaluation and save
 };
 }  // namespace
