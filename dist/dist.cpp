@@ -45,11 +45,14 @@ bool launched_by_mpi() {
 Environment::Environment(int& argc, char**& argv) {
     int initialised = 0;
     MPI_Initialized(&initialised);
-    if (!initialised) {
-        if (MPI_Init(&argc, &argv) != MPI_SUCCESS) throw std::runtime_error("MPI_Init failed");
-        initialised_here_ = true;
-    }
+    if (initialised) return;
+    int provided = MPI_THREAD_SINGLE;
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) throw std::runtime_error("MPI_Init_thread failed");
+    initialised_here_ = true;
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    if (provided < MPI_THREAD_FUNNELED) {
+        throw std::runtime_error("MPI offers no MPI_THREAD_FUNNELED, which threaded BLAS beside MPI calls needs");
+    }
 }
 
 Environment::~Environment() {
@@ -69,6 +72,18 @@ double ProcessGroup::sum(double value) const {
     double total = 0;
     check(MPI_Allreduce(&value, &total, 1, MPI_DOUBLE, MPI_SUM, comm_), "MPI_Allreduce");
     return total;
+}
+
+void ProcessGroup::sum_in_place(std::span<double> values) const {
+    check(MPI_Allreduce(MPI_IN_PLACE, values.data(), as_count(values.size(), "sum_in_place"), MPI_DOUBLE, MPI_SUM, comm_),
+          "MPI_Allreduce");
+}
+
+std::vector<float> ProcessGroup::all_gather(std::span<const float> values) const {
+    const int count = as_count(values.size(), "all_gather");
+    std::vector<float> all(values.size() * static_cast<std::size_t>(size_));
+    check(MPI_Allgather(values.data(), count, MPI_FLOAT, all.data(), count, MPI_FLOAT, comm_), "MPI_Allgather");
+    return all;
 }
 
 std::vector<std::string> ProcessGroup::all_gather(const std::string& text) const {
@@ -128,7 +143,8 @@ DistributedDataParallel<T>::DistributedDataParallel(const ProcessGroup& group,
     auto lines = [](const std::string& text) {
         std::vector<std::string> out;
         for (std::size_t at = 0; at < text.size();) {
-            const std::size_t end = text.find('\n', at);
+            std::size_t end = text.find('\n', at);
+            if (end == std::string::npos) end = text.size();
             out.push_back(text.substr(at, end - at));
             at = end + 1;
         }
@@ -171,15 +187,17 @@ void DistributedDataParallel<T>::broadcast_parameters() {
 template <class T>
 void DistributedDataParallel<T>::average_gradients() {
     const double start = MPI_Wtime();
+    for (const auto& [name, p] : parameters_) {  // all checked before any communication
+        if (shape_of(p.grad()) != p.shape()) {
+            throw ShapeError(fmt::format("DistributedDataParallel: '{}' has gradient {} for value {}", name,
+                                         shape_str(shape_of(p.grad())), shape_str(p.shape())));
+        }
+    }
     const T scale = T(1) / static_cast<T>(group_.size());
     for (const Bucket& b : buckets_) {
         T* at = flat_.data();
         for (std::size_t i = b.first; i < b.last; ++i) {
             const Tensor<T>& g = parameters_[i].second.grad();
-            if (g.size() != parameters_[i].second.value().size()) {
-                throw ShapeError(fmt::format("DistributedDataParallel: '{}' has gradient {} for value {}", parameters_[i].first,
-                                             shape_str(shape_of(g)), shape_str(parameters_[i].second.shape())));
-            }
             at = std::copy(g.data(), g.data() + g.size(), at);
         }
         check(MPI_Allreduce(MPI_IN_PLACE, flat_.data(), as_count(b.elements, "average_gradients"), datatype<T>(), MPI_SUM,

@@ -11,13 +11,16 @@
 //
 // Communication is not overlapped with backward: in backpropagation through time every step adds to
 // the same recurrent weights' gradients, so no bucket of a recurrent layer is final before the
-// backward ends.
+// backward ends. Only the layers after the recurrence (a char-LM's head: about a quarter of its
+// parameters) finish early, and their share of a 0.24 ms allreduce (BENCHMARKS.md) is not worth a
+// second thread of communication.
 #pragma once
 
 #include <mpi.h>
 
 #include <cstddef>
 #include <functional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,9 +32,11 @@ namespace xgrad::dist {
 // True when this process was started by an MPI launcher (mpirun, srun): where Environment is needed.
 bool launched_by_mpi();
 
-// MPI for the lifetime of this object: MPI_Init unless MPI is already initialised, MPI_Finalize
-// (if it initialised) at the end. Errors on MPI_COMM_WORLD are returned, not fatal, so they reach
-// the caller as exceptions.
+// MPI for the lifetime of this object: MPI_Init_thread (MPI_THREAD_FUNNELED: BLAS and OpenMP
+// threads run beside the main thread, which alone calls MPI) unless MPI is already initialised,
+// and MPI_Finalize at the end if it initialised. When it initialises MPI, errors on
+// MPI_COMM_WORLD (and communicators made from it afterwards) are returned, not fatal, so they reach
+// the caller as exceptions; MPI initialised by the caller keeps the caller's error handler.
 class Environment {
   public:
     Environment(int& argc, char**& argv);
@@ -44,6 +49,7 @@ class Environment {
 };
 
 // Ranks of a communicator (default MPI_COMM_WORLD), and the collectives training needs on scalars.
+// A small handle: copy it freely (the communicator stays the caller's).
 class ProcessGroup {
   public:
     explicit ProcessGroup(MPI_Comm comm = MPI_COMM_WORLD);
@@ -52,9 +58,13 @@ class ProcessGroup {
     MPI_Comm comm() const { return comm_; }
     void barrier() const;
     double sum(double value) const;
+    // Sums each element over the ranks, in one allreduce (several scalars for the price of one).
+    void sum_in_place(std::span<double> values) const;
     double average(double value) const { return sum(value) / size_; }
     // Every rank's string, in rank order (allgather).
     std::vector<std::string> all_gather(const std::string& text) const;
+    // Every rank's values, concatenated in rank order; every rank gives as many.
+    std::vector<float> all_gather(std::span<const float> values) const;
     // A check every rank runs: `error` is empty where it passed. Returns, on every rank, the lowest
     // failing rank and its message (rank -1 when all passed), so all ranks can stop together and one
     // can print.
@@ -81,6 +91,8 @@ class DistributedDataParallel {
     DistributedDataParallel(const ProcessGroup& group, std::vector<std::pair<std::string, Parameter<T>>> parameters,
                             DistributedOptions options = {});
     // Replaces each gradient with its mean over the ranks: one allreduce per bucket of ~bucket_bytes.
+    // Throws ShapeError, before any communication, for a gradient whose shape is not its value's
+    // (under run_or_abort that rank then ends the job).
     void average_gradients();
     // Every rank takes rank 0's parameter values.
     void broadcast_parameters();
@@ -93,7 +105,7 @@ class DistributedDataParallel {
         std::size_t first, last;  // parameters [first, last)
         std::size_t elements;
     };
-    const ProcessGroup& group_;
+    ProcessGroup group_;
     std::vector<std::pair<std::string, Parameter<T>>> parameters_;
     std::vector<Bucket> buckets_;
     std::vector<T> flat_;  // one bucket's gradients, flattened

@@ -25,9 +25,10 @@ Optimizer<T>::Optimizer(std::string name, std::vector<ParamGroup<T>> groups, dou
             if (!p.defined()) throw std::invalid_argument(fmt::format("{}: parameter {} (group {}) is undefined", name_, i, g));
             const auto [seen, inserted] = index_of.emplace(p.id(), i);
             if (!inserted) {
+                const std::size_t first = seen->second;  // a copy: clang before 16 cannot capture a structured binding
                 const auto first_group = static_cast<std::size_t>(
-                    std::find_if(groups_.begin(), groups_.end(), [&](const Group& e) { return seen->second < e.end; }) - groups_.begin());
-                throw std::invalid_argument(fmt::format("{}: parameters {} and {} are the same parameter{}", name_, seen->second, i,
+                    std::find_if(groups_.begin(), groups_.end(), [&](const Group& e) { return first < e.end; }) - groups_.begin());
+                throw std::invalid_argument(fmt::format("{}: parameters {} and {} are the same parameter{}", name_, first, i,
                                                         groups.size() > 1 ? fmt::format(" (in groups {} and {})", first_group, g) : ""));
             }
             params_.push_back(p);

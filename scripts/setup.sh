@@ -8,6 +8,7 @@ packages=(
   libxtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev libdnnl-dev ocl-icd-libopencl1
   libfmt-dev doctest-dev nlohmann-json3-dev libcli11-dev libxxhash-dev python3
   fortunes clang libclang-rt-14-dev
+  gnuplot-nox                 # xgrad-charlm plot
   libopenmpi-dev openmpi-bin  # xgrad::dist and `mpirun -np N xgrad-charlm train` (optional: the build skips them without MPI)
 )
 

@@ -1,6 +1,7 @@
 // xgrad-charlm: the UTF-8 decoder and corpus reader, checkpoints (exact resume, a writer killed
 // mid-save), and the program itself through real runs, including every bad input it must refuse.
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -104,6 +105,42 @@ TEST_CASE("train, sample and eval run end to end, and the metrics file has the d
     CHECK(ev.code == 0);
     CHECK(ev.output.find("bits per character over") != std::string::npos);
     CHECK(ev.output.find("characters outside the model's vocabulary were left out") != std::string::npos);
+}
+
+TEST_CASE("plot draws the metrics against steps and wall time as SVG or PNG, and refuses what it cannot draw") {
+    if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
+        MESSAGE("skipped: gnuplot is not installed (scripts/setup.sh installs gnuplot-nox)");
+        return;
+    }
+    const fs::path out = scratch() / "plot.safetensors", metrics = scratch() / "plot.csv";
+    REQUIRE(run(fmt::format("train --corpus {} {} --steps 15 --out {} --metrics {}", small_corpus().string(), tiny, out.string(),
+                            metrics.string())).code == 0);
+    const fs::path svg = scratch() / "curve.svg", png = scratch() / "curve.png";
+    Run r = run(fmt::format("plot --metrics {} --out {}", metrics.string(), svg.string()));
+    CAPTURE(r.output);
+    REQUIRE(r.code == 0);
+    CHECK(r.output.find("plot: 3 rows from") != std::string::npos);
+    const std::string picture = read(svg);
+    CHECK(picture.find("<svg") != std::string::npos);
+    CHECK(picture.find("validation") != std::string::npos);
+    CHECK(picture.find("wall time (s)") != std::string::npos);
+    REQUIRE(run(fmt::format("plot --metrics {} --out {}", metrics.string(), png.string())).code == 0);
+    CHECK(read(png).starts_with("\x89PNG"));
+    // Refusals: one line each, and nothing written.
+    write(scratch() / "bad.csv", "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n5,1.0,1.4,1.5,100,0.1\n10,1.0,oops,1.5,100,0.2\n");
+    expect_refusal(run(fmt::format("plot --metrics {} --out {}", (scratch() / "bad.csv").string(), (scratch() / "bad.svg").string())),
+                   "line 3: field 3 ('oops') is not a finite number");
+    CHECK_FALSE(fs::exists(scratch() / "bad.svg"));
+    write(scratch() / "other.csv", "a,b\n");
+    expect_refusal(run(fmt::format("plot --metrics {} --out {}", (scratch() / "other.csv").string(), svg.string())),
+                   "line 1 is not the header train --metrics writes");
+    expect_refusal(run(fmt::format("plot --metrics {} --out {}", metrics.string(), (scratch() / "curve.pdf").string())),
+                   "the picture is .svg or .png");
+    const fs::path named_svg = scratch() / "metrics.svg";  // a metrics file whose name could be the picture's
+    fs::copy_file(metrics, named_svg, fs::copy_options::overwrite_existing);
+    expect_refusal(run(fmt::format("plot --metrics {} --out {}", named_svg.string(), named_svg.string())), "it is the metrics file");
+    CHECK(read(named_svg) == read(metrics));
+    CHECK(read(svg) == picture);  // untouched by the refusals
 }
 
 TEST_CASE("resume is exact: N steps, save, resume in a fresh process, N more equal 2N straight, bit for bit") {

@@ -3,9 +3,12 @@
 //   xgrad-charlm train --corpus book.txt --hidden 256 --steps 3000 --out book.safetensors
 //   xgrad-charlm sample --checkpoint book.safetensors --prime "The " --length 400
 //   xgrad-charlm eval --checkpoint book.safetensors --corpus other.txt
+//   xgrad-charlm plot --metrics book.csv --out curve.svg   # train with --metrics book.csv
 //   mpirun -np 2 xgrad-charlm train --batch 32 ...      # data parallel: 16 streams per rank
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -15,6 +18,16 @@
 #ifdef XGRAD_CHARLM_MPI
 #include "mpi_ranks.hpp"
 #endif
+
+namespace {
+// The number of ranks a launcher says it started (Open MPI's or PMI's variable), 1 when none.
+int launched_ranks() {
+    for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+        if (const char* value = std::getenv(name)) return std::atoi(value);
+    }
+    return 1;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
 #ifdef XGRAD_CHARLM_MPI
@@ -29,9 +42,17 @@ int main(int argc, char** argv) {
 #else
     const int rank = 0, ranks = 1;
 #endif
+    // Started as N ranks that cannot see each other (a build without MPI, or another MPI's
+    // launcher), each would train the whole batch and race for --out.
+    if (launched_ranks() > ranks) {
+        fmt::print(stderr, "xgrad-charlm: started as one of {} ranks, but {}\n", launched_ranks(),
+                   ranks == 1 ? "this xgrad-charlm sees only itself (built without MPI, or launched by another MPI's mpirun)"
+                              : "MPI reports fewer");
+        return 1;
+    }
     const bool reporting = rank == 0;  // one rank prints what every rank would
     xgrad::keep_freed_memory();  // each step frees and reallocates megabytes: keep them in the heap
-    CLI::App app{"Train a character-level language model with xgrad, sample it, and evaluate it."};
+    CLI::App app{"Train a character-level language model with xgrad, sample it, evaluate it, and plot its training."};
     app.require_subcommand(1);
     const auto positive = CLI::Range(1, 1 << 30);
     const CLI::Validator finite = examples::finite_number();
@@ -101,14 +122,22 @@ int main(int argc, char** argv) {
     eval->add_option("--checkpoint", e.checkpoint, "a checkpoint written by train")->required();
     eval->add_option("--corpus", e.corpus, "a UTF-8 text file, or a folder of them")->required();
 
+    charlm::PlotArgs p;
+    auto* plot = app.add_subcommand("plot", "draw the training curves of a --metrics CSV (gnuplot)");
+    plot->add_option("--metrics", p.metrics, "a CSV written by train --metrics")->required();
+    plot->add_option("--out", p.out, "the picture: .svg or .png")->capture_default_str();
+
     const std::string first = argc > 1 ? argv[1] : "";
-    if (!first.empty() && first[0] != '-' && first != "train" && first != "sample" && first != "eval") {
-        if (reporting) fmt::print(stderr, "xgrad-charlm: unknown command '{}' (train, sample or eval)\n", first);  // CLI11 would not name it
+    if (!first.empty() && first[0] != '-' && first != "train" && first != "sample" && first != "eval" && first != "plot") {
+        if (reporting) fmt::print(stderr, "xgrad-charlm: unknown command '{}' (train, sample, eval or plot)\n", first);  // CLI11 would not name it
         return 1;
     }
     if (auto status = examples::parse_command_line(app, argc, argv, "xgrad-charlm", reporting)) return *status;
     if (ranks > 1 && !train->parsed()) {
-        if (reporting) fmt::print(stderr, "xgrad-charlm: {} runs in one process: only train runs under mpirun\n", sample->parsed() ? "sample" : "eval");
+        if (reporting) {
+            fmt::print(stderr, "xgrad-charlm: {} runs in one process: only train runs under mpirun\n",
+                       sample->parsed() ? "sample" : eval->parsed() ? "eval" : "plot");
+        }
         return 1;
     }
     try {
@@ -123,6 +152,9 @@ int main(int argc, char** argv) {
             if (train->count("--variational-dropout") > 0) t.explicit_flags.emplace_back("variational_dropout");
 #ifdef XGRAD_CHARLM_MPI
             if (world) {
+                // One BLAS thread per rank unless asked: ranks fill the cores, and spin-waiting
+                // OpenMP threads of several processes on the same cores slow each other down.
+                if (t.threads == 0) t.threads = 1;
                 // An error every rank raised together is printed once and all exit 1; an error on one
                 // rank alone is printed by it, and it ends the job (MPI_Abort) so no rank waits forever.
                 return world->run_or_abort("xgrad-charlm", [&] {
@@ -139,10 +171,11 @@ int main(int argc, char** argv) {
             return charlm::train(t);
         }
         if (sample->parsed()) return charlm::sample(s);
+        if (plot->parsed()) return charlm::plot(p);
         return charlm::evaluate(e);
-    } catch (const std::exception& error) {
+    } catch (const std::exception& error) {  // the same on every rank: checks of the flags
         std::fflush(stdout);
-        fmt::print(stderr, "xgrad-charlm: {}\n", error.what());
+        if (reporting) fmt::print(stderr, "xgrad-charlm: {}\n", error.what());
         return 1;
     }
 }

@@ -1,6 +1,7 @@
 // xgrad-charlm train: contiguous streams through the training text, the hidden state carried
 // from chunk to chunk (truncated BPTT), periodic validation, atomic checkpoints.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <numbers>
 #include <optional>
 #include <unistd.h>
@@ -96,18 +98,12 @@ class TrainingRun {
         local_batch_ = config_.batch / size;
         first_stream_ = local_batch_ * static_cast<std::size_t>(ranks_.rank());
         Corpus corpus = load_corpus(args_.corpus);
-        warn_skipped(corpus, args_.corpus);
+        if (ranks_.rank() == 0) warn_skipped(corpus, args_.corpus);
         check_output_names(args_, corpus);
         vocabulary_ = Vocabulary::of(corpus.text);
         check_memory(config_, vocabulary_.size(), corpus.text.size(), "train");
         split(corpus);
         check_resume();
-        // Every check above writes nothing; the lock and the probe of --out are the run's first
-        // writes, rank 0's alone (it writes the checkpoints).
-        if (ranks_.rank() == 0) {
-            lock_.emplace(args_.out);
-            probe_output(args_.out);
-        }
         xgrad::Generator init(config_.seed);
         model_ = std::make_unique<CharLM>(config_, vocabulary_.size(), init);
         optimizer_ = make_optimizer(config_.optimizer, model_->parameters(), config_.lr);
@@ -122,30 +118,53 @@ class TrainingRun {
         total_steps_ = args_.steps.value_or(args_.time_limit ? std::numeric_limits<std::int64_t>::max() : 2000);
         inputs_ = xgrad::Indices::from_shape({config_.seq, local_batch_});
         targets_ = xgrad::Indices::from_shape({config_.seq, local_batch_});
-        if (ranks_.rank() == 0) open_metrics();
     }
 
-    // After every rank's preparation succeeded: the replicas made identical (a collective).
-    void start_ranks() { ranks_.start(*model_); }
+    // Once every rank's checks passed (nothing above writes): the run's first writes, rank 0's
+    // alone (it writes the checkpoints and the metrics): the lock, the probe of --out, --metrics.
+    void open_outputs() {
+        if (ranks_.rank() != 0) return;
+        lock_.emplace(args_.out);
+        probe_output(args_.out);
+        open_metrics();
+    }
+
+    // Once every rank is ready: the replicas made identical (a collective). A model that differs
+    // between ranks is refused on every rank alike.
+    void start_ranks() {
+        try {
+            ranks_.start(*model_);
+        } catch (const std::invalid_argument& e) {
+            throw SameOnEveryRank(e.what());
+        }
+    }
 
     TrainingRun(const TrainingRun&) = delete;  // streams_ refers into train_ids_
     TrainingRun& operator=(const TrainingRun&) = delete;
 
     int run() {
-        std::signal(SIGINT, on_interrupt);  // before the first line, so that whoever reads it can interrupt
-        std::signal(SIGTERM, on_interrupt);
+        // Before the first line, so that whoever reads it can interrupt. Under mpirun, Ctrl-C and
+        // SIGTERM end the job (mpirun itself kills the ranks a second later): SIGUSR1, which mpirun
+        // forwards to every rank, stops and saves instead.
+        for (int signal : ranks_.distributed() ? std::vector{SIGUSR1} : std::vector{SIGINT, SIGTERM}) std::signal(signal, on_interrupt);
         if (ranks_.rank() == 0) print_start();
         start_ = Clock::now();
         first_step_ = state_.step;
         std::optional<xgrad::DetectAnomalyGuard> anomaly_checks;
         if (args_.detect_anomaly) anomaly_checks.emplace();
-        // Every rank takes every decision together (a clock or a signal may differ between them).
-        bool done = ranks_.any(state_.step >= total_steps_ || out_of_time()), interrupted = ranks_.any(interrupts > 0);
+        // Every rank takes every decision together (a clock or a signal may differ between them),
+        // in the collective that also averages the loss.
+        std::array<double, 3> agreed = {0.0, state_.step >= total_steps_ || out_of_time() ? 1.0 : 0.0, interrupts > 0 ? 1.0 : 0.0};
+        ranks_.sum_in_place(agreed);
+        bool done = agreed[1] > 0, interrupted = agreed[2] > 0;
         while (!done && !interrupted) {
-            train_loss_ = step();
+            const double local_loss = step();
             const double seconds = elapsed();  // rates and ETA from here: training time, not evaluation or saving
-            done = ranks_.any(state_.step >= total_steps_ || out_of_time());
-            interrupted = ranks_.any(interrupts > 0);
+            agreed = {local_loss, state_.step >= total_steps_ || out_of_time() ? 1.0 : 0.0, interrupts > 0 ? 1.0 : 0.0};
+            ranks_.sum_in_place(agreed);
+            train_loss_ = agreed[0] / ranks_.size();  // each rank's mean over an equal share: the batch's mean
+            done = agreed[1] > 0;
+            interrupted = agreed[2] > 0;
             if ((args_.eval_every > 0 && state_.step % args_.eval_every == 0) || done) evaluate(seconds);
             if (args_.save_every > 0 && state_.step % args_.save_every == 0) save();
             if (ranks_.rank() == 0) report_progress(seconds);
@@ -255,6 +274,8 @@ class TrainingRun {
     // One step: forward, backward, clipping and the update on the next seq characters of every stream.
     double step() {
         streams_->fill(state_.data_position, first_stream_, inputs_, targets_);
+        // Rank 0 keeps the generator a single process would have (so mpirun -np 1 is one process);
+        // the others draw masks of their own, from the seed, their rank and the step.
         if (ranks_.rank() > 0) model_->rnn.dropout_generator().seed(rank_seed(config_.seed, ranks_.rank(), state_.step));
         // The step's graph (every activation and the parameters' copies) is freed before evaluating or saving.
         State next;
@@ -271,16 +292,18 @@ class TrainingRun {
                 throw std::runtime_error(fmt::format("step {}: {}; {}", state_.step + 1, e.what(), kept()));
             }
         }
-        // Each rank's loss and gradients are means over its equal share of the batch: their means
-        // over the ranks are the whole batch's.
+        // Each rank's gradients are means over its equal share of the batch: their means over the
+        // ranks are the whole batch's.
         ranks_.average_gradients();
         allreduce_seconds_ += ranks_.last_allreduce_seconds();
-        loss = ranks_.sum(loss) / ranks_.size();
         const double norm = xgrad::nn::clip_grad_norm(model_->parameters(), config_.clip);
-        if (!std::isfinite(loss) || !std::isfinite(norm)) {  // both the same on every rank
-            throw SameOnEveryRank(fmt::format("step {}: the loss ({}) or the gradient norm ({}) is not finite; {} "
-                                                 "(lower --lr, or find the op with --detect-anomaly)", state_.step + 1,
-                                                 loss, norm, kept()));
+        // The norm is the same on every rank (a rank's NaN reaches all through the average); a
+        // rank's own loss alone can be infinite with finite gradients, and that rank stops the job.
+        if (!std::isfinite(norm) || !std::isfinite(loss)) {
+            const std::string what = fmt::format("step {}: the loss ({}) or the gradient norm ({}) is not finite; {} (lower --lr, "
+                                                 "or find the op with --detect-anomaly)", state_.step + 1, loss, norm, kept());
+            if (!std::isfinite(norm)) throw SameOnEveryRank(what);
+            throw std::runtime_error(what);
         }
         optimizer_->step();
         ++state_.step;
@@ -297,7 +320,7 @@ class TrainingRun {
     void evaluate(double seconds) {
         val_bpc_ = val_ids_.empty() ? NAN : bits_per_char(*model_, val_ids_, ranks_);
         evaluated_at_ = state_.step;
-        if (metrics_) {
+        if (metrics_.is_open()) {
             metrics_ << fmt::format("{},{:.6f},{:.6f},{},{:.1f},{:.3f}\n", state_.step, train_loss_, train_loss_ / std::numbers::ln2,
                                     bpc_text(val_bpc_), chars_per_second(seconds), elapsed());
             metrics_.flush();
@@ -360,7 +383,7 @@ class TrainingRun {
         if (ranks_.size() > 1 && state_.step > first_step_) {
             const double per_step = allreduce_seconds_ / static_cast<double>(state_.step - first_step_);
             fmt::print("gradient allreduce (rank 0): {:.2f} ms per step, {:.1f}% of the step\n", 1e3 * per_step,
-                       100.0 * per_step * static_cast<double>(state_.step - first_step_) / seconds);
+                       100.0 * allreduce_seconds_ / seconds);
         }
         fmt::print("checkpoint: {}\n", args_.out);
         return interrupted ? 130 : 0;
@@ -403,16 +426,23 @@ class TrainingRun {
 }  // namespace
 
 int train(const TrainArgs& args, Ranks& ranks) {
-    // Every rank prepares (and checks everything); if any failed, all stop with the first failure.
+    // Every rank prepares and checks everything, writing nothing; if any failed, all stop with the
+    // first failure. Then rank 0 opens the outputs, and all stop if that failed.
+    auto agree = [&](const std::function<void()>& work) {
+        std::string error;  // empty: this rank passed
+        try {
+            work();
+        } catch (const std::exception& e) {
+            if (!ranks.distributed()) throw;
+            error = *e.what() != '\0' ? e.what() : "(an error without a message)";
+        }
+        if (const auto [rank, message] = ranks.first_failure(error); rank >= 0) {
+            throw SameOnEveryRank(rank == 0 ? message : fmt::format("rank {}: {}", rank, message));
+        }
+    };
     std::unique_ptr<TrainingRun> run;
-    std::string error;
-    try {
-        run = std::make_unique<TrainingRun>(args, ranks);
-    } catch (const std::exception& e) {
-        if (ranks.size() == 1) throw;
-        error = e.what();
-    }
-    if (const auto [rank, message] = ranks.first_failure(error); rank >= 0) throw SameOnEveryRank(message);
+    agree([&] { run = std::make_unique<TrainingRun>(args, ranks); });
+    agree([&] { run->open_outputs(); });
     run->start_ranks();
     return run->run();
 }

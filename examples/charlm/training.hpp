@@ -1,4 +1,4 @@
-// The three commands of xgrad-charlm, and what they share: streamed evaluation in bits per character.
+// The commands of xgrad-charlm, and what they share: streamed evaluation in bits per character.
 #pragma once
 
 #include <optional>
@@ -38,16 +38,22 @@ struct EvalArgs {
     std::string checkpoint, corpus;
 };
 
+struct PlotArgs {
+    std::string metrics, out = "curve.svg";
+};
+
 // The processes a training run is split over: this process alone (this class), or the ranks of an
 // MPI job (MpiRanks, mpi_ranks.hpp). The global --batch is split between them, gradients are
 // averaged after each backward, and rank 0 prints, writes the metrics and writes checkpoints.
 class Ranks {
   public:
     virtual ~Ranks() = default;
+    virtual bool distributed() const { return false; }  // an MPI job, of any size (mpirun -np 1 too)
     virtual int rank() const { return 0; }
     virtual int size() const { return 1; }
     virtual double sum(double value) const { return value; }
-    bool any(bool value) const { return sum(value ? 1.0 : 0.0) > 0; }
+    // Sums each element over the ranks in one collective.
+    virtual void sum_in_place(std::span<double>) const {}
     // The lowest failing rank and its message, on every rank (-1: none failed).
     virtual std::pair<int, std::string> first_failure(const std::string& error) const { return {error.empty() ? -1 : 0, error}; }
     // Every rank's values, concatenated in rank order (each rank gives as many).
@@ -73,6 +79,9 @@ inline int train(const TrainArgs& args) {
 }
 int sample(const SampleArgs& args);
 int evaluate(const EvalArgs& args);
+// Draws train and validation bits per character from a --metrics CSV against steps and wall time,
+// with gnuplot, into an .svg or .png (written whole or not at all).
+int plot(const PlotArgs& args);
 
 // Bits per character of `ids` under the model, streamed in up to 64 contiguous streams with
 // the state carried through each; every character but each stream's first is predicted. Over

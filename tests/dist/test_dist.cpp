@@ -51,7 +51,6 @@ TEST_CASE("DistributedDataParallel: replicas start from rank 0's values, and gra
         const double mean_r = (n - 1) / 2.0;  // the mean of 0, 1, ..., n - 1
         CHECK(params[0].second.grad() == Tensor<double>{{mean_r, 2.0}, {0.5, -mean_r}});
         CHECK(params[1].second.grad() == Tensor<double>{10.0 * mean_r, 0.0, 1.0});
-        CHECK(ddp.last_allreduce_seconds() >= 0);
     }
 }
 
@@ -67,4 +66,19 @@ TEST_CASE("DistributedDataParallel: a parameter that differs between ranks is re
     if (world.rank() == 1) fewer.pop_back();
     CHECK_THROWS_WITH_AS(dist::DistributedDataParallel<double>(world, fewer), doctest::Contains("is 'nothing' on rank 1"),
                          std::invalid_argument);
+}
+
+TEST_CASE("a communicator of the user's: ranks renumbered by MPI_Comm_split, rank 0 of it is the source") {
+    dist::ProcessGroup world;
+    MPI_Comm reversed = MPI_COMM_NULL;
+    REQUIRE(MPI_Comm_split(MPI_COMM_WORLD, 0, world.size() - 1 - world.rank(), &reversed) == MPI_SUCCESS);
+    {
+        dist::ProcessGroup group(reversed);
+        CHECK(group.rank() == world.size() - 1 - world.rank());
+        auto params = rank_parameters(world.rank());
+        dist::DistributedDataParallel<double> ddp(group, params);
+        const int source = world.size() - 1;  // the world rank that is rank 0 of the reversed group
+        CHECK(params[0].second.value() == Tensor<double>{{1.0 + source, 2.0}, {3.0, 4.0 * source}});
+    }
+    MPI_Comm_free(&reversed);
 }
