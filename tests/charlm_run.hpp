@@ -49,9 +49,9 @@ struct Run {
     std::string output;  // stdout and stderr together
 };
 
-// xgrad-charlm with these arguments, started by `launcher` (e.g. "mpirun -np 2") or directly.
-inline Run run_with(const std::string& launcher, const std::string& args) {
-    const std::string command = fmt::format("{} {} {} 2>&1", launcher, XGRAD_CHARLM, args);
+// A shell command's exit status and output (stdout and stderr together).
+inline Run run_command(const std::string& command_line) {
+    const std::string command = command_line + " 2>&1";
     FILE* pipe = ::popen(command.c_str(), "r");
     REQUIRE(pipe != nullptr);
     std::string output;
@@ -59,6 +59,11 @@ inline Run run_with(const std::string& launcher, const std::string& args) {
     while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
     const int status = ::pclose(pipe);
     return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
+}
+
+// xgrad-charlm with these arguments, started by `launcher` (e.g. "mpirun -np 2") or directly.
+inline Run run_with(const std::string& launcher, const std::string& args) {
+    return run_command(fmt::format("{} {} {}", launcher, XGRAD_CHARLM, args));
 }
 
 inline Run run(const std::string& args) { return run_with("", args); }

@@ -129,6 +129,21 @@ TEST_CASE("bad input on every rank is one message and exit 1, and a batch the ra
     const Run flags = run_with(two_ranks, config("gru", "fused", 2) + " --zoneout 0.1 --checkpoint-segment 4");
     CHECK(flags.code == 1);
     CHECK(once(flags.output, "xgrad-charlm:"));
+    // Rank 1 reads a text of the same length and vocabulary, two characters swapped: refused, naming both.
+    const std::string text = read(small_corpus());
+    std::string swapped = text;
+    std::swap(swapped[100], swapped[101] == swapped[100] ? swapped[102] : swapped[101]);
+    write(scratch() / "rank0.txt", text);
+    write(scratch() / "rank1.txt", swapped);
+    const fs::path chooser = scratch() / "corpus_by_rank.sh";
+    write(chooser, fmt::format("#!/bin/sh\nexec {} train --corpus {}/rank$OMPI_COMM_WORLD_RANK.txt \"$@\"\n", XGRAD_CHARLM, scratch().string()));
+    fs::permissions(chooser, fs::perms::owner_all);
+    const Run different = run_command(two_ranks + " " + chooser.string() + " --hidden 8 --seq 8 --batch 2 --steps 2 --out " +
+                                      (scratch() / "d.safetensors").string());
+    CAPTURE(different.output);
+    CHECK(different.code == 1);
+    CHECK(once(different.output, "every rank must read the same text"));
+    CHECK(different.output.find("rank 1 read") != std::string::npos);
     const Run sample = run_with(two_ranks, "sample --checkpoint /no/such/checkpoint.safetensors");
     CHECK(sample.code == 1);
     CHECK(once(sample.output, "only train runs under mpirun"));

@@ -20,6 +20,7 @@ class MpiRanks final : public Ranks {
     void sum_in_place(std::span<double> values) const override { group_.sum_in_place(values); }
     std::pair<int, std::string> first_failure(const std::string& error) const override { return group_.first_failure(error); }
     std::vector<float> all_gather(std::span<const float> mine) const override { return group_.all_gather(mine); }
+    std::vector<std::string> all_gather_text(const std::string& mine) const override { return group_.all_gather(mine); }
     void start(CharLM& model) override {
         ddp_ = std::make_unique<xgrad::dist::DistributedDataParallel<float>>(group_, model.named_parameters());
     }

@@ -120,6 +120,24 @@ class TrainingRun {
         targets_ = xgrad::Indices::from_shape({config_.seq, local_batch_});
     }
 
+    // Every rank must train on the same text: each reads --corpus itself (on several hosts, its own
+    // copy). The model's names and shapes would not show a different text of the same vocabulary size.
+    void check_same_data() const {
+        std::uint64_t hash = 14695981039346656037ULL;  // FNV-1a over the training and validation ids
+        for (const auto* ids : {&train_ids_, &val_ids_}) {
+            for (const std::int64_t id : *ids) hash = (hash ^ static_cast<std::uint64_t>(id)) * 1099511628211ULL;
+        }
+        const std::string mine = fmt::format("{} training and {} validation characters, vocabulary {}, content hash {:016x}",
+                                             train_ids_.size(), val_ids_.size(), vocabulary_.size(), hash);
+        const std::vector<std::string> all = ranks_.all_gather_text(mine);
+        for (std::size_t r = 1; r < all.size(); ++r) {
+            if (all[r] != all[0]) {
+                throw SameOnEveryRank(fmt::format("--corpus {}: rank {} read {}, rank 0 {}: every rank must read the same text",
+                                                  args_.corpus, r, all[r], all[0]));
+            }
+        }
+    }
+
     // Once every rank's checks passed (nothing above writes): the run's first writes, rank 0's
     // alone (it writes the checkpoints and the metrics): the lock, the probe of --out, --metrics.
     void open_outputs() {
@@ -442,6 +460,7 @@ int train(const TrainArgs& args, Ranks& ranks) {
     };
     std::unique_ptr<TrainingRun> run;
     agree([&] { run = std::make_unique<TrainingRun>(args, ranks); });
+    run->check_same_data();
     agree([&] { run->open_outputs(); });
     run->start_ranks();
     return run->run();

@@ -58,6 +58,8 @@ class Ranks {
     virtual std::pair<int, std::string> first_failure(const std::string& error) const { return {error.empty() ? -1 : 0, error}; }
     // Every rank's values, concatenated in rank order (each rank gives as many).
     virtual std::vector<float> all_gather(std::span<const float> mine) const { return {mine.begin(), mine.end()}; }
+    // Every rank's text, in rank order.
+    virtual std::vector<std::string> all_gather_text(const std::string& mine) const { return {mine}; }
     // Makes every rank's model rank 0's (checking that they match); then average_gradients after
     // each backward replaces every gradient with its mean over the ranks.
     virtual void start(CharLM&) {}
