@@ -1,5 +1,7 @@
 // xgrad-charlm: the UTF-8 decoder and corpus reader, checkpoints (exact resume, a writer killed
 // mid-save), and the program itself through real runs, including every bad input it must refuse.
+#include <cctype>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
@@ -141,6 +143,49 @@ TEST_CASE("plot draws the metrics against steps and wall time as SVG or PNG, and
     expect_refusal(run(fmt::format("plot --metrics {} --out {}", named_svg.string(), named_svg.string())), "it is the metrics file");
     CHECK(read(named_svg) == read(metrics));
     CHECK(read(svg) == picture);  // untouched by the refusals
+}
+
+namespace {
+// The number before " bits per character" in a run's output.
+double bits_in(const std::string& output) {
+    const std::size_t end = output.find(" bits per character");
+    REQUIRE(end != std::string::npos);
+    std::size_t start = end;
+    while (start > 0 && (std::isdigit(static_cast<unsigned char>(output[start - 1])) || output[start - 1] == '.')) --start;
+    return std::stod(output.substr(start, end - start));
+}
+}  // namespace
+
+TEST_CASE("PyTorch reads xgrad-charlm checkpoints and gives the same bits per character, and writes ones xgrad-charlm reads") {
+    const std::string python = "/usr/bin/python3";
+    if (std::system((python + " -c 'import torch' > /dev/null 2>&1").c_str()) != 0) {
+        MESSAGE("skipped: /usr/bin/python3 cannot import torch (Debian: apt-get install python3-torch)");
+        return;
+    }
+    const std::string script = fmt::format("{} {}", python, XGRAD_INTEROP_SCRIPT);
+    for (const char* cell : {"rnn", "lstm", "gru"}) {
+        CAPTURE(cell);
+        const fs::path out = scratch() / fmt::format("interop_{}.safetensors", cell);
+        REQUIRE(run(fmt::format("train --corpus {} --cell {} --hidden 12 --layers 2 --seq 8 --batch 4 --steps 20 --out {}",
+                                small_corpus().string(), cell, out.string())).code == 0);
+        const Run xgrad_eval = run(fmt::format("eval --checkpoint {} --corpus {}", out.string(), small_corpus().string()));
+        const Run torch_eval = run_command(fmt::format("{} eval --checkpoint {} --corpus {}", script, out.string(), small_corpus().string()));
+        CAPTURE(xgrad_eval.output);
+        CAPTURE(torch_eval.output);
+        REQUIRE(torch_eval.code == 0);
+        CHECK(std::abs(bits_in(xgrad_eval.output) - bits_in(torch_eval.output)) < 1e-4);  // xgrad prints 4 decimals
+    }
+    // The other way: trained in PyTorch, sampled and evaluated by xgrad-charlm.
+    const fs::path exported = scratch() / "from_torch.safetensors";
+    const Run made = run_command(fmt::format("{} export --corpus {} --out {} --cell lstm --steps 40", script, small_corpus().string(),
+                                             exported.string()));
+    CAPTURE(made.output);
+    REQUIRE(made.code == 0);
+    const Run evaluated = run(fmt::format("eval --checkpoint {} --corpus {}", exported.string(), small_corpus().string()));
+    CHECK(std::abs(bits_in(evaluated.output) - bits_in(made.output)) < 1e-4);
+    const Run sampled = run(fmt::format("sample --checkpoint {} --prime \"the \" --length 30", exported.string()));
+    CHECK(sampled.code == 0);
+    CHECK(sampled.output.starts_with("the "));
 }
 
 TEST_CASE("resume is exact: N steps, save, resume in a fresh process, N more equal 2N straight, bit for bit") {
