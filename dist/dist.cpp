@@ -51,6 +51,8 @@ Environment::Environment(int& argc, char**& argv) {
     initialised_here_ = true;
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     if (provided < MPI_THREAD_FUNNELED) {
+        MPI_Finalize();  // the destructor of an object whose constructor throws never runs
+        initialised_here_ = false;
         throw std::runtime_error("MPI offers no MPI_THREAD_FUNNELED, which threaded BLAS beside MPI calls needs");
     }
 }

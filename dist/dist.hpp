@@ -11,9 +11,8 @@
 //
 // Communication is not overlapped with backward: in backpropagation through time every step adds to
 // the same recurrent weights' gradients, so no bucket of a recurrent layer is final before the
-// backward ends. Only the layers after the recurrence (a char-LM's head: about a quarter of its
-// parameters) finish early, and their share of a 0.24 ms allreduce (BENCHMARKS.md) is not worth a
-// second thread of communication.
+// backward ends. Only the layers after the recurrence finish early; BENCHMARKS.md measures what
+// their share of the allreduce would save.
 #pragma once
 
 #include <mpi.h>

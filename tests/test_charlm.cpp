@@ -1,5 +1,6 @@
 // xgrad-charlm: the UTF-8 decoder and corpus reader, checkpoints (exact resume, a writer killed
 // mid-save), and the program itself through real runs, including every bad input it must refuse.
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <csignal>
@@ -128,21 +129,34 @@ TEST_CASE("plot draws the metrics against steps and wall time as SVG or PNG, and
     CHECK(picture.find("wall time (s)") != std::string::npos);
     REQUIRE(run(fmt::format("plot --metrics {} --out {}", metrics.string(), png.string())).code == 0);
     CHECK(read(png).starts_with("\x89PNG"));
+    // A file name with a quote and underscores: quoted for the shell and gnuplot alike, drawn as is.
+    const fs::path odd = scratch() / "it's_a_curve.svg";
+    REQUIRE(run(fmt::format("plot --metrics {} --out \"{}\"", metrics.string(), odd.string())).code == 0);
+    CHECK(read(odd).find("<svg") != std::string::npos);
     // Refusals: one line each, and nothing written.
+    auto one_line_refusal = [](const Run& r, const std::string& needle) {
+        expect_refusal(r, needle);
+        CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+    };
     write(scratch() / "bad.csv", "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n5,1.0,1.4,1.5,100,0.1\n10,1.0,oops,1.5,100,0.2\n");
-    expect_refusal(run(fmt::format("plot --metrics {} --out {}", (scratch() / "bad.csv").string(), (scratch() / "bad.svg").string())),
+    one_line_refusal(run(fmt::format("plot --metrics {} --out {}", (scratch() / "bad.csv").string(), (scratch() / "bad.svg").string())),
                    "line 3: field 3 ('oops') is not a finite number");
     CHECK_FALSE(fs::exists(scratch() / "bad.svg"));
     write(scratch() / "other.csv", "a,b\n");
-    expect_refusal(run(fmt::format("plot --metrics {} --out {}", (scratch() / "other.csv").string(), svg.string())),
+    one_line_refusal(run(fmt::format("plot --metrics {} --out {}", (scratch() / "other.csv").string(), svg.string())),
                    "line 1 is not the header train --metrics writes");
-    expect_refusal(run(fmt::format("plot --metrics {} --out {}", metrics.string(), (scratch() / "curve.pdf").string())),
+    one_line_refusal(run(fmt::format("plot --metrics {} --out {}", metrics.string(), (scratch() / "curve.pdf").string())),
                    "the picture is .svg or .png");
     const fs::path named_svg = scratch() / "metrics.svg";  // a metrics file whose name could be the picture's
     fs::copy_file(metrics, named_svg, fs::copy_options::overwrite_existing);
-    expect_refusal(run(fmt::format("plot --metrics {} --out {}", named_svg.string(), named_svg.string())), "it is the metrics file");
+    one_line_refusal(run(fmt::format("plot --metrics {} --out {}", named_svg.string(), named_svg.string())), "it is the metrics file");
     CHECK(read(named_svg) == read(metrics));
+    one_line_refusal(run(fmt::format("plot --metrics {} --out {}", metrics.string(), (scratch() / "no" / "such.svg").string())),
+                   "does not exist or cannot be written");
     CHECK(read(svg) == picture);  // untouched by the refusals
+    for (const auto& entry : fs::directory_iterator(scratch())) {  // no temporary or log left behind
+        CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);
+    }
 }
 
 namespace {

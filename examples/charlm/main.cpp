@@ -5,8 +5,10 @@
 //   xgrad-charlm eval --checkpoint book.safetensors --corpus other.txt
 //   xgrad-charlm plot --metrics book.csv --out curve.svg   # train with --metrics book.csv
 //   mpirun -np 2 xgrad-charlm train --batch 32 ...      # data parallel: 16 streams per rank
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 #include <optional>
 #include <string>
 
@@ -20,13 +22,16 @@
 #endif
 
 namespace {
-// The number of ranks a launcher says it started (Open MPI's or PMI's variable), 1 when none.
-int launched_ranks() {
-    for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
-        if (const char* value = std::getenv(name)) return std::atoi(value);
+// What a launcher's environment says (Open MPI's, or PMI's as Slurm and MPICH set it): how many
+// ranks it started in all and on this host; 1 when none says.
+int launched(const char* open_mpi, const char* pmi) {
+    for (const char* name : {open_mpi, pmi}) {
+        if (const char* value = std::getenv(name)) return std::max(1, std::atoi(value));
     }
     return 1;
 }
+int launched_ranks() { return launched("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"); }
+int ranks_on_this_host() { return launched("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"); }
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -35,8 +40,13 @@ int main(int argc, char** argv) {
     std::optional<xgrad::dist::Environment> mpi;
     std::optional<xgrad::dist::ProcessGroup> world;
     if (xgrad::dist::launched_by_mpi()) {
-        mpi.emplace(argc, argv);
-        world.emplace();
+        try {
+            mpi.emplace(argc, argv);
+            world.emplace();
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "xgrad-charlm: starting MPI: {}\n", e.what());
+            return 1;
+        }
     }
     const int rank = world ? world->rank() : 0, ranks = world ? world->size() : 1;
 #else
@@ -45,9 +55,8 @@ int main(int argc, char** argv) {
     // Started as N ranks that cannot see each other (a build without MPI, or another MPI's
     // launcher), each would train the whole batch and race for --out.
     if (launched_ranks() > ranks) {
-        fmt::print(stderr, "xgrad-charlm: started as one of {} ranks, but {}\n", launched_ranks(),
-                   ranks == 1 ? "this xgrad-charlm sees only itself (built without MPI, or launched by another MPI's mpirun)"
-                              : "MPI reports fewer");
+        fmt::print(stderr, "xgrad-charlm: started as one of {} ranks, but it sees {} (built without MPI, or launched by "
+                   "another MPI's mpirun)\n", launched_ranks(), ranks);
         return 1;
     }
     const bool reporting = rank == 0;  // one rank prints what every rank would
@@ -152,9 +161,11 @@ int main(int argc, char** argv) {
             if (train->count("--variational-dropout") > 0) t.explicit_flags.emplace_back("variational_dropout");
 #ifdef XGRAD_CHARLM_MPI
             if (world) {
-                // One BLAS thread per rank unless asked: ranks fill the cores, and spin-waiting
-                // OpenMP threads of several processes on the same cores slow each other down.
-                if (t.threads == 0) t.threads = 1;
+                // The host's cores shared between its ranks unless asked: spin-waiting OpenMP threads
+                // of several processes on the same cores slow each other down.
+                if (t.threads == 0) {
+                    t.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / ranks_on_this_host());
+                }
                 // An error every rank raised together is printed once and all exit 1; an error on one
                 // rank alone is printed by it, and it ends the job (MPI_Abort) so no rank waits forever.
                 return world->run_or_abort("xgrad-charlm", [&] {

@@ -2,6 +2,7 @@
 // gnuplot-nox) through a pipe: train and validation bits per character against steps, and against
 // wall time, side by side; SVG or PNG by the output's extension.
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -23,7 +24,8 @@ struct Row {
     double step, train_bpc, val_bpc, elapsed;  // val_bpc NaN where the run had no validation
 };
 
-// Rows of a CSV that train --metrics wrote; anything else is refused naming the line.
+// Rows of a CSV that train --metrics wrote; anything else is refused naming the line. A resumed run
+// appends rows whose elapsed time starts again from 0: they are shifted to follow the earlier ones.
 std::vector<Row> read_metrics(const std::string& path) {
     std::ifstream in(path);
     if (!in) throw InputError(fmt::format("--metrics {}: cannot open it", path));
@@ -32,6 +34,7 @@ std::vector<Row> read_metrics(const std::string& path) {
         throw InputError(fmt::format("--metrics {}: line 1 is not the header train --metrics writes ({})", path, header));
     }
     std::vector<Row> rows;
+    double offset = 0;  // wall time of the runs before a resumed one
     for (std::size_t number = 2; std::getline(in, line); ++number) {
         std::vector<std::string> fields;
         std::stringstream split(line);
@@ -50,7 +53,10 @@ std::vector<Row> read_metrics(const std::string& path) {
             return v;
         };
         if (fields.size() != 6) throw InputError(fmt::format("--metrics {}: line {} has {} fields, not 6", path, number, fields.size()));
-        rows.push_back({value(0, false), value(2, false), value(3, true), value(5, false)});
+        Row row{value(0, false), value(2, false), value(3, true), value(5, false)};
+        if (!rows.empty() && row.elapsed + offset < rows.back().elapsed) offset = rows.back().elapsed;
+        row.elapsed += offset;
+        rows.push_back(row);
     }
     if (rows.empty()) throw InputError(fmt::format("--metrics {}: no rows to plot (train writes one per evaluation)", path));
     return rows;
@@ -65,10 +71,17 @@ bool on_path(const std::string& program) {
     return false;
 }
 
-// A path as a gnuplot single-quoted string (a quote inside is doubled).
-std::string quoted(const std::string& path) {
+// A string as a gnuplot single-quoted string (a quote inside is doubled).
+std::string gnuplot_quoted(const std::string& text) {
     std::string out = "'";
-    for (char c : path) out += c == '\'' ? std::string("''") : std::string(1, c);
+    for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
+    return out + "'";
+}
+
+// A path as a shell single-quoted word (a quote inside ends the word, is escaped, and reopens it).
+std::string shell_quoted(const std::string& path) {
+    std::string out = "'";
+    for (char c : path) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
     return out + "'";
 }
 }  // namespace
@@ -81,17 +94,25 @@ int plot(const PlotArgs& args) {
     if (std::filesystem::equivalent(args.out, args.metrics, same_error)) {
         throw InputError(fmt::format("--out {}: it is the metrics file", args.out));
     }
-    if (args.out.find('\n') != std::string::npos) throw InputError("--out: a file name with a line break");
+    for (const auto& [flag, path] : {std::pair{"--out", args.out}, std::pair{"--metrics", args.metrics}}) {
+        if (path.find_first_of("\n\r") != std::string::npos) throw InputError(fmt::format("{}: a file name with a line break", flag));
+    }
+    const std::filesystem::path folder = std::filesystem::absolute(args.out).parent_path();
+    if (!std::filesystem::is_directory(folder) || ::access(folder.c_str(), W_OK) != 0) {
+        throw InputError(fmt::format("--out {}: its folder {} does not exist or cannot be written", args.out, folder.string()));
+    }
+    if (std::filesystem::is_directory(args.out)) throw InputError(fmt::format("--out {}: it is a folder", args.out));
     // gnuplot writes a temporary file beside --out, renamed over it only when complete.
     const std::string temporary = fmt::format("{}.tmp-{}{}", args.out, ::getpid(), extension);
     std::string script = extension == ".svg" ? "set terminal svg size 1000,420 dynamic font 'sans,12'\n"
                                              : "set terminal png size 1000,420\n";
-    script += fmt::format("set output {}\n", quoted(temporary));
-    script += "set datafile missing 'NaN'\nset grid\nset key top right\nset ylabel 'bits per character'\n";
+    script += fmt::format("set output {}\n", gnuplot_quoted(temporary));
+    // noenhanced: an '_' in a file name is a character, not a subscript.
+    script += "set termoption noenhanced\nset datafile missing 'NaN'\nset grid\nset key top right\nset ylabel 'bits per character'\n";
     script += "$metrics << EOD\n";
     for (const Row& r : rows) script += fmt::format("{} {} {} {}\n", r.step, r.train_bpc, std::isnan(r.val_bpc) ? std::string("NaN") : fmt::format("{}", r.val_bpc), r.elapsed);
     script += "EOD\n";
-    script += fmt::format("set multiplot layout 1,2 title {}\n", quoted("xgrad-charlm: " + args.metrics));
+    script += fmt::format("set multiplot layout 1,2 title {}\n", gnuplot_quoted("xgrad-charlm: " + args.metrics));
     script += "set xlabel 'step'\n";
     script += "plot $metrics using 1:2 with linespoints title 'train', $metrics using 1:3 with linespoints title 'validation'\n";
     script += "set xlabel 'wall time (s)'\n";
@@ -100,22 +121,31 @@ int plot(const PlotArgs& args) {
 
     if (!on_path("gnuplot")) throw InputError("plot: gnuplot was not found on PATH (Debian: apt-get install gnuplot-nox)");
     const std::string log = temporary + ".log";  // gnuplot's complaints, for the one-line error
-    FILE* gnuplot = ::popen(fmt::format("gnuplot 2> {}", quoted(log)).c_str(), "w");
+    FILE* gnuplot = ::popen(fmt::format("gnuplot 2> {}", shell_quoted(log)).c_str(), "w");
     if (gnuplot == nullptr) throw std::runtime_error("plot: cannot start gnuplot");
-    std::fwrite(script.data(), 1, script.size(), gnuplot);
+    // A gnuplot that stopped reading must not end this process with SIGPIPE: the write just fails.
+    const auto previous = std::signal(SIGPIPE, SIG_IGN);
+    const bool written = std::fwrite(script.data(), 1, script.size(), gnuplot) == script.size();
     const int status = ::pclose(gnuplot);
+    std::signal(SIGPIPE, previous);
     std::ifstream complaints(log);
-    std::string complaint, last;
-    while (std::getline(complaints, complaint)) last = complaint.empty() ? last : complaint;
+    std::string complaint, first;
+    while (first.empty() && std::getline(complaints, complaint)) first = complaint;  // the cause; what follows repeats it
     std::error_code ignored;
     std::filesystem::remove(log, ignored);
-    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) || !std::filesystem::exists(temporary) ||
+    if (!written || !(WIFEXITED(status) && WEXITSTATUS(status) == 0) || !std::filesystem::exists(temporary) ||
         std::filesystem::file_size(temporary, ignored) == 0) {
         std::filesystem::remove(temporary, ignored);
-        throw std::runtime_error(fmt::format("plot: gnuplot could not draw {} (exit status {}){}", args.out, status,
-                                             last.empty() ? "" : ": " + last));
+        throw std::runtime_error(fmt::format("plot: gnuplot could not draw {} (exit status {}){}", args.out,
+                                             WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+                                             first.empty() ? "" : ": " + first));
     }
-    std::filesystem::rename(temporary, args.out);
+    std::filesystem::rename(temporary, args.out, ignored);
+    if (ignored) {
+        std::error_code also_ignored;
+        std::filesystem::remove(temporary, also_ignored);
+        throw InputError(fmt::format("--out {}: cannot replace it: {}", args.out, ignored.message()));
+    }
     fmt::print("plot: {} rows from {} drawn in {}\n", rows.size(), args.metrics, args.out);
     return 0;
 }

@@ -47,10 +47,14 @@ def write_safetensors(path, tensors, metadata):
         blobs.append(blob)
     encoded = json.dumps(header).encode()
     encoded += b" " * (-len(encoded) % 8)
-    temporary = path + ".tmp"
-    with open(temporary, "wb") as f:
-        f.write(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
-    os.replace(temporary, path)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(temporary, "wb") as f:
+            f.write(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 class CharLM(torch.nn.Module):
@@ -70,6 +74,7 @@ class CharLM(torch.nn.Module):
 
 
 def load_text(path):
+    """A UTF-8 file (a folder, which xgrad-charlm also reads, is not handled here)."""
     with open(path, "rb") as f:
         return f.read().decode("utf-8")
 
@@ -123,9 +128,11 @@ def export(args):
     symbols = sorted({ord(c) for c in text})
     index = {chr(c): i for i, c in enumerate(symbols)}
     ids = torch.tensor([index[c] for c in text], dtype=torch.long)
+    seq, batch, val_fraction = 32, 8, 0.1
+    if len(ids) < seq + 2:
+        raise ValueError(f"{args.corpus}: {len(ids)} characters, fewer than a window of {seq + 2}")
     model = CharLM(args.cell, len(symbols), args.hidden, 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    seq, batch = 32, 8
     for step in range(args.steps):  # random windows: a different pipeline from xgrad-charlm's on purpose
         starts = torch.randint(0, len(ids) - seq - 1, (batch,))
         window = torch.stack([ids[s:s + seq + 1] for s in starts.tolist()], 1)
@@ -135,14 +142,17 @@ def export(args):
         loss.backward()
         optimizer.step()
     config = {"cell": args.cell, "hidden": args.hidden, "layers": 1, "seq": seq, "batch": batch, "dropout": 0.0, "lr": 3e-3,
-              "clip": 5.0, "optimizer": "adam", "impl": "fused", "seed": args.seed, "val_fraction": 0.1, "zoneout": 0.0,
+              "clip": 5.0, "optimizer": "adam", "impl": "fused", "seed": args.seed, "val_fraction": val_fraction, "zoneout": 0.0,
               "variational_dropout": 0.0}
     tensors = {"model." + name: t for name, t in model.state_dict().items()}
     tensors["state.hidden"] = torch.zeros(1, batch, args.hidden)
     if args.cell == "lstm":
         tensors["state.cell"] = torch.zeros(1, batch, args.hidden)
+    # train_chars: the training part as xgrad-charlm splits the text (the last val_fraction held out).
+    train_chars = len(text) - math.floor(len(text) * val_fraction)
+    # dropout_rng: xgrad::Generator's state, its engine's then its cached normal draw (none: 0, 0x0p+0).
     metadata = {"format": "xgrad-charlm", "format_version": "1", "config": json.dumps(config), "vocabulary": json.dumps(symbols),
-                "step": "0", "optimizer.step": "0", "train_chars": str(len(text)), "data_position": "0",
+                "step": "0", "optimizer.step": "0", "train_chars": str(train_chars), "data_position": "0",
                 "dropout_rng": mt19937_64_state(args.seed) + " 0 0x0p+0"}
     write_safetensors(args.out, tensors, metadata)
     model.double().eval()
@@ -165,7 +175,13 @@ def main():
     x.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    evaluate(args) if args.command == "eval" else export(args)
+    try:
+        if args.command == "eval":
+            evaluate(args)
+        else:
+            export(args)
+    except (OSError, ValueError, KeyError, struct.error, json.JSONDecodeError, RuntimeError) as e:
+        sys.exit(f"torch_interop.py {args.command}: {type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":

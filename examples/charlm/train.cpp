@@ -120,20 +120,31 @@ class TrainingRun {
         targets_ = xgrad::Indices::from_shape({config_.seq, local_batch_});
     }
 
-    // Every rank must train on the same text: each reads --corpus itself (on several hosts, its own
-    // copy). The model's names and shapes would not show a different text of the same vocabulary size.
-    void check_same_data() const {
-        std::uint64_t hash = 14695981039346656037ULL;  // FNV-1a over the training and validation ids
-        for (const auto* ids : {&train_ids_, &val_ids_}) {
-            for (const std::int64_t id : *ids) hash = (hash ^ static_cast<std::uint64_t>(id)) * 1099511628211ULL;
+    // Every rank must start from the same text, resumed state and schedule: each reads --corpus and
+    // --resume itself (on several hosts, its own copies), and a rank whose step, schedule or
+    // optimizer state differed would reach other collectives than the rest (a hang) or drift apart.
+    // The model's names and shapes would show none of that.
+    void check_same_start() const {
+        if (!ranks_.distributed()) return;
+        std::uint64_t hash = 14695981039346656037ULL;  // FNV-1a
+        auto mix = [&hash](const auto* bytes, std::size_t n) {
+            const auto* p = reinterpret_cast<const unsigned char*>(bytes);
+            for (std::size_t i = 0; i < n; ++i) hash = (hash ^ p[i]) * 1099511628211ULL;
+        };
+        for (const auto* ids : {&train_ids_, &val_ids_}) mix(ids->data(), ids->size() * sizeof(std::int64_t));
+        mix(vocabulary_.symbols().data(), vocabulary_.symbols().size() * sizeof(char32_t));
+        if (resumed_) {
+            for (const auto& [name, value] : resumed_->file.tensors) mix(value.data(), value.size() * sizeof(float));
         }
-        const std::string mine = fmt::format("{} training and {} validation characters, vocabulary {}, content hash {:016x}",
-                                             train_ids_.size(), val_ids_.size(), vocabulary_.size(), hash);
-        const std::vector<std::string> all = ranks_.all_gather_text(mine);
+        const std::string text = fmt::format("text hash {:016x}; step {}, data position {}; configuration {}; steps {}, "
+                                             "eval every {}, save every {}, time limit {}",
+                                             hash, state_.step, state_.data_position, config_.to_json().dump(), total_steps_,
+                                             args_.eval_every, args_.save_every, args_.time_limit.value_or(0.0));
+        const std::vector<std::string> all = ranks_.all_gather_text(text);
         for (std::size_t r = 1; r < all.size(); ++r) {
             if (all[r] != all[0]) {
-                throw SameOnEveryRank(fmt::format("--corpus {}: rank {} read {}, rank 0 {}: every rank must read the same text",
-                                                  args_.corpus, r, all[r], all[0]));
+                throw SameOnEveryRank(fmt::format("rank {} starts from {}, rank 0 from {}: every rank must read the same --corpus "
+                                                  "and --resume, with the same flags", r, all[r], all[0]));
             }
         }
     }
@@ -161,10 +172,6 @@ class TrainingRun {
     TrainingRun& operator=(const TrainingRun&) = delete;
 
     int run() {
-        // Before the first line, so that whoever reads it can interrupt. Under mpirun, Ctrl-C and
-        // SIGTERM end the job (mpirun itself kills the ranks a second later): SIGUSR1, which mpirun
-        // forwards to every rank, stops and saves instead.
-        for (int signal : ranks_.distributed() ? std::vector{SIGUSR1} : std::vector{SIGINT, SIGTERM}) std::signal(signal, on_interrupt);
         if (ranks_.rank() == 0) print_start();
         start_ = Clock::now();
         first_step_ = state_.step;
@@ -390,7 +397,8 @@ class TrainingRun {
         save();  // first: a second Ctrl-C during the evaluation below may end the process at once
         const double seconds = elapsed(), rate = chars_per_second(seconds);
         if (interrupted && printing) {
-            fmt::print(stderr, "interrupted: checkpoint saved at step {} (Ctrl-C again to skip the final validation)\n", state_.step);
+            fmt::print(stderr, "interrupted: checkpoint saved at step {} ({} again to skip the final validation)\n", state_.step,
+                       ranks_.distributed() ? "SIGUSR1" : "Ctrl-C");
         }
         if (evaluated_at_ != state_.step && !val_ids_.empty()) val_bpc_ = bits_per_char(*model_, val_ids_, ranks_);
         if (!printing) return interrupted ? 130 : 0;
@@ -444,6 +452,15 @@ class TrainingRun {
 }  // namespace
 
 int train(const TrainArgs& args, Ranks& ranks) {
+    // Before anything slow, so an early signal stops the run too. Under mpirun, Ctrl-C and SIGTERM
+    // end the job (mpirun kills the ranks a second later); SIGUSR1, which mpirun forwards to every
+    // rank, stops and saves instead.
+    if (ranks.distributed()) {
+        std::signal(SIGUSR1, on_interrupt);
+    } else {
+        std::signal(SIGINT, on_interrupt);
+        std::signal(SIGTERM, on_interrupt);
+    }
     // Every rank prepares and checks everything, writing nothing; if any failed, all stop with the
     // first failure. Then rank 0 opens the outputs, and all stop if that failed.
     auto agree = [&](const std::function<void()>& work) {
@@ -460,9 +477,9 @@ int train(const TrainArgs& args, Ranks& ranks) {
     };
     std::unique_ptr<TrainingRun> run;
     agree([&] { run = std::make_unique<TrainingRun>(args, ranks); });
-    run->check_same_data();
-    agree([&] { run->open_outputs(); });
+    run->check_same_start();
     run->start_ranks();
+    agree([&] { run->open_outputs(); });
     return run->run();
 }
 
