@@ -31,7 +31,9 @@ int launched(const char* open_mpi, const char* pmi) {
     return 1;
 }
 int launched_ranks() { return launched("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"); }
+#ifdef XGRAD_CHARLM_MPI
 int ranks_on_this_host() { return launched("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"); }
+#endif
 }  // namespace
 
 int main(int argc, char** argv) {
