@@ -1,5 +1,7 @@
-// Internal to the ops: a row-major tensor seen as (outer, n, inner) around one axis, so that
-// per-axis loops and block copies run on raw memory instead of strided views.
+/// @file
+/// Internal to the ops: a row-major tensor seen as (outer, n, inner) around one axis, so that
+/// per-axis loops and block copies run on raw memory instead of strided views. Everything here is
+/// in xgrad::detail, outside the API reference.
 #pragma once
 
 #include <cstddef>

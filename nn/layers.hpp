@@ -1,9 +1,12 @@
-// Linear, Embedding and Dropout, with PyTorch's parameter names, shapes and initializations.
-//
-//   xgrad::nn::Linear<float> fc(256, 96);        // weight (96, 256), bias (96,)
-//   auto logits = fc.forward(h);                  // h (..., 256) -> (..., 96)
-//   xgrad::nn::Embedding<float> embed(96, 32);    // weight (96, 32), N(0, 1)
-//   auto x = embed.forward(graph, ids);           // ids (T, B) -> (T, B, 32)
+/// @file
+/// Linear, Embedding and Dropout, with PyTorch's parameter names, shapes and initializations.
+///
+/// @code
+///   xgrad::nn::Linear<float> fc(256, 96);        // weight (96, 256), bias (96,)
+///   auto logits = fc.forward(h);                  // h (..., 256) -> (..., 96)
+///   xgrad::nn::Embedding<float> embed(96, 32);    // weight (96, 32), N(0, 1)
+///   auto x = embed.forward(graph, ids);           // ids (T, B) -> (T, B, 32)
+/// @endcode
 #pragma once
 
 #include "../autograd/graph.hpp"
@@ -12,33 +15,44 @@
 
 namespace xgrad::nn {
 
+/// y = x Wᵀ + b over the last axis, as torch.nn.Linear (parameters "weight" and "bias").
 template <class T>
 class Linear : public Module<T> {
   public:
-    // weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)), as torch.nn.Linear.
+    /// weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)), as torch.nn.Linear.
+    /// Both sizes must be positive (std::invalid_argument).
     Linear(std::size_t in_features, std::size_t out_features, bool bias = true,
            Generator& gen = default_generator());
-    Var<T> forward(const Var<T>& input) const;  // input (..., in_features)
+    Var<T> forward(const Var<T>& input) const;  ///< input (..., in_features) -> (..., out_features)
 
-    Parameter<T> weight;  // (out_features, in_features)
-    Parameter<T> bias;    // (out_features,), undefined without bias
+    Parameter<T> weight;  ///< (out_features, in_features)
+    Parameter<T> bias;    ///< (out_features,), undefined without bias
 };
 
+/// A lookup table of vectors, one row per index, as torch.nn.Embedding (parameter "weight").
 template <class T>
 class Embedding : public Module<T> {
   public:
+    /// weight ~ N(0, 1), as torch.nn.Embedding; both sizes must be positive (std::invalid_argument).
     Embedding(std::size_t num_embeddings, std::size_t embedding_dim, Generator& gen = default_generator());
-    Var<T> forward(Graph<T>& graph, const Indices& indices) const;  // indices.shape + (embedding_dim,)
+    /// The rows of the given indices: indices.shape + (embedding_dim,). Recorded on `graph`, since
+    /// indices are not a graph value; an index outside [0, num_embeddings) throws std::invalid_argument.
+    Var<T> forward(Graph<T>& graph, const Indices& indices) const;
 
-    Parameter<T> weight;  // (num_embeddings, embedding_dim)
+    Parameter<T> weight;  ///< (num_embeddings, embedding_dim)
 };
 
+/// Inverted dropout as a module, as torch.nn.Dropout: in training, zeros each element with
+/// probability p and scales the rest by 1/(1-p); identity in eval mode.
 template <class T>
 class Dropout : public Module<T> {
   public:
-    // Its masks come from its own generator, seeded from `gen` at construction.
+    /// Its masks come from its own generator, seeded from `gen` at construction.
+    /// p must be in [0, 1) (std::invalid_argument).
     explicit Dropout(double p = 0.5, Generator& gen = default_generator());
-    Var<T> forward(const Var<T>& input);  // identity in eval mode
+    /// In training, a fresh mask from the module's own generator at every call; identity in eval mode.
+    Var<T> forward(const Var<T>& input);
+    /// The drop probability given at construction.
     double p() const { return p_; }
 
   private:

@@ -1,18 +1,21 @@
-// The recurrent layer over any cell (nn/cell.hpp): stacking, directions, batch_first,
-// per-sequence lengths, initial states, inter-layer dropout, variational dropout, zoneout, both
-// implementations and per-step gradient norms, written once. nn::RNN, nn::LSTM and nn::GRU
-// (nn/rnn.hpp) are this layer over the built-in cells; a cell of your own gets all of it:
-//
-//   xgrad::nn::Recurrent<IndRNNCell> layer(xgrad::nn::RecurrentOptions(2, 64).num_layers(2).zoneout(0.1));
-//   auto [output, states] = layer.forward(x);              // x (T, B, 2); states[0] is h_n
-//   layer.settings().implementation = xgrad::nn::RNNImplementation::fused;   // the cell's own rows
-//
-// Recurrent dropout (training only): dropout_input / dropout_output / dropout_recurrent are
-// variational (one mask per sequence, reused at every step) on each layer's input, output and the
-// state fed back through the recurrent weights; zoneout keeps each unit's previous h (and the
-// other states, e.g. LSTM's c, with zoneout_cell) with probability p, and blends with that
-// expectation in evaluation. With any of them active the layer runs the graph path even when
-// `fused` is chosen: the fused kernel has no recurrent dropout.
+/// @file
+/// The recurrent layer over any cell (nn/cell.hpp): stacking, directions, batch_first,
+/// per-sequence lengths, initial states, inter-layer dropout, variational dropout, zoneout, both
+/// implementations and per-step gradient norms, written once. nn::RNN, nn::LSTM and nn::GRU
+/// (nn/rnn.hpp) are this layer over the built-in cells; a cell of your own gets all of it:
+///
+/// @code
+///   xgrad::nn::Recurrent<IndRNNCell> layer(xgrad::nn::RecurrentOptions(2, 64).num_layers(2).zoneout(0.1));
+///   auto [output, states] = layer.forward(x);              // x (T, B, 2); states[0] is h_n
+///   layer.settings().implementation = xgrad::nn::RNNImplementation::fused;   // the cell's own rows
+/// @endcode
+///
+/// Recurrent dropout (training only): dropout_input / dropout_output / dropout_recurrent are
+/// variational (one mask per sequence, reused at every step) on each layer's input, output and the
+/// state fed back through the recurrent weights; zoneout keeps each unit's previous h (and the
+/// other states, e.g. LSTM's c, with zoneout_cell) with probability p, and blends with that
+/// expectation in evaluation. With any of them active the layer runs the graph path even when
+/// `fused` is chosen: the fused kernel has no recurrent dropout.
 #pragma once
 
 #include <cstdint>
@@ -29,57 +32,66 @@
 
 namespace xgrad::nn {
 
+/// Which implementation a recurrent layer runs (RecurrentSettings::implementation).
 enum class RNNImplementation {
-    graph,  // unrolled from primitive autograd ops
-    fused,  // one op running the handwritten-BPTT kernel
+    graph,  ///< unrolled from primitive autograd ops
+    fused,  ///< one op running the handwritten-BPTT kernel
 };
 
-// What a recurrent layer reads at every forward; change it between calls through
-// layer.settings(). Nothing here is stored in model files.
+/// What a recurrent layer reads at every forward; change it between calls through
+/// layer.settings(). Nothing here is stored in model files.
 struct RecurrentSettings {
-    // Input and output are (batch, seq, features) instead of (seq, batch, features); states keep
-    // (num_layers * directions, batch, hidden) either way.
+    /// Input and output are (batch, seq, features) instead of (seq, batch, features); states keep
+    /// (num_layers * directions, batch, hidden) either way.
     bool batch_first = false;
-    // Dropout on the output of every layer but the last, in training (PyTorch's `dropout`).
+    /// Dropout on the output of every layer but the last, in training (PyTorch's `dropout`).
     double dropout = 0.0;
-    // graph: unrolled from primitive ops (BPTT by the tape); fused: the cell's handwritten-BPTT
-    // kernel. Both give the same numbers; fused needs a cell with fused rows.
+    /// graph: unrolled from primitive ops (BPTT by the tape); fused: the cell's handwritten-BPTT
+    /// kernel. Both give the same numbers; fused needs a cell with fused rows.
     RNNImplementation implementation = RNNImplementation::graph;
-    // Variational dropout on each layer's input, one mask per sequence, in training.
+    /// Variational dropout on each layer's input, one mask per sequence, in training.
     double dropout_input = 0.0;
-    // Variational dropout on each layer's output, one mask per sequence, in training.
+    /// Variational dropout on each layer's output, one mask per sequence, in training.
     double dropout_output = 0.0;
-    // Variational dropout on h_{t-1} where it enters the recurrent weights, in training.
+    /// Variational dropout on h_{t-1} where it enters the recurrent weights, in training.
     double dropout_recurrent = 0.0;
-    // Zoneout of h: each unit keeps its previous value with this probability, in training.
+    /// Zoneout of h: each unit keeps its previous value with this probability, in training.
     double zoneout = 0.0;
-    // Zoneout of the states after h (LSTM's c); negative: the same as zoneout.
+    /// Zoneout of the states after h (LSTM's c); negative: the same as zoneout.
     double zoneout_cell = -1.0;
-    // Activation checkpointing (both implementations): with k > 0, forward keeps only the states
-    // every k steps and the outputs, and backward recomputes each k-step segment before running
-    // through it (xgrad::checkpoint per segment). Memory for activations O(k) instead of O(T), for
-    // about one more forward; k ≈ √T balances the two. Unidirectional layers, without variational
-    // dropout, zoneout or track_hidden_grads; the same numbers as without it.
+    /// Activation checkpointing (both implementations): with k > 0, forward keeps only the states
+    /// every k steps and the outputs, and backward recomputes each k-step segment before running
+    /// through it (xgrad::checkpoint per segment). Memory for activations O(k) instead of O(T), for
+    /// about one more forward; k ≈ √T balances the two. Unidirectional layers, without variational
+    /// dropout, zoneout or track_hidden_grads; the same numbers as without it.
     std::size_t checkpoint_every = 0;
 
-    // Throws std::invalid_argument naming `who` and the setting unless every probability is in [0, 1).
+    /// Throws std::invalid_argument naming `who` and the setting unless every probability is in [0, 1).
     void check(std::string_view who) const;
 };
 
-// How a recurrent layer is built, chained as libtorch's RNNOptions:
-//   RecurrentOptions(96, 256).num_layers(2).dropout(0.1).implementation(RNNImplementation::fused)
-// The structure (sizes, num_layers, bias, bidirectional, and the Elman cell's nonlinearity) is
-// fixed at construction; the rest are the layer's initial settings(). RNNOptions, LSTMOptions and
-// GRUOptions are this one type, so nonlinearity(relu) compiles for an LSTM too (in libtorch it does
-// not): every layer but nn::RNN refuses it at construction.
+/// How a recurrent layer is built, chained as libtorch's RNNOptions:
+/// `RecurrentOptions(96, 256).num_layers(2).dropout(0.1).implementation(RNNImplementation::fused)`.
+/// The structure (sizes, num_layers, bias, bidirectional, and the Elman cell's nonlinearity) is
+/// fixed at construction; the rest are the layer's initial settings(). RNNOptions, LSTMOptions and
+/// GRUOptions are this one type, so nonlinearity(relu) compiles for an LSTM too (in libtorch it does
+/// not): every layer but nn::RNN refuses it at construction.
 class RecurrentOptions {
   public:
+    /// One layer, one direction, with bias, tanh, and the default RecurrentSettings. The sizes
+    /// are checked when the layer is built (both must be positive).
     RecurrentOptions(std::size_t input_size, std::size_t hidden_size);
 
+    /// Sets this part of the structure (see RNNSpec), fixed when the layer is built; returns *this.
+    ///@{
     RecurrentOptions& num_layers(std::size_t n) { spec_.num_layers = n; return *this; }
     RecurrentOptions& bias(bool on) { spec_.bias = on; return *this; }
     RecurrentOptions& bidirectional(bool on) { spec_.bidirectional = on; return *this; }
-    RecurrentOptions& nonlinearity(Nonlinearity f) { nonlinearity_ = f; return *this; }  // RNN (Elman) only
+    ///@}
+    RecurrentOptions& nonlinearity(Nonlinearity f) { nonlinearity_ = f; return *this; }  ///< RNN (Elman) only
+    /// Sets the RecurrentSettings field of this name, part of the layer's initial settings(); returns *this.
+    /// Probabilities must be in [0, 1), checked when the layer is built.
+    ///@{
     RecurrentOptions& batch_first(bool on) { settings_.batch_first = on; return *this; }
     RecurrentOptions& dropout(double p) { settings_.dropout = p; return *this; }
     RecurrentOptions& implementation(RNNImplementation i) { settings_.implementation = i; return *this; }
@@ -89,14 +101,20 @@ class RecurrentOptions {
     RecurrentOptions& zoneout(double p) { settings_.zoneout = p; return *this; }
     RecurrentOptions& zoneout_cell(double p) { settings_.zoneout_cell = p; return *this; }
     RecurrentOptions& checkpoint_every(std::size_t k) { settings_.checkpoint_every = k; return *this; }
+    ///@}
 
+    /// The value set so far, or its default.
+    ///@{
     std::size_t input_size() const { return spec_.input_size; }
     std::size_t hidden_size() const { return spec_.hidden_size; }
     std::size_t num_layers() const { return spec_.num_layers; }
     bool bias() const { return spec_.bias; }
     bool bidirectional() const { return spec_.bidirectional; }
     Nonlinearity nonlinearity() const { return nonlinearity_; }
+    ///@}
+    /// The structure as the layer will hold it.
     const RNNSpec& spec() const { return spec_; }
+    /// The layer's initial settings.
     const RecurrentSettings& settings() const { return settings_; }
 
   private:
@@ -105,54 +123,71 @@ class RecurrentOptions {
     Nonlinearity nonlinearity_ = Nonlinearity::tanh;
 };
 
-// The layer over a cell given at run time (nn::Recurrent<Cell> fixes it at compile time).
-// Parameters per layer and direction, PyTorch-named: weight_ih_l{k}, the cell's weights, then with
-// bias bias_ih_l{k} and the cell's biases ("_reverse" for the backward direction).
+/// The layer over a cell given at run time (nn::Recurrent<Cell> fixes it at compile time).
+/// Parameters per layer and direction, PyTorch-named: weight_ih_l{k}, the cell's weights, then with
+/// bias bias_ih_l{k} and the cell's biases ("_reverse" for the backward direction).
 template <class T>
 class RecurrentBase : public Module<T> {
   public:
+    /// Registers every parameter, ~ U(-1/√H, 1/√H) from `gen` as PyTorch's; the dropout generator
+    /// is seeded from `gen` too. Throws std::invalid_argument for a null cell, zero sizes or layers,
+    /// a nonlinearity other than tanh (nn::RNN's alone), a cell without gates or states, fused rows
+    /// that do not fit the kernel (check_fused_cell), or settings out of range.
     RecurrentBase(std::shared_ptr<const AnyCell<T>> cell, const RecurrentOptions& options,
                   Generator& gen = default_generator());
 
+    /// The structure, fixed at construction.
     const RNNSpec& spec() const { return spec_; }
+    /// The cell the layer runs.
     const AnyCell<T>& cell() const { return *cell_; }
+    /// What the next forward reads (implementation, dropout, zoneout, ...): change it between calls.
     RecurrentSettings& settings() { return settings_; }
+    /// What the next forward reads.
     const RecurrentSettings& settings() const { return settings_; }
-    // The generator every dropout mask comes from (its state belongs in a checkpoint).
+    /// The generator every dropout mask comes from (its state belongs in a checkpoint).
     Generator& dropout_generator() { return dropout_generator_; }
-    // When on, backward records ||∂L/∂h_t|| for every layer, direction and step (both
-    // implementations); read it with hidden_grad_norms() after backward: (layers * directions, T).
+    /// When on, backward records ||∂L/∂h_t|| for every layer, direction and step (both
+    /// implementations); read it with hidden_grad_norms() after backward: (layers * directions, T).
     void track_hidden_grads(bool on) { track_hidden_grads_ = on; }
+    /// (layers * directions, T), from the latest backward (see track_hidden_grads). Throws
+    /// std::logic_error when tracking is off, or before a forward and its backward have run.
     Tensor<T> hidden_grad_norms() const;
 
-    // input (T, B, input_size) (batch_first: (B, T, input_size)); initial: empty, or one per cell
-    // state, each (layers * directions, B, H) or an empty Var for zeros; lengths empty, or each
-    // sequence's length: past it the states are carried unchanged and the output is zero, and the
-    // final states are those at the sequence's own last step.
+    /// Runs the layer over a batch of sequences: the output and every final state.
+    /// input (T, B, input_size) (batch_first: (B, T, input_size)); initial: empty, or one per cell
+    /// state, each (layers * directions, B, H) or an empty Var for zeros; lengths empty, or each
+    /// sequence's length: past it the states are carried unchanged and the output is zero, and the
+    /// final states are those at the sequence's own last step.
+    /// Shapes and lengths that do not fit throw ShapeError / std::invalid_argument naming the argument.
     RecurrentOutput<T> forward_states(const Var<T>& input, const std::vector<Var<T>>& initial = {},
                                       const std::vector<std::int64_t>& lengths = {});
-    // The same with the input given as one-hot indices, ids (T, B) (batch_first: (B, T)) of values in
-    // [0, input_size): equal to forwarding their one-hot encoding, without the input GEMM (a row
-    // gather instead, and a scatter-add for W_ih's gradient).
+    /// The same with the input given as one-hot indices, ids (T, B) (batch_first: (B, T)) of values in
+    /// [0, input_size): equal to forwarding their one-hot encoding, without the input GEMM (a row
+    /// gather instead, and a scatter-add for W_ih's gradient).
+    /// Refuses dropout_input in training (std::invalid_argument): drop the one-hot rows yourself.
     RecurrentOutput<T> forward_indices(Graph<T>& graph, const Indices& ids, const std::vector<Var<T>>& initial = {},
                                        const std::vector<std::int64_t>& lengths = {});
-    // A loss over a long sequence, the way long sequences are trained: in segments of `segment`
-    // steps, each segment's layer, head and loss one checkpoint node (xgrad::checkpoint). A step
-    // then keeps the states between segments and one segment's activations at a time, O(T/segment +
-    // segment) instead of O(T), and backward runs each segment's forward again. segment_loss(output,
-    // t0) gets the layer's output over steps [t0, t0 + n), (n, B, D·H), and returns that segment's
-    // scalar loss: a sum, not a mean (the segments' losses are added). List the generators it draws
-    // from (its dropout), so the recomputation draws the same. The layer's own dropout masks are
-    // drawn for the whole sequence, so the result equals the layer run at once with the same
-    // segment losses. ids (T, B), time-major. Refuses what checkpoint_every refuses.
+    /// What checkpointed_loss returns.
     struct SegmentedLoss {
-        Var<T> loss;                // Σ over segments
-        std::vector<Var<T>> states;  // the final states, as forward's
+        Var<T> loss;                ///< Σ over segments
+        std::vector<Var<T>> states;  ///< the final states, as forward's
     };
+    /// A segment's loss from the layer's output over its steps and the first step's index (see checkpointed_loss).
     using SegmentLossFn = std::function<Var<T>(const Var<T>& output, std::size_t t0)>;
+    /// A loss over a long sequence, the way long sequences are trained: in segments of `segment`
+    /// steps, each segment's layer, head and loss one checkpoint node (xgrad::checkpoint). A step
+    /// then keeps the states between segments and one segment's activations at a time, O(T/segment +
+    /// segment) instead of O(T), and backward runs each segment's forward again. segment_loss(output,
+    /// t0) gets the layer's output over steps [t0, t0 + n), (n, B, D·H), and returns that segment's
+    /// scalar loss: a sum, not a mean (the segments' losses are added). List the generators it draws
+    /// from (its dropout), so the recomputation draws the same. The layer's own dropout masks are
+    /// drawn for the whole sequence, so the result equals the layer run at once with the same
+    /// segment losses. ids (T, B), time-major. Refuses what checkpoint_every refuses.
     SegmentedLoss checkpointed_loss(Graph<T>& graph, const Indices& ids, const std::vector<Var<T>>& initial,
                                     std::size_t segment, SegmentLossFn segment_loss, const std::vector<Generator*>& generators = {});
-    // For cells of one or two states (RNN, GRU, LSTM): (output, h_n, c_n), c0 and c_n for two.
+    /// For cells of one or two states (RNN, GRU, LSTM): (output, h_n, c_n), c0 and c_n for two.
+    /// For two states h0 and c0 go together (both or neither); std::invalid_argument otherwise,
+    /// for c0 with a one-state cell, and for a cell of more states (use forward_states).
     LSTMOutput<T> forward_any(const Var<T>& input, const Var<T>& h0 = {}, const Var<T>& c0 = {},
                               const std::vector<std::int64_t>& lengths = {});
 
@@ -186,15 +221,17 @@ class RecurrentBase : public Module<T> {
     std::shared_ptr<Tensor<T>> fused_grad_norms_;  // fused path: written by backward
 };
 
-// The layer over a cell type of your own (see nn/cell.hpp for what a cell declares).
+/// The layer over a cell type of your own (see nn/cell.hpp for what a cell declares).
 template <class Cell, class T = float>
 class Recurrent : public RecurrentBase<T> {
   public:
+    /// A layer over a copy of `cell` (with its settings); throws as RecurrentBase's constructor.
     explicit Recurrent(const RecurrentOptions& options, Cell cell = {}, Generator& gen = default_generator())
         : RecurrentBase<T>(make_any_cell<T>(std::move(cell)), options, gen) {}
+    /// The same over a default-constructed cell, weights drawn from `gen`.
     Recurrent(const RecurrentOptions& options, Generator& gen) : Recurrent(options, Cell{}, gen) {}
 
-    // (output, final states): see RecurrentBase::forward_states.
+    /// (output, final states): see RecurrentBase::forward_states.
     RecurrentOutput<T> forward(const Var<T>& input, const std::vector<Var<T>>& initial = {},
                                const std::vector<std::int64_t>& lengths = {}) {
         return this->forward_states(input, initial, lengths);

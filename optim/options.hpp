@@ -1,10 +1,19 @@
-// XGRAD_OPTION(type, name): a libtorch-style option in an options struct. `opts.name(value)` sets
-// it and returns the struct for chaining, `opts.name()` reads it; a default follows the macro:
-//
-//   struct SGDOptions { XGRAD_OPTION(double, momentum) = 0.0; };
-//   SGDOptions().momentum(0.9).momentum();   // 0.9
+/// @file
+/// XGRAD_OPTION(type, name): a libtorch-style option in an options struct. `opts.name(value)` sets
+/// it and returns the struct for chaining, `opts.name()` reads it; a default follows the macro:
+///
+/// @code
+///   struct SGDOptions { XGRAD_OPTION(double, momentum) = 0.0; };
+///   SGDOptions().momentum(0.9).momentum();   // 0.9
+/// @endcode
+///
+/// The API reference shows each option of the optimizers' options structs as a member with its
+/// default (`double momentum = 0.0`): read it as the setter and getter above.
 #pragma once
 
+/// Declares option `name` of type `type`: a chainable setter `name(value)`, a getter `name()`, and
+/// the private member `name_` that the default after the macro initializes. It leaves the struct's
+/// access private, so declare constructors before the options.
 #define XGRAD_OPTION(type, name)                 \
   public:                                        \
     auto& name(const type& value) {              \

@@ -9,6 +9,7 @@ packages=(
   libfmt-dev doctest-dev nlohmann-json3-dev libcli11-dev libxxhash-dev python3
   fortunes clang libclang-rt-14-dev
   gnuplot-nox                 # xgrad-charlm plot
+  doxygen                     # the API reference (the `docs` target, built by the tests)
   libopenmpi-dev openmpi-bin  # xgrad::dist and `mpirun -np N xgrad-charlm train` (optional: the build skips them without MPI)
 )
 

@@ -1,8 +1,11 @@
-// BLAS-backed linear algebra. `gemm` accumulates into an existing buffer (beta = 1 avoids an
-// allocation and an extra add); `matmul` allocates its result.
-//
-//   xgrad::Tensor<float> c = xgrad::matmul(a, b);          // (m, k) x (k, n) -> (m, n)
-//   xgrad::gemm(false, true, 1.0f, a, b, 1.0f, c);         // c += a * b^T
+/// @file
+/// BLAS-backed linear algebra. `gemm` accumulates into an existing buffer (beta = 1 avoids an
+/// allocation and an extra add); `matmul` allocates its result.
+///
+/// @code
+///   xgrad::Tensor<float> c = xgrad::matmul(a, b);          // (m, k) x (k, n) -> (m, n)
+///   xgrad::gemm(false, true, 1.0f, a, b, 1.0f, c);         // c += a * b^T
+/// @endcode
 #pragma once
 
 #include <memory>
@@ -12,36 +15,45 @@
 
 namespace xgrad {
 
-// Raw row-major GEMM: C(m,n) = alpha * op(A) op(B) + beta * C, with leading dimensions lda, ldb, ldc.
+/// Raw row-major GEMM: C(m,n) = alpha * op(A) op(B) + beta * C, with leading dimensions lda, ldb, ldc.
+/// op(X) is Xᵀ when trans_x. Nothing is checked: the pointers must hold what the sizes say.
 template <class T>
 void gemm_raw(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
               std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc);
 
-// dst(cols, rows) = src(rows, cols)ᵀ, both row-major, src dense, dst's rows ld_dst ≥ rows apart.
+/// dst(cols, rows) = src(rows, cols)ᵀ, both row-major, src dense, dst's rows ld_dst ≥ rows apart.
 template <class T>
 void transpose_raw(std::size_t rows, std::size_t cols, const T* src, T* dst, std::size_t ld_dst);
 
-// Many products C(m, n) = A(m, k) · op(B) (+ C) against one B, as a recurrent layer multiplies every
-// step's h by W_hhᵀ. B is laid out once, at construction, for the kernels that will read it: as
-// oneDNN's matmul's blocked weights for products of 64 rows or more, else as a plain op(B) (a small-m
-// sgemm call runs C = A·B 20-30% faster than C = A·Bᵀ, whose Bᵀ it re-packs each time), and products
-// with m ≤ 4 rows (a batch of one) run a register-blocked kernel of our own instead of a library
-// call (1.6x at 1 x 100 x 100). B is copied: later changes to b are not seen. Not for concurrent use
-// from several threads; a moved-from object may only be destroyed or assigned to.
-//
-//   xgrad::PrepackedGemm<float> step(batch, 4 * H, H, w_hh.data(), true, H, 4 * H);
-//   for (...) step(h_prev, gates_t, true);   // gates_t += h_prev · W_hhᵀ
+/// Many products C(m, n) = A(m, k) · op(B) (+ C) against one B, as a recurrent layer multiplies every
+/// step's h by W_hhᵀ. B is laid out once, at construction, for the kernels that will read it: as
+/// oneDNN's matmul's blocked weights for products of 64 rows or more, else as a plain op(B) (a small-m
+/// sgemm call runs C = A·B 20-30% faster than C = A·Bᵀ, whose Bᵀ it re-packs each time), and products
+/// with m ≤ 4 rows (a batch of one) run a register-blocked kernel of our own instead of a library
+/// call (1.6x at 1 x 100 x 100). B is copied: later changes to b are not seen. Not for concurrent use
+/// from several threads; a moved-from object may only be destroyed or assigned to.
+///
+/// @code
+///   xgrad::PrepackedGemm<float> step(batch, 4 * H, H, w_hh.data(), true, H, 4 * H);
+///   for (...) step(h_prev, gates_t, true);   // gates_t += h_prev · W_hhᵀ
+/// @endcode
 template <class T>
 class PrepackedGemm {
   public:
-    // op(B) is (k, n): B is (n, k) row-major when trans_b, else (k, n). A's rows are lda apart, C's ldc.
+    /// op(B) is (k, n): B is (n, k) row-major when trans_b, else (k, n). A's rows are lda apart, C's ldc.
+    /// Throws ShapeError unless lda >= k and ldc >= n.
     PrepackedGemm(std::size_t m, std::size_t n, std::size_t k, const T* b, bool trans_b, std::size_t lda,
                   std::size_t ldc);
+    /// Takes over the layout; `other` may then only be destroyed or assigned to.
+    ///@{
     PrepackedGemm(PrepackedGemm&&) noexcept;
     PrepackedGemm& operator=(PrepackedGemm&&) noexcept;
+    ///@}
+    /// Frees the laid-out copy of B.
     ~PrepackedGemm();
 
-    // C = A · op(B), or C += A · op(B) when accumulate.
+    /// C = A · op(B), or C += A · op(B) when accumulate.
+    /// A is (m, k) with rows lda apart, C (m, n) with rows ldc apart, the sizes given at construction.
     void operator()(const T* a, T* c, bool accumulate) const;
 
   private:
@@ -49,24 +61,27 @@ class PrepackedGemm {
     std::unique_ptr<Impl> impl_;
 };
 
-// C = alpha * op(A) op(B) + beta * C on 2-D row-major tensors; C must already have the result shape.
+/// C = alpha * op(A) op(B) + beta * C on 2-D row-major tensors; C must already have the result shape.
+/// Throws ShapeError naming the shapes otherwise.
 template <class T>
 void gemm(bool trans_a, bool trans_b, T alpha, const Tensor<T>& a, const Tensor<T>& b, T beta, Tensor<T>& c);
 
-// Matrix product: (m,k)x(k,n) -> (m,n); batched (b,m,k)x(b,k,n) -> (b,m,n); and
-// (b,m,k)x(k,n) -> (b,m,n). Throws ShapeError naming "matmul" and both shapes otherwise.
+/// Matrix product: (m,k)x(k,n) -> (m,n); batched (b,m,k)x(b,k,n) -> (b,m,n); and
+/// (b,m,k)x(k,n) -> (b,m,n). Throws ShapeError naming "matmul" and both shapes otherwise.
 template <class T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
 
-// xgrad's worker threads: OpenBLAS's, and the OpenMP threads that run oneDNN's GEMMs and split the
-// fused kernel's rows (OpenBLAS honours OPENBLAS_NUM_THREADS at start-up, OpenMP OMP_NUM_THREADS;
-// this changes both later). OpenMP's count belongs to the calling thread: call it on each thread
-// that trains.
+/// xgrad's worker threads: OpenBLAS's, and the OpenMP threads that run oneDNN's GEMMs and split the
+/// fused kernel's rows (OpenBLAS honours OPENBLAS_NUM_THREADS at start-up, OpenMP OMP_NUM_THREADS;
+/// this changes both later). OpenMP's count belongs to the calling thread: call it on each thread
+/// that trains.
+/// Fewer than 1 thread throws std::invalid_argument.
 void set_blas_threads(int threads);
+/// OpenBLAS's thread count (what set_blas_threads set, or the start-up default).
 int blas_threads();
 
-// What runs the GEMMs, e.g. "oneDNN 2.6.3 sgemm (float), OpenBLAS (Haswell kernels) (double)":
-// chosen at build time with the CMake option XGRAD_GEMM (auto, onednn, openblas).
+/// What runs the GEMMs, for example "oneDNN 2.6.3 sgemm (float), OpenBLAS (Haswell kernels) (double)":
+/// chosen at build time with the CMake option XGRAD_GEMM (auto, onednn, openblas).
 std::string gemm_provider();
 
 }  // namespace xgrad

@@ -1,11 +1,14 @@
-// Loops over contiguous values a SIMD batch at a time, for the hot elementwise work written by hand
-// (the fused cells' rows, the loss, the optimizers): one generic lambda serves the batches and the
-// scalar tail. Include it in .cpp files only: xsimd is heavy.
-//
-//   simd::simd_for<float>(n, [&](auto lane, std::size_t j) {
-//       using V = decltype(lane);
-//       simd::store(y + j, simd::tanh(simd::load<V>(x + j)));
-//   });
+/// @file
+/// Loops over contiguous values a SIMD batch at a time, for the hot elementwise work written by hand
+/// (the fused cells' rows, the loss, the optimizers): one generic lambda serves the batches and the
+/// scalar tail. Include it in .cpp files only: xsimd is heavy.
+///
+/// @code
+///   simd::simd_for<float>(n, [&](auto lane, std::size_t j) {
+///       using V = decltype(lane);
+///       simd::store(y + j, simd::tanh(simd::load<V>(x + j)));
+///   });
+/// @endcode
 #pragma once
 
 #include <cmath>
@@ -14,14 +17,16 @@
 
 #include <xsimd/xsimd.hpp>
 
+/// Elementwise loops a SIMD batch at a time over xsimd (tensor/simd.hpp), for the .cpp files of
+/// cells' rows, losses and optimizers. Every function takes a batch or a plain value alike.
 namespace xgrad::simd {
 
-// Calls body(lane, j) for j = 0, ..., n - 1: a SIMD batch at a time (lane is an xsimd::batch<T>),
-// then the tail one value at a time (lane is a T). One generic lambda written with the load, store
-// and activations below serves both, so a cell's row is one vectorized pass over its gates (GCC does
-// not vectorize such loops by itself: too many pointers that might alias). Call them qualified
-// (simd::store): an unqualified store finds xsimd::store by argument-dependent lookup, which needs
-// aligned memory.
+/// Calls body(lane, j) for j = 0, ..., n - 1: a SIMD batch at a time (lane is an xsimd::batch<T>),
+/// then the tail one value at a time (lane is a T). One generic lambda written with the load, store
+/// and activations below serves both, so a cell's row is one vectorized pass over its gates (GCC does
+/// not vectorize such loops by itself: too many pointers that might alias). Call them qualified
+/// (simd::store): an unqualified store finds xsimd::store by argument-dependent lookup, which needs
+/// aligned memory.
 template <class T, class Body>
 void simd_for(std::size_t n, Body&& body) {
     using batch = xsimd::batch<T>;
@@ -30,6 +35,7 @@ void simd_for(std::size_t n, Body&& body) {
     for (; j < n; ++j) body(T(0), j);
 }
 
+/// The value or batch of type V at p (unaligned loads: p need not be aligned).
 template <class V, class T>
 V load(const T* p) {
     if constexpr (std::is_same_v<V, T>) {
@@ -39,6 +45,7 @@ V load(const T* p) {
     }
 }
 
+/// Writes the value or batch v at p (unaligned stores).
 template <class T, class V>
 void store(T* p, const V& v) {
     if constexpr (std::is_same_v<V, T>) {
@@ -48,30 +55,34 @@ void store(T* p, const V& v) {
     }
 }
 
+/// tanh of a value (std::tanh) or of a batch (xsimd::tanh).
 template <class V>
 V tanh(const V& x) {
     using std::tanh;  // xsimd::tanh for batches, by argument-dependent lookup
     return tanh(x);
 }
 
+/// 1 / (1 + e^-x), for a value or a batch.
 template <class V>
 V sigmoid(const V& x) {
     using std::exp;
     return V(1) / (V(1) + exp(-x));
 }
 
+/// Replaces x[0, n) with their tanh, vectorized.
 template <class T>
 void tanh_inplace(T* x, std::size_t n) {
     simd_for<T>(n, [&](auto lane, std::size_t j) { simd::store(x + j, simd::tanh(simd::load<decltype(lane)>(x + j))); });
 }
 
+/// Square root of a value or a batch.
 template <class V>
 V sqrt(const V& x) {
     using std::sqrt;
     return sqrt(x);
 }
 
-// std::max's rule in every lane, a < b ? b : a (so a NaN in b leaves a, as the scalar code does).
+/// std::max's rule in every lane, a < b ? b : a (so a NaN in b leaves a, as the scalar code does).
 template <class V>
 V max(const V& a, const V& b) {
     if constexpr (std::is_arithmetic_v<V>) {

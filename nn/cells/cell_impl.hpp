@@ -1,11 +1,13 @@
-// What the built-in cells' .cpp files share: the SIMD loops (tensor/simd.hpp) for their rows
-// (scalar libm calls would cost the kernel as much as its GEMMs), and the instantiation of a cell
-// for float and double.
+/// @file
+/// What the built-in cells' .cpp files share: the SIMD loops (tensor/simd.hpp) for their rows
+/// (scalar libm calls would cost the kernel as much as its GEMMs), and the instantiation of a cell
+/// for float and double.
 #pragma once
 
 #include "../../tensor/simd.hpp"
 
-// At the end of a built-in cell's .cpp: its graph step and rows, compiled for float and double.
+/// At the end of a built-in cell's .cpp: its graph step and rows, compiled for float and double.
+/// Expands to explicit instantiations, so it must be used inside namespace xgrad::nn::cells.
 #define XGRAD_INSTANTIATE_CELL(Cell)                                                         \
     template std::vector<Var<float>> Cell::step<float>(const CellStep<float>&) const;       \
     template void Cell::forward_row<float>(const RowForward<float>&) const;                 \

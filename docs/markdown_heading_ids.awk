@@ -1,0 +1,28 @@
+# Doxygen input filter for README.md (docs/Doxyfile.in, FILTER_PATTERNS): gives every heading below
+# the title the id GitHub gives it, so that the README's links to its own sections, such as
+# [many-to-one](#many-to-one-classifying-padded-sequences), resolve in the HTML as they do on GitHub.
+# Doxygen 1.9 names headings autotoc_mdN instead (1.10's MARKDOWN_ID_STYLE = GITHUB does what this
+# does). Only the text doxygen reads changes; headings that carry an id already, and code fences, are
+# left as they are.
+#
+# GitHub's rule: lower case, every character but letters, digits, spaces, '-' and '_' dropped,
+# spaces turned into '-', and "-1", "-2", ... appended to repeats. (Non-ASCII letters, which GitHub
+# keeps, are dropped here: no heading has any.)
+/^[ \t]*(```|~~~)/ { fence = !fence; print; next }
+!fence && /^##+[ \t]/ && !/\{#[^}]*\}[ \t]*$/ {
+    text = $0
+    sub(/^#+[ \t]+/, "", text)
+    sub(/[ \t]+$/, "", text)
+    slug = tolower(text)
+    gsub(/[^a-z0-9 _-]/, "", slug)
+    gsub(/ /, "-", slug)
+    if (slug in seen) {
+        n = seen[slug]++
+        slug = slug "-" n
+    } else {
+        seen[slug] = 1
+    }
+    print $0 " {#" slug "}"
+    next
+}
+{ print }
