@@ -63,7 +63,7 @@ template <class T> Var<T> relu(const Var<T>& a);
 /// min(max(a, lo), hi); the gradient passes where lo <= a <= hi. std::invalid_argument if lo > hi.
 template <class T> Var<T> clamp(const Var<T>& a, Scalar<T> lo, Scalar<T> hi);
 /// mask ? a : b, elementwise with broadcasting; the mask is a constant.
-template <class T> Var<T> where(const xt::xarray<bool>& mask, const Var<T>& a, const Var<T>& b);
+template <class T> Var<T> where(const Mask& mask, const Var<T>& a, const Var<T>& b);
 
 // ---- linear algebra and shape ----
 /// Matrix product through BLAS: (m,k)x(k,n), batched (b,m,k)x(b,k,n), or (b,m,k)x(k,n).

@@ -1,6 +1,8 @@
 // Elementwise ops. Binary ops broadcast like numpy; BackwardContext::accumulate sums each
 // gradient back to its input's shape.
+#include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include <fmt/format.h>
 #include <xtensor/xmath.hpp>
@@ -17,8 +19,8 @@ void check_broadcast(std::string_view op, const Var<T>& a, const Var<T>& b) {
     broadcast_shapes(op, a.shape(), b.shape());
 }
 
-// Operands of one shape, the common case, take one vectorized pass; broadcasting ones xtensor's
-// expressions. (At a recurrent step's sizes, evaluating a small xtensor expression costs about as
+// Operands of one shape, the common case, take one vectorized pass (and broadcasts of the kinds
+// map_broadcast knows one per row); other broadcasts xtensor's expressions. (At a recurrent step's sizes, evaluating a small xtensor expression costs about as
 // much as its arithmetic: 5% of the graph-path LSTM step went to constructing their results.)
 template <class T, class F>
 Tensor<T> map_values(const Tensor<T>& a, F f) {
@@ -38,6 +40,69 @@ Tensor<T> map_values(const Tensor<T>& a, const Tensor<T>& b, F f) {
         using V = decltype(lane);
         simd::store(out + j, f(simd::load<V>(x + j), simd::load<V>(z + j)));
     });
+    return y;
+}
+
+// How one operand of a broadcasting op covers the output, seen as rows x cols: all of it, one row
+// repeated in every row (a bias), or one value per row (a (B, 1) column), for a split of the
+// output's dimensions into rows (the first `split`) and cols (the rest).
+enum class Cover { all, row, column };
+
+struct Coverage {
+    Cover cover;
+    std::size_t split;
+};
+
+std::optional<Coverage> coverage(const Shape& operand, const Shape& out) {
+    if (operand.size() > out.size()) return std::nullopt;
+    Shape padded(out.size() - operand.size(), 1);
+    padded.insert(padded.end(), operand.begin(), operand.end());
+    if (padded == out) return Coverage{Cover::all, 0};
+    const auto ones = [&](std::size_t from, std::size_t to) {
+        return std::all_of(padded.begin() + static_cast<std::ptrdiff_t>(from), padded.begin() + static_cast<std::ptrdiff_t>(to),
+                           [](std::size_t d) { return d == 1; });
+    };
+    const auto same = [&](std::size_t from, std::size_t to) {
+        return std::equal(padded.begin() + static_cast<std::ptrdiff_t>(from), padded.begin() + static_cast<std::ptrdiff_t>(to),
+                          out.begin() + static_cast<std::ptrdiff_t>(from));
+    };
+    for (std::size_t k = 0; k <= out.size(); ++k) {
+        if (ones(0, k) && same(k, out.size())) return Coverage{Cover::row, k};
+    }
+    for (std::size_t k = out.size() + 1; k-- > 0;) {
+        if (same(0, k) && ones(k, out.size())) return Coverage{Cover::column, k};
+    }
+    return std::nullopt;
+}
+
+// f applied elementwise with numpy broadcasting: one vectorized pass per row when one operand has
+// the output's shape and the other is a row repeated or a value per row (a bias, a (B, 1) mask: the
+// graph path's broadcasts); other broadcasts through xtensor's expressions (`fallback`).
+template <class T, class F, class Fallback>
+Tensor<T> map_broadcast(const Tensor<T>& a, const Tensor<T>& b, F f, Fallback fallback) {
+    if (a.shape() == b.shape()) return map_values(a, b, f);
+    const Shape out = broadcast_shapes("broadcast", shape_of(a), shape_of(b));
+    const auto ca = coverage(shape_of(a), out), cb = coverage(shape_of(b), out);
+    if (!ca || !cb || (ca->cover != Cover::all && cb->cover != Cover::all)) return fallback();
+    const std::size_t split = ca->cover == Cover::all ? cb->split : ca->split;
+    const std::size_t rows = numel(Shape(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(split)));
+    const std::size_t cols = numel(Shape(out.begin() + static_cast<std::ptrdiff_t>(split), out.end()));
+    Tensor<T> y = Tensor<T>::from_shape(out);
+    T* dst = y.data();
+    for (std::size_t r = 0; r < rows; ++r) {
+        const auto read = [&](auto lane, const Tensor<T>& x, Cover c, std::size_t j) {
+            using V = decltype(lane);
+            switch (c) {
+                case Cover::all: return simd::load<V>(x.data() + r * cols + j);
+                case Cover::row: return simd::load<V>(x.data() + j);
+                case Cover::column: break;
+            }
+            return V(x.data()[r]);
+        };
+        simd::simd_for<T>(cols, [&](auto lane, std::size_t j) {
+            simd::store(dst + r * cols + j, f(read(lane, a, ca->cover, j), read(lane, b, cb->cover, j)));
+        });
+    }
     return y;
 }
 
@@ -85,8 +150,8 @@ void accumulate_product(BackwardContext<T>& c, std::size_t i, const Tensor<T>& o
 template <class T>
 Var<T> add(const Var<T>& a, const Var<T>& b) {
     check_broadcast("add", a, b);
-    Tensor<T> y = a.value().shape() == b.value().shape() ? map_values(a.value(), b.value(), [](auto x, auto z) { return x + z; })
-                                                         : Tensor<T>(a.value() + b.value());
+    Tensor<T> y = map_broadcast(a.value(), b.value(), [](auto x, auto z) { return x + z; },
+                                [&] { return Tensor<T>(a.value() + b.value()); });
     return a.tape().record("add", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) accumulate_signed(c, 0, T(1));
         if (c.needs_grad(1)) accumulate_signed(c, 1, T(1));
@@ -97,8 +162,8 @@ Var<T> add(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> sub(const Var<T>& a, const Var<T>& b) {
     check_broadcast("sub", a, b);
-    Tensor<T> y = a.value().shape() == b.value().shape() ? map_values(a.value(), b.value(), [](auto x, auto z) { return x - z; })
-                                                         : Tensor<T>(a.value() - b.value());
+    Tensor<T> y = map_broadcast(a.value(), b.value(), [](auto x, auto z) { return x - z; },
+                                [&] { return Tensor<T>(a.value() - b.value()); });
     return a.tape().record("sub", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) accumulate_signed(c, 0, T(1));
         if (c.needs_grad(1)) accumulate_signed(c, 1, T(-1));
@@ -109,8 +174,8 @@ Var<T> sub(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> mul(const Var<T>& a, const Var<T>& b) {
     check_broadcast("mul", a, b);
-    Tensor<T> y = a.value().shape() == b.value().shape() ? map_values(a.value(), b.value(), [](auto x, auto z) { return x * z; })
-                                                         : Tensor<T>(a.value() * b.value());
+    Tensor<T> y = map_broadcast(a.value(), b.value(), [](auto x, auto z) { return x * z; },
+                                [&] { return Tensor<T>(a.value() * b.value()); });
     return a.tape().record("mul", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) accumulate_product(c, 0, c.input(1));
         if (c.needs_grad(1)) accumulate_product(c, 1, c.input(0));
@@ -121,7 +186,8 @@ Var<T> mul(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> div(const Var<T>& a, const Var<T>& b) {
     check_broadcast("div", a, b);
-    Tensor<T> y = a.value() / b.value();
+    Tensor<T> y = map_broadcast(a.value(), b.value(), [](auto x, auto z) { return x / z; },
+                                [&] { return Tensor<T>(a.value() / b.value()); });
     return a.tape().record("div", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) c.accumulate(0, c.output_grad() / c.input(1));
         if (c.needs_grad(1)) c.accumulate(1, -c.output_grad() * c.output() / c.input(1));
@@ -131,14 +197,14 @@ Var<T> div(const Var<T>& a, const Var<T>& b) {
 // y = a + s;   da += dy
 template <class T>
 Var<T> add(const Var<T>& a, Scalar<T> s) {
-    Tensor<T> y = a.value() + s;
+    Tensor<T> y = map_values(a.value(), [s](auto x) { return x + decltype(x)(T(s)); });
     return a.tape().record("add", std::move(y), {a}, [](BackwardContext<T>& c) { c.accumulate(0, c.output_grad()); }, Saves::nothing());
 }
 
 // y = a * s;   da += dy * s
 template <class T>
 Var<T> mul(const Var<T>& a, Scalar<T> s) {
-    Tensor<T> y = a.value() * s;
+    Tensor<T> y = map_values(a.value(), [s](auto x) { return x * decltype(x)(T(s)); });
     return a.tape().record("mul", std::move(y), {a}, [s](BackwardContext<T>& c) { c.accumulate(0, c.output_grad() * s); }, Saves::nothing());
 }
 
@@ -278,7 +344,7 @@ Var<T> clamp(const Var<T>& a, Scalar<T> lo, Scalar<T> hi) {
 
 // y = mask ? a : b;   da += dy * mask,  db += dy * !mask
 template <class T>
-Var<T> where(const xt::xarray<bool>& mask, const Var<T>& a, const Var<T>& b) {
+Var<T> where(const Mask& mask, const Var<T>& a, const Var<T>& b) {
     broadcast_shapes("where", broadcast_shapes("where", shape_of(mask), a.shape()), b.shape());
     Tensor<T> y = xt::where(mask, a.value(), b.value());
     return a.tape().record("where", std::move(y), {a, b}, [mask](BackwardContext<T>& c) {
@@ -307,7 +373,7 @@ Var<T> where(const xt::xarray<bool>& mask, const Var<T>& a, const Var<T>& b) {
     template Var<T> sigmoid(const Var<T>&);                                      \
     template Var<T> relu(const Var<T>&);                                         \
     template Var<T> clamp(const Var<T>&, Scalar<T>, Scalar<T>);                  \
-    template Var<T> where(const xt::xarray<bool>&, const Var<T>&, const Var<T>&);
+    template Var<T> where(const Mask&, const Var<T>&, const Var<T>&);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE

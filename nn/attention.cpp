@@ -12,7 +12,7 @@ namespace xgrad::nn {
 namespace {
 // Scores (B, Tq, Tk) with masked keys at -inf, so that softmax gives them exactly zero weight.
 template <class T>
-Var<T> masked_softmax(const char* who, const Var<T>& scores, const xt::xarray<bool>& mask) {
+Var<T> masked_softmax(const char* who, const Var<T>& scores, const Mask& mask) {
     if (mask.dimension() == 0) return softmax(scores, -1);  // no mask given
     const Shape s = scores.shape();
     if (shape_of(mask) != Shape{s[0], s[2]}) {
@@ -24,7 +24,7 @@ Var<T> masked_softmax(const char* who, const Var<T>& scores, const xt::xarray<bo
         for (std::size_t k = 0; k < s[2]; ++k) any = any || mask(b, k);
         if (!any) throw std::invalid_argument(fmt::format("{}: sequence {} has no key to attend to (its mask is all false)", who, b));
     }
-    xt::xarray<bool> keep = mask;
+    Mask keep = mask;
     keep.reshape({s[0], 1, s[2]});
     Tensor<T> minus_inf = Tensor<T>::from_shape({1});
     minus_inf.fill(-std::numeric_limits<T>::infinity());
@@ -42,7 +42,7 @@ void check_keys(const char* who, const Shape& keys, const Shape& values) {
 // weights = softmax(q kᵀ / √D, masked), context = weights v
 template <class T>
 AttentionOutput<T> dot_product_attention(const Var<T>& query, const Var<T>& keys, const Var<T>& values,
-                                         const xt::xarray<bool>& mask, bool scaled) {
+                                         const Mask& mask, bool scaled) {
     const char* who = "dot_product_attention";
     const Shape q = query.shape(), k = keys.shape();
     check_keys(who, k, values.shape());
@@ -85,7 +85,7 @@ AdditiveAttention<T>::AdditiveAttention(std::size_t query_size, std::size_t key_
 // e_bt = vᵀ tanh(W_q q_b + W_k k_bt + b), weights = softmax_t(e, masked), context_b = Σ_t weights_bt v_bt
 template <class T>
 AttentionOutput<T> AdditiveAttention<T>::forward(const Var<T>& query, const Var<T>& keys, const Var<T>& values,
-                                                 const xt::xarray<bool>& mask) const {
+                                                 const Mask& mask) const {
     const char* who = "AdditiveAttention";
     const Shape q = query.shape(), k = keys.shape();
     check_keys(who, k, values.shape());
@@ -105,7 +105,7 @@ AttentionOutput<T> AdditiveAttention<T>::forward(const Var<T>& query, const Var<
 
 #define XGRAD_INSTANTIATE(T)                                                                                      \
     template AttentionOutput<T> dot_product_attention(const Var<T>&, const Var<T>&, const Var<T>&,                \
-                                                      const xt::xarray<bool>&, bool);                             \
+                                                      const Mask&, bool);                             \
     template class AdditiveAttention<T>;
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)

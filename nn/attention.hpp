@@ -31,7 +31,7 @@ struct AttentionOutput {
 /// Shapes that do not fit throw ShapeError; a sequence with no key to attend to, std::invalid_argument.
 template <class T>
 AttentionOutput<T> dot_product_attention(const Var<T>& query, const Var<T>& keys, const Var<T>& values,
-                                         const xt::xarray<bool>& mask = {}, bool scaled = true);
+                                         const Mask& mask = {}, bool scaled = true);
 
 /// Bahdanau's: score = vᵀ tanh(W_q q + W_k k + b), weights = softmax over the keys. The mask means
 /// "may attend" (true), as torch's boolean attn_mask, not "is padding" as key_padding_mask.
@@ -44,7 +44,7 @@ class AdditiveAttention : public Module<T> {
     /// query (B, query_size), keys (B, Tk, key_size), values (B, Tk, Dv), mask as above.
     /// One query per sequence: context (B, Dv), weights (B, Tk). Throws as dot_product_attention.
     AttentionOutput<T> forward(const Var<T>& query, const Var<T>& keys, const Var<T>& values,
-                               const xt::xarray<bool>& mask = {}) const;
+                               const Mask& mask = {}) const;
 
     Parameter<T> query_weight;  ///< (hidden, query_size)
     Parameter<T> key_weight;    ///< (hidden, key_size)

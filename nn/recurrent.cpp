@@ -49,7 +49,7 @@ Var<T> zoneout(const Var<T>& fresh, const Var<T>& previous, double p, bool train
     if (p == 0.0) return fresh;
     if (!training) return fresh * static_cast<T>(1.0 - p) + previous * static_cast<T>(p);
     const Tensor<T> keep = bernoulli<T>(fresh.shape(), p, gen);
-    return xgrad::where(xt::xarray<bool>(keep > T(0.5)), previous, fresh);
+    return xgrad::where(Mask(keep > T(0.5)), previous, fresh);
 }
 }  // namespace
 
@@ -171,9 +171,9 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
     const bool training = this->is_training();
     const auto declared = cell_->parameters(H);
     // Which sequences are still running at step t, as a (B, 1) mask broadcast over the features.
-    std::vector<xt::xarray<bool>> running;
+    std::vector<Mask> running;
     for (std::size_t t = 0; !lengths.empty() && t < steps; ++t) {
-        xt::xarray<bool> m = xt::xarray<bool>::from_shape({batch, 1});
+        Mask m = Mask::from_shape({batch, 1});
         for (std::size_t b = 0; b < batch; ++b) m(b, 0) = static_cast<std::int64_t>(t) < lengths[b];
         running.push_back(std::move(m));
     }

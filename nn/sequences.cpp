@@ -25,9 +25,9 @@ std::size_t longest(const std::vector<S>& sequences, const std::vector<Shape>& s
     return steps;
 }
 
-xt::xarray<bool> step_mask(const std::vector<std::int64_t>& lengths, std::size_t steps, bool batch_first) {
+Mask step_mask(const std::vector<std::int64_t>& lengths, std::size_t steps, bool batch_first) {
     const std::size_t B = lengths.size();
-    xt::xarray<bool> mask = xt::xarray<bool>::from_shape(batch_first ? Shape{B, steps} : Shape{steps, B});
+    Mask mask = Mask::from_shape(batch_first ? Shape{B, steps} : Shape{steps, B});
     for (std::size_t t = 0; t < steps; ++t)
         for (std::size_t b = 0; b < B; ++b) mask.data()[batch_first ? b * steps + t : t * B + b] = static_cast<std::int64_t>(t) < lengths[b];
     return mask;

@@ -23,7 +23,7 @@ template <class T>
 struct PaddedSequences {
     Var<T> padded;                      ///< (T, B, *), or (B, T, *) batch_first; T the longest length
     std::vector<std::int64_t> lengths;  ///< each sequence's, in the order given (what the recurrent layers take)
-    xt::xarray<bool> mask;              ///< (T, B) or (B, T): true at a sequence's real steps
+    Mask mask;              ///< (T, B) or (B, T): true at a sequence's real steps
 };
 
 /// Sequences (L_i, *) of one trailing shape, on one graph, padded with `padding_value` past their
@@ -46,7 +46,7 @@ struct PaddedIndices {
     /// Each sequence's length, in the order given.
     std::vector<std::int64_t> lengths;
     /// (T, B) or (B, T): true at a sequence's real steps (a cross_entropy mask).
-    xt::xarray<bool> mask;
+    Mask mask;
 };
 /// Index sequences (L_i, *) padded into one tensor, as the overload for variables does; throws ShapeError alike.
 PaddedIndices pad_sequences(const std::vector<Indices>& sequences, bool batch_first = false, std::int64_t padding_value = 0);

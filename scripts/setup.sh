@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake make
   libxtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev libdnnl-dev ocl-icd-libopencl1
+  pkgconf                     # the install test builds a program from xgrad.pc
   libfmt-dev doctest-dev nlohmann-json3-dev libcli11-dev libxxhash-dev python3
   fortunes clang libclang-rt-14-dev
   gnuplot-nox                 # xgrad-charlm plot

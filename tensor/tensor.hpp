@@ -30,7 +30,12 @@ template <class T>
 using Tensor = xt::xarray<T, xt::layout_type::row_major, AlignedAllocator<T>>;
 
 /// Class or token indices (embedding rows, cross-entropy targets).
-using Indices = xt::xarray<std::int64_t>;
+using Indices = xt::xarray<std::int64_t, xt::layout_type::row_major, AlignedAllocator<std::int64_t>>;
+
+/// True where a value counts (a sequence's real steps, positions attention may look at); any
+/// `xt::xarray<bool>` converts to it. Its allocator is named, as Tensor's and Indices' are, so that
+/// the type is the same whatever xtensor settings (XTENSOR_USE_XSIMD) a user's code compiles with.
+using Mask = xt::xarray<bool, xt::layout_type::row_major, AlignedAllocator<bool>>;
 
 /// A tensor's dimensions, outermost first; empty for a 0-d (scalar) tensor.
 using Shape = std::vector<std::size_t>;

@@ -48,6 +48,29 @@ TEST_CASE("elementwise forward values") {
     CHECK(close(xgrad::where(mask, a, b).value(), Tensor<double>{{1.0, -1.0}, {0.5, -1.0}}));
 }
 
+TEST_CASE("binary ops broadcast every way numpy does: a bias, a column, leading dims, both operands, in either order") {
+    // A row repeated and a value per row take a vectorized pass of their own, other broadcasts
+    // xtensor's expressions: every case is compared with xtensor's result, element for element,
+    // with widths off the SIMD batch size so that the scalar tails run too.
+    const std::vector<std::pair<xgrad::Shape, xgrad::Shape>> cases = {
+        {{3, 17}, {17}}, {{3, 17}, {3, 1}}, {{2, 3, 5}, {3, 5}}, {{2, 3, 5}, {2, 1, 1}}, {{2, 3, 5}, {2, 3, 1}},
+        {{2, 3, 5}, {1, 1, 5}}, {{17}, {3, 17}}, {{3, 1}, {3, 17}}, {{3, 1}, {1, 17}}, {{2, 3, 5}, {1, 3, 1}},
+        {{4, 9}, {1}}, {{1}, {4, 9}}, {{4, 9}, {4, 9}}};
+    xgrad::Generator gen(5);
+    for (const auto& shapes : cases) {
+        const xgrad::Shape &sa = shapes.first, &sb = shapes.second;  // not a structured binding: CAPTURE's lambda reads them
+        CAPTURE(xgrad::shape_str(sa));
+        CAPTURE(xgrad::shape_str(sb));
+        Graph<double> g;
+        const Tensor<double> va = xgrad::uniform<double>(sa, 0.5, 2.0, gen), vb = xgrad::uniform<double>(sb, 0.5, 2.0, gen);
+        auto a = g.constant(va), b = g.constant(vb);
+        CHECK((a + b).value() == Tensor<double>(va + vb));
+        CHECK((a - b).value() == Tensor<double>(va - vb));
+        CHECK((a * b).value() == Tensor<double>(va * vb));
+        CHECK((a / b).value() == Tensor<double>(va / vb));
+    }
+}
+
 TEST_CASE("tanh and sigmoid stay finite and exact at extreme inputs") {
     Graph<double> g;
     auto x = g.variable(Tensor<double>{-1000.0, -30.0, 30.0, 1000.0});
