@@ -58,6 +58,8 @@ std::optional<Coverage> coverage(const Shape& operand, const Shape& out) {
     Shape padded(out.size() - operand.size(), 1);
     padded.insert(padded.end(), operand.begin(), operand.end());
     if (padded == out) return Coverage{Cover::all, 0};
+    // A single value (any shape of ones): one row of the whole output, a value broadcast in every lane.
+    if (std::all_of(padded.begin(), padded.end(), [](std::size_t d) { return d == 1; })) return Coverage{Cover::column, 0};
     const auto ones = [&](std::size_t from, std::size_t to) {
         return std::all_of(padded.begin() + static_cast<std::ptrdiff_t>(from), padded.begin() + static_cast<std::ptrdiff_t>(to),
                            [](std::size_t d) { return d == 1; });

@@ -137,7 +137,7 @@ struct Seq2Seq : nn::Module<float> {
 
     struct Encoded {
         Var<float> keys;         // (B, T, 2 H)
-        xt::xarray<bool> mask;   // (B, T): the real characters
+        xgrad::Mask mask;   // (B, T): the real characters
         DecoderState start;
     };
     Encoded encode(xgrad::Graph<float>& g, const nn::PaddedIndices& source) {
@@ -222,7 +222,7 @@ std::string beam_search(Seq2Seq& model, const Example& example, std::size_t widt
     auto e = model.encode(g, one.source);
     // Every prefix reads the same encoding: repeat it `width` times along the batch.
     e.keys = xgrad::concat(std::vector<Var<float>>(width, e.keys), 0);
-    xt::xarray<bool> mask = xt::xarray<bool>::from_shape({width, e.mask.shape(1)});
+    xgrad::Mask mask = xgrad::Mask::from_shape({width, e.mask.shape(1)});
     for (std::size_t k = 0; k < width; ++k) xt::row(mask, static_cast<std::ptrdiff_t>(k)) = xt::row(e.mask, 0);
     e.mask = std::move(mask);
     struct Prefix {

@@ -11,7 +11,7 @@ namespace xgrad::nn {
 template <class T>
 double clip_grad_norm(const std::vector<Parameter<T>>& parameters, double max_norm, double norm_type) {
     if (!(max_norm > 0)) throw std::invalid_argument(fmt::format("clip_grad_norm: max_norm = {} must be positive", max_norm));
-    const bool infinity = std::isinf(norm_type);
+    const bool infinity = norm_type == std::numeric_limits<double>::infinity();  // not -inf: that would be the smallest magnitude
     if (!infinity && norm_type != 2.0) {
         throw std::invalid_argument(fmt::format("clip_grad_norm: norm_type = {} (supported: 2, inf)", norm_type));
     }

@@ -16,7 +16,7 @@ namespace xgrad::nn {
 /// Scales every gradient by max_norm / (total_norm + 1e-6) when that is below 1, where total_norm
 /// is the norm of all gradients together (norm_type 2, or infinity for the largest magnitude).
 /// Returns total_norm. A non-finite total_norm is returned without touching the gradients, so the
-/// caller can see it and skip the step. max_norm must be positive and norm_type 2 or infinity
+/// caller can see it and skip the step. max_norm must be positive and norm_type 2 or +infinity
 /// (std::invalid_argument).
 template <class T>
 double clip_grad_norm(const std::vector<Parameter<T>>& parameters, double max_norm, double norm_type = 2.0);

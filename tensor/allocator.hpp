@@ -15,6 +15,17 @@
 #include <cstdlib>
 #include <new>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define XGRAD_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define XGRAD_ASAN 1
+#endif
+#endif
+#if defined(XGRAD_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
+
 /// The allocator's own namespace: a namespace of a template argument is searched for unqualified
 /// calls on that type (ADL), so tensors would pull xgrad's ops (sum, mean, ...) into xtensor's own
 /// unqualified calls if the allocator lived in `xgrad`.
@@ -44,14 +55,25 @@ class AlignedAllocator {
         const std::uintptr_t aligned = (reinterpret_cast<std::uintptr_t>(raw) + alignment) & ~std::uintptr_t{alignment - 1};
         auto* start = reinterpret_cast<unsigned char*>(aligned);
         start[-1] = static_cast<unsigned char>(start - raw);  // 1..64
+#if defined(XGRAD_ASAN)
+        // The padding around the elements is no one's: AddressSanitizer reports a read or write
+        // there as it would past the end of a malloc'd block.
+        ASAN_POISON_MEMORY_REGION(raw, static_cast<std::size_t>(start - 1 - raw));
+        ASAN_POISON_MEMORY_REGION(start + n * sizeof(T), static_cast<std::size_t>(raw + alignment - start));
+#endif
         return reinterpret_cast<T*>(start);
     }
 
-    /// Returns storage from allocate() (any `n`; null is ignored).
-    void deallocate(T* p, std::size_t) noexcept {
+    /// Returns storage from allocate(), with the same `n` (null is ignored).
+    void deallocate(T* p, [[maybe_unused]] std::size_t n) noexcept {
         if (p == nullptr) return;
         auto* start = reinterpret_cast<unsigned char*>(p);
-        std::free(start - start[-1]);
+        auto* raw = start - start[-1];
+#if defined(XGRAD_ASAN)
+        ASAN_UNPOISON_MEMORY_REGION(raw, static_cast<std::size_t>(start - 1 - raw));
+        ASAN_UNPOISON_MEMORY_REGION(start + n * sizeof(T), static_cast<std::size_t>(raw + alignment - start));
+#endif
+        std::free(raw);
     }
 
     /// Always true: memory from one allocator may be released by any other.

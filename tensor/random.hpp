@@ -55,7 +55,8 @@ Generator& default_generator();
 /// Replaces default_generator() with a fresh Generator(seed), as torch.manual_seed.
 void manual_seed(std::uint64_t seed);
 
-/// A tensor of `shape`, each element uniform in [lo, hi). ShapeError if the element count overflows.
+/// A tensor of `shape`, each element uniform in [lo, hi) (for float, rounding may give exactly hi).
+/// ShapeError if the element count overflows.
 template <class T>
 Tensor<T> uniform(const Shape& shape, double lo, double hi, Generator& gen);
 /// A tensor of `shape`, each element normal with this mean and standard deviation.

@@ -110,6 +110,38 @@ TEST_CASE("train, sample and eval run end to end, and the metrics file has the d
     CHECK(ev.output.find("characters outside the model's vocabulary were left out") != std::string::npos);
 }
 
+TEST_CASE("progress: one line rewritten in place on a terminal, plain lines on a pipe") {
+    const fs::path out = scratch() / "progress.safetensors";
+    const std::string args = fmt::format("train --corpus {} {} --steps 10 --out {}", small_corpus().string(), tiny, out.string());
+    const Run piped = run(args);
+    CAPTURE(piped.output);
+    REQUIRE(piped.code == 0);
+    CHECK(piped.output.find('\r') == std::string::npos);
+    CHECK(piped.output.find("\nstep 5 loss") != std::string::npos);
+    CHECK(piped.output.find("\nstep 10 loss") != std::string::npos);
+
+    if (run_command("script --version | grep -q util-linux").code != 0) {
+        MESSAGE("the terminal half is skipped: no util-linux `script` to run the program on a pseudo-terminal");
+        return;
+    }
+    const Run tty = run_command(fmt::format("TERM=xterm script -qec '{} {}' /dev/null", XGRAD_CHARLM, args));
+    CAPTURE(tty.output);
+    REQUIRE(tty.code == 0);
+    CHECK(tty.output.find("\rstep 5 loss") != std::string::npos);
+    CHECK(tty.output.find("\rstep 10 loss") != std::string::npos);
+    CHECK(tty.output.find("\x1b[K") != std::string::npos);      // the rest of the old line cleared
+    CHECK(tty.output.find("\nstep ") == std::string::npos);     // no update starts a line of its own
+    const std::size_t summary = tty.output.find("final validation");
+    REQUIRE(summary != std::string::npos);
+    CHECK(tty.output[summary - 1] == '\n');                    // the summary after the live line, not on it
+
+    const Run dumb = run_command(fmt::format("TERM=dumb script -qec '{} {}' /dev/null", XGRAD_CHARLM, args));
+    CAPTURE(dumb.output);
+    REQUIRE(dumb.code == 0);
+    CHECK(dumb.output.find("\rstep 10 loss") != std::string::npos);
+    CHECK(dumb.output.find("\x1b[") == std::string::npos);     // a terminal without escape sequences gets none
+}
+
 TEST_CASE("plot draws the metrics against steps and wall time as SVG or PNG, and refuses what it cannot draw") {
     if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
         MESSAGE("skipped: gnuplot is not installed (scripts/setup.sh installs gnuplot-nox)");

@@ -166,6 +166,7 @@ TEST_CASE("clip_grad_norm returns the norm before clipping and scales to max_nor
     CHECK(a.grad()(0) == doctest::Approx(0.6).epsilon(1e-5));  // left alone
     CHECK_THROWS_AS(xgrad::nn::clip_grad_norm<double>({a}, 0.0), std::invalid_argument);
     CHECK_THROWS_AS(xgrad::nn::clip_grad_norm<double>({a}, 1.0, 3.0), std::invalid_argument);
+    CHECK_THROWS_AS(xgrad::nn::clip_grad_norm<double>({a}, 1.0, -INFINITY), std::invalid_argument);  // not the largest magnitude
 }
 
 TEST_CASE("clip_grad_value clamps every entry") {

@@ -55,7 +55,8 @@ TEST_CASE("binary ops broadcast every way numpy does: a bias, a column, leading 
     const std::vector<std::pair<xgrad::Shape, xgrad::Shape>> cases = {
         {{3, 17}, {17}}, {{3, 17}, {3, 1}}, {{2, 3, 5}, {3, 5}}, {{2, 3, 5}, {2, 1, 1}}, {{2, 3, 5}, {2, 3, 1}},
         {{2, 3, 5}, {1, 1, 5}}, {{17}, {3, 17}}, {{3, 1}, {3, 17}}, {{3, 1}, {1, 17}}, {{2, 3, 5}, {1, 3, 1}},
-        {{4, 9}, {1}}, {{1}, {4, 9}}, {{4, 9}, {4, 9}}};
+        {{4, 9}, {1}}, {{1}, {4, 9}}, {{4, 9}, {1, 1}}, {{4, 9}, {}}, {{}, {4, 9}}, {{4, 9}, {4, 9}}, {{}, {}},
+        {{0, 17}, {17}}, {{3, 0}, {3, 1}}, {{}, {0}}, {{2, 1, 5}, {2, 3, 5}}};
     xgrad::Generator gen(5);
     for (const auto& shapes : cases) {
         const xgrad::Shape &sa = shapes.first, &sb = shapes.second;  // not a structured binding: CAPTURE's lambda reads them

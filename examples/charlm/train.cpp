@@ -7,11 +7,14 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <numbers>
 #include <optional>
+#include <string_view>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -192,7 +195,7 @@ class TrainingRun {
             interrupted = agreed[2] > 0;
             if ((args_.eval_every > 0 && state_.step % args_.eval_every == 0) || done) evaluate(seconds);
             if (args_.save_every > 0 && state_.step % args_.save_every == 0) save();
-            if (ranks_.rank() == 0) report_progress(seconds);
+            if (ranks_.rank() == 0) report_progress(seconds, done || interrupted);
         }
         return finish(interrupted);
     }
@@ -376,16 +379,27 @@ class TrainingRun {
         return whole;
     }
 
-    // A live line on a terminal; every 100 steps and at each evaluation on a pipe.
-    void report_progress(double seconds) {
+    // A live line on a terminal (rewritten in place at most ten times a second, cut to the
+    // terminal's width so that it never wraps); every 100 steps and at each evaluation on a pipe.
+    void report_progress(double seconds, bool last) {
+        const bool evaluated = args_.eval_every > 0 && state_.step % args_.eval_every == 0;
+        if (terminal_ && !last && !evaluated && seconds - shown_at_ < 0.1) return;
+        shown_at_ = seconds;
         double eta = seconds / static_cast<double>(state_.step - first_step_) * static_cast<double>(total_steps_ - state_.step);
         if (args_.time_limit) eta = std::min(eta, *args_.time_limit - seconds);
         const std::string line = fmt::format("step {} loss {:.4f} train {:.3f} bpc val {} bpc {:.0f} chars/s ETA {}", state_.step,
                                              train_loss_, train_loss_ / std::numbers::ln2, bpc_text(val_bpc_),
                                              chars_per_second(seconds), duration(eta));
         if (terminal_) {
-            fmt::print(stderr, "\r{:<100}", line);
-        } else if (state_.step % 100 == 0 || (args_.eval_every > 0 && state_.step % args_.eval_every == 0)) {
+            winsize size{};
+            const std::size_t width = ::ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 1 ? size.ws_col - 1 : 79;
+            const std::string_view shown = std::string_view(line).substr(0, width);
+            if (dumb_terminal_) {  // no escape sequences: spaces over the rest of the old line
+                fmt::print(stderr, "\r{:<{}}", shown, width);
+            } else {
+                fmt::print(stderr, "\r{}\x1b[K", shown);  // ESC [K: clear the rest of the line
+            }
+        } else if (state_.step % 100 == 0 || evaluated) {
             fmt::print(stderr, "{}\n", line);
         }
     }
@@ -444,8 +458,13 @@ class TrainingRun {
     std::ofstream metrics_;
     xgrad::Indices inputs_, targets_;  // (seq, batch), reused by every step
     const bool terminal_ = ::isatty(STDERR_FILENO) != 0;
+    const bool dumb_terminal_ = [] {
+        const char* term = std::getenv("TERM");
+        return term == nullptr || std::string_view(term) == "dumb";
+    }();
     Clock::time_point start_;
     double train_loss_ = NAN, val_bpc_ = NAN;
+    double shown_at_ = -1;  // when the terminal's progress line was last written (training seconds)
     double allreduce_seconds_ = 0;  // this rank's, in average_gradients
     std::int64_t evaluated_at_ = -1, saved_at_ = -1;  // steps of the last evaluation and save
 };
