@@ -184,7 +184,7 @@ double training_memory_bytes(const Config& c, std::size_t vocabulary, std::size_
     const double active_steps = segmented ? std::min(seq, 1.5 * static_cast<double>(c.checkpoint_segment)) : seq;
     const double states = static_cast<double>(xgrad::nn::make_cell<float>(c.cell)->states());
     const double segment_states = segmented ? std::ceil(seq / static_cast<double>(c.checkpoint_segment)) * 2 * states * L * B * H : 0;
-    const double train_floats = active_steps * B * (L * (graph ? 7 * H + 3 * GH : 5 * H + 2.5 * GH) + 3 * V) + segment_states +
+    const double train_floats = active_steps * B * (L * (graph ? 7 * H + 3 * GH : 4.5 * H + 2.5 * GH) + 3 * V) + segment_states +
                                 4 * seq * B;
     // Validation streams 256 steps of up to 64 streams at a time, forward only.
     const double val_chars = N * c.val_fraction;
