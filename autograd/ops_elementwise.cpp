@@ -5,6 +5,7 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <xtensor/xbroadcast.hpp>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xoperation.hpp>
 
@@ -19,9 +20,10 @@ void check_broadcast(std::string_view op, const Var<T>& a, const Var<T>& b) {
     broadcast_shapes(op, a.shape(), b.shape());
 }
 
-// Operands of one shape, the common case, take one vectorized pass (and broadcasts of the kinds
-// map_broadcast knows one per row); other broadcasts xtensor's expressions. (At a recurrent step's sizes, evaluating a small xtensor expression costs about as
-// much as its arithmetic: 5% of the graph-path LSTM step went to constructing their results.)
+// Operands of one shape, the common case, take one vectorized pass (and the broadcasts that
+// map_broadcast knows, one per row). (At a recurrent step's sizes, evaluating a small xtensor
+// expression costs about as much as its arithmetic: 5% of the graph-path LSTM step went to
+// constructing their results.)
 template <class T, class F>
 Tensor<T> map_values(const Tensor<T>& a, F f) {
     Tensor<T> y = Tensor<T>::from_shape(a.shape());
@@ -79,13 +81,19 @@ std::optional<Coverage> coverage(const Shape& operand, const Shape& out) {
 
 // f applied elementwise with numpy broadcasting: one vectorized pass per row when one operand has
 // the output's shape and the other is a row repeated or a value per row (a bias, a (B, 1) mask: the
-// graph path's broadcasts); other broadcasts through xtensor's expressions (`fallback`).
-template <class T, class F, class Fallback>
-Tensor<T> map_broadcast(const Tensor<T>& a, const Tensor<T>& b, F f, Fallback fallback) {
+// graph path's broadcasts); any other broadcast (both operands stretched) one value at a time.
+template <class T, class F>
+Tensor<T> map_broadcast(const Tensor<T>& a, const Tensor<T>& b, F f) {
     if (a.shape() == b.shape()) return map_values(a, b, f);
     const Shape out = broadcast_shapes("broadcast", shape_of(a), shape_of(b));
     const auto ca = coverage(shape_of(a), out), cb = coverage(shape_of(b), out);
-    if (!ca || !cb || (ca->cover != Cover::all && cb->cover != Cover::all)) return fallback();
+    if (!ca || !cb || (ca->cover != Cover::all && cb->cover != Cover::all)) {
+        Tensor<T> y = Tensor<T>::from_shape(out);
+        if (y.size() == 0) return y;  // xtensor 0.24's iterators do arithmetic on null over nothing
+        const auto a_wide = xt::broadcast(a, out), b_wide = xt::broadcast(b, out);
+        std::transform(a_wide.begin(), a_wide.end(), b_wide.begin(), y.begin(), [&](T x, T z) { return f(x, z); });
+        return y;
+    }
     const std::size_t split = ca->cover == Cover::all ? cb->split : ca->split;
     const std::size_t rows = numel(Shape(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(split)));
     const std::size_t cols = numel(Shape(out.begin() + static_cast<std::ptrdiff_t>(split), out.end()));
@@ -152,8 +160,7 @@ void accumulate_product(BackwardContext<T>& c, std::size_t i, const Tensor<T>& o
 template <class T>
 Var<T> add(const Var<T>& a, const Var<T>& b) {
     check_broadcast("add", a, b);
-    Tensor<T> y = map_broadcast(a.value(), b.value(), [](auto x, auto z) { return x + z; },
-                                [&] { return Tensor<T>(a.value() + b.value()); });
+    Tensor<T> y = map_broadcast(a.value(), b.value(), [](auto x, auto z) { return x + z; });
     return a.tape().record("add", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) accumulate_signed(c, 0, T(1));
         if (c.needs_grad(1)) accumulate_signed(c, 1, T(1));
@@ -164,8 +171,7 @@ Var<T> add(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> sub(const Var<T>& a, const Var<T>& b) {
     check_broadcast("sub", a, b);
-    Tensor<T> y = map_broadcast(a.value(), b.value(), [](auto x, auto z) { return x - z; },
-                                [&] { return Tensor<T>(a.value() - b.value()); });
+    Tensor<T> y = map_broadcast(a.value(), b.value(), [](auto x, auto z) { return x - z; });
     return a.tape().record("sub", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) accumulate_signed(c, 0, T(1));
         if (c.needs_grad(1)) accumulate_signed(c, 1, T(-1));
@@ -176,8 +182,7 @@ Var<T> sub(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> mul(const Var<T>& a, const Var<T>& b) {
     check_broadcast("mul", a, b);
-    Tensor<T> y = map_broadcast(a.value(), b.value(), [](auto x, auto z) { return x * z; },
-                                [&] { return Tensor<T>(a.value() * b.value()); });
+    Tensor<T> y = map_broadcast(a.value(), b.value(), [](auto x, auto z) { return x * z; });
     return a.tape().record("mul", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) accumulate_product(c, 0, c.input(1));
         if (c.needs_grad(1)) accumulate_product(c, 1, c.input(0));
@@ -188,8 +193,7 @@ Var<T> mul(const Var<T>& a, const Var<T>& b) {
 template <class T>
 Var<T> div(const Var<T>& a, const Var<T>& b) {
     check_broadcast("div", a, b);
-    Tensor<T> y = map_broadcast(a.value(), b.value(), [](auto x, auto z) { return x / z; },
-                                [&] { return Tensor<T>(a.value() / b.value()); });
+    Tensor<T> y = map_broadcast(a.value(), b.value(), [](auto x, auto z) { return x / z; });
     return a.tape().record("div", std::move(y), {a, b}, [](BackwardContext<T>& c) {
         if (c.needs_grad(0)) c.accumulate(0, c.output_grad() / c.input(1));
         if (c.needs_grad(1)) c.accumulate(1, -c.output_grad() * c.output() / c.input(1));
