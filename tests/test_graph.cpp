@@ -1,13 +1,16 @@
 // The tape: accumulation, parameters, grad mode, detach, retain_graph, released and cleared
 // graphs, depth, and memory.
-#include <malloc.h>
 #include <pthread.h>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xmath.hpp>
 
 #include <xgrad/xgrad.hpp>
+
+#include "heap_growth.hpp"
 
 using xgrad::Graph;
 using xgrad::Tensor;
@@ -339,11 +342,7 @@ TEST_CASE("a chain of 1,000,000 nodes backpropagates and frees on a 256 KiB stac
     CHECK(result.grad == doctest::Approx(1.0));
 }
 
-TEST_CASE("memory returns to its starting level after a graph is freed") {
-    auto in_use = [] {
-        struct mallinfo2 m = mallinfo2();
-        return m.uordblks + m.hblkhd;  // heap chunks and mmapped blocks
-    };
+TEST_CASE("memory stops growing when graphs are built and freed again and again") {
     Var<float> survivor;  // a handle that outlives its graph must not keep the nodes alive
     auto build = [&survivor] {
         Graph<float> g;
@@ -353,12 +352,10 @@ TEST_CASE("memory returns to its starting level after a graph is freed") {
         xgrad::sum(y).backward();
         survivor = y;
     };
-    build();  // warm up allocator caches and BLAS buffers
-    const std::size_t before = in_use();
-    build();
-    const std::size_t after = in_use();
-    // A 200-node graph of 64x64 floats holds ~6 MB; anything left behind would show here.
-    CHECK(after <= before + 4096);
+    // A 200-node graph of 64x64 floats holds ~6 MB: a graph left behind would grow the heap every round.
+    const test::HeapGrowth growth = test::heap_growth(build);
+    CAPTURE(fmt::format("{}", fmt::join(growth.levels, " -> ")));
+    CHECK(growth.stopped);
 }
 
 TEST_CASE("anomaly detection names the op, its place on the tape and the shapes, forward and backward") {

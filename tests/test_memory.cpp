@@ -141,7 +141,9 @@ TEST_CASE("keep_freed_memory: steps that free and allocate a 64 MiB block again 
     std::unique_ptr<char[]> outlives_first_step;
     std::vector<std::size_t> heap_sizes;
     long faults = 0;
-    for (int step = 0; step < 8; ++step) {
+    // Steps until the heap's size stayed the same over three steps, at most 16.
+    auto settled = [&] { return heap_sizes.size() >= 3 && heap_sizes.end()[-1] == heap_sizes.end()[-3] && heap_sizes.end()[-2] == heap_sizes.end()[-3]; };
+    for (int step = 0; step < 16 && !settled(); ++step) {
         rusage before{}, after{};
         getrusage(RUSAGE_SELF, &before);
         {
@@ -158,7 +160,10 @@ TEST_CASE("keep_freed_memory: steps that free and allocate a 64 MiB block again 
         CHECK(mallinfo2().fordblks >= block);  // freed into the heap, not trimmed from its top
         if (step == 0) outlives_first_step.reset(new char[96]);
     }
-    CHECK(heap_sizes.back() == heap_sizes[2]);
     MESSAGE(fmt::format("heap size at each step's 64 MiB block (MiB): {}; page faults in the last step: {}",
                         fmt::join(heap_sizes | std::views::transform([](std::size_t b) { return b >> 20; }), ", "), faults));
+    CHECK(settled());
+    // Growing once or twice is the small blocks cutting the freed space; a heap that grew by the
+    // block at every step would be back to mapping each one afresh.
+    CHECK(heap_sizes.back() < heap_sizes.front() + 2 * block);
 }

@@ -3,7 +3,6 @@
 #include <cmath>
 #include <limits>
 #include <filesystem>
-#include <malloc.h>
 
 #include <doctest/doctest.h>
 #include <xtensor/xbuilder.hpp>
@@ -12,6 +11,8 @@
 #include <xtensor/xview.hpp>
 
 #include <xgrad/xgrad.hpp>
+
+#include "heap_growth.hpp"
 
 using xgrad::Graph;
 using xgrad::Parameter;
@@ -182,10 +183,6 @@ TEST_CASE("truncated BPTT: carrying the state across chunks with detach keeps me
         xgrad::Generator gen(6);
         xgrad::nn::RNN<float> rnn(xgrad::nn::RNNOptions(4, 16).num_layers(2).implementation(impl), gen);
         Tensor<float> x = xgrad::uniform<float>({10, 3, 4}, -1, 1, gen);
-        auto in_use = [] {
-            struct mallinfo2 m = mallinfo2();
-            return m.uordblks + m.hblkhd;
-        };
         std::unique_ptr<Graph<float>> previous;
         Var<float> state;
         std::size_t after_warmup = 0;
@@ -198,10 +195,10 @@ TEST_CASE("truncated BPTT: carrying the state across chunks with detach keeps me
             rnn.zero_grad();
             state = h_n;
             previous = std::move(g);
-            if (chunk == 50) after_warmup = in_use();
+            if (chunk == 50) after_warmup = test::heap_bytes_in_use();
         }
         // 250 more chunks of about 45 nodes each: any per-chunk retention would show as growth.
-        CHECK(in_use() <= after_warmup + 16 * 1024);
+        CHECK(test::heap_bytes_in_use() <= after_warmup + 16 * 1024);
     }
 }
 
