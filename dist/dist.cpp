@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
-#include <type_traits>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -22,11 +26,6 @@ void check(int code, const char* call) {
     int length = 0;
     MPI_Error_string(code, text, &length);
     throw std::runtime_error(fmt::format("{}: {}", call, std::string(text, static_cast<std::size_t>(length))));
-}
-
-template <class T>
-MPI_Datatype datatype() {
-    return std::is_same_v<T, float> ? MPI_FLOAT : MPI_DOUBLE;
 }
 
 int as_count(std::size_t n, const char* what) {
@@ -63,27 +62,131 @@ Environment::~Environment() {
     if (initialised_here_ && !finalized) MPI_Finalize();
 }
 
+// A thread that ends the process when a collective has waited too long. Collectives run on one
+// thread only (MPI_THREAD_FUNNELED), so one "waiting since" is enough.
+class ProcessGroup::Watchdog {
+  public:
+    Watchdog(double seconds, std::string program, int rank) : seconds_(seconds), program_(std::move(program)), rank_(rank) {
+        thread_ = std::thread([this] { watch(); });
+    }
+    ~Watchdog() {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        woken_.notify_one();
+        thread_.join();
+    }
+    void enter(const char* collective) {
+        std::lock_guard lock(mutex_);
+        collective_ = collective;
+        since_ = Clock::now();
+        woken_.notify_one();
+    }
+    void leave() {
+        std::lock_guard lock(mutex_);
+        since_.reset();
+    }
+
+  private:
+    using Clock = std::chrono::steady_clock;
+    void watch() {
+        std::unique_lock lock(mutex_);
+        const auto limit = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds_));
+        while (!stopping_) {
+            if (!since_) {
+                woken_.wait(lock);
+                continue;
+            }
+            const Clock::time_point since = *since_;
+            if (woken_.wait_until(lock, since + limit, [&] { return stopping_ || since_ != since; })) continue;
+            // MPI_Abort may not be called from this thread (MPI_THREAD_FUNNELED): the process ends,
+            // and mpirun ends the ranks still waiting.
+            std::fprintf(stderr, "%s: rank %d: %s waited %g s for the other ranks (one of them stopped, stuck or gone?); ending the job\n",
+                         program_.c_str(), rank_, collective_, seconds_);
+            std::fflush(stderr);
+            std::_Exit(1);
+        }
+    }
+    const double seconds_;
+    const std::string program_;
+    const int rank_;
+    std::mutex mutex_;
+    std::condition_variable woken_;
+    std::optional<Clock::time_point> since_;
+    const char* collective_ = "";
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+class ProcessGroup::Waiting {
+  public:
+    Waiting(Watchdog* watchdog, const char* collective) : watchdog_(watchdog) {
+        if (watchdog_) watchdog_->enter(collective);
+    }
+    ~Waiting() {
+        if (watchdog_) watchdog_->leave();
+    }
+    Waiting(const Waiting&) = delete;
+    Waiting& operator=(const Waiting&) = delete;
+
+  private:
+    Watchdog* watchdog_;
+};
+
+ProcessGroup::Waiting ProcessGroup::waiting(const char* collective) const { return Waiting(watchdog_.get(), collective); }
+
+void ProcessGroup::set_timeout(double seconds, const std::string& program) {
+    if (!std::isfinite(seconds) || seconds < 0) {
+        throw std::invalid_argument(fmt::format("ProcessGroup::set_timeout: {} seconds (a finite number, 0 for none)", seconds));
+    }
+    watchdog_.reset();
+    if (seconds > 0) watchdog_ = std::make_shared<Watchdog>(seconds, program, rank_);
+}
+
 ProcessGroup::ProcessGroup(MPI_Comm comm) : comm_(comm) {
     check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
 }
 
-void ProcessGroup::barrier() const { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+void ProcessGroup::barrier() const {
+    const Waiting w = waiting("MPI_Barrier");
+    check(MPI_Barrier(comm_), "MPI_Barrier");
+}
 
 double ProcessGroup::sum(double value) const {
     double total = 0;
+    const Waiting w = waiting("MPI_Allreduce");
     check(MPI_Allreduce(&value, &total, 1, MPI_DOUBLE, MPI_SUM, comm_), "MPI_Allreduce");
     return total;
 }
 
 void ProcessGroup::sum_in_place(std::span<double> values) const {
+    const Waiting w = waiting("MPI_Allreduce");
     check(MPI_Allreduce(MPI_IN_PLACE, values.data(), as_count(values.size(), "sum_in_place"), MPI_DOUBLE, MPI_SUM, comm_),
           "MPI_Allreduce");
+}
+
+void ProcessGroup::sum_in_place(std::span<float> values) const {
+    const Waiting w = waiting("MPI_Allreduce");
+    check(MPI_Allreduce(MPI_IN_PLACE, values.data(), as_count(values.size(), "sum_in_place"), MPI_FLOAT, MPI_SUM, comm_),
+          "MPI_Allreduce");
+}
+
+void ProcessGroup::broadcast(std::span<double> values, int root) const {
+    const Waiting w = waiting("MPI_Bcast");
+    check(MPI_Bcast(values.data(), as_count(values.size(), "broadcast"), MPI_DOUBLE, root, comm_), "MPI_Bcast");
+}
+
+void ProcessGroup::broadcast(std::span<float> values, int root) const {
+    const Waiting w = waiting("MPI_Bcast");
+    check(MPI_Bcast(values.data(), as_count(values.size(), "broadcast"), MPI_FLOAT, root, comm_), "MPI_Bcast");
 }
 
 std::vector<float> ProcessGroup::all_gather(std::span<const float> values) const {
     const int count = as_count(values.size(), "all_gather");
     std::vector<float> all(values.size() * static_cast<std::size_t>(size_));
+    const Waiting w = waiting("MPI_Allgather");
     check(MPI_Allgather(values.data(), count, MPI_FLOAT, all.data(), count, MPI_FLOAT, comm_), "MPI_Allgather");
     return all;
 }
@@ -91,6 +194,7 @@ std::vector<float> ProcessGroup::all_gather(std::span<const float> values) const
 std::vector<std::string> ProcessGroup::all_gather(const std::string& text) const {
     const int length = as_count(text.size(), "all_gather");
     std::vector<int> lengths(static_cast<std::size_t>(size_)), offsets(static_cast<std::size_t>(size_), 0);
+    const Waiting w = waiting("MPI_Allgather");
     check(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm_), "MPI_Allgather");
     std::size_t total = 0;
     for (int r = 0; r < size_; ++r) {
@@ -111,6 +215,7 @@ std::vector<std::string> ProcessGroup::all_gather(const std::string& text) const
 std::pair<int, std::string> ProcessGroup::first_failure(const std::string& error) const {
     const int mine = error.empty() ? INT_MAX : rank_;
     int first = INT_MAX;
+    const Waiting w = waiting("MPI_Allreduce");
     check(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm_), "MPI_Allreduce");
     if (first == INT_MAX) return {-1, ""};
     int length = first == rank_ ? as_count(error.size(), "first_failure") : 0;
@@ -181,9 +286,7 @@ DistributedDataParallel<T>::DistributedDataParallel(const ProcessGroup& group,
 
 template <class T>
 void DistributedDataParallel<T>::broadcast_parameters() {
-    for (auto& [name, p] : parameters_) {
-        check(MPI_Bcast(p.value().data(), as_count(p.value().size(), name.c_str()), datatype<T>(), 0, group_.comm()), "MPI_Bcast");
-    }
+    for (auto& [name, p] : parameters_) group_.broadcast(std::span<T>(p.value().data(), p.value().size()));
 }
 
 template <class T>
@@ -202,9 +305,7 @@ void DistributedDataParallel<T>::average_gradients() {
             const Tensor<T>& g = parameters_[i].second.grad();
             at = std::copy(g.data(), g.data() + g.size(), at);
         }
-        check(MPI_Allreduce(MPI_IN_PLACE, flat_.data(), as_count(b.elements, "average_gradients"), datatype<T>(), MPI_SUM,
-                            group_.comm()),
-              "MPI_Allreduce");
+        group_.sum_in_place(std::span<T>(flat_.data(), b.elements));
         const T* from = flat_.data();
         for (std::size_t i = b.first; i < b.last; ++i) {
             Tensor<T>& g = parameters_[i].second.grad();

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
@@ -78,7 +79,15 @@ class ProcessGroup {
     /// `value` summed over the ranks, on every rank (allreduce).
     double sum(double value) const;
     /// Sums each element over the ranks, in one allreduce (several scalars for the price of one).
+    ///@{
     void sum_in_place(std::span<double> values) const;
+    void sum_in_place(std::span<float> values) const;
+    ///@}
+    /// Every rank takes `root`'s values (as many on every rank).
+    ///@{
+    void broadcast(std::span<double> values, int root = 0) const;
+    void broadcast(std::span<float> values, int root = 0) const;
+    ///@}
     /// `value` averaged over the ranks, on every rank.
     double average(double value) const { return sum(value) / size_; }
     /// Every rank's string, in rank order (allgather).
@@ -93,10 +102,23 @@ class ProcessGroup {
     /// aborts every rank (MPI_Abort), so a failure can never leave the others waiting in a collective.
     /// Returns fn's result.
     int run_or_abort(const std::string& program, const std::function<int()>& fn) const;
+    /// Ends this process when one collective of this group (or of a DistributedDataParallel over
+    /// it) has waited longer than `seconds` for the other ranks: it prints
+    /// "<program>: rank <r>: <collective> waited <s> s for the other ranks ..." and exits with status
+    /// 1, and mpirun then ends the job, as torch.distributed's timeout does. Without it a rank that
+    /// is stopped (SIGSTOP), stuck or unreachable leaves the others waiting (spinning) for ever.
+    /// 0 turns the watch off; copies of this handle share it. Throws std::invalid_argument for a
+    /// negative or non-finite `seconds`.
+    void set_timeout(double seconds, const std::string& program);
 
   private:
+    class Watchdog;
+    // Marks a collective as waiting, for the watchdog, for its lifetime.
+    class Waiting;
+    Waiting waiting(const char* collective) const;
     MPI_Comm comm_;
     int rank_ = 0, size_ = 1;
+    std::shared_ptr<Watchdog> watchdog_;
 };
 
 /// How DistributedDataParallel groups its communication.

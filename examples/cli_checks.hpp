@@ -25,20 +25,43 @@ inline CLI::Validator finite_number() {
         "FINITE");
 }
 
-// Parses the command line. Returns the exit status when the program should stop now: 0 after
-// --help, 1 after printing "<program>: <what was wrong>" (CLI11 alone would print two lines and exit
-// with its own codes); nothing when the program should go on. With `report` false (the other ranks
-// of an MPI job) nothing is printed: one rank says it.
-inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv, std::string_view program, bool report = true) {
+// Where the command line says the program stops instead of going on: its exit status and what it
+// prints (the help on stdout for status 0, one line of error on stderr otherwise).
+struct CommandLineStop {
+    int status = 1;
+    std::string text;
+};
+
+// Prints a stop's text: the help as it is, an error as "<program>: <what was wrong>".
+inline void print_stop(const CommandLineStop& stop, std::string_view program) {
+    if (stop.status == 0) {
+        fmt::print("{}", stop.text);
+    } else {
+        fmt::print(stderr, "{}: {}\n", program, stop.text);
+    }
+}
+
+// Parses the command line, printing nothing: the stop (after --help, or an error CLI11 found), or
+// nothing when the program should go on.
+inline std::optional<CommandLineStop> read_command_line(CLI::App& app, int argc, char** argv) {
     try {
         app.parse(argc, argv);
-    } catch (const CLI::Success& e) {  // --help
-        return report ? app.exit(e) : 0;
+    } catch (const CLI::Success&) {  // --help: the help of the subcommand given, if any
+        return CommandLineStop{0, app.help()};
     } catch (const CLI::ParseError& e) {
-        if (report) fmt::print(stderr, "{}: {}\n", program, e.what());
-        return 1;
+        return CommandLineStop{1, e.what()};
     }
     return std::nullopt;
+}
+
+// Parses the command line. Returns the exit status when the program should stop now: 0 after
+// printing --help, 1 after printing "<program>: <what was wrong>" (CLI11 alone would print two lines
+// and exit with its own codes); nothing when the program should go on.
+inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv, std::string_view program) {
+    const std::optional<CommandLineStop> stop = read_command_line(app, argc, argv);
+    if (!stop) return std::nullopt;
+    print_stop(*stop, program);
+    return stop->status;
 }
 
 }  // namespace examples

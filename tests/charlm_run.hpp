@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -75,6 +76,13 @@ inline fs::path small_corpus() {
     const fs::path p = scratch() / "small.txt";
     if (!fs::exists(p)) write(p, words(6000));
     return p;
+}
+
+// True, with a message saying the test is skipped, where gnuplot (which plot runs) is not installed.
+inline bool gnuplot_missing() {
+    if (std::system("command -v gnuplot > /dev/null 2>&1") == 0) return false;
+    MESSAGE("skipped: gnuplot is not installed (scripts/setup.sh installs gnuplot-nox)");
+    return true;
 }
 
 // Error output is one line naming the culprit.

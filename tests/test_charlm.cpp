@@ -143,10 +143,7 @@ TEST_CASE("progress: one line rewritten in place on a terminal, plain lines on a
 }
 
 TEST_CASE("plot draws the metrics against steps and wall time as SVG or PNG, and refuses what it cannot draw") {
-    if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
-        MESSAGE("skipped: gnuplot is not installed (scripts/setup.sh installs gnuplot-nox)");
-        return;
-    }
+    if (gnuplot_missing()) return;
     const fs::path out = scratch() / "plot.safetensors", metrics = scratch() / "plot.csv";
     REQUIRE(run(fmt::format("train --corpus {} {} --steps 15 --out {} --metrics {}", small_corpus().string(), tiny, out.string(),
                             metrics.string())).code == 0);

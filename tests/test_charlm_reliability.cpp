@@ -434,3 +434,130 @@ TEST_CASE("a second Ctrl-C during the final validation ends the run at once, and
     CHECK(read(log).find("final validation:") == std::string::npos);
     CHECK_NOTHROW(charlm::read_checkpoint(out.string()));
 }
+
+// Reliability III: writes that fail, and outputs that two runs could share.
+
+namespace {
+// xgrad-charlm under a file-size limit of `kib` KiB (ulimit -f): past it every write fails (EFBIG), as
+// on a full disk, without mounting anything.
+Run run_limited(std::size_t kib, const std::string& args) { return run_command(fmt::format("ulimit -f {}; {} {}", kib, XGRAD_CHARLM, args)); }
+
+// Every line of a metrics file is whole: the header, then rows of six fields.
+void expect_whole_rows(const std::string& csv) {
+    REQUIRE(!csv.empty());
+    CHECK(csv.back() == '\n');
+    std::size_t start = 0, rows = 0;
+    for (std::size_t end; (end = csv.find('\n', start)) != std::string::npos; start = end + 1, ++rows) {
+        CHECK(std::count(csv.begin() + static_cast<std::ptrdiff_t>(start), csv.begin() + static_cast<std::ptrdiff_t>(end), ',') == 5);
+    }
+    CHECK(rows > 1);
+}
+
+bool no_temporaries_in(const fs::path& folder) {
+    for (const auto& entry : fs::directory_iterator(folder)) {
+        if (entry.path().filename().string().find(".tmp-") != std::string::npos) return false;
+    }
+    return true;
+}
+}  // namespace
+
+TEST_CASE("train --metrics on a full disk stops with one line naming the file, and leaves no half row") {
+    const fs::path metrics = scratch() / "full.csv", out = scratch() / "full.safetensors";
+    const Run r = run_limited(4, fmt::format("train --corpus {} {} --eval-every 1 --steps 400 --out {} --metrics {}", small_corpus().string(),
+                                             tiny, out.string(), metrics.string()));
+    CAPTURE(r.output);
+    CHECK(r.code == 1);  // after the progress lines, one line saying why
+    CHECK(r.output.ends_with(fmt::format("xgrad-charlm: --metrics {}: cannot write a row: File too large\n", metrics.string())));
+    expect_whole_rows(read(metrics));
+    CHECK(fs::file_size(metrics) <= 4096);
+}
+
+TEST_CASE("plot on a full disk fails in one line and leaves the previous picture as it was") {
+    if (gnuplot_missing()) return;
+    const fs::path folder = scratch() / "full-plot";
+    fs::create_directories(folder);
+    std::string small = "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n", large = small;
+    for (int i = 1; i <= 3; ++i) small += fmt::format("{},1.0,{},1.5,100,{}\n", i, 2.0 - 0.1 * i, 0.1 * i);
+    for (int i = 1; i <= 20000; ++i) large += fmt::format("{},1.0,{},1.5,100,{}\n", i, 2.0 + std::sin(i), 0.1 * i);
+    write(folder / "small.csv", small);
+    write(folder / "large.csv", large);
+    for (const std::string name : {"keep.svg", "keep.png"}) {
+        CAPTURE(name);
+        const fs::path picture = folder / name;
+        REQUIRE(run(fmt::format("plot --metrics {} --out {}", (folder / "small.csv").string(), picture.string())).code == 0);
+        const std::string before = read(picture);
+        const std::size_t kib = std::max<std::size_t>(1, before.size() / 2048);  // half the picture fits
+        const Run r = run_limited(kib, fmt::format("plot --metrics {} --out {}", (folder / "large.csv").string(), picture.string()));
+        expect_one_line(r, "xgrad-charlm: plot: ");
+        CHECK(read(picture) == before);
+        CHECK(no_temporaries_in(folder));
+    }
+}
+
+TEST_CASE("two runs never share --metrics or --out, however the file is named (a link, a hard link)") {
+    const fs::path folder = scratch() / "shared-outputs";
+    fs::create_directories(folder);
+    const fs::path out = folder / "first.safetensors", metrics = folder / "first.csv", log = folder / "first.log";
+    const pid_t first = start({"train", "--corpus", small_corpus().string(), "--hidden", "12", "--seq", "8", "--batch", "4",
+                               "--time-limit", "60", "--out", out.string(), "--metrics", metrics.string()},
+                              log);
+    REQUIRE(wait_for(log, "training on"));  // its outputs are open and locked by then
+    fs::create_symlink(metrics, folder / "metrics-link.csv");
+    fs::create_hard_link(metrics, folder / "metrics-hard.csv");
+    fs::create_symlink(out, folder / "out-link.safetensors");
+    auto second = [&](const fs::path& second_out, const fs::path& second_metrics) {
+        return run(fmt::format("train --corpus {} {} --steps 2 --out {} --metrics {}", small_corpus().string(), tiny, second_out.string(),
+                               second_metrics.string()));
+    };
+    const std::string metrics_before = read(metrics);
+    for (const fs::path& name : {metrics, folder / "metrics-link.csv", folder / "metrics-hard.csv"}) {
+        CAPTURE(name);
+        expect_one_line(second(folder / "second.safetensors", name), fmt::format("--metrics {}: another run is writing it", name.string()));
+    }
+    expect_one_line(second(folder / "out-link.safetensors", folder / "second.csv"), fmt::format("another run (pid {}) is writing it", first));
+    CHECK(read(metrics).starts_with(metrics_before));  // nothing was cut or interleaved
+    ::kill(first, SIGINT);
+    CHECK(finish(first).code == 130);
+    expect_whole_rows(read(metrics));
+
+    // --out naming a link writes the file it points to, and the link stays.
+    const Run through_link = second(folder / "out-link.safetensors", folder / "second.csv");
+    CAPTURE(through_link.output);
+    CHECK(through_link.code == 0);
+    CHECK(fs::is_symlink(folder / "out-link.safetensors"));
+    CHECK(run(fmt::format("sample --checkpoint {} --length 5", out.string())).code == 0);
+    // --out with two names is refused: replacing one name would leave the other with the old checkpoint.
+    fs::create_hard_link(out, folder / "out-hard.safetensors");
+    expect_one_line(second(folder / "out-hard.safetensors", folder / "third.csv"), "the file has 2 names (hard links)");
+}
+
+TEST_CASE("plot reads CRLF lines, blank lines and subnormal numbers, refuses a trailing comma, and takes any file name") {
+    if (gnuplot_missing()) return;
+    const fs::path folder = scratch() / "plot-input";
+    fs::create_directories(folder);
+    write(folder / "crlf.csv", "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\r\n1,1.0,1.4,1e-308,100,0.1\r\n\r\n2,1.0,1.3,-,100,0.2\r\n\n");
+    const Run drawn = run(fmt::format("plot --metrics {} --out {}", (folder / "crlf.csv").string(), (folder / "crlf.svg").string()));
+    CAPTURE(drawn.output);
+    CHECK(drawn.code == 0);
+    CHECK(drawn.output.find("plot: 2 rows from") != std::string::npos);
+    write(folder / "comma.csv", "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n1,1.0,1.4,1.5,100,0.1,\n");
+    expect_one_line(run(fmt::format("plot --metrics {} --out {}", (folder / "comma.csv").string(), (folder / "comma.svg").string())),
+                    "line 2 has 7 fields, not 6");
+    write(folder / "huge.csv", "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n1,1.0,1e309,1.5,100,0.1\n");
+    expect_one_line(run(fmt::format("plot --metrics {} --out {}", (folder / "huge.csv").string(), (folder / "huge.svg").string())),
+                    "field 3 ('1e309') is not a finite number");
+    // Quotes, two in a row, a backslash and a double quote: written where named, nowhere else.
+    const fs::path odd = folder / "it''s \"a\" back\\slash.svg";
+    auto shell_quoted = [](const std::string& text) {
+        std::string out = "'";
+        for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+        return out + "'";
+    };
+    const Run named = run(fmt::format("plot --metrics {} --out {}", (folder / "crlf.csv").string(), shell_quoted(odd.string())));
+    CAPTURE(named.output);
+    CHECK(named.code == 0);
+    CHECK(read(odd).find("</svg>") != std::string::npos);
+    std::size_t files = 0;
+    for ([[maybe_unused]] const auto& entry : fs::directory_iterator(folder)) ++files;
+    CHECK(files == 5);  // crlf.csv, crlf.svg, comma.csv, huge.csv and the odd picture
+}

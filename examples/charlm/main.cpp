@@ -6,6 +6,7 @@
 //   xgrad-charlm plot --metrics book.csv --out curve.svg   # train with --metrics book.csv
 //   mpirun -np 2 xgrad-charlm train --batch 32 ...      # data parallel: 16 streams per rank
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -33,6 +34,23 @@ int launched(const char* open_mpi, const char* pmi) {
 int launched_ranks() { return launched("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"); }
 #ifdef XGRAD_CHARLM_MPI
 int ranks_on_this_host() { return launched("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"); }
+
+// Every rank's command-line outcome made one (a collective every rank reaches before any other):
+// when all ranks go on or all stop alike, each keeps its own; when they differ, all stop with status
+// 1 and the first rank that stopped is named.
+std::optional<examples::CommandLineStop> agreed_stop(const xgrad::dist::ProcessGroup& world,
+                                                      const std::optional<examples::CommandLineStop>& mine) {
+    const std::vector<std::string> all = world.all_gather(mine ? fmt::format("{}\n{}", mine->status, mine->text) : std::string("go"));
+    const auto differs = std::find_if(all.begin(), all.end(), [&](const std::string& outcome) { return outcome != all[0]; });
+    if (differs == all.end()) return mine;
+    const auto first_stop = std::find_if(all.begin(), all.end(), [](const std::string& outcome) { return outcome != "go"; });
+    const auto rank = first_stop - all.begin();
+    const std::string text = first_stop->substr(first_stop->find('\n') + 1);
+    if (first_stop->starts_with("0\n")) {
+        return examples::CommandLineStop{1, fmt::format("rank {}: --help, but not on every rank: every rank must run the same command", rank)};
+    }
+    return examples::CommandLineStop{1, fmt::format("rank {}: {}", rank, text)};
+}
 #endif
 }  // namespace
 
@@ -61,6 +79,9 @@ int main(int argc, char** argv) {
                    "another MPI's mpirun)\n", launched_ranks(), ranks);
         return 1;
     }
+    // Past a file-size limit (ulimit -f) a write fails and is reported, as on a full disk, instead of
+    // the signal ending the process halfway through a file.
+    std::signal(SIGXFSZ, SIG_IGN);
     const bool reporting = rank == 0;  // one rank prints what every rank would
     xgrad::keep_freed_memory();  // each step frees and reallocates megabytes: keep them in the heap
     CLI::App app{"Train a character-level language model with xgrad, sample it, evaluate it, and plot its training."};
@@ -114,6 +135,9 @@ int main(int argc, char** argv) {
     train->add_option("--checkpoint-segment", t.config.checkpoint_segment,
                       "checkpoint activations in segments of this many steps (implies --checkpoint-activations)")
         ->check(positive);
+    train->add_option("--collective-timeout", t.collective_timeout,
+                      "under mpirun: end the job when a rank has waited this many seconds for the others (0: wait for ever)")
+        ->check(finite)->check(CLI::NonNegativeNumber)->capture_default_str();
     train->add_flag("--detect-anomaly", t.detect_anomaly,
                     "check every op's output and every gradient for NaN/Inf, naming the op (slower)");
 
@@ -138,29 +162,43 @@ int main(int argc, char** argv) {
     plot->add_option("--metrics", p.metrics, "a CSV written by train --metrics")->required();
     plot->add_option("--out", p.out, "the picture: .svg or .png")->capture_default_str();
 
+    // What the command line asks of this process: go on, or stop with a status and a text.
     const std::string first = argc > 1 ? argv[1] : "";
-    if (!first.empty() && first[0] != '-' && first != "train" && first != "sample" && first != "eval" && first != "plot") {
-        if (reporting) fmt::print(stderr, "xgrad-charlm: unknown command '{}' (train, sample, eval or plot)\n", first);  // CLI11 would not name it
-        return 1;
-    }
-    if (auto status = examples::parse_command_line(app, argc, argv, "xgrad-charlm", reporting)) return *status;
-    if (ranks > 1 && !train->parsed()) {
-        if (reporting) {
-            fmt::print(stderr, "xgrad-charlm: {} runs in one process: only train runs under mpirun\n",
-                       sample->parsed() ? "sample" : eval->parsed() ? "eval" : "plot");
+    std::optional<examples::CommandLineStop> stop = [&]() -> std::optional<examples::CommandLineStop> {
+        if (!first.empty() && first[0] != '-' && first != "train" && first != "sample" && first != "eval" && first != "plot") {
+            return examples::CommandLineStop{1, fmt::format("unknown command '{}' (train, sample, eval or plot)", first)};  // CLI11 would not name it
         }
-        return 1;
+        if (auto parsed = examples::read_command_line(app, argc, argv)) return parsed;
+        if (ranks > 1 && !train->parsed()) {
+            return examples::CommandLineStop{
+                1, fmt::format("{} runs in one process: only train runs under mpirun", sample->parsed() ? "sample" : eval->parsed() ? "eval" : "plot")};
+        }
+        if (!train->parsed()) return std::nullopt;
+        for (const char* flag : {"cell", "hidden", "layers", "seq", "batch", "dropout", "lr", "clip", "optimizer", "seed"}) {
+            if (train->count(std::string("--") + flag) > 0) t.explicit_flags.emplace_back(flag);
+        }
+        if (train->count("--val-fraction") > 0) t.explicit_flags.emplace_back("val_fraction");
+        if (train->count("--zoneout") > 0) t.explicit_flags.emplace_back("zoneout");
+        if (train->count("--variational-dropout") > 0) t.explicit_flags.emplace_back("variational_dropout");
+        t.impl_given = train->count("--impl") > 0;
+        try {
+            t.config.validate("train");
+        } catch (const std::exception& error) {
+            return examples::CommandLineStop{1, error.what()};
+        }
+        return std::nullopt;
+    }();
+#ifdef XGRAD_CHARLM_MPI
+    // No rank may leave before the others know: a rank that stopped alone would leave the rest
+    // waiting in their first collective for ever.
+    if (world) stop = agreed_stop(*world, stop);
+#endif
+    if (stop) {
+        if (reporting) examples::print_stop(*stop, "xgrad-charlm");
+        return stop->status;
     }
     try {
         if (train->parsed()) {
-            for (const char* flag : {"cell", "hidden", "layers", "seq", "batch", "dropout", "lr", "clip", "optimizer", "seed"}) {
-                if (train->count(std::string("--") + flag) > 0) t.explicit_flags.emplace_back(flag);
-            }
-            if (train->count("--val-fraction") > 0) t.explicit_flags.emplace_back("val_fraction");
-            if (train->count("--zoneout") > 0) t.explicit_flags.emplace_back("zoneout");
-            t.impl_given = train->count("--impl") > 0;
-            t.config.validate("train");
-            if (train->count("--variational-dropout") > 0) t.explicit_flags.emplace_back("variational_dropout");
 #ifdef XGRAD_CHARLM_MPI
             if (world) {
                 // The host's cores shared between its ranks unless asked: spin-waiting OpenMP threads
@@ -170,6 +208,7 @@ int main(int argc, char** argv) {
                 }
                 // An error every rank raised together is printed once and all exit 1; an error on one
                 // rank alone is printed by it, and it ends the job (MPI_Abort) so no rank waits forever.
+                world->set_timeout(t.collective_timeout, "xgrad-charlm");
                 return world->run_or_abort("xgrad-charlm", [&] {
                     charlm::MpiRanks mpi_ranks(*world);
                     try {
@@ -186,7 +225,7 @@ int main(int argc, char** argv) {
         if (sample->parsed()) return charlm::sample(s);
         if (plot->parsed()) return charlm::plot(p);
         return charlm::evaluate(e);
-    } catch (const std::exception& error) {  // the same on every rank: checks of the flags
+    } catch (const std::exception& error) {  // one process: sample, eval, plot, or train without mpirun
         std::fflush(stdout);
         if (reporting) fmt::print(stderr, "xgrad-charlm: {}\n", error.what());
         return 1;

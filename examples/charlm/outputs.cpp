@@ -57,13 +57,78 @@ void check_output_names(const TrainArgs& args, const Corpus& corpus) {
         }
     };
     refuse_inputs("--out", out, false);
-    refuse_inputs("--out", OutputLock::path_for(out), true);
+    refuse_inputs("--out", OutputLock::path_for(resolve_output(out)), true);
     if (args.metrics.empty()) return;
     refuse_inputs("--metrics", args.metrics, true);
-    if (same_file(out, args.metrics) || same_file(OutputLock::path_for(out), args.metrics)) {
+    if (same_file(out, args.metrics) || same_file(OutputLock::path_for(resolve_output(out)), args.metrics)) {
         throw InputError(fmt::format("--metrics {}: it is the --out checkpoint or its lock ({})", args.metrics, out));
     }
 }
+
+std::string resolve_output(const std::string& out) {
+    namespace fs = std::filesystem;
+    fs::path target = out;
+    std::error_code ec;
+    for (int links = 0; fs::is_symlink(fs::symlink_status(target, ec)); ++links) {
+        if (links == 40) throw InputError(fmt::format("--out {}: more than 40 symbolic links in a row (a loop?)", out));
+        const fs::path next = fs::read_symlink(target, ec);
+        if (ec) throw InputError(fmt::format("--out {}: cannot read the link {}: {}", out, target.string(), ec.message()));
+        target = next.is_absolute() ? next : target.parent_path() / next;
+    }
+    struct stat st {};
+    if (::stat(target.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 1) {
+        throw InputError(fmt::format("--out {}: the file has {} names (hard links); saving replaces it, which would leave the "
+                                     "other names with the old file: give a file with one name", out, st.st_nlink));
+    }
+    return target.string();
+}
+
+namespace {
+// Writes all of `text` at the end of `fd`, or undoes what was written and throws naming `path`.
+void append_whole(int fd, const std::string& path, const std::string& text) {
+    const off_t before = ::lseek(fd, 0, SEEK_END);
+    std::size_t done = 0;
+    while (done < text.size()) {
+        const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            const int err = n < 0 ? errno : EIO;
+            if (before >= 0) [[maybe_unused]] const int cut = ::ftruncate(fd, before);  // no half row is left
+            throw std::runtime_error(fmt::format("--metrics {}: cannot write a row: {}", path, std::strerror(err)));
+        }
+        done += static_cast<std::size_t>(n);
+    }
+}
+}  // namespace
+
+MetricsFile::MetricsFile(const std::string& path, bool fresh) : path_(path) {
+    // Not truncated on opening: the file may be another run's, which the lock finds out first.
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw InputError(fmt::format("--metrics {}: cannot open it for writing: {}", path, std::strerror(errno)));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        ::close(fd_);
+        throw InputError(err == EWOULDBLOCK ? fmt::format("--metrics {}: another run is writing it", path)
+                                            : fmt::format("--metrics {}: cannot lock it: {}", path, std::strerror(err)));
+    }
+    if (fresh) {
+        if (::ftruncate(fd_, 0) != 0) {
+            const int err = errno;
+            ::close(fd_);
+            throw InputError(fmt::format("--metrics {}: cannot empty it: {}", path, std::strerror(err)));
+        }
+        try {
+            append_whole(fd_, path_, "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n");
+        } catch (...) {
+            ::close(fd_);
+            throw;
+        }
+    }
+}
+
+MetricsFile::~MetricsFile() { ::close(fd_); }
+
+void MetricsFile::append(const std::string& line) { append_whole(fd_, path_, line); }
 
 void probe_output(const std::string& out) {
     try {

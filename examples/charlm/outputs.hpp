@@ -21,6 +21,29 @@ void check_output_names(const TrainArgs& args, const Corpus& corpus);
 // so that it cannot remove another run's checkpoint.
 void probe_output(const std::string& out);
 
+// The file --out writes: the target of a symbolic link (followed through chains of links, relative
+// to each link's folder), so that the checkpoint replaces the file the link names and the link stays;
+// else `out` itself. An --out with more than one name (hard links) is refused: replacing it would
+// leave the other names with the old checkpoint, and a lock on one name would not guard the others.
+std::string resolve_output(const std::string& out);
+
+// --metrics: the CSV a run appends a row to at each evaluation. Locked for the run (flock on the file
+// itself, which every name of it, link or hard link, reaches), so two runs never interleave rows; a
+// row is written whole or not at all (a failed write is cut back off and raised, naming the file).
+class MetricsFile {
+  public:
+    // Opens `path` (created if missing), locks it, and when `fresh` empties it and writes the header.
+    MetricsFile(const std::string& path, bool fresh);
+    MetricsFile(const MetricsFile&) = delete;
+    MetricsFile& operator=(const MetricsFile&) = delete;
+    ~MetricsFile();
+    void append(const std::string& line);
+
+  private:
+    std::string path_;
+    int fd_ = -1;
+};
+
 // An advisory lock (flock) on "<out>.lock", held for the object's lifetime, so two runs never write
 // one checkpoint: the second refuses at start, naming the first one's pid. It dies with the
 // process, however that ends; the lock file stays.

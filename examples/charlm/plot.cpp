@@ -1,6 +1,7 @@
 // xgrad-charlm plot: the training picture from a --metrics CSV, drawn by gnuplot (Debian
 // gnuplot-nox) through a pipe: train and validation bits per character against steps, and against
 // wall time, side by side; SVG or PNG by the output's extension.
+#include <cerrno>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <fcntl.h>
 #include <unistd.h>
 #include <sys/wait.h>
 
@@ -30,24 +32,31 @@ std::vector<Row> read_metrics(const std::string& path) {
     std::ifstream in(path);
     if (!in) throw InputError(fmt::format("--metrics {}: cannot open it", path));
     std::string line;
-    if (!std::getline(in, line) || line != header) {
+    if (std::getline(in, line) && line.ends_with('\r')) line.pop_back();
+    if (!in || line != header) {
         throw InputError(fmt::format("--metrics {}: line 1 is not the header train --metrics writes ({})", path, header));
     }
     std::vector<Row> rows;
     double offset = 0;  // wall time of the runs before a resumed one
     for (std::size_t number = 2; std::getline(in, line); ++number) {
-        std::vector<std::string> fields;
-        std::stringstream split(line);
-        for (std::string field; std::getline(split, field, ',');) fields.push_back(field);
+        if (line.ends_with('\r')) line.pop_back();  // a file that went through Windows
+        if (line.find_first_not_of(" \t") == std::string::npos) continue;
+        std::vector<std::string> fields;  // every comma separates two fields: "1,2," has three
+        for (std::size_t at = 0;;) {
+            const std::size_t comma = line.find(',', at);
+            fields.push_back(line.substr(at, comma - at));
+            if (comma == std::string::npos) break;
+            at = comma + 1;
+        }
         auto value = [&](std::size_t i, bool dash_is_nan) {
             if (dash_is_nan && fields[i] == "-") return std::nan("");
-            std::size_t used = 0;
-            double v = NAN;
-            try {
-                v = std::stod(fields[i], &used);
-            } catch (const std::logic_error&) {
-            }
-            if (used != fields[i].size() || !std::isfinite(v)) {
+            const char* text = fields[i].c_str();
+            char* end = nullptr;
+            errno = 0;
+            const double v = std::strtod(text, &end);
+            // ERANGE also marks a value too small for a normal double (1e-308): kept as strtod rounds it.
+            const bool overflow = errno == ERANGE && std::abs(v) > 1;
+            if (fields[i].empty() || end != text + fields[i].size() || overflow || !std::isfinite(v)) {
                 throw InputError(fmt::format("--metrics {}: line {}: field {} ('{}') is not a finite number", path, number, i + 1, fields[i]));
             }
             return v;
@@ -71,11 +80,36 @@ bool on_path(const std::string& program) {
     return false;
 }
 
-// A string as a gnuplot single-quoted string (a quote inside is doubled).
+// Whether gnuplot's picture is whole: gnuplot may exit 0 although its writes failed (a full disk),
+// leaving a file cut short. An SVG ends with its closing tag, a PNG with its IEND chunk.
+bool whole_picture(const std::string& path, const std::string& extension) {
+    std::ifstream in(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (extension == ".png") {
+        static const std::string signature("\x89PNG\r\n\x1a\n", 8), end("\0\0\0\0IEND\xae\x42\x60\x82", 12);
+        return bytes.starts_with(signature) && bytes.ends_with(end);
+    }
+    const std::size_t last = bytes.find_last_not_of(" \t\r\n");
+    return last != std::string::npos && std::string_view(bytes).substr(0, last + 1).ends_with("</svg>");
+}
+
+// Flushes a file the caller wrote to the disk, before a rename makes it the one the user has.
+bool synced(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    const bool ok = ::fsync(fd) == 0;
+    return ::close(fd) == 0 && ok;
+}
+
+// A string as a gnuplot double-quoted string: a backslash and a quote escaped, so that no other
+// escape applies. (In single quotes a quote is doubled, but gnuplot 5.4 misreads two in a row.)
 std::string gnuplot_quoted(const std::string& text) {
-    std::string out = "'";
-    for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
-    return out + "'";
+    std::string out = "\"";
+    for (char c : text) {
+        if (c == '\\' || c == '"') out += '\\';
+        out += c;
+    }
+    return out + "\"";
 }
 
 // A path as a shell single-quoted word (a quote inside ends the word, is escaped, and reopens it).
@@ -139,6 +173,12 @@ int plot(const PlotArgs& args) {
         throw std::runtime_error(fmt::format("plot: gnuplot could not draw {} (exit status {}){}", args.out,
                                              WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
                                              first.empty() ? "" : ": " + first));
+    }
+    if (!whole_picture(temporary, extension) || !synced(temporary)) {
+        const auto size = std::filesystem::file_size(temporary, ignored);
+        std::filesystem::remove(temporary, ignored);
+        throw std::runtime_error(fmt::format("plot: the picture gnuplot wrote is incomplete ({} bytes; is the disk full?); {} is "
+                                             "unchanged", size, args.out));
     }
     std::filesystem::rename(temporary, args.out, ignored);
     if (ignored) {

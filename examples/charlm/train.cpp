@@ -103,6 +103,7 @@ class TrainingRun {
         Corpus corpus = load_corpus(args_.corpus);
         if (ranks_.rank() == 0) warn_skipped(corpus, args_.corpus);
         check_output_names(args_, corpus);
+        out_ = resolve_output(args_.out);
         vocabulary_ = Vocabulary::of(corpus.text);
         check_memory(config_, vocabulary_.size(), corpus.text.size(), "train");
         split(corpus);
@@ -156,8 +157,8 @@ class TrainingRun {
     // alone (it writes the checkpoints and the metrics): the lock, the probe of --out, --metrics.
     void open_outputs() {
         if (ranks_.rank() != 0) return;
-        lock_.emplace(args_.out);
-        probe_output(args_.out);
+        lock_.emplace(out_);
+        probe_output(out_);
         open_metrics();
     }
 
@@ -293,10 +294,7 @@ class TrainingRun {
 
     void open_metrics() {
         if (args_.metrics.empty()) return;
-        const bool fresh = !std::filesystem::exists(args_.metrics) || !resumed_;
-        metrics_.open(args_.metrics, fresh ? std::ios::trunc : std::ios::app);
-        if (!metrics_) throw InputError(fmt::format("--metrics {}: cannot open for writing", args_.metrics));
-        if (fresh) metrics_ << "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n";
+        metrics_.emplace(args_.metrics, !std::filesystem::exists(args_.metrics) || !resumed_);
     }
 
     // One step: forward, backward, clipping and the update on the next seq characters of every stream.
@@ -348,10 +346,9 @@ class TrainingRun {
     void evaluate(double seconds) {
         val_bpc_ = val_ids_.empty() ? NAN : bits_per_char(*model_, val_ids_, ranks_);
         evaluated_at_ = state_.step;
-        if (metrics_.is_open()) {
-            metrics_ << fmt::format("{},{:.6f},{:.6f},{},{:.1f},{:.3f}\n", state_.step, train_loss_, train_loss_ / std::numbers::ln2,
-                                    bpc_text(val_bpc_), chars_per_second(seconds), elapsed());
-            metrics_.flush();
+        if (metrics_) {
+            metrics_->append(fmt::format("{},{:.6f},{:.6f},{},{:.1f},{:.3f}\n", state_.step, train_loss_, train_loss_ / std::numbers::ln2,
+                                         bpc_text(val_bpc_), chars_per_second(seconds), elapsed()));
         }
     }
 
@@ -359,7 +356,7 @@ class TrainingRun {
     void save() {
         TrainingState whole = state_;
         whole.carried = {gather_rows(state_.carried.h), gather_rows(state_.carried.c)};
-        if (ranks_.rank() == 0) save_checkpoint(args_.out, whole, *model_, *optimizer_);
+        if (ranks_.rank() == 0) save_checkpoint(out_, whole, *model_, *optimizer_);
         saved_at_ = state_.step;
     }
 
@@ -415,7 +412,7 @@ class TrainingRun {
                        ranks_.distributed() ? "SIGUSR1" : "Ctrl-C");
         }
         if (evaluated_at_ != state_.step && !val_ids_.empty()) val_bpc_ = bits_per_char(*model_, val_ids_, ranks_);
-        if (!printing) return interrupted ? 130 : 0;
+        if (!printing) return exit_status(interrupted);
         fmt::print("final validation: {} bits per character\n", bpc_text(val_bpc_));
         std::fflush(stdout);  // at once: whoever reads the output learns that the validation finished
         fmt::print("steps {} (this run {}), wall time {:.1f} s, {:.0f} characters/s, {} parameters\n", state_.step,
@@ -426,8 +423,13 @@ class TrainingRun {
                        100.0 * allreduce_seconds_ / seconds);
         }
         fmt::print("checkpoint: {}\n", args_.out);
-        return interrupted ? 130 : 0;
+        return exit_status(interrupted);
     }
+
+    // 130 after Ctrl-C, as a shell reports an interrupted program. Under mpirun the stop was asked
+    // for by SIGUSR1 and the checkpoint is whole: 0, since mpirun reports any other status as the
+    // job having been aborted.
+    int exit_status(bool interrupted) const { return interrupted && !ranks_.distributed() ? 130 : 0; }
 
     // Where the last good state is, for an error that stops training.
     std::string kept() const {
@@ -454,8 +456,9 @@ class TrainingRun {
     std::unique_ptr<CharLM> model_;
     std::unique_ptr<xgrad::optim::Optimizer<float>> optimizer_;
     TrainingState state_;
+    std::string out_;  // the file --out names: a link's target, so that saving keeps the link
     std::int64_t total_steps_ = 0, first_step_ = 0;
-    std::ofstream metrics_;
+    std::optional<MetricsFile> metrics_;
     xgrad::Indices inputs_, targets_;  // (seq, batch), reused by every step
     const bool terminal_ = ::isatty(STDERR_FILENO) != 0;
     const bool dumb_terminal_ = [] {

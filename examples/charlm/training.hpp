@@ -25,6 +25,7 @@ struct TrainArgs {
     std::vector<std::string> explicit_flags;  // configuration flags the user gave (checked against --resume)
     bool impl_given = false;                  // --impl may differ on resume: the same numbers either way
     bool checkpoint_activations = false;      // segments of ceil(sqrt(seq)) steps unless config.checkpoint_segment says
+    double collective_timeout = 1800;         // under mpirun: seconds one collective may wait (0: for ever)
 };
 
 struct SampleArgs {

@@ -1,5 +1,9 @@
 // xgrad::dist on every rank of an mpirun: the process group's collectives, the replicas' identical
 // start, gradient averaging over buckets, and a model that differs between ranks refused on all.
+#include <cmath>
+#include <span>
+#include <vector>
+
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
@@ -24,6 +28,23 @@ TEST_CASE("process group: rank, size, sums, gathers and the first failure, on ev
     const auto [rank, message] = world.first_failure(r >= 1 ? fmt::format("rank {} failed", r) : "");
     CHECK(rank == 1);
     CHECK(message == "rank 1 failed");
+    world.barrier();
+}
+
+TEST_CASE("process group: float sums and broadcasts; a collective timeout that is not reached changes nothing") {
+    dist::ProcessGroup world;
+    const int r = world.rank();
+    CHECK_THROWS_WITH_AS(world.set_timeout(-1, "test"), doctest::Contains("-1 seconds"), std::invalid_argument);
+    CHECK_THROWS_AS(world.set_timeout(std::nan(""), "test"), std::invalid_argument);
+    world.set_timeout(60, "test");
+    const dist::ProcessGroup copy = world;  // shares the watch
+    std::vector<float> values = {1.0f * static_cast<float>(r), 2.0f};
+    copy.sum_in_place(std::span<float>(values));
+    CHECK(values[1] == 2.0f * static_cast<float>(world.size()));
+    std::vector<double> from_root = {static_cast<double>(r) + 0.5};
+    world.broadcast(std::span<double>(from_root));
+    CHECK(from_root[0] == 0.5);
+    world.set_timeout(0, "test");
     world.barrier();
 }
 
