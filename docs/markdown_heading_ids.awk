@@ -1,4 +1,5 @@
-# Doxygen input filter for README.md (docs/Doxyfile.in, FILTER_PATTERNS): gives every heading below
+# Doxygen input filter for README.md (docs/Doxyfile.in, FILTER_PATTERNS), which also fixes the
+# README's links into the reference for the pages (at the end). It gives every heading below
 # the title the id GitHub gives it, so that the README's links to its own sections, such as
 # [many-to-one](#many-to-one-classifying-padded-sequences), resolve in the HTML as they do on GitHub.
 # Doxygen 1.9 names headings autotoc_mdN instead (1.10's MARKDOWN_ID_STYLE = GITHUB does what this
@@ -25,4 +26,7 @@
     print $0 " {#" slug "}"
     next
 }
+# The README links the reference's pages where a checkout has them, under build/docs/html/; in the
+# pages themselves (in the build tree, or installed to share/doc/xgrad/html) they lie beside it.
+!fence { gsub(/\]\(build\/docs\/html\//, "](") }
 { print }

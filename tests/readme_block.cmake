@@ -1,0 +1,23 @@
+# xgrad_readme_block(<README.md> <marker> <language> <out-var>): the text of the fenced ```<language>
+# block that follows the README's `<!-- <marker>: ... -->` comment, without its fences. The README's
+# programs (tests/CMakeLists.txt) and its install recipe (tests/install/check.cmake) are taken from
+# it this way, so that the tests run what a reader copies.
+function(xgrad_readme_block readme_file marker language out_var)
+  file(READ ${readme_file} readme)
+  string(FIND "${readme}" "<!-- ${marker}:" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "${readme_file} has no <!-- ${marker}: ... --> comment")
+  endif()
+  string(SUBSTRING "${readme}" ${at} -1 rest)
+  string(FIND "${rest}" "-->\n```${language}\n" open)
+  if(open EQUAL -1)
+    message(FATAL_ERROR "${readme_file}: no ```${language} block right after <!-- ${marker}: ... -->")
+  endif()
+  string(FIND "${rest}" "```${language}\n" open)
+  string(LENGTH "```${language}\n" fence)
+  math(EXPR open "${open} + ${fence}")
+  string(SUBSTRING "${rest}" ${open} -1 rest)
+  string(FIND "${rest}" "```" close)
+  string(SUBSTRING "${rest}" 0 ${close} block)
+  set(${out_var} "${block}" PARENT_SCOPE)
+endfunction()
