@@ -175,7 +175,7 @@ def metadata_hash(metadata):
     return xxh3_64(encoded)
 
 
-def verify_hashes(path, metadata, entries, data):
+def verify_hashes(path, metadata, entries, data, data_start):
     """Removes the hashes from `metadata` and checks them: none at all (another writer's file), or one for the
     metadata and one for every tensor, each matching."""
     hashes = {k[len(HASH_PREFIX):]: metadata.pop(k) for k in list(metadata) if k.startswith(HASH_PREFIX)}
@@ -193,7 +193,8 @@ def verify_hashes(path, metadata, entries, data):
         stored, computed = hashes.pop(e["name"]), xxh3_64(data[e["begin"]:e["end"]])
         if stored != computed:
             raise Refused(path, f"tensor {json.dumps(e['name'])}: its bytes do not match their content hash (stored "
-                                f"{json.dumps(stored)}, computed {computed}): the file is damaged")
+                                f"{json.dumps(stored)}, computed {computed}): the file is damaged (byte offset "
+                                f"{data_start + e['begin']})")
     if hashes:
         raise Refused(path, f"a content hash for tensor {json.dumps(min(hashes))}, which the file does not hold")
 
@@ -236,7 +237,7 @@ def read_safetensors(path):
     entries = [parse_entry(path, name, entry) for name, entry in root.items()]
     body = data[8 + n:]
     check_tiling(path, entries, 8 + n, len(body))
-    verify_hashes(path, metadata, entries, body)
+    verify_hashes(path, metadata, entries, body, 8 + n)
     tensors = {e["name"]: (decode(e["dtype"], body[e["begin"]:e["end"]]), e["shape"]) for e in entries}
     return tensors, metadata
 
