@@ -8,6 +8,7 @@ packages=(
   libxtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev libdnnl-dev ocl-icd-libopencl1
   pkgconf                     # the install test builds a program from xgrad.pc
   libfmt-dev doctest-dev nlohmann-json3-dev libcli11-dev libxxhash-dev python3
+  python3-xxhash              # examples/charlm/torch_interop.py checks checkpoints' content hashes
   fortunes clang libclang-rt-14-dev
   gnuplot-nox                 # xgrad-charlm plot
   doxygen                     # the API reference (the `docs` target, built by the tests)

@@ -17,6 +17,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <xtensor/xmanipulation.hpp>
 
 #include "charlm_run.hpp"
 #include "checkpoint.hpp"
@@ -63,8 +64,16 @@ void expect_every_reader_refuses(const fs::path& checkpoint, const std::string& 
                     needle);
 }
 
-// The safetensors bytes of `file` as a writer without content hashes (PyTorch's, say) would write them.
-std::string without_hashes(const xgrad::TensorFile<float>& file) {
+// A safetensors file's bytes: the header's length, the header, the data.
+std::string assemble(const std::string& header, const std::string& data) {
+    std::string out(8, '\0');
+    const std::uint64_t n = header.size();
+    for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>(n >> (8 * i));
+    return out + header + data;
+}
+
+// `file` as a writer without content hashes (PyTorch's, say) would write it: its JSON header and data section.
+std::pair<nlohmann::ordered_json, std::string> header_and_data(const xgrad::TensorFile<float>& file) {
     nlohmann::ordered_json header;
     header["__metadata__"] = file.metadata;
     std::string data;
@@ -74,12 +83,93 @@ std::string without_hashes(const xgrad::TensorFile<float>& file) {
                         {"data_offsets", {data.size(), data.size() + tensor.size() * sizeof(float)}}};
         data.append(reinterpret_cast<const char*>(tensor.data()), tensor.size() * sizeof(float));
     }
-    const std::string json = header.dump();
-    std::string out(8, '\0');
-    const std::uint64_t n = json.size();
-    for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>(n >> (8 * i));
-    return out + json + data;
+    return {header, data};
 }
+
+std::string without_hashes(const xgrad::TensorFile<float>& file) {
+    const auto [header, data] = header_and_data(file);
+    return assemble(header.dump(), data);
+}
+
+// Checkpoints that each break one rule of README's "The checkpoint format", made once, with the text that
+// both xgrad-charlm's refusal and torch_interop.py's must contain.
+struct Crafted {
+    fs::path path;
+    std::string needle;
+};
+
+const std::vector<Crafted>& crafted_checkpoints() {
+    static const std::vector<Crafted> cases = [] {
+        std::vector<Crafted> c;
+        auto config_edit = [](const char* key, const char* value) {
+            return [=](auto& f) {
+                auto config = nlohmann::json::parse(f.metadata.at("config"));
+                config[key] = nlohmann::json::parse(value);
+                f.metadata["config"] = config.dump();
+            };
+        };
+        auto vocabulary_edit = [](auto change) {
+            return [=](auto& f) {
+                auto vocabulary = nlohmann::json::parse(f.metadata.at("vocabulary"));
+                change(vocabulary);
+                f.metadata["vocabulary"] = vocabulary.dump();
+            };
+        };
+        c.push_back({crafted("c-nan.safetensors", [](auto& f) { f.tensors.at("model.head.bias")(0) = NAN; }),
+                     "tensor 'model.head.bias' holds nan at flat index 0"});
+        c.push_back({crafted("c-version.safetensors", [](auto& f) { f.metadata["format_version"] = "99"; }),
+                     "format version 99 is newer than this program reads (1)"});
+        c.push_back({crafted("c-unsorted.safetensors", vocabulary_edit([](auto& v) { std::swap(v[0], v[1]); })),
+                     "vocabulary: symbols must be sorted and distinct"});
+        c.push_back({crafted("c-float-symbol.safetensors", vocabulary_edit([](auto& v) { v.back() = 122.5; })),
+                     "vocabulary entry 122.5 is not a Unicode scalar value"});
+        c.push_back({crafted("c-surrogate.safetensors", vocabulary_edit([](auto& v) { v.back() = 55296; })),
+                     "vocabulary entry 55296 is not a Unicode scalar value"});
+        c.push_back({crafted("c-vocabulary-object.safetensors", [](auto& f) { f.metadata["vocabulary"] = R"({"a":97,"b":98})"; }),
+                     "the vocabulary is object, not an array"});
+        c.push_back({crafted("c-transposed.safetensors", [](auto& f) {
+                         const xgrad::Tensor<float> h = f.tensors.at("state.hidden");
+                         f.tensors["state.hidden"] = xt::transpose(h);
+                     }),
+                     "'state.hidden' missing or not of shape (1, 4, 12)"});
+        c.push_back({crafted("c-layers.safetensors", config_edit("layers", "0")), "layers = 0 is out of range"});
+        c.push_back({crafted("c-hidden-text.safetensors", config_edit("hidden", R"("12")")),
+                     R"('hidden' = "12" is not a non-negative integer)"});
+        c.push_back({crafted("c-lr.safetensors", config_edit("lr", "-0.5")), "lr = -0.5 must be positive"});
+        c.push_back({crafted("c-inflated.safetensors", config_edit("hidden", "100000")), "its model tensors hold"});
+        c.push_back({crafted("c-step.safetensors", [](auto& f) { f.metadata["step"] = "9223372036854775807"; }),
+                     "metadata 'step' is not an integer in [0, 9007199254740992]"});
+        c.push_back({crafted("c-position.safetensors", [](auto& f) { f.metadata["data_position"] = "999999999"; }),
+                     "metadata 'data_position' is not an integer in [0, "});
+        c.push_back({crafted("c-format.safetensors", [](auto& f) { f.metadata.erase("format"); }), "not an xgrad-charlm checkpoint"});
+
+        // Byte-level damage to the good file, and headers no writer of ours would produce.
+        const std::string good = read(good_checkpoint());
+        auto raw = [&](const std::string& name, const std::string& bytes, const std::string& needle) {
+            write(scratch() / name, bytes);
+            c.push_back({scratch() / name, needle});
+        };
+        std::string flipped = good;
+        flipped[good.size() - 3] = static_cast<char>(flipped[good.size() - 3] ^ 0x04);
+        raw("c-flipped.safetensors", flipped, "do not match their content hash");
+        raw("c-trailing.safetensors", good + "xx", "2 trailing bytes after the last tensor");
+        raw("c-truncated.safetensors", good.substr(0, good.size() - 7), "runs past the end of the file");
+        auto file = xgrad::load_safetensors<float>(good_checkpoint().string());
+        auto [header, data] = header_and_data(file);
+        std::string text = header.dump();
+        text.replace(text.find(R"("shape":[)"), 9, R"("shape":[Infinity,)");
+        raw("c-infinity.safetensors", assemble(text, data), "malformed JSON header");
+        header["__metadata__"] = nlohmann::ordered_json::array({"format", "xgrad-charlm"});
+        raw("c-metadata-array.safetensors", assemble(header.dump(), data), "__metadata__ must be an object, not array");
+        file.tensors.at("model.head.weight")(1, 2) = INFINITY;  // no hashes to catch it: the finiteness check must
+        raw("c-inf-no-hashes.safetensors", without_hashes(file), "tensor 'model.head.weight' holds inf at flat index 14");
+        return c;
+    }();
+    return cases;
+}
+
+// torch_interop.py with these arguments, as the README says to run it.
+Run interop(const std::string& args) { return run_command(fmt::format("/usr/bin/python3 {} {}", XGRAD_INTEROP_SCRIPT, args)); }
 
 // Runs xgrad-charlm with `args` (no shell), its output into `log`; returns the child's pid.
 pid_t start(const std::vector<std::string>& args, const fs::path& log) {
@@ -560,4 +650,78 @@ TEST_CASE("plot reads CRLF lines, blank lines and subnormal numbers, refuses a t
     std::size_t files = 0;
     for ([[maybe_unused]] const auto& entry : fs::directory_iterator(folder)) ++files;
     CHECK(files == 5);  // crlf.csv, crlf.svg, comma.csv, huge.csv and the odd picture
+}
+
+TEST_CASE("every crafted checkpoint is refused by xgrad-charlm's three readers, in one line") {
+    for (const Crafted& c : crafted_checkpoints()) expect_every_reader_refuses(c.path, c.needle);
+}
+
+// These need no torch: the script checks everything before it imports it.
+TEST_CASE("torch_interop.py eval refuses every checkpoint xgrad-charlm refuses, in one line, before importing torch") {
+    for (const Crafted& c : crafted_checkpoints()) {
+        CAPTURE(c.path.string());
+        const Run r = interop(fmt::format("eval --checkpoint {} --corpus {}", c.path.string(), small_corpus().string()));
+        expect_one_line(r, fmt::format("torch_interop.py: {}: ", c.path.string()));
+        CHECK(r.output.find(c.needle) != std::string::npos);
+    }
+    // The checks pass what xgrad-charlm reads: a file of its own, and one without content hashes (another writer's).
+    const fs::path plain = scratch() / "interop-no-hashes.safetensors";
+    write(plain, without_hashes(xgrad::load_safetensors<float>(good_checkpoint().string())));
+    for (const fs::path& good : {good_checkpoint(), plain}) {
+        CAPTURE(good.string());
+        REQUIRE(run(fmt::format("eval --checkpoint {} --corpus {}", good.string(), small_corpus().string())).code == 0);
+        const Run r = interop(fmt::format("eval --checkpoint {} --corpus {}", good.string(), small_corpus().string()));
+        CAPTURE(r.output);
+        CHECK((r.code == 0 || r.output == "torch_interop.py: torch: cannot be imported (No module named 'torch'; Debian: apt-get "
+                                          "install python3-torch)\n"));
+    }
+    expect_one_line(interop(fmt::format("eval --checkpoint {} --corpus {}", (scratch() / "absent.safetensors").string(),
+                                        small_corpus().string())),
+                    "absent.safetensors: No such file or directory");
+    write(scratch() / "interop-latin1.txt", "caf\xe9");
+    expect_one_line(interop(fmt::format("eval --checkpoint {} --corpus {}", good_checkpoint().string(),
+                                        (scratch() / "interop-latin1.txt").string())),
+                    "interop-latin1.txt: not UTF-8 text");
+}
+
+TEST_CASE("torch_interop.py export refuses, before training, what xgrad-charlm would refuse and an --out that is an input") {
+    const fs::path corpus = scratch() / "interop-corpus.txt", link = scratch() / "interop-corpus-link.txt";
+    write(corpus, words(6000, 3));
+    fs::remove(link);
+    fs::create_symlink(corpus, link);
+    for (const fs::path& out : {corpus, link, scratch() / "." / "interop-corpus.txt"}) {
+        CAPTURE(out.string());
+        expect_one_line(interop(fmt::format("export --corpus {} --out {}", corpus.string(), out.string())), "which it would overwrite");
+    }
+    CHECK(read(corpus) == words(6000, 3));
+    const std::string out = (scratch() / "interop-out.safetensors").string();
+    for (const char* flag : {"--hidden 0", "--hidden -3", "--steps 0", "--steps -5", "--seed -1"}) {
+        CAPTURE(flag);
+        expect_one_line(interop(fmt::format("export --corpus {} --out {} {}", corpus.string(), out, flag)),
+                        fmt::format("torch_interop.py: {}: must be in [", flag));
+    }
+    expect_one_line(interop(fmt::format("export --corpus {} --out {} --hidden x", corpus.string(), out)), "--hidden");
+    // Corpora xgrad-charlm train refuses with export's configuration (seq 32, batch 8, validation fraction 0.1).
+    const fs::path one = scratch() / "interop-one.txt", short_text = scratch() / "interop-short.txt";
+    write(one, std::string(5000, 'a'));
+    expect_one_line(interop(fmt::format("export --corpus {} --out {}", one.string(), out)), "single distinct character");
+    write(short_text, words(200, 4));
+    expect_one_line(interop(fmt::format("export --corpus {} --out {}", short_text.string(), out)), "too few for one batch");
+    expect_one_line(interop(fmt::format("export --corpus {} --out {}/no/such/x.safetensors", corpus.string(), scratch().string())),
+                    "cannot write");
+    CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("torch_interop.py writes checkpoints atomically: a failed write is one line and leaves the previous file") {
+    const fs::path previous = scratch() / "interop-previous.safetensors";
+    write(previous, "the previous checkpoint");
+    // A file-size limit of 1 KiB makes the write itself fail (Python ignores SIGXFSZ, so write() says EFBIG).
+    const std::string folder = fs::path(XGRAD_INTEROP_SCRIPT).parent_path().string();
+    const Run r = run_command(fmt::format(
+        "ulimit -f 1; /usr/bin/python3 -B -c 'import sys; sys.path.insert(0, \"{}\"); import torch_interop as t\n"
+        "try: t.write_atomic(\"{}\", bytes(100000))\nexcept t.Refused as e: sys.exit(f\"torch_interop.py: {{e}}\")'",
+        folder, previous.string()));
+    expect_one_line(r, fmt::format("torch_interop.py: {}: cannot write: File too large", previous.string()));
+    CHECK(read(previous) == "the previous checkpoint");
+    for (const auto& entry : fs::directory_iterator(scratch())) CHECK(entry.path().string().find(".tmp.") == std::string::npos);
 }

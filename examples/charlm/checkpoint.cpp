@@ -60,6 +60,8 @@ Checkpoint read_checkpoint(const std::string& path) {
     return checkpoint_from(path, std::move(file));
 }
 
+// The checks below are the rules README.md states under "The checkpoint format"; torch_interop.py applies
+// the same ones: a change here belongs there too.
 Checkpoint checkpoint_from(const std::string& path, xgrad::TensorFile<float> file) {
     Checkpoint c;
     c.path = path;
@@ -81,7 +83,10 @@ Checkpoint checkpoint_from(const std::string& path, xgrad::TensorFile<float> fil
     try {
         c.state.config = Config::from_json(nlohmann::json::parse(meta("config")));
         std::u32string symbols;
-        for (const auto& v : nlohmann::json::parse(meta("vocabulary"))) {
+        const nlohmann::json vocabulary = nlohmann::json::parse(meta("vocabulary"));
+        // A range-for over a JSON object or number would visit its values as if they were a list.
+        if (!vocabulary.is_array()) throw InputError(fmt::format("the vocabulary is {}, not an array", vocabulary.type_name()));
+        for (const auto& v : vocabulary) {
             // get<std::uint32_t>() would wrap a negative or huge number into some other character.
             if (!v.is_number_unsigned() || v.get<std::uint64_t>() > 0x10FFFF || !is_scalar_value(v.get<std::uint32_t>())) {
                 throw InputError(fmt::format("vocabulary entry {} is not a Unicode scalar value", v.dump()));
