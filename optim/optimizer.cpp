@@ -19,6 +19,10 @@ Optimizer<T>::Optimizer(std::string name, std::vector<ParamGroup<T>> groups, dou
         const GroupRates rates{groups[g].lr().value_or(lr), groups[g].weight_decay().value_or(weight_decay)};
         check_rate("learning rate", g, rates.lr);
         check_rate("weight_decay", g, rates.weight_decay);
+        if (groups[g].params().empty()) {
+            throw std::invalid_argument(fmt::format("{}: group {} has an empty parameter list (torch: optimizer got an empty parameter list)",
+                                                    name_, g));
+        }
         groups_.push_back({rates, params_.size(), params_.size() + groups[g].params().size()});
         for (const Parameter<T>& p : groups[g].params()) {
             const std::size_t i = params_.size();
