@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include <fmt/format.h>
 #include <xsimd/xsimd.hpp>
@@ -46,7 +47,8 @@ T exp_shifted(const T* row, T shift, std::size_t n, T* out) {
 }
 
 // Which positions of logits (..., C) count, and how much: w_n = mask_n · [t_n ≠ ignore_index], after
-// checking the shapes, the targets' range and the mask's values, naming `op`.
+// checking the shapes, the targets' range, the mask's values and that their sum (the mean's
+// denominator) is finite, naming `op`.
 template <class T>
 std::vector<T> position_weights(const char* op, const Shape& shape, const Indices& targets, std::int64_t ignore_index,
                                 const std::optional<Tensor<T>>& mask) {
@@ -74,6 +76,12 @@ std::vector<T> position_weights(const char* op, const Shape& shape, const Indice
             throw std::invalid_argument(fmt::format("{}: mask value {} at position {} is not a finite weight >= 0", op,
                                                     weight[r], r));
         }
+    }
+    T sum = 0;
+    for (T w : weight) sum += w;
+    if (!std::isfinite(sum)) {
+        throw std::invalid_argument(fmt::format("{}: the mask's weights sum to {}, beyond {}'s range: scale them down", op, sum,
+                                                std::is_same_v<T, float> ? "float" : "double"));
     }
     return weight;
 }

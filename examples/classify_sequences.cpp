@@ -26,6 +26,7 @@ using xgrad::Var;
 
 namespace {
 constexpr std::size_t symbols = 8, features = symbols + 1;  // one-hot symbol, then the mark
+constexpr const char* sizes = "--hidden, --batch or --max-length";  // the flags that decide the memory a run needs
 
 struct Batch {
     std::vector<Tensor<float>> sequences;  // (L_i, features)
@@ -83,9 +84,8 @@ double test_accuracy(Classifier& model, std::size_t min_length, std::size_t max_
     }
     return correct / static_cast<double>(count);
 }
-}  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     CLI::App app("Many-to-one sequence classification: do the two marked symbols match?");
     std::string cell = "lstm";
     examples::TrainingFlags flags{.steps = 4000, .batch = 64, .hidden = 64, .test_size = 2000, .lr = 3e-3};
@@ -104,6 +104,13 @@ int main(int argc, char** argv) {
     xgrad::manual_seed(flags.seed);
     xgrad::Generator data(flags.seed + 1);
     Classifier model(cell, flags.hidden);
+    // Training keeps a whole batch's activations; testing runs batches of up to 500 sequences four times as long.
+    const std::size_t gates = model.rnn->cell().gates();
+    const double train_positions = static_cast<double>(lengths.max_length * flags.batch);
+    const double test_positions = static_cast<double>(4 * lengths.max_length * std::min<std::size_t>(500, flags.test_size));
+    const double activations = std::max(examples::recurrent_floats(train_positions, flags.hidden, gates),
+                                        examples::recurrent_floats(test_positions, flags.hidden, gates, false));
+    examples::check_memory("training this model", examples::training_bytes(model.parameter_count(), activations), sizes);
     std::vector<xgrad::Parameter<float>> weights, biases;  // the usual split: no weight decay on biases
     for (const auto& [name, p] : model.named_parameters()) (name.find("bias") != std::string::npos ? biases : weights).push_back(p);
     optim::AdamW<float> opt({optim::ParamGroup<float>(weights).weight_decay(weight_decay), optim::ParamGroup<float>(biases).weight_decay(0)},
@@ -127,3 +134,6 @@ int main(int argc, char** argv) {
     }
     return examples::require_loss_below("classify_sequences", losses, flags.require_loss_below);
 }
+}  // namespace
+
+int main(int argc, char** argv) { return examples::run_guarded("classify_sequences", sizes, [&] { return run(argc, argv); }); }

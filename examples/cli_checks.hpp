@@ -1,8 +1,10 @@
-// Command-line handling shared by the example programs (CLI11): a check that refuses NaN and ±Inf,
-// and parsing that reports any bad flag in one line with exit status 1.
+// Command-line handling shared by the example programs (CLI11): checks that refuse NaN and ±Inf
+// and a seed beyond 64 bits, and parsing that reports any bad flag in one line with exit status 1.
 #pragma once
 
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -23,6 +25,20 @@ inline CLI::Validator finite_number() {
             return std::isfinite(value) ? std::string() : "'" + text + "' is not a finite number";
         },
         "FINITE");
+}
+
+// CLI11 turns an integer above 2^64 - 1 into 2^64 - 1 without a word, and NonNegativeNumber lets
+// it through: every --seed goes through this check, which wants a whole number in [0, 2^64 - 1].
+inline CLI::Validator seed_number() {
+    return CLI::Validator(
+        [](std::string& text) -> std::string {
+            std::uint64_t value = 0;
+            const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+            if (error == std::errc::result_out_of_range) return "'" + text + "' is above 2^64 - 1, the largest seed";
+            if (error != std::errc() || end != text.data() + text.size()) return "'" + text + "' is not a whole number >= 0";
+            return std::string();
+        },
+        "SEED");
 }
 
 // Where the command line says the program stops instead of going on: its exit status and what it

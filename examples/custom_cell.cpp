@@ -16,6 +16,7 @@
 #include <xgrad/xgrad.hpp>
 
 #include "cli_checks.hpp"
+#include "guards.hpp"
 #include "indrnn_cell.hpp"
 
 using xgrad::Tensor;
@@ -60,9 +61,11 @@ class AddingModel : public nn::Module<float> {
     nn::Recurrent<IndRNNCell> rnn;
     nn::Linear<float> head;
 };
-}  // namespace
 
-int main(int argc, char** argv) {
+constexpr std::size_t batch = 32;
+constexpr const char* sizes = "--hidden or --length";  // the flags that decide the memory a run needs
+
+int run(int argc, char** argv) {
     std::size_t steps = 2000, length = 50, hidden = 32;
     CLI::App app{"A user-defined recurrent cell (IndRNN): its handwritten backward cross-checked, then trained on the adding problem."};
     app.add_option("--steps", steps, "training steps")->check(CLI::Range(1, 1000000));
@@ -83,7 +86,6 @@ int main(int argc, char** argv) {
     if (!report.passed) return 1;
 
     // 2. The adding problem on both implementations, same seed. Predicting the mean (1.0) scores an MSE of about 0.17.
-    constexpr std::size_t batch = 32;
     fmt::print("training on the adding problem (T = {}, batch {}, 2 IndRNN layers of {}):\n", length, batch, hidden);
     fmt::print("{:>6} {:>12} {:>12}\n", "step", "mse graph", "mse fused");
     double running[2] = {0, 0};
@@ -95,6 +97,11 @@ int main(int argc, char** argv) {
         models[i] = std::make_unique<AddingModel>(hidden, impls[i], gen[i]);
         adams[i] = std::make_unique<xgrad::optim::Adam<float>>(models[i]->parameters(), xgrad::optim::AdamOptions(2e-3));
     }
+    // Both models' parameters, and one step's graph at a time: two layers over the whole sequence (IndRNN: one gate).
+    const double positions = static_cast<double>(length * batch);
+    examples::check_memory("training the two models", examples::training_bytes(2 * models[0]->parameter_count(),
+                                                                                   2 * examples::recurrent_floats(positions, hidden, 1)),
+                           sizes);
     for (std::size_t step = 1; step <= steps; ++step) {
         for (int i = 0; i < 2; ++i) {
             auto [x, y] = adding_batch(length, batch, gen[i]);
@@ -102,7 +109,7 @@ int main(int argc, char** argv) {
             auto loss = xgrad::mse_loss(models[i]->forward(g.constant(x)), g.constant(y));
             adams[i]->zero_grad();
             loss.backward();
-            nn::clip_grad_norm(models[i]->parameters(), 1.0);
+            examples::stop_unless_finite(step, loss.item(), nn::clip_grad_norm(models[i]->parameters(), 1.0));
             adams[i]->step();
             running[i] = step == 1 ? loss.item() : 0.95 * running[i] + 0.05 * loss.item();
         }
@@ -112,3 +119,6 @@ int main(int argc, char** argv) {
     }
     return 0;
 }
+}  // namespace
+
+int main(int argc, char** argv) { return examples::run_guarded("custom_cell", sizes, [&] { return run(argc, argv); }); }

@@ -35,6 +35,8 @@ constexpr std::array<const char*, 12> months = {"January", "February", "March", 
                                                 "July",    "August",   "September", "October", "November", "December"};
 constexpr std::array<const char*, 7> weekdays = {"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"};
 constexpr std::size_t formats = 9;
+constexpr std::size_t longest_text = 29;  // "Wednesday, September 30, 2024"
+constexpr const char* sizes = "--hidden or --batch";  // the flags that decide the memory a run needs
 
 struct Example {
     std::string text, iso;
@@ -290,9 +292,17 @@ void print_attention(const std::string& input, const std::string& output, const 
         fmt::print("  {:>3} {}\n", t < output.size() ? std::string(1, output[t]) : std::string("end"), row);
     }
 }
-}  // namespace
 
-int main(int argc, char** argv) {
+// Floats a batch of B examples keeps: the bidirectional GRU encoder over the text, the GRU cell of
+// 2 H over the output, and additive attention's (B, T, H) terms at each output step.
+double seq2seq_floats(double batch, std::size_t hidden, bool backward) {
+    const double steps = static_cast<double>(output_length), text = static_cast<double>(longest_text), gates = 3;
+    return 2 * examples::recurrent_floats(text * batch, hidden, gates, backward) +
+           examples::recurrent_floats(steps * batch, 2 * hidden, gates, backward) +
+           steps * batch * text * static_cast<double>(hidden) * (backward ? 4 : 2);
+}
+
+int run(int argc, char** argv) {
     CLI::App app("Sequence to sequence with attention: dates written nine ways, rewritten as ISO 8601");
     examples::TrainingFlags flags{.steps = 3000, .batch = 64, .hidden = 64, .test_size = 1000, .lr = 3e-3};
     std::size_t beam_width = 4;
@@ -305,6 +315,9 @@ int main(int argc, char** argv) {
     xgrad::manual_seed(flags.seed);
     xgrad::Generator data(flags.seed + 1);
     Seq2Seq model(flags.hidden);
+    const double activations = std::max(seq2seq_floats(static_cast<double>(flags.batch), flags.hidden, true),
+                                        seq2seq_floats(static_cast<double>(std::min<std::size_t>(500, flags.test_size)), flags.hidden, false));
+    examples::check_memory("training this model", examples::training_bytes(model.parameter_count(), activations), sizes);
     optim::Adam<float> opt(model.parameters(), optim::AdamOptions(flags.lr));
     optim::CosineWarmupLR<float> schedule(opt, flags.steps / 20, flags.steps, flags.lr / 20);
 
@@ -359,3 +372,6 @@ int main(int argc, char** argv) {
     print_attention(one.examples[0].text, output, weights);
     return examples::require_loss_below("normalize_dates", losses, flags.require_loss_below);
 }
+}  // namespace
+
+int main(int argc, char** argv) { return examples::run_guarded("normalize_dates", sizes, [&] { return run(argc, argv); }); }

@@ -27,6 +27,7 @@ using xgrad::Var;
 namespace {
 constexpr std::size_t symbols = 20;
 constexpr std::int64_t ignored = -100;  // cross_entropy's and accuracy's default ignore index
+constexpr const char* sizes = "--hidden, --batch or --max-length";  // the flags that decide the memory a run needs
 
 struct Batch {
     nn::PaddedIndices ids;   // (T, B) symbol ids, lengths, mask
@@ -110,9 +111,8 @@ void show_example(Tagger& model, std::size_t length, xgrad::Generator& gen) {
     }
     fmt::print("  sequence   {}\n  repeated   {}\n  predicted  {}\n", text, truth, guess);
 }
-}  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     CLI::App app("Many-to-many tagging with a bidirectional GRU: does each symbol occur elsewhere in its sequence?");
     examples::TrainingFlags flags{.steps = 4000, .batch = 32, .hidden = 64, .test_size = 2000, .lr = 3e-3};
     examples::LengthFlags lengths{.min_length = 4, .max_length = 24};
@@ -127,6 +127,13 @@ int main(int argc, char** argv) {
     xgrad::manual_seed(flags.seed);
     xgrad::Generator data(flags.seed + 1);
     Tagger model(flags.hidden, !unidirectional);
+    // Training keeps a whole batch's activations in each direction; testing runs batches of up to 500 twice as long.
+    const double directions = unidirectional ? 1 : 2, gates = 3;  // GRU
+    const double train_positions = static_cast<double>(lengths.max_length * flags.batch);
+    const double test_positions = static_cast<double>(2 * lengths.max_length * std::min<std::size_t>(500, flags.test_size));
+    const double activations = directions * std::max(examples::recurrent_floats(train_positions, flags.hidden, gates),
+                                                     examples::recurrent_floats(test_positions, flags.hidden, gates, false));
+    examples::check_memory("training this model", examples::training_bytes(model.parameter_count(), activations), sizes);
     optim::Adam<float> opt(model.parameters(), optim::AdamOptions(flags.lr));
 
     fmt::print("{} GRU {} over {} symbols, training lengths {}..{}, batch {}, {} steps\n",
@@ -148,3 +155,6 @@ int main(int argc, char** argv) {
     show_example(model, lengths.max_length, test);
     return examples::require_loss_below("tag_sequences", losses, flags.require_loss_below);
 }
+}  // namespace
+
+int main(int argc, char** argv) { return examples::run_guarded("tag_sequences", sizes, [&] { return run(argc, argv); }); }

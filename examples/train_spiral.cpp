@@ -11,6 +11,8 @@
 
 #include <xgrad/xgrad.hpp>
 
+#include "guards.hpp"
+
 using xgrad::Tensor;
 
 namespace {
@@ -36,9 +38,8 @@ Dataset make_spiral(xgrad::Generator& gen) {
     }
     return d;
 }
-}  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     const int steps = argc > 1 ? std::atoi(argv[1]) : 2000;
     const float lr = argc > 2 ? std::stof(argv[2]) : 0.5f;
     if (steps <= 0 || !(lr > 0)) {
@@ -72,9 +73,14 @@ int main(int argc, char** argv) {
                        100.0 * static_cast<double>(correct) / static_cast<double>(data.labels.size()));
         }
         if (step == steps) break;
+        examples::stop_unless_finite(static_cast<std::size_t>(step), loss.item());
         for (auto* p : params) p->zero_grad();
         loss.backward();
         for (auto* p : params) p->value() -= lr * p->grad();
     }
     return 0;
 }
+}  // namespace
+
+// The sizes are fixed: nothing to lower.
+int main(int argc, char** argv) { return examples::run_guarded("train_spiral", "", [&] { return run(argc, argv); }); }

@@ -1,6 +1,6 @@
 // What the worked examples share: their common flags (steps, batch, sizes, learning rate, seed,
 // test size and the short mode's --require-loss-below), registered once with their checks, and
-// the training loop.
+// the training loop, which stops at a loss or gradient norm that is not finite (guards.hpp).
 #pragma once
 
 #include <chrono>
@@ -16,6 +16,7 @@
 #include <xgrad/xgrad.hpp>
 
 #include "cli_checks.hpp"
+#include "guards.hpp"
 
 namespace examples {
 
@@ -36,7 +37,7 @@ inline void add_training_flags(CLI::App& app, TrainingFlags& f) {
         ->check(positive)
         ->capture_default_str();
     app.add_option("--lr", f.lr, "learning rate")->check(finite_number() & CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--seed", f.seed, "seed of the data and the initial weights")->capture_default_str();
+    app.add_option("--seed", f.seed, "seed of the data and the initial weights")->check(seed_number())->capture_default_str();
     app.add_option("--threads", f.threads, "BLAS threads (default: as the environment sets)")->check(CLI::Range(1, 256));
     app.add_option("--require-loss-below", f.require_loss_below,
                    "exit 1 unless the mean training loss of the last 50 steps is below this (0: no check)")
@@ -87,6 +88,7 @@ inline int require_loss_below(std::string_view program, const std::vector<double
 // Trains for `steps` steps: batch_loss(graph, report) gives the step's loss and, when `report`,
 // the batch's accuracy; then backward, gradients clipped to norm 1, opt.step() and after_step()
 // (a schedule's step). Prints the recent loss and that accuracy ten times. Returns every step's loss.
+// A step whose loss or gradient norm is not finite throws (stop_unless_finite) before its update.
 template <class BatchLoss, class AfterStep = void (*)()>
 std::vector<double> train(std::size_t steps, xgrad::optim::Optimizer<float>& opt, std::string_view accuracy_name,
                           BatchLoss batch_loss, AfterStep after_step = [] {}) {
@@ -98,7 +100,7 @@ std::vector<double> train(std::size_t steps, xgrad::optim::Optimizer<float>& opt
         const auto [loss, accuracy] = batch_loss(g, report);
         opt.zero_grad();
         loss.backward();
-        xgrad::nn::clip_grad_norm(opt.parameters(), 1.0);
+        stop_unless_finite(step, loss.item(), xgrad::nn::clip_grad_norm(opt.parameters(), 1.0));
         opt.step();
         after_step();
         losses.push_back(loss.item());

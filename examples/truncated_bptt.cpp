@@ -13,9 +13,12 @@
 
 #include <xgrad/xgrad.hpp>
 
+#include "guards.hpp"
+
 using xgrad::Tensor;
 
-int main(int argc, char** argv) {
+namespace {
+int run(int argc, char** argv) {
     const int chunks = argc > 1 ? std::atoi(argv[1]) : 400;
     const bool fused = argc > 2 && std::string(argv[2]) == "--fused";
     if (chunks <= 0) {
@@ -54,7 +57,7 @@ int main(int argc, char** argv) {
         auto loss = xgrad::mse_loss(head.forward(output), g.constant(targets));
         for (auto& p : params) p.zero_grad();
         loss.backward();
-        xgrad::nn::clip_grad_norm(params, 1.0);
+        examples::stop_unless_finite(static_cast<std::size_t>(c) + 1, loss.item(), xgrad::nn::clip_grad_norm(params, 1.0));
         for (auto& p : params) p.value() -= lr * p.grad();
         carried = h_n.value();  // the state goes on; its history does not
         running = c == 0 ? loss.item() : 0.95 * running + 0.05 * loss.item();
@@ -65,3 +68,7 @@ int main(int argc, char** argv) {
     }
     return 0;
 }
+}  // namespace
+
+// The sizes are fixed: nothing to lower.
+int main(int argc, char** argv) { return examples::run_guarded("truncated_bptt", "", [&] { return run(argc, argv); }); }

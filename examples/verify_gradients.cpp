@@ -11,8 +11,26 @@
 #include <xgrad/xgrad.hpp>
 
 #include "cli_checks.hpp"
+#include "guards.hpp"
 
-int main(int argc, char** argv) {
+namespace {
+constexpr const char* sizes = "--hidden, --layers, --steps, --batch or --input-size";  // the flags that decide the memory
+
+// Refuses a check that would not fit in memory: every layer and direction's parameters, and a
+// training step's activations over steps x batch positions, in double (twice a float's bytes).
+void check_fits(const xgrad::nn::RNNVerifyOptions& o) {
+    const double directions = o.bidirectional ? 2 : 1, layers = static_cast<double>(o.num_layers) * directions;
+    const auto gates = xgrad::nn::make_cell<double>(o.cell)->gates();
+    const double H = static_cast<double>(o.hidden_size), widest_input = std::max(static_cast<double>(o.input_size), directions * H);
+    const double parameters = layers * static_cast<double>(gates) * H * (widest_input + H + 2) + static_cast<double>(o.classes) * directions * H;
+    const double positions = static_cast<double>(o.steps) * static_cast<double>(o.batch);
+    examples::check_memory("this check",
+                           2 * examples::training_bytes(static_cast<std::size_t>(parameters),
+                                                        layers * examples::recurrent_floats(positions, o.hidden_size, gates)),
+                           sizes);
+}
+
+int run(int argc, char** argv) {
     xgrad::nn::RNNVerifyOptions o;
     std::string nonlinearity = "tanh";
     bool no_bias = false, skip_numeric = false;
@@ -32,20 +50,21 @@ int main(int argc, char** argv) {
     app.add_option("--recurrent-scale", o.recurrent_scale, "multiply W_hh by this after initialization")
         ->check(examples::finite_number());
     app.add_option("--forget-bias", o.forget_bias, "LSTM: add this to the forget gates' bias")->check(examples::finite_number());
-    app.add_option("--seed", o.seed, "random seed")->check(CLI::NonNegativeNumber);
+    app.add_option("--seed", o.seed, "random seed")->check(examples::seed_number());
     app.add_flag("--no-numeric", skip_numeric, "skip finite differences (large models)");
     if (auto status = examples::parse_command_line(app, argc, argv, "verify_gradients")) return *status;
     o.bias = !no_bias;
     o.finite_differences = !skip_numeric;
     o.nonlinearity = nonlinearity == "relu" ? xgrad::nn::Nonlinearity::relu : xgrad::nn::Nonlinearity::tanh;
 
-    xgrad::nn::RNNVerifyReport report;
-    try {
-        report = xgrad::nn::verify_rnn_gradients(o);
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "verify_gradients: {}\n", e.what());
-        return 2;
-    }
+    check_fits(o);
+    const xgrad::nn::RNNVerifyReport report = xgrad::nn::verify_rnn_gradients(o);
     fmt::print("{}", xgrad::nn::format_report(report, o));
     return report.passed ? 0 : 1;
+}
+}  // namespace
+
+// Status 1 means gradients beyond tolerance: an error (a bad option, too little memory) exits 2.
+int main(int argc, char** argv) {
+    return examples::run_guarded("verify_gradients", sizes, [&] { return run(argc, argv); }, 2);
 }

@@ -36,6 +36,10 @@ void check_keys(const char* who, const Shape& keys, const Shape& values) {
         throw ShapeError(fmt::format("{}: keys {} and values {} must be (batch, keys, features) with the same batch and keys", who,
                                      shape_str(keys), shape_str(values)));
     }
+    // No features: the scores are empty sums and the scale 1/√0 turns them into NaN weights.
+    if (keys[2] == 0) {
+        throw ShapeError(fmt::format("{}: keys {} have no features: attention needs a feature size of at least 1", who, shape_str(keys)));
+    }
 }
 }  // namespace
 

@@ -28,7 +28,8 @@ struct AttentionOutput {
 /// softmax(q kᵀ / √D) v over the keys. query (B, D) or (B, Tq, D), keys (B, Tk, D), values (B, Tk, Dv);
 /// mask (B, Tk), true where a key may be attended to (not padding); the default (0-d) attends everywhere.
 /// Every sequence needs at least one such key. `scaled` false drops the 1/√D.
-/// Shapes that do not fit throw ShapeError; a sequence with no key to attend to, std::invalid_argument.
+/// Shapes that do not fit, and keys of feature size 0, throw ShapeError; a sequence with no key to
+/// attend to, std::invalid_argument.
 template <class T>
 AttentionOutput<T> dot_product_attention(const Var<T>& query, const Var<T>& keys, const Var<T>& values,
                                          const Mask& mask = {}, bool scaled = true);

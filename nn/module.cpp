@@ -120,8 +120,25 @@ Parameter<T> Module<T>::register_parameter(const std::string& name, Tensor<T> va
     return parameters_.back().second;
 }
 
+// Registering `child` makes a cycle when this module is `child` or lies inside it (child is then
+// an ancestor): every walk over the tree (named_parameters, train) would go round for ever.
 template <class T>
 void Module<T>::register_module(const std::string& name, Module<T>& child) {
+    const auto refuse = [&](const std::string& why) {
+        throw std::invalid_argument(fmt::format("{}: register_module '{}': {} (a cycle)", type_name_, name, why));
+    };
+    if (&child == this) refuse(fmt::format("the module is this {} itself", type_name_));
+    // A module may be shared by several parents: `seen` visits each once.
+    std::set<const Module<T>*> seen = {&child};
+    std::vector<const Module<T>*> stack = {&child};
+    while (!stack.empty()) {
+        const Module<T>* m = stack.back();
+        stack.pop_back();
+        for (const auto& entry : m->children_) {
+            if (entry.second == this) refuse(fmt::format("that {} already contains this {}", child.type_name_, type_name_));
+            if (seen.insert(entry.second).second) stack.push_back(entry.second);
+        }
+    }
     claim_name(name);
     children_.emplace_back(name, &child);
 }

@@ -93,7 +93,8 @@ class Module {
     /// member the forward uses.
     Parameter<T> register_parameter(const std::string& name, Tensor<T> value);
     /// A child module held by reference (usually a member): its parameters appear as "name.*".
-    /// It must outlive this module's use. The name is checked as register_parameter's.
+    /// It must outlive this module's use. The name is checked as register_parameter's; a child
+    /// that is this module or contains it (a cycle) throws std::invalid_argument.
     void register_module(const std::string& name, Module<T>& child);
     /// An owned child (from a factory): kept alive with this module, returned for convenience.
     template <class M>

@@ -244,7 +244,7 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
                 in.h_in = recurrent_mask.defined() ? state[0] * recurrent_mask : state[0];
                 in.previous = state;
                 std::vector<Var<T>> fresh = cell_->step(in);
-                check_step_result(fresh, batch);
+                check_step_result(fresh, batch, tape);
                 if (track_hidden_grads_) {
                     fresh[0].retain_grad();
                     tracked_hidden_[k * steps + t] = fresh[0];
@@ -276,9 +276,10 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
     return out;
 }
 
-// A user's step could return a wrongly shaped state that broadcasting would carry on silently.
+// A user's step could return a wrongly shaped state that broadcasting would carry on silently, or
+// one from another graph that backward would never reach.
 template <class T>
-void RecurrentBase<T>::check_step_result(const std::vector<Var<T>>& states, std::size_t batch) const {
+void RecurrentBase<T>::check_step_result(const std::vector<Var<T>>& states, std::size_t batch, const Tape<T>& tape) const {
     if (states.size() != cell_->states()) {
         throw std::logic_error(fmt::format("{}: the cell's step returned {} states, it declares {}", this->type_name(),
                                            states.size(), cell_->states()));
@@ -289,6 +290,10 @@ void RecurrentBase<T>::check_step_result(const std::vector<Var<T>>& states, std:
             throw std::logic_error(fmt::format("{}: the cell's step returned state {} of shape {}, expected {}", this->type_name(),
                                                i, states[i].defined() ? shape_str(states[i].shape()) : "(undefined)",
                                                shape_str(expected)));
+        }
+        if (&states[i].tape() != &tape) {
+            throw std::logic_error(fmt::format("{}: the {} cell's step returned state {} on another graph than the layer's input "
+                                               "(build the states from the step's inputs)", this->type_name(), cell_->name(), i));
         }
     }
 }

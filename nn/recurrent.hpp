@@ -208,7 +208,7 @@ class RecurrentBase : public Module<T> {
     void check_segmentable(std::string_view what) const;  // what segments cannot do, refused naming `what`
     std::vector<Var<T>> entering_states(Tape<T>& tape, const std::vector<Var<T>>& initial, std::size_t batch) const;
     void check_call(const Shape& input, const std::vector<Var<T>>& initial, const std::vector<std::int64_t>& lengths) const;
-    void check_step_result(const std::vector<Var<T>>& states, std::size_t batch) const;
+    void check_step_result(const std::vector<Var<T>>& states, std::size_t batch, const Tape<T>& tape) const;
 
     std::shared_ptr<const AnyCell<T>> cell_;
     RNNSpec spec_;

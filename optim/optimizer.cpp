@@ -34,6 +34,12 @@ Optimizer<T>::Optimizer(std::string name, std::vector<ParamGroup<T>> groups, dou
             params_.push_back(p);
         }
     }
+    // An empty group is allowed, as torch allows one (a model without biases split into weights and
+    // biases); an optimizer with nothing at all to update is a mistake.
+    if (params_.empty()) {
+        throw std::invalid_argument(fmt::format("{}: no parameters in any of its {} group{} (torch: optimizer got an empty parameter list)",
+                                                name_, groups.size(), groups.size() == 1 ? "" : "s"));
+    }
     buffers_.resize(buffer_names_.size());
     for (auto& per_param : buffers_) {
         for (const auto& p : params_) {

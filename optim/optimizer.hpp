@@ -123,7 +123,7 @@ class Optimizer {
     void load_state_dict(const TensorFile<T>& state);
 
   protected:
-    /// Checks the groups and rates (std::invalid_argument for no groups, an undefined or repeated
+    /// Checks the groups and rates (std::invalid_argument for no groups, no parameter in any group, an undefined or repeated
     /// parameter, or a negative or non-finite rate) and makes one zero buffer per name in `buffers`
     /// for every parameter. `lr` and `weight_decay` apply to groups that set none.
     Optimizer(std::string name, std::vector<ParamGroup<T>> groups, double lr, double weight_decay,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -13,9 +14,21 @@ LRScheduler<T>::LRScheduler(Optimizer<T>& optimizer) : optimizer_(optimizer) {
     for (std::size_t g = 0; g < optimizer.num_param_groups(); ++g) base_lrs_.push_back(optimizer.lr(g));
 }
 
+// The count is bounded as the optimizer's own step count is, so that step() cannot overflow it.
+template <class T>
+void LRScheduler<T>::step() {
+    if (last_epoch_ >= Optimizer<T>::max_steps) {
+        throw std::overflow_error(fmt::format("LRScheduler.step: step count {} is at its limit", last_epoch_));
+    }
+    set_last_epoch(last_epoch_ + 1);
+}
+
 template <class T>
 void LRScheduler<T>::set_last_epoch(std::int64_t epoch) {
     if (epoch < 0) throw std::invalid_argument(fmt::format("LRScheduler: epoch {} is negative", epoch));
+    if (epoch > Optimizer<T>::max_steps) {
+        throw std::invalid_argument(fmt::format("LRScheduler: epoch {} is above the limit of {} steps", epoch, Optimizer<T>::max_steps));
+    }
     last_epoch_ = epoch;
     for (std::size_t g = 0; g < base_lrs_.size(); ++g) optimizer_.set_lr(g, lr_at(epoch, base_lrs_[g]));
 }

@@ -27,11 +27,12 @@ class LRScheduler {
   public:
     virtual ~LRScheduler() = default;
     /// Advances one step and sets every group's lr for it: call once per optimizer.step().
-    void step() { set_last_epoch(last_epoch_ + 1); }
+    /// std::overflow_error once the count is at Optimizer::max_steps.
+    void step();
     /// Steps taken: 0 right after construction (which already set the lr for step 0).
     std::int64_t last_epoch() const { return last_epoch_; }
     /// Jumps to step `epoch` (to resume from a checkpoint) and sets the lr for it.
-    /// A negative epoch throws std::invalid_argument.
+    /// A negative epoch, or one above Optimizer::max_steps, throws std::invalid_argument.
     void set_last_epoch(std::int64_t epoch);
     /// Each group's lr when the scheduler was built.
     const std::vector<double>& base_lrs() const { return base_lrs_; }

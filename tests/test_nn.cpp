@@ -326,6 +326,39 @@ TEST_CASE("Sequential and ModuleList: modules from factories, PyTorch's names, s
                          xgrad::ShapeError);
 }
 
+TEST_CASE("a module registered into itself or into one of its own submodules is refused, naming both") {
+    using Seq = xgrad::nn::Sequential<double>;
+    auto outer = std::make_shared<Seq>();
+    outer->push_back(std::make_shared<xgrad::nn::Linear<double>>(2, 2));
+    // REQUIRE: were either accepted, walking the parameters would never end.
+    REQUIRE_THROWS_WITH_AS(outer->push_back(outer), "Sequential: register_module '1': the module is this Sequential itself (a cycle)",
+                           std::invalid_argument);
+    auto inner = outer->push_back(std::make_shared<Seq>());
+    auto innermost = inner->push_back(std::make_shared<Seq>());
+    REQUIRE_THROWS_WITH_AS(innermost->push_back(outer),
+                           "Sequential: register_module '0': that Sequential already contains this Sequential (a cycle)",
+                           std::invalid_argument);
+    // Nothing was added: the walk over the parameters ends, and a module shared by two parents is not a cycle.
+    CHECK(outer->size() == 2);
+    CHECK(innermost->size() == 0);
+    CHECK(outer->named_parameters().size() == 2);
+    auto shared = std::make_shared<xgrad::nn::Linear<double>>(2, 2);
+    inner->push_back(shared);
+    innermost->push_back(shared);
+    CHECK(outer->named_parameters().size() == 6);
+}
+
+TEST_CASE("attention over keys of feature size 0 is refused (the scale 1/sqrt(0) would make every weight NaN)") {
+    Graph<double> g;
+    const auto query = g.constant(Tensor<double>::from_shape({2, 0}));
+    const auto keys = g.constant(Tensor<double>::from_shape({2, 3, 0}));
+    const auto values = g.constant(Tensor<double>(xt::ones<double>({2, 3, 4})));
+    CHECK_THROWS_WITH_AS(xgrad::nn::dot_product_attention(query, keys, values),
+                         "dot_product_attention: keys (2, 3, 0) have no features: attention needs a feature size of at least 1",
+                         xgrad::ShapeError);
+    CHECK_THROWS_AS(xgrad::nn::dot_product_attention(query, keys, values, {}, false), xgrad::ShapeError);
+}
+
 TEST_CASE("attention, dot-product and additive: masked keys get exactly zero weight, and gradcheck") {
     namespace nn = xgrad::nn;
     xgrad::Generator gen(5);

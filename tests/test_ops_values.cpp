@@ -1,6 +1,7 @@
 // Forward values against hand-computed ones, float agreeing with double, and the error every
 // bad argument raises (naming the op and the shapes).
 #include <cmath>
+#include <limits>
 
 #include <doctest/doctest.h>
 #include <xtensor/xbuilder.hpp>
@@ -129,6 +130,21 @@ TEST_CASE("reductions, softmax and losses by hand") {
     auto p = g.constant(Tensor<double>{1.0, 2.0});
     auto q = g.constant(Tensor<double>{3.0, 2.0});
     CHECK(xgrad::mse_loss(p, q).item() == 2.0);
+}
+
+TEST_CASE("cross_entropy refuses mask weights whose sum overflows, rather than returning NaN") {
+    Graph<float> g;
+    auto logits = g.constant(Tensor<float>{{0.0f, 1.0f}, {1.0f, 0.0f}});
+    const Indices targets = {1, 0};
+    const float big = std::numeric_limits<float>::max() / 2 * 1.5f;  // each finite, their sum is not
+    CHECK_THROWS_WITH_AS(xgrad::cross_entropy(logits, targets, {}, Tensor<float>{big, big}),
+                         doctest::Contains("cross_entropy: the mask's weights sum to inf, beyond float's range"),
+                         std::invalid_argument);
+    CHECK_THROWS_AS(xgrad::accuracy(logits, targets, {}, Tensor<float>{big, big}), std::invalid_argument);
+    // Large weights whose sum fits still give the weighted mean.
+    const float half = std::numeric_limits<float>::max() / 4;
+    CHECK(xgrad::cross_entropy(logits, targets, {}, Tensor<float>{half, half}).item() ==
+          doctest::Approx(std::log(1 + std::exp(-1.0))));
 }
 
 TEST_CASE("argmax, topk and accuracy") {

@@ -320,6 +320,36 @@ TEST_CASE("learning-rate schedules") {
     CHECK_THROWS_AS(optim::StepLR<double>(opt3, 0), std::invalid_argument);
 }
 
+TEST_CASE("a schedule's step count is bounded as the optimizer's: set_last_epoch and step refuse to go past it") {
+    Parameter<double> p(Tensor<double>{1.0});
+    optim::SGD<double> opt({p}, optim::SGDOptions(1.0));
+    optim::StepLR<double> schedule(opt, 1);
+    const std::int64_t limit = optim::Optimizer<double>::max_steps;
+    CHECK_THROWS_WITH_AS(schedule.set_last_epoch(std::numeric_limits<std::int64_t>::max()),
+                         fmt::format("LRScheduler: epoch {} is above the limit of {} steps", std::numeric_limits<std::int64_t>::max(), limit).c_str(),
+                         std::invalid_argument);
+    CHECK(schedule.last_epoch() == 0);  // unchanged
+    schedule.set_last_epoch(limit);     // the largest count accepted
+    CHECK(schedule.last_epoch() == limit);
+    CHECK_THROWS_WITH_AS(schedule.step(), fmt::format("LRScheduler.step: step count {} is at its limit", limit).c_str(),
+                         std::overflow_error);
+    CHECK(schedule.last_epoch() == limit);
+}
+
+TEST_CASE("an optimizer refuses an empty parameter list, as torch does, and takes an empty group beside others") {
+    CHECK_THROWS_WITH_AS(optim::Adam<double>(std::vector<Parameter<double>>{}),
+                         "Adam: no parameters in any of its 1 group (torch: optimizer got an empty parameter list)", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(optim::SGD<double>({optim::ParamGroup<double>({}), optim::ParamGroup<double>({})}, optim::SGDOptions(0.1)),
+                         "SGD: no parameters in any of its 2 groups (torch: optimizer got an empty parameter list)", std::invalid_argument);
+    // A model without biases, split into weights and biases: the empty group is kept and updates nothing.
+    Parameter<double> p(Tensor<double>{1.0});
+    p.grad() = Tensor<double>{2.0};
+    optim::SGD<double> sgd({optim::ParamGroup<double>({p}), optim::ParamGroup<double>({}).lr(0.5)}, optim::SGDOptions(0.1));
+    sgd.step();
+    CHECK(p.value()(0) == doctest::Approx(0.8));
+    CHECK(sgd.lr(1) == 0.5);
+}
+
 namespace {
 // Each kind of optimizer built from parameter groups, or from one list with given rates.
 struct GroupedMaker {

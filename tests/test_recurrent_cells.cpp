@@ -176,6 +176,25 @@ TEST_CASE("a cell whose step returns the wrong number or shape of states is refu
                          std::logic_error);
 }
 
+// A cell that keeps a graph of its own and returns its state from there, cut off from the layer's.
+struct ForeignGraphCell : IndRNNCell {
+    template <class T>
+    std::vector<Var<T>> step(const nn::CellStep<T>& in) const {
+        static xgrad::Graph<T> elsewhere;
+        return {elsewhere.constant(IndRNNCell::step(in)[0].value())};
+    }
+};
+
+TEST_CASE("a cell whose step returns a state from another graph is refused in forward, naming the cell and the state") {
+    nn::Recurrent<ForeignGraphCell, double> layer(nn::RecurrentOptions(3, 4));
+    xgrad::Graph<double> g;
+    const Var<double> x = g.variable(Tensor<double>(xt::ones<double>({2, 2, 3})));
+    CHECK_THROWS_WITH_AS(layer.forward(x),
+                         "IndRNN: the IndRNN cell's step returned state 0 on another graph than the layer's input "
+                         "(build the states from the step's inputs)",
+                         std::logic_error);
+}
+
 // Asks for the kernel's recurrent GEMM but declares no weight_hh of (gates * H, H).
 struct NoMatrixCell : IndRNNCell {
     static constexpr nn::RecurrentGemm recurrent_gemm = nn::RecurrentGemm::into_gates;

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "../cli_checks.hpp"
+#include "../guards.hpp"
 #include "training.hpp"
 #ifdef XGRAD_CHARLM_MPI
 #include "mpi_ranks.hpp"
@@ -116,7 +117,7 @@ int main(int argc, char** argv) {
     train->add_option("--variational-dropout", t.config.variational_dropout,
                       "variational dropout (one mask per sequence) on each layer's output and recurrent state, in [0, 1)")
         ->check(finite)->check(CLI::Range(0.0, 0.999999))->capture_default_str();
-    train->add_option("--seed", t.config.seed, "random seed")->check(CLI::NonNegativeNumber)->capture_default_str();
+    train->add_option("--seed", t.config.seed, "random seed")->check(examples::seed_number())->capture_default_str();
     train->add_option("--impl", t.config.impl, "graph (primitive ops) or fused (handwritten BPTT): same numbers")
         ->check(CLI::IsMember({"graph", "fused"}))->capture_default_str();
     train->add_option("--val-fraction", t.config.val_fraction, "the last part of the corpus held out for validation")
@@ -150,7 +151,7 @@ int main(int argc, char** argv) {
     // Unsigned options need the sign check: CLI11 would wrap -1 around to the largest value.
     sample->add_option("--top-k", s.top_k, "sample among the k most likely characters (0: all)")
         ->check(CLI::NonNegativeNumber)->capture_default_str();
-    sample->add_option("--seed", s.seed, "random seed")->check(CLI::NonNegativeNumber)->capture_default_str();
+    sample->add_option("--seed", s.seed, "random seed")->check(examples::seed_number())->capture_default_str();
 
     charlm::EvalArgs e;
     auto* eval = app.add_subcommand("eval", "bits per character of a checkpoint on a text");
@@ -225,6 +226,10 @@ int main(int argc, char** argv) {
         if (sample->parsed()) return charlm::sample(s);
         if (plot->parsed()) return charlm::plot(p);
         return charlm::evaluate(e);
+    } catch (const std::bad_alloc&) {  // beyond the memory estimate's reach (a limit such as ulimit -v)
+        std::fflush(stdout);
+        fmt::print(stderr, "xgrad-charlm: {}\n", examples::out_of_memory("--hidden, --layers, --seq or --batch"));
+        return 1;
     } catch (const std::exception& error) {  // one process: sample, eval, plot, or train without mpirun
         std::fflush(stdout);
         if (reporting) fmt::print(stderr, "xgrad-charlm: {}\n", error.what());

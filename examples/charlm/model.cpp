@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <unistd.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "../guards.hpp"
 #include "corpus.hpp"
 
 namespace charlm {
@@ -196,14 +196,10 @@ double training_memory_bytes(const Config& c, std::size_t vocabulary, std::size_
 }
 
 void check_memory(const Config& c, std::size_t vocabulary, std::size_t corpus_chars, const std::string& where) {
-    const double bytes = training_memory_bytes(c, vocabulary, corpus_chars);
-    const double available = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
-    if (bytes > 0.8 * available) {
-        const bool segmentable = c.checkpoint_segment == 0 && c.seq >= 16 && c.zoneout == 0 && c.variational_dropout == 0;
-        throw InputError(fmt::format("{}: training this model would need up to {:.2f} GB, more than the limit of {:.2f} GB "
-                                     "(80% of this machine's {:.2f} GB; lower --hidden, --layers, --seq or --batch{})",
-                                     where, bytes / 1e9, 0.8 * available / 1e9, available / 1e9,
-                                     segmentable ? ", or add --checkpoint-activations" : ""));
+    const bool segmentable = c.checkpoint_segment == 0 && c.seq >= 16 && c.zoneout == 0 && c.variational_dropout == 0;
+    if (auto why = examples::beyond_memory(fmt::format("{}: training this model", where), training_memory_bytes(c, vocabulary, corpus_chars),
+                                           fmt::format("--hidden, --layers, --seq or --batch{}", segmentable ? ", or add --checkpoint-activations" : ""))) {
+        throw InputError(*why);
     }
 }
 

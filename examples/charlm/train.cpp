@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "../guards.hpp"
 #include "checkpoint.hpp"
 #include "outputs.hpp"
 #include "training.hpp"
@@ -326,8 +327,8 @@ class TrainingRun {
         // The norm is the same on every rank (a rank's NaN reaches all through the average); a
         // rank's own loss alone can be infinite with finite gradients, and that rank stops the job.
         if (!std::isfinite(norm) || !std::isfinite(loss)) {
-            const std::string what = fmt::format("step {}: the loss ({}) or the gradient norm ({}) is not finite; {} (lower --lr, "
-                                                 "or find the op with --detect-anomaly)", state_.step + 1, loss, norm, kept());
+            const std::string what = fmt::format("{}; {} (lower --lr, or find the op with --detect-anomaly)",
+                                                 examples::not_finite_step(static_cast<std::size_t>(state_.step) + 1, loss, norm), kept());
             if (!std::isfinite(norm)) throw SameOnEveryRank(what);
             throw std::runtime_error(what);
         }
