@@ -62,20 +62,26 @@ Environment::~Environment() {
     if (initialised_here_ && !finalized) MPI_Finalize();
 }
 
-// A thread that ends the process when a collective has waited too long. Collectives run on one
-// thread only (MPI_THREAD_FUNNELED), so one "waiting since" is enough.
+// The collective watch of a group and all its copies: when a collective began, and a thread (started
+// by the first positive timeout) that ends the process when one has waited too long. Collectives run
+// on one thread only (MPI_THREAD_FUNNELED), so one "waiting since" is enough.
 class ProcessGroup::Watchdog {
   public:
-    Watchdog(double seconds, std::string program, int rank) : seconds_(seconds), program_(std::move(program)), rank_(rank) {
-        thread_ = std::thread([this] { watch(); });
-    }
+    explicit Watchdog(int rank) : rank_(rank) {}
     ~Watchdog() {
         {
             std::lock_guard lock(mutex_);
             stopping_ = true;
         }
         woken_.notify_one();
-        thread_.join();
+        if (thread_.joinable()) thread_.join();
+    }
+    void configure(double seconds, const std::string& program) {
+        std::lock_guard lock(mutex_);
+        seconds_ = seconds;
+        program_ = program;
+        if (seconds_ > 0 && !thread_.joinable()) thread_ = std::thread([this] { watch(); });
+        woken_.notify_one();
     }
     void enter(const char* collective) {
         std::lock_guard lock(mutex_);
@@ -92,14 +98,15 @@ class ProcessGroup::Watchdog {
     using Clock = std::chrono::steady_clock;
     void watch() {
         std::unique_lock lock(mutex_);
-        const auto limit = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds_));
         while (!stopping_) {
-            if (!since_) {
+            if (!since_ || seconds_ <= 0) {
                 woken_.wait(lock);
                 continue;
             }
             const Clock::time_point since = *since_;
-            if (woken_.wait_until(lock, since + limit, [&] { return stopping_ || since_ != since; })) continue;
+            const double seconds = seconds_;
+            const auto limit = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+            if (woken_.wait_until(lock, since + limit, [&] { return stopping_ || since_ != since || seconds_ != seconds; })) continue;
             // MPI_Abort may not be called from this thread (MPI_THREAD_FUNNELED): the process ends,
             // and mpirun ends the ranks still waiting.
             std::fprintf(stderr, "%s: rank %d: %s waited %g s for the other ranks (one of them stopped, stuck or gone?); ending the job\n",
@@ -108,11 +115,11 @@ class ProcessGroup::Watchdog {
             std::_Exit(1);
         }
     }
-    const double seconds_;
-    const std::string program_;
     const int rank_;
     std::mutex mutex_;
     std::condition_variable woken_;
+    double seconds_ = 0;
+    std::string program_;
     std::optional<Clock::time_point> since_;
     const char* collective_ = "";
     bool stopping_ = false;
@@ -121,32 +128,29 @@ class ProcessGroup::Watchdog {
 
 class ProcessGroup::Waiting {
   public:
-    Waiting(Watchdog* watchdog, const char* collective) : watchdog_(watchdog) {
-        if (watchdog_) watchdog_->enter(collective);
-    }
-    ~Waiting() {
-        if (watchdog_) watchdog_->leave();
-    }
+    Waiting(Watchdog& watchdog, const char* collective) : watchdog_(watchdog) { watchdog_.enter(collective); }
+    ~Waiting() { watchdog_.leave(); }
     Waiting(const Waiting&) = delete;
     Waiting& operator=(const Waiting&) = delete;
 
   private:
-    Watchdog* watchdog_;
+    Watchdog& watchdog_;
 };
 
-ProcessGroup::Waiting ProcessGroup::waiting(const char* collective) const { return Waiting(watchdog_.get(), collective); }
+ProcessGroup::Waiting ProcessGroup::waiting(const char* collective) const { return Waiting(*watchdog_, collective); }
 
 void ProcessGroup::set_timeout(double seconds, const std::string& program) {
-    if (!std::isfinite(seconds) || seconds < 0) {
-        throw std::invalid_argument(fmt::format("ProcessGroup::set_timeout: {} seconds (a finite number, 0 for none)", seconds));
+    // Past ~9.2e9 s a steady_clock duration overflows; 1e9 s is 31 years.
+    if (!std::isfinite(seconds) || seconds < 0 || seconds > max_timeout) {
+        throw std::invalid_argument(fmt::format("ProcessGroup::set_timeout: {} seconds (0 for none, at most {:g})", seconds, max_timeout));
     }
-    watchdog_.reset();
-    if (seconds > 0) watchdog_ = std::make_shared<Watchdog>(seconds, program, rank_);
+    watchdog_->configure(seconds, program);
 }
 
 ProcessGroup::ProcessGroup(MPI_Comm comm) : comm_(comm) {
     check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+    watchdog_ = std::make_shared<Watchdog>(rank_);
 }
 
 void ProcessGroup::barrier() const {

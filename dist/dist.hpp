@@ -107,9 +107,11 @@ class ProcessGroup {
     /// "<program>: rank <r>: <collective> waited <s> s for the other ranks ..." and exits with status
     /// 1, and mpirun then ends the job, as torch.distributed's timeout does. Without it a rank that
     /// is stopped (SIGSTOP), stuck or unreachable leaves the others waiting (spinning) for ever.
-    /// 0 turns the watch off; copies of this handle share it. Throws std::invalid_argument for a
-    /// negative or non-finite `seconds`.
+    /// 0 turns the watch off. Every copy of this handle, made before or after, shares the one watch.
+    /// Throws std::invalid_argument for a negative or non-finite `seconds`, or one above max_timeout.
     void set_timeout(double seconds, const std::string& program);
+    /// The longest timeout set_timeout takes, in seconds (about 31 years).
+    static constexpr double max_timeout = 1e9;
 
   private:
     class Watchdog;

@@ -528,9 +528,13 @@ TEST_CASE("a second Ctrl-C during the final validation ends the run at once, and
 // Reliability III: writes that fail, and outputs that two runs could share.
 
 namespace {
-// xgrad-charlm under a file-size limit of `kib` KiB (ulimit -f): past it every write fails (EFBIG), as
-// on a full disk, without mounting anything.
-Run run_limited(std::size_t kib, const std::string& args) { return run_command(fmt::format("ulimit -f {}; {} {}", kib, XGRAD_CHARLM, args)); }
+// xgrad-charlm under a file-size limit of `bytes` (RLIMIT_FSIZE, by util-linux prlimit, which counts
+// bytes where each shell's ulimit -f has its own block size): past it every write fails (EFBIG), as
+// on a full disk, without mounting anything. SIGXFSZ is ignored for the program and whatever it
+// starts (gnuplot), as a full disk sends no signal: the writes just fail.
+Run run_limited(std::size_t bytes, const std::string& args) {
+    return run_command(fmt::format("trap '' XFSZ; prlimit --fsize={} {} {}", bytes, XGRAD_CHARLM, args));
+}
 
 // Every line of a metrics file is whole: the header, then rows of six fields.
 void expect_whole_rows(const std::string& csv) {
@@ -553,7 +557,7 @@ bool no_temporaries_in(const fs::path& folder) {
 
 TEST_CASE("train --metrics on a full disk stops with one line naming the file, and leaves no half row") {
     const fs::path metrics = scratch() / "full.csv", out = scratch() / "full.safetensors";
-    const Run r = run_limited(4, fmt::format("train --corpus {} {} --eval-every 1 --steps 400 --out {} --metrics {}", small_corpus().string(),
+    const Run r = run_limited(4096, fmt::format("train --corpus {} {} --eval-every 1 --steps 400 --out {} --metrics {}", small_corpus().string(),
                                              tiny, out.string(), metrics.string()));
     CAPTURE(r.output);
     CHECK(r.code == 1);  // after the progress lines, one line saying why
@@ -576,8 +580,7 @@ TEST_CASE("plot on a full disk fails in one line and leaves the previous picture
         const fs::path picture = folder / name;
         REQUIRE(run(fmt::format("plot --metrics {} --out {}", (folder / "small.csv").string(), picture.string())).code == 0);
         const std::string before = read(picture);
-        const std::size_t kib = std::max<std::size_t>(1, before.size() / 2048);  // half the picture fits
-        const Run r = run_limited(kib, fmt::format("plot --metrics {} --out {}", (folder / "large.csv").string(), picture.string()));
+        const Run r = run_limited(before.size() / 2, fmt::format("plot --metrics {} --out {}", (folder / "large.csv").string(), picture.string()));
         expect_one_line(r, "xgrad-charlm: plot: ");
         CHECK(read(picture) == before);
         CHECK(no_temporaries_in(folder));
@@ -604,7 +607,8 @@ TEST_CASE("two runs never share --metrics or --out, however the file is named (a
         CAPTURE(name);
         expect_one_line(second(folder / "second.safetensors", name), fmt::format("--metrics {}: another run is writing it", name.string()));
     }
-    expect_one_line(second(folder / "out-link.safetensors", folder / "second.csv"), fmt::format("another run (pid {}) is writing it", first));
+    expect_one_line(second(folder / "out-link.safetensors", folder / "second.csv"),
+                    fmt::format("--out {}: another run (pid {}) is writing it", (folder / "out-link.safetensors").string(), first));
     CHECK(read(metrics).starts_with(metrics_before));  // nothing was cut or interleaved
     ::kill(first, SIGINT);
     CHECK(finish(first).code == 130);
@@ -616,6 +620,10 @@ TEST_CASE("two runs never share --metrics or --out, however the file is named (a
     CHECK(through_link.code == 0);
     CHECK(fs::is_symlink(folder / "out-link.safetensors"));
     CHECK(run(fmt::format("sample --checkpoint {} --length 5", out.string())).code == 0);
+    // A device is written as it is: not locked (a lock on /dev/null would be every run's), not emptied.
+    const Run to_null = second(folder / "null.safetensors", "/dev/null");
+    CAPTURE(to_null.output);
+    CHECK(to_null.code == 0);
     // --out with two names is refused: replacing one name would leave the other with the old checkpoint.
     fs::create_hard_link(out, folder / "out-hard.safetensors");
     expect_one_line(second(folder / "out-hard.safetensors", folder / "third.csv"), "the file has 2 names (hard links)");
@@ -647,9 +655,22 @@ TEST_CASE("plot reads CRLF lines, blank lines and subnormal numbers, refuses a t
     CAPTURE(named.output);
     CHECK(named.code == 0);
     CHECK(read(odd).find("</svg>") != std::string::npos);
+    // gnuplot runs `command` inside double quotes: a name with backquotes is a name, nothing runs.
+    const Run quoted = run_command(fmt::format("cd {} && {} plot --metrics crlf.csv --out 'b`touch ran`.svg'", shell_quoted(folder.string()),
+                                               XGRAD_CHARLM));
+    CAPTURE(quoted.output);
+    CHECK(quoted.code == 0);
+    CHECK(fs::exists(folder / "b`touch ran`.svg"));
+    CHECK_FALSE(fs::exists(folder / "ran"));
     std::size_t files = 0;
     for ([[maybe_unused]] const auto& entry : fs::directory_iterator(folder)) ++files;
-    CHECK(files == 5);  // crlf.csv, crlf.svg, comma.csv, huge.csv and the odd picture
+    CHECK(files == 6);  // crlf.csv, crlf.svg, comma.csv, huge.csv and the two odd pictures
+    // --out naming a link draws into the file it points to, and the link stays (as train's --out).
+    fs::create_symlink("crlf.svg", folder / "link.svg");
+    write(folder / "crlf.svg", "");
+    REQUIRE(run(fmt::format("plot --metrics {} --out {}", (folder / "crlf.csv").string(), (folder / "link.svg").string())).code == 0);
+    CHECK(fs::is_symlink(folder / "link.svg"));
+    CHECK(read(folder / "crlf.svg").find("</svg>") != std::string::npos);
 }
 
 TEST_CASE("every crafted checkpoint is refused by xgrad-charlm's three readers, in one line") {
@@ -682,6 +703,23 @@ TEST_CASE("torch_interop.py eval refuses every checkpoint xgrad-charlm refuses, 
     expect_one_line(interop(fmt::format("eval --checkpoint {} --corpus {}", good_checkpoint().string(),
                                         (scratch() / "interop-latin1.txt").string())),
                     "interop-latin1.txt: not UTF-8 text");
+    // Files whose refusal each reader words its own way: a lone surrogate escape in the header, nesting
+    // deeper than Python's recursion, and a layer count whose shapes would take minutes to list.
+    const fs::path surrogate = scratch() / "interop-surrogate.safetensors", deep = scratch() / "interop-deep.safetensors";
+    write(surrogate, assemble(R"({"__metadata__":{"format\ud800":"xgrad-charlm"}})", ""));
+    write(deep, assemble(std::string(100000, '[') + std::string(100000, ']'), ""));
+    const fs::path layers = crafted("interop-layers.safetensors", [](auto& f) {
+        auto config = nlohmann::json::parse(f.metadata.at("config"));
+        config["layers"] = 1 << 30;
+        f.metadata["config"] = config.dump();
+    });
+    for (const fs::path& bad : {surrogate, deep, layers}) {
+        CAPTURE(bad.string());
+        CHECK(run(fmt::format("eval --checkpoint {} --corpus {}", bad.string(), small_corpus().string())).code == 1);
+        const Run r = interop(fmt::format("eval --checkpoint {} --corpus {}", bad.string(), small_corpus().string()));
+        expect_one_line(r, fmt::format("torch_interop.py: {}: ", bad.string()));
+        CHECK(r.output.find("Error:") == std::string::npos);  // a check's words, not the safety net's exception name
+    }
 }
 
 TEST_CASE("torch_interop.py export refuses, before training, what xgrad-charlm would refuse and an --out that is an input") {

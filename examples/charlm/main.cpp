@@ -34,6 +34,8 @@ int launched(const char* open_mpi, const char* pmi) {
 }
 int launched_ranks() { return launched("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"); }
 #ifdef XGRAD_CHARLM_MPI
+static_assert(charlm::TrainArgs::max_collective_timeout == xgrad::dist::ProcessGroup::max_timeout);
+
 int ranks_on_this_host() { return launched("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"); }
 
 // Every rank's command-line outcome made one (a collective every rank reaches before any other):
@@ -41,10 +43,12 @@ int ranks_on_this_host() { return launched("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LO
 // 1 and the first rank that stopped is named.
 std::optional<examples::CommandLineStop> agreed_stop(const xgrad::dist::ProcessGroup& world,
                                                       const std::optional<examples::CommandLineStop>& mine) {
-    const std::vector<std::string> all = world.all_gather(mine ? fmt::format("{}\n{}", mine->status, mine->text) : std::string("go"));
-    const auto differs = std::find_if(all.begin(), all.end(), [&](const std::string& outcome) { return outcome != all[0]; });
+    // The help's text names the program as each rank was started: a help is a help, whatever it says.
+    const std::string outcome = !mine ? "go" : mine->status == 0 ? "0\n" : fmt::format("{}\n{}", mine->status, mine->text);
+    const std::vector<std::string> all = world.all_gather(outcome);
+    const auto differs = std::find_if(all.begin(), all.end(), [&](const std::string& other) { return other != all[0]; });
     if (differs == all.end()) return mine;
-    const auto first_stop = std::find_if(all.begin(), all.end(), [](const std::string& outcome) { return outcome != "go"; });
+    const auto first_stop = std::find_if(all.begin(), all.end(), [](const std::string& other) { return other != "go"; });
     const auto rank = first_stop - all.begin();
     const std::string text = first_stop->substr(first_stop->find('\n') + 1);
     if (first_stop->starts_with("0\n")) {
@@ -138,7 +142,7 @@ int main(int argc, char** argv) {
         ->check(positive);
     train->add_option("--collective-timeout", t.collective_timeout,
                       "under mpirun: end the job when a rank has waited this many seconds for the others (0: wait for ever)")
-        ->check(finite)->check(CLI::NonNegativeNumber)->capture_default_str();
+        ->check(finite)->check(CLI::Range(0.0, charlm::TrainArgs::max_collective_timeout))->capture_default_str();
     train->add_flag("--detect-anomaly", t.detect_anomaly,
                     "check every op's output and every gradient for NaN/Inf, naming the op (slower)");
 
@@ -209,8 +213,8 @@ int main(int argc, char** argv) {
                 }
                 // An error every rank raised together is printed once and all exit 1; an error on one
                 // rank alone is printed by it, and it ends the job (MPI_Abort) so no rank waits forever.
-                world->set_timeout(t.collective_timeout, "xgrad-charlm");
                 return world->run_or_abort("xgrad-charlm", [&] {
+                    world->set_timeout(t.collective_timeout, "xgrad-charlm");
                     charlm::MpiRanks mpi_ranks(*world);
                     try {
                         return charlm::train(t, mpi_ranks);

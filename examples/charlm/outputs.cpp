@@ -83,42 +83,25 @@ std::string resolve_output(const std::string& out) {
     return target.string();
 }
 
-namespace {
-// Writes all of `text` at the end of `fd`, or undoes what was written and throws naming `path`.
-void append_whole(int fd, const std::string& path, const std::string& text) {
-    const off_t before = ::lseek(fd, 0, SEEK_END);
-    std::size_t done = 0;
-    while (done < text.size()) {
-        const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            const int err = n < 0 ? errno : EIO;
-            if (before >= 0) [[maybe_unused]] const int cut = ::ftruncate(fd, before);  // no half row is left
-            throw std::runtime_error(fmt::format("--metrics {}: cannot write a row: {}", path, std::strerror(err)));
-        }
-        done += static_cast<std::size_t>(n);
-    }
-}
-}  // namespace
-
 MetricsFile::MetricsFile(const std::string& path, bool fresh) : path_(path) {
     // Not truncated on opening: the file may be another run's, which the lock finds out first.
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd_ < 0) throw InputError(fmt::format("--metrics {}: cannot open it for writing: {}", path, std::strerror(errno)));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    struct stat st {};
+    // A device or a pipe (/dev/null, /dev/stdout) is written as it is: it has no length to cut back,
+    // and a lock on /dev/null would be one for every run on the machine.
+    regular_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
+    auto fail = [&](const std::string& what) {
         const int err = errno;
         ::close(fd_);
         throw InputError(err == EWOULDBLOCK ? fmt::format("--metrics {}: another run is writing it", path)
-                                            : fmt::format("--metrics {}: cannot lock it: {}", path, std::strerror(err)));
-    }
+                                            : fmt::format("--metrics {}: cannot {}: {}", path, what, std::strerror(err)));
+    };
+    if (regular_ && ::flock(fd_, LOCK_EX | LOCK_NB) != 0) fail("lock it");
+    if (regular_ && fresh && ::ftruncate(fd_, 0) != 0) fail("empty it");
     if (fresh) {
-        if (::ftruncate(fd_, 0) != 0) {
-            const int err = errno;
-            ::close(fd_);
-            throw InputError(fmt::format("--metrics {}: cannot empty it: {}", path, std::strerror(err)));
-        }
         try {
-            append_whole(fd_, path_, "step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n");
+            append("step,train_loss,train_bpc,val_bpc,chars_per_s,elapsed_s\n");
         } catch (...) {
             ::close(fd_);
             throw;
@@ -128,11 +111,23 @@ MetricsFile::MetricsFile(const std::string& path, bool fresh) : path_(path) {
 
 MetricsFile::~MetricsFile() { ::close(fd_); }
 
-void MetricsFile::append(const std::string& line) { append_whole(fd_, path_, line); }
+void MetricsFile::append(const std::string& line) {
+    const off_t before = regular_ ? ::lseek(fd_, 0, SEEK_END) : -1;
+    for (std::size_t done = 0; done < line.size();) {
+        const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            const int err = n < 0 ? errno : EIO;
+            if (before >= 0) [[maybe_unused]] const int cut = ::ftruncate(fd_, before);  // no half row is left
+            throw std::runtime_error(fmt::format("--metrics {}: cannot write a row: {}", path_, std::strerror(err)));
+        }
+        done += static_cast<std::size_t>(n);
+    }
+}
 
-void probe_output(const std::string& out) {
+void probe_output(const std::string& out, const std::string& target) {
     try {
-        xgrad::check_atomic_write(out);
+        xgrad::check_atomic_write(target);
     } catch (const std::runtime_error& e) {
         std::string why = e.what();
         if (why.starts_with("write_file_atomic: ")) why.erase(0, std::string_view("write_file_atomic: ").size());
@@ -140,7 +135,7 @@ void probe_output(const std::string& out) {
     }
 }
 
-OutputLock::OutputLock(const std::string& out) : path_(path_for(out)) {
+OutputLock::OutputLock(const std::string& out, const std::string& target) : path_(path_for(target)) {
     // O_NOFOLLOW: a link planted under that name must not make the pid overwrite another file.
     fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd_ < 0) throw InputError(fmt::format("--out {}: cannot open the lock file {}: {}", out, path_, std::strerror(errno)));

@@ -18,8 +18,9 @@ void check_output_names(const TrainArgs& args, const Corpus& corpus);
 
 // --out can be written at the first save: creates and removes the writer's own temporary file and,
 // for a new name, the file itself (xgrad::check_atomic_write). Made while holding the OutputLock,
-// so that it cannot remove another run's checkpoint.
-void probe_output(const std::string& out);
+// so that it cannot remove another run's checkpoint. `target` is what resolve_output(out) gave;
+// messages name `out`, as the user wrote it.
+void probe_output(const std::string& out, const std::string& target);
 
 // The file --out writes: the target of a symbolic link (followed through chains of links, relative
 // to each link's folder), so that the checkpoint replaces the file the link names and the link stays;
@@ -42,14 +43,15 @@ class MetricsFile {
   private:
     std::string path_;
     int fd_ = -1;
+    bool regular_ = false;  // a file, not a device or a pipe: locked, and cut back after a failed write
 };
 
-// An advisory lock (flock) on "<out>.lock", held for the object's lifetime, so two runs never write
+// An advisory lock (flock) on "<target>.lock" (target: resolve_output(out)), held for the object's lifetime, so two runs never write
 // one checkpoint: the second refuses at start, naming the first one's pid. It dies with the
 // process, however that ends; the lock file stays.
 class OutputLock {
   public:
-    explicit OutputLock(const std::string& out);
+    OutputLock(const std::string& out, const std::string& target);
     static std::string path_for(const std::string& out) { return out + ".lock"; }
     OutputLock(const OutputLock&) = delete;
     OutputLock& operator=(const OutputLock&) = delete;

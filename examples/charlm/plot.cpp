@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "outputs.hpp"
 #include "training.hpp"
 
 namespace charlm {
@@ -102,10 +103,15 @@ bool synced(const std::string& path) {
 }
 
 // A string as a gnuplot double-quoted string: a backslash and a quote escaped, so that no other
-// escape applies. (In single quotes a quote is doubled, but gnuplot 5.4 misreads two in a row.)
+// escape applies, and a backquote written as its octal escape, since gnuplot runs `command` inside
+// double quotes. (In single quotes a quote is doubled, but gnuplot 5.4 misreads two in a row.)
 std::string gnuplot_quoted(const std::string& text) {
     std::string out = "\"";
     for (char c : text) {
+        if (c == '`') {
+            out += "\\140";
+            continue;
+        }
         if (c == '\\' || c == '"') out += '\\';
         out += c;
     }
@@ -131,13 +137,15 @@ int plot(const PlotArgs& args) {
     for (const auto& [flag, path] : {std::pair{"--out", args.out}, std::pair{"--metrics", args.metrics}}) {
         if (path.find_first_of("\n\r") != std::string::npos) throw InputError(fmt::format("{}: a file name with a line break", flag));
     }
-    const std::filesystem::path folder = std::filesystem::absolute(args.out).parent_path();
+    // A link's target is drawn, and the link stays (as train's --out).
+    const std::string target = resolve_output(args.out);
+    const std::filesystem::path folder = std::filesystem::absolute(target).parent_path();
     if (!std::filesystem::is_directory(folder) || ::access(folder.c_str(), W_OK) != 0) {
         throw InputError(fmt::format("--out {}: its folder {} does not exist or cannot be written", args.out, folder.string()));
     }
     if (std::filesystem::is_directory(args.out)) throw InputError(fmt::format("--out {}: it is a folder", args.out));
     // gnuplot writes a temporary file beside --out, renamed over it only when complete.
-    const std::string temporary = fmt::format("{}.tmp-{}{}", args.out, ::getpid(), extension);
+    const std::string temporary = fmt::format("{}.tmp-{}{}", target, ::getpid(), extension);
     std::string script = extension == ".svg" ? "set terminal svg size 1000,420 dynamic font 'sans,12'\n"
                                              : "set terminal png size 1000,420\n";
     script += fmt::format("set output {}\n", gnuplot_quoted(temporary));
@@ -180,7 +188,7 @@ int plot(const PlotArgs& args) {
         throw std::runtime_error(fmt::format("plot: the picture gnuplot wrote is incomplete ({} bytes; is the disk full?); {} is "
                                              "unchanged", size, args.out));
     }
-    std::filesystem::rename(temporary, args.out, ignored);
+    std::filesystem::rename(temporary, target, ignored);
     if (ignored) {
         std::error_code also_ignored;
         std::filesystem::remove(temporary, also_ignored);

@@ -74,11 +74,32 @@ def _object(pairs):
     return dict(pairs)
 
 
+def _check_strings(value):
+    """Python's json reads a lone surrogate escape ("\\ud800") into a str; nlohmann, as UTF-8 requires, refuses it."""
+    pending = [value]
+    while pending:  # no recursion: the nesting depth is the file's to choose
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"a string holds a lone surrogate escape: {json.dumps(item)[:40]}") from None
+
+
 def parse_json(text, where, what):
     try:
-        return json.loads(text, parse_int=_integer, parse_float=_float, parse_constant=_no_constant, object_pairs_hook=_object)
+        value = json.loads(text, parse_int=_integer, parse_float=_float, parse_constant=_no_constant, object_pairs_hook=_object)
+        _check_strings(value)
+        return value
     except ValueError as e:  # json.JSONDecodeError included
         raise Refused(where, f"{what}: {e}") from None
+    except RecursionError:  # Python's reader recurses once per nesting level
+        raise Refused(where, f"{what}: nested too deeply") from None
 
 
 def is_count(value):
@@ -157,13 +178,17 @@ def check_tiling(path, entries, data_start, data_size):
         raise Refused(path, f"{data_size - cursor} trailing bytes after the last tensor (byte offset {data_start + cursor})")
 
 
-def xxh3_64(data):
+def xxhash_module():
     try:
         import xxhash  # Debian's python3-xxhash
     except ImportError:
-        raise Refused("xxhash", "cannot be imported, and checking xgrad's content hashes needs it (Debian: apt-get install "
+        raise Refused("xxhash", "cannot be imported, and xgrad's content hashes need it (Debian: apt-get install "
                                 "python3-xxhash)") from None
-    return xxhash.xxh3_64_hexdigest(data)
+    return xxhash
+
+
+def xxh3_64(data):
+    return xxhash_module().xxh3_64_hexdigest(data)
 
 
 def metadata_hash(metadata):
@@ -306,6 +331,12 @@ def validate_config(path, c):
         raise Refused(path, f"val_fraction = {c['val_fraction']} is not in [0, 0.9]")
 
 
+def parameter_count(c, vocabulary):
+    """What model_shapes adds up to, without listing a layer at a time."""
+    rows, hidden, layers = CELL_GATES[c["cell"]] * c["hidden"], c["hidden"], c["layers"]
+    return rows * (vocabulary + hidden + 2) + (layers - 1) * rows * (2 * hidden + 2) + vocabulary * (hidden + 1)
+
+
 def model_shapes(c, vocabulary):
     """The model's parameters, PyTorch's names and shapes (nn.RNN/LSTM/GRU and a Linear head)."""
     rows, hidden = CELL_GATES[c["cell"]] * c["hidden"], c["hidden"]
@@ -343,11 +374,11 @@ def read_checkpoint(path):
     validate_config(path, config)
     if len(symbols) < 2:
         raise Refused(path, "a vocabulary of fewer than 2 characters")
-    expected = model_shapes(config, len(symbols))
     stored = sum(len(values) for name, (values, _) in tensors.items() if name.startswith("model."))
-    needed = sum(math.prod(shape) for shape in expected.values())
+    needed = parameter_count(config, len(symbols))  # before the shapes: a crafted layer count may be huge
     if stored != needed:
         raise Refused(path, f"its model tensors hold {stored} values, its configuration needs {needed}")
+    expected = model_shapes(config, len(symbols))
     parse_int(path, "step", meta("step"), MAX_STEPS)
     parse_int(path, "optimizer.step", meta("optimizer.step"), MAX_STEPS)
     train_chars = parse_int(path, "train_chars", meta("train_chars"), MAX_CHARACTERS)
@@ -562,6 +593,7 @@ def check_export(args):
                                         ("--seed", args.seed, 0, U64_MAX)):
         if not least <= value <= largest:
             raise Refused(f"{flag} {value}", f"must be in [{least}, {largest}]")
+    xxhash_module()  # the writer hashes every tensor: missing, it would fail after the training
     if same_file(args.out, args.corpus):
         raise Refused(f"--out {args.out}", f"it is the corpus {args.corpus}, which it would overwrite")
     if os.path.isdir(args.corpus) and os.path.realpath(os.path.dirname(os.path.abspath(args.out))).startswith(
@@ -645,6 +677,8 @@ def main():
         sys.exit(f"{PROGRAM}: {e.filename}: {e.strerror}")
     except MemoryError:
         sys.exit(f"{PROGRAM}: out of memory")
+    except Exception as e:  # a case the checks above missed: still one line, never a traceback
+        sys.exit(f"{PROGRAM}: {type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":

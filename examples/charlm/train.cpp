@@ -158,8 +158,8 @@ class TrainingRun {
     // alone (it writes the checkpoints and the metrics): the lock, the probe of --out, --metrics.
     void open_outputs() {
         if (ranks_.rank() != 0) return;
-        lock_.emplace(out_);
-        probe_output(out_);
+        lock_.emplace(args_.out, out_);
+        probe_output(args_.out, out_);
         open_metrics();
     }
 

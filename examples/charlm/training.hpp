@@ -26,6 +26,7 @@ struct TrainArgs {
     bool impl_given = false;                  // --impl may differ on resume: the same numbers either way
     bool checkpoint_activations = false;      // segments of ceil(sqrt(seq)) steps unless config.checkpoint_segment says
     double collective_timeout = 1800;         // under mpirun: seconds one collective may wait (0: for ever)
+    static constexpr double max_collective_timeout = 1e9;  // xgrad::dist's limit, also where it is not built
 };
 
 struct SampleArgs {

@@ -36,6 +36,7 @@ TEST_CASE("process group: float sums and broadcasts; a collective timeout that i
     const int r = world.rank();
     CHECK_THROWS_WITH_AS(world.set_timeout(-1, "test"), doctest::Contains("-1 seconds"), std::invalid_argument);
     CHECK_THROWS_AS(world.set_timeout(std::nan(""), "test"), std::invalid_argument);
+    CHECK_THROWS_AS(world.set_timeout(1e12, "test"), std::invalid_argument);  // past a steady_clock duration's range
     world.set_timeout(60, "test");
     const dist::ProcessGroup copy = world;  // shares the watch
     std::vector<float> values = {1.0f * static_cast<float>(r), 2.0f};
