@@ -70,8 +70,9 @@ inline double recurrent_floats(double positions, std::size_t hidden, std::size_t
 
 // Bytes of every parameter held eight times over (value, gradient, Adam's two moments, and a step's
 // copies of value and gradient) plus `activation_floats`: the estimate check_memory compares.
-inline double training_bytes(std::size_t parameters, double activation_floats) {
-    return 4.0 * (8.0 * static_cast<double>(parameters) + activation_floats);
+// A double, as an estimate may be far beyond any integer type (a cast of it would be undefined).
+inline double training_bytes(double parameters, double activation_floats) {
+    return 4.0 * (8.0 * parameters + activation_floats);
 }
 
 // What a program says for std::bad_alloc, which names nothing: "out of memory (an allocation

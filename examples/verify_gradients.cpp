@@ -25,7 +25,7 @@ void check_fits(const xgrad::nn::RNNVerifyOptions& o) {
     const double parameters = layers * static_cast<double>(gates) * H * (widest_input + H + 2) + static_cast<double>(o.classes) * directions * H;
     const double positions = static_cast<double>(o.steps) * static_cast<double>(o.batch);
     examples::check_memory("this check",
-                           2 * examples::training_bytes(static_cast<std::size_t>(parameters),
+                           2 * examples::training_bytes(parameters,
                                                         layers * examples::recurrent_floats(positions, o.hidden_size, gates)),
                            sizes);
 }
@@ -52,7 +52,8 @@ int run(int argc, char** argv) {
     app.add_option("--forget-bias", o.forget_bias, "LSTM: add this to the forget gates' bias")->check(examples::finite_number());
     app.add_option("--seed", o.seed, "random seed")->check(examples::seed_number());
     app.add_flag("--no-numeric", skip_numeric, "skip finite differences (large models)");
-    if (auto status = examples::parse_command_line(app, argc, argv, "verify_gradients")) return *status;
+    // 1 means gradients beyond tolerance: a bad option is 2, as every other error here.
+    if (auto status = examples::parse_command_line(app, argc, argv, "verify_gradients")) return *status == 0 ? 0 : 2;
     o.bias = !no_bias;
     o.finite_differences = !skip_numeric;
     o.nonlinearity = nonlinearity == "relu" ? xgrad::nn::Nonlinearity::relu : xgrad::nn::Nonlinearity::tanh;
