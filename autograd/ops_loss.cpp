@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 #include <fmt/format.h>
 #include <xsimd/xsimd.hpp>
@@ -46,11 +47,18 @@ T exp_shifted(const T* row, T shift, std::size_t n, T* out) {
     return sum;
 }
 
-// Which positions of logits (..., C) count, and how much: w_n = mask_n · [t_n ≠ ignore_index], after
-// checking the shapes, the targets' range, the mask's values and that their sum (the mean's
-// denominator) is finite, naming `op`.
+// Which positions of logits (..., C) count, and how much: w_n = mask_n · [t_n ≠ ignore_index], and
+// their sum (the mean's denominator).
 template <class T>
-std::vector<T> position_weights(const char* op, const Shape& shape, const Indices& targets, std::int64_t ignore_index,
+struct PositionWeights {
+    std::vector<T> weight;
+    T total = 0;
+};
+
+// The weights after checking the shapes, the targets' range, the mask's values and that their sum
+// is finite, naming `op`.
+template <class T>
+PositionWeights<T> position_weights(const char* op, const Shape& shape, const Indices& targets, std::int64_t ignore_index,
                                 const std::optional<Tensor<T>>& mask) {
     if (shape.empty()) throw ShapeError(fmt::format("{}: logits must have a class axis, got a 0-d tensor", op));
     const Shape lead(shape.begin(), shape.end() - 1);
@@ -64,6 +72,7 @@ std::vector<T> position_weights(const char* op, const Shape& shape, const Indice
     }
     const std::size_t classes = shape.back(), rows = numel(lead);
     std::vector<T> weight(rows);
+    T total = 0;
     for (std::size_t r = 0; r < rows; ++r) {
         const std::int64_t t = targets.data()[r];
         if (t == ignore_index) continue;
@@ -76,14 +85,13 @@ std::vector<T> position_weights(const char* op, const Shape& shape, const Indice
             throw std::invalid_argument(fmt::format("{}: mask value {} at position {} is not a finite weight >= 0", op,
                                                     weight[r], r));
         }
+        total += weight[r];
     }
-    T sum = 0;
-    for (T w : weight) sum += w;
-    if (!std::isfinite(sum)) {
-        throw std::invalid_argument(fmt::format("{}: the mask's weights sum to {}, beyond {}'s range: scale them down", op, sum,
+    if (!std::isfinite(total)) {
+        throw std::invalid_argument(fmt::format("{}: the mask's weights sum to {}, beyond {}'s range: scale them down", op, total,
                                                 std::is_same_v<T, float> ? "float" : "double"));
     }
-    return weight;
+    return {std::move(weight), total};
 }
 }  // namespace
 
@@ -93,10 +101,10 @@ template <class T>
 Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options,
                      const std::optional<Tensor<Scalar<T>>>& mask) {
     const Shape shape = logits.shape();
-    std::vector<T> weight = position_weights<T>("cross_entropy", shape, targets, options.ignore_index, mask);
+    PositionWeights<T> counted = position_weights<T>("cross_entropy", shape, targets, options.ignore_index, mask);
+    std::vector<T> weight = std::move(counted.weight);
+    const T denom = counted.total;
     const std::size_t classes = shape.back(), rows = weight.size();
-    T denom = 0;
-    for (T w : weight) denom += w;
     // With nothing counted the mean is 0/0 = NaN, as PyTorch's (its gradient is zero: no row counts).
     const bool mean = options.reduction == CrossEntropyOptions::Reduction::mean;
     const T scale = !mean ? T(1) : denom > 0 ? T(1) / denom : std::numeric_limits<T>::quiet_NaN();
@@ -198,7 +206,7 @@ template <class T>
 double accuracy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options,
                 const std::optional<Tensor<Scalar<T>>>& mask) {
     const Shape shape = logits.shape();
-    const std::vector<T> weight = position_weights<T>("accuracy", shape, targets, options.ignore_index, mask);
+    const std::vector<T> weight = position_weights<T>("accuracy", shape, targets, options.ignore_index, mask).weight;
     const Indices predicted = argmax(logits, -1);
     double correct = 0, counted = 0;
     for (std::size_t r = 0; r < weight.size(); ++r) {

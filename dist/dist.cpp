@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -31,6 +32,23 @@ void check(int code, const char* call) {
 int as_count(std::size_t n, const char* what) {
     if (n > static_cast<std::size_t>(INT_MAX)) throw std::length_error(fmt::format("{}: {} elements exceed MPI's int count", what, n));
     return static_cast<int>(n);
+}
+
+// The float and double collectives, one body each.
+template <class T>
+MPI_Datatype datatype() {
+    return std::is_same_v<T, float> ? MPI_FLOAT : MPI_DOUBLE;
+}
+
+template <class T>
+void sum_over(std::span<T> values, MPI_Comm comm) {
+    check(MPI_Allreduce(MPI_IN_PLACE, values.data(), as_count(values.size(), "sum_in_place"), datatype<T>(), MPI_SUM, comm),
+          "MPI_Allreduce");
+}
+
+template <class T>
+void broadcast_from(std::span<T> values, int root, MPI_Comm comm) {
+    check(MPI_Bcast(values.data(), as_count(values.size(), "broadcast"), datatype<T>(), root, comm), "MPI_Bcast");
 }
 }  // namespace
 
@@ -159,32 +177,28 @@ void ProcessGroup::barrier() const {
 }
 
 double ProcessGroup::sum(double value) const {
-    double total = 0;
-    const Waiting w = waiting("MPI_Allreduce");
-    check(MPI_Allreduce(&value, &total, 1, MPI_DOUBLE, MPI_SUM, comm_), "MPI_Allreduce");
-    return total;
+    sum_in_place(std::span<double>(&value, 1));
+    return value;
 }
 
 void ProcessGroup::sum_in_place(std::span<double> values) const {
     const Waiting w = waiting("MPI_Allreduce");
-    check(MPI_Allreduce(MPI_IN_PLACE, values.data(), as_count(values.size(), "sum_in_place"), MPI_DOUBLE, MPI_SUM, comm_),
-          "MPI_Allreduce");
+    sum_over(values, comm_);
 }
 
 void ProcessGroup::sum_in_place(std::span<float> values) const {
     const Waiting w = waiting("MPI_Allreduce");
-    check(MPI_Allreduce(MPI_IN_PLACE, values.data(), as_count(values.size(), "sum_in_place"), MPI_FLOAT, MPI_SUM, comm_),
-          "MPI_Allreduce");
+    sum_over(values, comm_);
 }
 
 void ProcessGroup::broadcast(std::span<double> values, int root) const {
     const Waiting w = waiting("MPI_Bcast");
-    check(MPI_Bcast(values.data(), as_count(values.size(), "broadcast"), MPI_DOUBLE, root, comm_), "MPI_Bcast");
+    broadcast_from(values, root, comm_);
 }
 
 void ProcessGroup::broadcast(std::span<float> values, int root) const {
     const Waiting w = waiting("MPI_Bcast");
-    check(MPI_Bcast(values.data(), as_count(values.size(), "broadcast"), MPI_FLOAT, root, comm_), "MPI_Bcast");
+    broadcast_from(values, root, comm_);
 }
 
 std::vector<float> ProcessGroup::all_gather(std::span<const float> values) const {

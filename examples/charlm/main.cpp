@@ -202,7 +202,9 @@ int main(int argc, char** argv) {
         if (reporting) examples::print_stop(*stop, "xgrad-charlm");
         return stop->status;
     }
-    try {
+    // In one process (sample, eval, plot, or train without mpirun) any error is one line, std::bad_alloc
+    // included; under mpirun, train's errors are handled by run_or_abort, inside.
+    return examples::run_guarded("xgrad-charlm", "--hidden, --layers, --seq or --batch", [&] {
         if (train->parsed()) {
 #ifdef XGRAD_CHARLM_MPI
             if (world) {
@@ -230,13 +232,5 @@ int main(int argc, char** argv) {
         if (sample->parsed()) return charlm::sample(s);
         if (plot->parsed()) return charlm::plot(p);
         return charlm::evaluate(e);
-    } catch (const std::bad_alloc&) {  // beyond the memory estimate's reach (a limit such as ulimit -v)
-        std::fflush(stdout);
-        fmt::print(stderr, "xgrad-charlm: {}\n", examples::out_of_memory("--hidden, --layers, --seq or --batch"));
-        return 1;
-    } catch (const std::exception& error) {  // one process: sample, eval, plot, or train without mpirun
-        std::fflush(stdout);
-        if (reporting) fmt::print(stderr, "xgrad-charlm: {}\n", error.what());
-        return 1;
-    }
+    });
 }
