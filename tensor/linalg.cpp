@@ -1,5 +1,5 @@
-// Direct cblas calls. This file must not include xtensor-blas: its CBLAS declarations clash
-// with <cblas.h>.
+// The GEMM entry points: shapes checked here, products run by the provider chosen for their shape
+// (gemm/choice.cpp). Only OpenBLAS's thread count is set directly.
 #include "linalg.hpp"
 
 #include <algorithm>
@@ -7,16 +7,12 @@
 #include <cblas.h>
 #include <fmt/format.h>
 #include <omp.h>
-#ifdef XGRAD_GEMM_ONEDNN
-#include <oneapi/dnnl/dnnl.h>
-#endif
+
+#include "gemm/choice.hpp"
 
 namespace xgrad {
 
 namespace {
-CBLAS_TRANSPOSE op(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
-blasint dim(std::size_t n) { return static_cast<blasint>(n); }
-
 // BLAS rejects a zero inner dimension (lda would be 0); the product is then just beta * C.
 template <class T>
 bool scale_only(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std::size_t ldc) {
@@ -28,38 +24,12 @@ bool scale_only(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std::
 }
 }  // namespace
 
-// fp32, where the step's time goes: oneDNN's sgemm when built with it (its JIT kernels use the
-// CPU's widest vector ISA, detected at run time; OpenBLAS 0.3.21 falls back to SSE3 or AVX2 kernels
-// on CPUs newer than it, see BENCHMARKS.md), else OpenBLAS.
-template <>
-void gemm_raw<float>(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                     std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+template <class T>
+void gemm_raw(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda, const T* b,
+              std::size_t ldb, T beta, T* c, std::size_t ldc) {
     if (scale_only(m, n, k, beta, c, ldc)) return;
-#ifdef XGRAD_GEMM_ONEDNN
-    const auto d = [](std::size_t v) { return static_cast<dnnl_dim_t>(v); };
-    // A tiny product on several threads costs more in waking them than it saves (the S char-LM
-    // step: 0.057 ms at 1 thread, 0.086 at 2): below ~64^3 multiply-adds, one thread.
-    const bool tiny = m * n * k < (std::size_t{1} << 18);
-    const int threads = tiny ? omp_get_max_threads() : 1;
-    if (threads > 1) omp_set_num_threads(1);
-    const dnnl_status_t status = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', d(m), d(n), d(k), alpha, a, d(lda), b, d(ldb),
-                                            beta, c, d(ldc));
-    if (threads > 1) omp_set_num_threads(threads);
-    if (status != dnnl_success) {
-        throw std::runtime_error(fmt::format("gemm: oneDNN's sgemm failed (status {}) for {} x {} x {}", static_cast<int>(status), m, n, k));
-    }
-#else
-    cblas_sgemm(CblasRowMajor, op(ta), op(tb), dim(m), dim(n), dim(k), alpha, a, dim(lda), b, dim(ldb), beta, c,
-                dim(ldc));
-#endif
-}
-
-template <>
-void gemm_raw<double>(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double alpha, const double* a,
-                      std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc) {
-    if (scale_only(m, n, k, beta, c, ldc)) return;
-    cblas_dgemm(CblasRowMajor, op(ta), op(tb), dim(m), dim(n), dim(k), alpha, a, dim(lda), b, dim(ldb), beta, c,
-                dim(ldc));
+    const blas::Choice<T> chosen = blas::choose<T>(blas::Shape{m, n, k, ta, tb, false});
+    chosen.provider->multiply(blas::Product<T>{ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc}, chosen.threads);
 }
 
 template <class T>
@@ -128,21 +98,15 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
 void set_blas_threads(int threads) {
     if (threads < 1) throw std::invalid_argument(fmt::format("set_blas_threads: {} threads", threads));
     openblas_set_num_threads(threads);
-    omp_set_num_threads(threads);  // oneDNN's sgemm and the fused kernel's rows
-}
-
-std::string gemm_provider() {
-    std::string blas = fmt::format("OpenBLAS ({} kernels)", openblas_get_corename());
-#ifdef XGRAD_GEMM_ONEDNN
-    const dnnl_version_t* v = dnnl_version();
-    return fmt::format("oneDNN {}.{}.{} sgemm (float), {} (double)", v->major, v->minor, v->patch, blas);
-#else
-    return blas + " (float and double)";
-#endif
+    omp_set_num_threads(threads);  // oneDNN's GEMMs and the fused kernel's rows
 }
 
 int blas_threads() { return openblas_get_num_threads(); }
 
+template void gemm_raw<float>(bool, bool, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t,
+                              const float*, std::size_t, float, float*, std::size_t);
+template void gemm_raw<double>(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*, std::size_t,
+                               const double*, std::size_t, double, double*, std::size_t);
 template void transpose_raw<float>(std::size_t, std::size_t, const float*, float*, std::size_t);
 template void transpose_raw<double>(std::size_t, std::size_t, const double*, double*, std::size_t);
 template void gemm<float>(bool, bool, float, const Tensor<float>&, const Tensor<float>&, float, Tensor<float>&);

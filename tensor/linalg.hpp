@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tensor.hpp"
 
@@ -26,12 +27,11 @@ template <class T>
 void transpose_raw(std::size_t rows, std::size_t cols, const T* src, T* dst, std::size_t ld_dst);
 
 /// Many products C(m, n) = A(m, k) · op(B) (+ C) against one B, as a recurrent layer multiplies every
-/// step's h by W_hhᵀ. B is laid out once, at construction, for the kernels that will read it: as
-/// oneDNN's matmul's blocked weights for products of 64 rows or more, else as a plain op(B) (a small-m
-/// sgemm call runs C = A·B 20-30% faster than C = A·Bᵀ, whose Bᵀ it re-packs each time), and products
-/// with m ≤ 4 rows (a batch of one) run a register-blocked kernel of our own instead of a library
-/// call (1.6x at 1 x 100 x 100). B is copied: later changes to b are not seen. Not for concurrent use
-/// from several threads; a moved-from object may only be destroyed or assigned to.
+/// step's h by W_hhᵀ. B is laid out once, at construction, for the provider chosen for the shape
+/// (see set_gemm_provider): oneDNN's matmul keeps it in its blocked weights format, our kernel for a
+/// few rows and the plain GEMMs as op(B), padded (a small-m GEMM runs C = A·B 20-30% faster than
+/// C = A·Bᵀ, whose Bᵀ it re-packs on each call). B is copied: later changes to b are not seen. Not
+/// for concurrent use from several threads; a moved-from object may only be destroyed or assigned to.
 ///
 /// @code
 ///   xgrad::PrepackedGemm<float> step(batch, 4 * H, H, w_hh.data(), true, H, 4 * H);
@@ -80,8 +80,37 @@ void set_blas_threads(int threads);
 /// OpenBLAS's thread count (what set_blas_threads set, or the start-up default).
 int blas_threads();
 
-/// What runs the GEMMs, for example "oneDNN 2.6.3 sgemm (float), OpenBLAS (Haswell kernels) (double)":
-/// chosen at build time with the CMake option XGRAD_GEMM (auto, onednn, openblas).
+/// Which GEMM provider runs a product is chosen per shape by timing the candidates the first time
+/// the shape is seen (a few ms per shape, once per process and thread count), as cuDNN's benchmark
+/// mode does: oneDNN's sgemm on one thread or all, OpenBLAS, oneDNN's matmul on blocked weights and
+/// our small-rows kernel (the last two for a B laid out once, PrepackedGemm). Timings closer than 5%
+/// keep the earlier of these, yet two processes may still choose differently, and two providers
+/// round differently: pin one by name for runs that must give the same bits every time. Pinned, it
+/// runs every product it can on all threads and the first of the list above that can runs the
+/// rest, nothing timed. The environment variable XGRAD_GEMM_PROVIDER pins one at start; "auto" (or
+/// "") measures again. Throws std::invalid_argument naming the providers built in for a name that
+/// is not one of them.
+void set_gemm_provider(const std::string& name);
+
+/// The providers this build has, by the names set_gemm_provider takes: "onednn", "openblas",
+/// "onednn-blocked", "small-rows" (the oneDNN ones only when built with Debian's libdnnl-dev).
+std::vector<std::string> gemm_providers();
+
+/// What runs the GEMMs, for people: "chosen per shape by timing oneDNN 2.6.3 sgemm, OpenBLAS (Zen
+/// kernels), ...", or the pinned provider.
 std::string gemm_provider();
+
+/// The choices made so far, one line per shape, with the times measured: "float 64 x 512 x 2048
+/// A·Bᵀ laid out once at 2 threads: onednn/1 (onednn 0.41 ms, onednn/1 0.36 ms, ...)". "/1": on one thread.
+std::string gemm_choices();
+
+/// The choices made so far as one line that restore_gemm_choices reads back, so that a run resumed
+/// in another process multiplies exactly as the first did (xgrad-charlm keeps it in checkpoints).
+std::string saved_gemm_choices();
+
+/// Takes back saved_gemm_choices' line: those shapes skip the timing. A choice this build or this
+/// thread count cannot make is left to be measured again. Throws std::invalid_argument naming the
+/// entry that is not one.
+void restore_gemm_choices(const std::string& saved);
 
 }  // namespace xgrad

@@ -232,6 +232,12 @@ TEST_CASE("PyTorch reads xgrad-charlm checkpoints and gives the same bits per ch
 }
 
 TEST_CASE("resume is exact: N steps, save, resume in a fresh process, N more equal 2N straight, bit for bit") {
+    // The first runs are pinned to OpenBLAS so that they multiply alike; the resumed run is pinned to
+    // another provider, which the GEMM choices kept in the checkpoint must overrule.
+    const std::vector<std::string> providers = xgrad::gemm_providers();
+    const bool with_onednn = std::find(providers.begin(), providers.end(), "onednn") != providers.end();
+    const std::string first = "env XGRAD_GEMM_PROVIDER=openblas",
+                      resuming = fmt::format("env XGRAD_GEMM_PROVIDER={}", with_onednn ? "onednn" : "small-rows");
     for (const char* variant : {"--impl fused", "--impl graph", "--cell lstm", "--cell gru",
                                 "--cell lstm --zoneout 0.2 --variational-dropout 0.2"}) {
         CAPTURE(variant);
@@ -239,10 +245,10 @@ TEST_CASE("resume is exact: N steps, save, resume in a fresh process, N more equ
                                                small_corpus().string(), tiny, variant);
         const fs::path straight = scratch() / "straight.safetensors", half = scratch() / "half.safetensors",
                        resumed = scratch() / "resumed.safetensors";
-        REQUIRE(run(fmt::format("{} --steps 24 --out {}", common, straight.string())).code == 0);
-        REQUIRE(run(fmt::format("{} --steps 12 --out {}", common, half.string())).code == 0);
-        Run r = run(fmt::format("train --corpus {} --resume {} --steps 24 --out {}", small_corpus().string(),
-                                half.string(), resumed.string()));
+        REQUIRE(run_with(first, fmt::format("{} --steps 24 --out {}", common, straight.string())).code == 0);
+        REQUIRE(run_with(first, fmt::format("{} --steps 12 --out {}", common, half.string())).code == 0);
+        Run r = run_with(resuming, fmt::format("train --corpus {} --resume {} --steps 24 --out {}", small_corpus().string(),
+                                               half.string(), resumed.string()));
         CAPTURE(r.output);
         REQUIRE(r.code == 0);
         auto a = xgrad::load_safetensors<float>(straight.string());
@@ -256,6 +262,13 @@ TEST_CASE("resume is exact: N steps, save, resume in a fresh process, N more equ
         CHECK(b.metadata.at("step") == "24");
         CHECK(a.metadata.at("dropout_rng") == b.metadata.at("dropout_rng"));
     }
+}
+
+TEST_CASE("XGRAD_GEMM_PROVIDER naming no provider is refused in one line, naming the variable and the providers there are") {
+    expect_refusal(run_with("env XGRAD_GEMM_PROVIDER=mkl", fmt::format("train --corpus {} {} --steps 2 --out {}", small_corpus().string(), tiny,
+                                                                       (scratch() / "mkl.safetensors").string())),
+                   "XGRAD_GEMM_PROVIDER: no GEMM provider 'mkl' in this build (auto, ");
+    CHECK_FALSE(fs::exists(scratch() / "mkl.safetensors"));
 }
 
 TEST_CASE("--checkpoint-activations trains to the same parameters, both implementations, and refuses what it cannot do") {

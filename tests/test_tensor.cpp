@@ -1,7 +1,9 @@
 // tensor/: shapes, broadcasting, random numbers and initializers, BLAS products, printing.
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <xtensor/xbuilder.hpp>
@@ -117,47 +119,140 @@ TEST_CASE("gemm accumulates into an existing buffer") {
                          "gemm: op(A) (2, 2) x op(B) (2, 2) does not give C (3, 2)", xgrad::ShapeError);
 }
 
-TEST_CASE_TEMPLATE("PrepackedGemm equals the plain product for every kernel it picks: few rows, many rows, either layout of B",
+namespace {
+// Every provider this build has pinned in turn, then the choice by timing ("auto"); "auto" again after.
+struct EveryProvider {
+    std::vector<std::string> names;
+    EveryProvider() : names(xgrad::gemm_providers()) { names.push_back("auto"); }
+    ~EveryProvider() { xgrad::set_gemm_provider("auto"); }
+};
+}  // namespace
+
+TEST_CASE_TEMPLATE("gemm_raw equals the plain product on every provider, either op of A and B, rows further apart than they need be",
                    T, float, double) {
-    // m 1-4: the register-blocked kernel (n not a whole number of SIMD batches too); 5-63: a plain
-    // GEMM on the laid-out B; 64 and more: oneDNN's blocked weights (fp32, built with oneDNN, on a
-    // CPU with AVX-512; elsewhere the plain GEMM again). Each product runs twice, on new A and C.
+    const T tolerance = std::is_same_v<T, float> ? T(1e-4) : T(1e-12);
+    xgrad::Generator gen(5);
+    EveryProvider every;
+    for (const std::string& provider : every.names) {
+        CAPTURE(provider);
+        xgrad::set_gemm_provider(provider);
+        for (std::size_t m : {1, 6, 70})
+            for (std::size_t n : {1, 9, 130})
+                for (std::size_t k : {1, 33})
+                    for (bool ta : {false, true})
+                        for (bool tb : {false, true}) {
+                            CAPTURE(m);
+                            CAPTURE(n);
+                            CAPTURE(k);
+                            CAPTURE(ta);
+                            CAPTURE(tb);
+                            const std::size_t lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 3;
+                            const Tensor<T> a = xgrad::uniform<T>({ta ? k : m, lda}, -1, 1, gen);
+                            const Tensor<T> b = xgrad::uniform<T>({tb ? n : k, ldb}, -1, 1, gen);
+                            const Tensor<T> c0 = xgrad::uniform<T>({m, ldc}, -1, 1, gen);
+                            Tensor<T> c = c0;
+                            const T alpha = T(0.5), beta = T(2);
+                            xgrad::gemm_raw<T>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+                            T worst = 0, gaps_changed = 0;
+                            for (std::size_t i = 0; i < m; ++i) {
+                                for (std::size_t j = 0; j < n; ++j) {
+                                    double sum = 0;
+                                    for (std::size_t p = 0; p < k; ++p) sum += double(ta ? a(p, i) : a(i, p)) * double(tb ? b(j, p) : b(p, j));
+                                    worst = std::max(worst, T(std::abs(double(c(i, j)) - (double(alpha) * sum + double(beta) * double(c0(i, j))))));
+                                }
+                                for (std::size_t j = n; j < ldc; ++j) gaps_changed += c(i, j) != c0(i, j);
+                            }
+                            CHECK(worst < tolerance * T(k));
+                            CHECK(gaps_changed == 0);
+                        }
+    }
+}
+
+TEST_CASE("GEMM providers: pinned by name, a bad name refused naming the ones there are, choices listed, saved and restored") {
+    EveryProvider every;
+    const std::vector<std::string> names = xgrad::gemm_providers();
+    CHECK(std::find(names.begin(), names.end(), "openblas") != names.end());
+    CHECK(std::find(names.begin(), names.end(), "small-rows") != names.end());
+    CHECK_THROWS_WITH_AS(xgrad::set_gemm_provider("mkl"),
+                         doctest::Contains("set_gemm_provider: no GEMM provider 'mkl' in this build (auto, "), std::invalid_argument);
+
+    xgrad::set_gemm_provider("openblas");
+    CHECK(xgrad::gemm_provider().find("pinned to OpenBLAS") == 0);
+    CHECK(xgrad::gemm_choices().empty());  // pinning starts afresh
+    xgrad::Generator gen(1);
+    const Tensor<float> a = xgrad::uniform<float>({24, 40}, -1, 1, gen), b = xgrad::uniform<float>({40, 24}, -1, 1, gen);
+    (void)xgrad::matmul(a, b);
+    CHECK(xgrad::gemm_choices().find("float 24 x 40 x 24 A·B at ") == 0);
+    CHECK(xgrad::gemm_choices().find(": openblas") != std::string::npos);
+
+    // Measured choices for a plain product and one against a B laid out once, saved, forgotten, restored.
+    xgrad::set_gemm_provider("auto");
+    CHECK(xgrad::gemm_provider().find("chosen per shape by timing ") == 0);
+    (void)xgrad::matmul(a, b);
+    const xgrad::PrepackedGemm<double> few(2, 30, 20, std::vector<double>(600, 0.5).data(), true, 20, 30);
+    const std::string saved = xgrad::saved_gemm_choices();
+    CHECK(saved.find("f 24 24 40 0 0 0 ") == 0);
+    CHECK(saved.find(";d 2 30 20 0 1 1 ") != std::string::npos);
+    xgrad::set_gemm_provider("auto");
+    CHECK(xgrad::saved_gemm_choices().empty());
+    xgrad::restore_gemm_choices(saved);
+    CHECK(xgrad::saved_gemm_choices() == saved);
+    CHECK(xgrad::gemm_choices().find("(restored)") != std::string::npos);
+    // Choices this build cannot make are left to be measured; entries that are not choices are refused.
+    xgrad::set_gemm_provider("auto");
+    xgrad::restore_gemm_choices("f 3 4 5 0 0 0 1 no-such-provider 1;d 3 4 5 0 0 1 1 small-rows 1");
+    CHECK(xgrad::saved_gemm_choices() == "d 3 4 5 0 0 1 1 small-rows 1");
+    CHECK_THROWS_WITH_AS(xgrad::restore_gemm_choices("f 3 4 5 0 0 0 1 openblas 1;f 3 4 x"),
+                         "restore_gemm_choices: entry 1 ('f 3 4 x') is not a saved choice", std::invalid_argument);
+    CHECK_THROWS_AS(xgrad::restore_gemm_choices("f 3 4 5 0 2 0 1 openblas 1"), std::invalid_argument);
+    CHECK_THROWS_AS(xgrad::restore_gemm_choices("f 3 4 5 0 0 0 1 openblas 1 extra"), std::invalid_argument);
+}
+
+TEST_CASE_TEMPLATE("PrepackedGemm equals the plain product on every provider: few rows, many rows, either layout of B",
+                   T, float, double) {
+    // Each provider pinned in turn (one that cannot run a shape leaves it to the others), then the
+    // choice by timing. Each product runs twice, on new A and C.
     const T tolerance = std::is_same_v<T, float> ? T(1e-4) : T(1e-12);
     xgrad::Generator gen(3);
-    for (std::size_t m : {1, 3, 4, 5, 33, 64, 70})
-        for (std::size_t n : {1, 7, 100, 130})
-            for (std::size_t k : {1, 9, 100})
-                for (bool trans_b : {false, true})
-                    for (bool accumulate : {false, true}) {
-                        CAPTURE(m);
-                        CAPTURE(n);
-                        CAPTURE(k);
-                        CAPTURE(trans_b);
-                        CAPTURE(accumulate);
-                        const std::size_t lda = k + 3, ldc = n + 2;  // rows further apart than they need be
-                        const Tensor<T> a = xgrad::uniform<T>({m, lda}, -1, 1, gen);
-                        const Tensor<T> b = xgrad::uniform<T>({n * k}, -1, 1, gen);
-                        const Tensor<T> c0 = xgrad::uniform<T>({m, ldc}, -1, 1, gen);
-                        Tensor<T> c = c0;
-                        Tensor<T> b_copy = b;
-                        const xgrad::PrepackedGemm<T> product(m, n, k, b_copy.data(), trans_b, lda, ldc);
-                        b_copy.fill(T(0));  // B was copied: this must not show
-                        Tensor<T> scratch_a = xgrad::uniform<T>({m, lda}, -1, 1, gen), scratch_c = c0;
-                        product(scratch_a.data(), scratch_c.data(), accumulate);  // a first product on other buffers
-                        product(a.data(), c.data(), accumulate);
-                        T worst = 0, gaps_changed = 0;
-                        for (std::size_t i = 0; i < m; ++i) {
-                            for (std::size_t j = 0; j < n; ++j) {
-                                double expected = accumulate ? double(c0(i, j)) : 0.0;
-                                for (std::size_t p = 0; p < k; ++p)
-                                    expected += double(a(i, p)) * double(trans_b ? b(j * k + p) : b(p * n + j));
-                                worst = std::max(worst, T(std::abs(double(c(i, j)) - expected)));
+    EveryProvider every;
+    for (const std::string& provider : every.names) {
+        CAPTURE(provider);
+        xgrad::set_gemm_provider(provider);
+        for (std::size_t m : {1, 3, 4, 5, 33, 64, 70})
+            for (std::size_t n : {1, 7, 100, 130})
+                for (std::size_t k : {1, 9, 100})
+                    for (bool trans_b : {false, true})
+                        for (bool accumulate : {false, true}) {
+                            CAPTURE(m);
+                            CAPTURE(n);
+                            CAPTURE(k);
+                            CAPTURE(trans_b);
+                            CAPTURE(accumulate);
+                            const std::size_t lda = k + 3, ldc = n + 2;  // rows further apart than they need be
+                            const Tensor<T> a = xgrad::uniform<T>({m, lda}, -1, 1, gen);
+                            const Tensor<T> b = xgrad::uniform<T>({n * k}, -1, 1, gen);
+                            const Tensor<T> c0 = xgrad::uniform<T>({m, ldc}, -1, 1, gen);
+                            Tensor<T> c = c0;
+                            Tensor<T> b_copy = b;
+                            const xgrad::PrepackedGemm<T> product(m, n, k, b_copy.data(), trans_b, lda, ldc);
+                            b_copy.fill(T(0));  // B was copied: this must not show
+                            Tensor<T> scratch_a = xgrad::uniform<T>({m, lda}, -1, 1, gen), scratch_c = c0;
+                            product(scratch_a.data(), scratch_c.data(), accumulate);  // a first product on other buffers
+                            product(a.data(), c.data(), accumulate);
+                            T worst = 0, gaps_changed = 0;
+                            for (std::size_t i = 0; i < m; ++i) {
+                                for (std::size_t j = 0; j < n; ++j) {
+                                    double expected = accumulate ? double(c0(i, j)) : 0.0;
+                                    for (std::size_t p = 0; p < k; ++p)
+                                        expected += double(a(i, p)) * double(trans_b ? b(j * k + p) : b(p * n + j));
+                                    worst = std::max(worst, T(std::abs(double(c(i, j)) - expected)));
+                                }
+                                for (std::size_t j = n; j < ldc; ++j) gaps_changed += c(i, j) != c0(i, j);
                             }
-                            for (std::size_t j = n; j < ldc; ++j) gaps_changed += c(i, j) != c0(i, j);
+                            CHECK(worst < tolerance * T(k));
+                            CHECK(gaps_changed == 0);
                         }
-                        CHECK(worst < tolerance * T(k));
-                        CHECK(gaps_changed == 0);
-                    }
+    }
     T b[4] = {};
     CHECK_THROWS_WITH_AS(xgrad::PrepackedGemm<T>(2, 2, 2, b, false, 1, 2),
                          "PrepackedGemm: 2 x 2 x 2 with lda 1 and ldc 2 (need lda >= k, ldc >= n)", xgrad::ShapeError);

@@ -7,7 +7,7 @@ namespace charlm {
 
 namespace {
 const std::string model_prefix = "model.", optimizer_prefix = "optimizer.", hidden_key = "state.hidden",
-                  cell_key = "state.cell";
+                  cell_key = "state.cell", gemm_choices_key = "gemm_choices";
 
 // An integer from the file in [0, max]: every count it holds is used in arithmetic later.
 std::int64_t parse_int(const std::string& path, const std::string& key, const std::string& text, std::int64_t max) {
@@ -47,6 +47,7 @@ void save_checkpoint(const std::string& path, const TrainingState& state, CharLM
     file.metadata["data_position"] = std::to_string(state.data_position);
     file.metadata["train_chars"] = std::to_string(state.train_chars);
     file.metadata["dropout_rng"] = model.rnn.dropout_generator().state();
+    file.metadata[gemm_choices_key] = xgrad::saved_gemm_choices();
     xgrad::save_safetensors(path, file);
 }
 
@@ -160,6 +161,17 @@ void restore(const Checkpoint& c, CharLM& model, xgrad::optim::Optimizer<float>*
         if (optimizer) optimizer->load_state_dict(opt);
     } catch (const std::exception& e) {
         throw InputError(fmt::format("checkpoint {}: {}", c.path, e.what()));
+    }
+    // A resumed run multiplies with the GEMM providers the first run measured, so that it goes on
+    // exactly as an uninterrupted run would (measured again, a close call could go the other way).
+    const auto choices = c.file.metadata.find(gemm_choices_key);
+    if (optimizer && choices != c.file.metadata.end()) {
+        try {
+            xgrad::restore_gemm_choices(choices->second);
+        } catch (const std::invalid_argument& e) {
+            fmt::print(stderr, "xgrad-charlm: checkpoint {}: its GEMM choices are ignored ({}), so the resumed run may differ from an uninterrupted one in the last bits\n",
+                       c.path, e.what());
+        }
     }
 }
 

@@ -1,0 +1,332 @@
+// The choice of provider per shape: candidates timed on scratch matrices, once per process, shape
+// and thread count; the pin; and the record of choices a checkpoint keeps for an exact resume.
+#include "choice.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <tuple>
+#include <vector>
+
+#include <fmt/format.h>
+#include <omp.h>
+
+#include "../linalg.hpp"
+
+namespace xgrad::blas {
+
+namespace {
+
+template <class T>
+std::vector<const Provider<T>*> providers() {
+    // In order of preference: a later one must be clearly faster to be chosen (see better_than).
+    std::vector<const Provider<T>*> all;
+    if constexpr (std::is_same_v<T, float>) all = {onednn_sgemm(), openblas<T>(), onednn_blocked(), small_rows<T>()};
+    else all = {openblas<T>(), small_rows<T>()};
+    std::erase(all, nullptr);
+    return all;
+}
+
+// A later candidate replaces an earlier one when it is at least this much faster: timings closer
+// than that are noise, and a stable choice gives the same bits from run to run.
+constexpr double clearly_faster = 0.95;
+
+// Products beyond this many multiply-adds (~3 ms at 100 GFLOP/s), or whose scratch copies would take
+// more than this many bytes, are not timed: there every library runs near its peak, and the first
+// candidate is taken. The byte cap keeps the timing out of a model's memory budget.
+constexpr std::size_t timed_up_to = std::size_t{1} << 28;
+constexpr std::size_t scratch_bytes_up_to = std::size_t{8} << 20;
+
+// Measuring all candidates of one shape takes about this long once each has been run once.
+constexpr double budget_seconds = 0.02;
+
+using Key = std::tuple<std::size_t, std::size_t, std::size_t, bool, bool, bool, int>;  // + the thread count
+
+Key key_of(const Shape& s, int threads) { return {s.m, s.n, s.k, s.trans_a, s.trans_b, s.packed, threads}; }
+
+struct Pin {
+    std::string name;  // empty: measured
+};
+
+std::vector<std::string> all_names() {
+    std::vector<std::string> names;
+    for (const auto* p : providers<float>()) names.emplace_back(p->name());
+    for (const auto* p : providers<double>())
+        if (std::find(names.begin(), names.end(), p->name()) == names.end()) names.emplace_back(p->name());
+    return names;
+}
+
+std::string checked_name(const std::string& name, const char* who) {
+    if (name.empty() || name == "auto") return "";
+    const auto names = all_names();
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+        throw std::invalid_argument(fmt::format("{}: no GEMM provider '{}' in this build (auto, {})", who, name, fmt::join(names, ", ")));
+    }
+    return name;
+}
+
+std::mutex& state_mutex() {
+    static std::mutex mutex;
+    return mutex;
+}
+
+// The pin, from XGRAD_GEMM_PROVIDER the first time it is read (a bad name throws then, and again on
+// the next use), or from set_gemm_provider.
+std::string& pinned_locked() {
+    static std::string pinned = [] {
+        const char* env = std::getenv("XGRAD_GEMM_PROVIDER");
+        return env ? checked_name(env, "XGRAD_GEMM_PROVIDER") : std::string();
+    }();
+    return pinned;
+}
+
+template <class T>
+struct Chosen {
+    Choice<T> choice;
+    std::string timings;  // what was measured, for gemm_choices()
+};
+
+template <class T>
+std::map<Key, Chosen<T>>& cache_locked() {
+    static std::map<Key, Chosen<T>> cache;
+    return cache;
+}
+
+// What may run a shape, in order of preference. Pinned: the pinned provider alone, on all threads, or
+// where it cannot run the shape the first provider that can: nothing timed, so the same bits on
+// every run.
+template <class T>
+std::vector<Choice<T>> candidates(const Shape& shape, const std::string& pinned) {
+    const int all_threads = std::max(1, omp_get_max_threads());
+    std::vector<Choice<T>> out;
+    for (const Provider<T>* p : providers<T>()) {
+        if (!p->runs(shape)) continue;
+        if (!pinned.empty()) {
+            if (p->name() == pinned) return {{p, all_threads}};
+            if (out.empty()) out.push_back({p, all_threads});
+            continue;
+        }
+        out.push_back({p, all_threads});
+        if (p->sets_threads() && all_threads > 1) out.push_back({p, 1});
+    }
+    if (!pinned.empty()) out.resize(std::min<std::size_t>(out.size(), 1));
+    return out;
+}
+
+// Scratch operands of a shape, filled with small values (no denormals, no overflow).
+template <class T>
+struct Scratch {
+    std::vector<T> a, b, c;
+    explicit Scratch(const Shape& s) : a(std::max<std::size_t>(1, s.m * s.k)), b(std::max<std::size_t>(1, s.k * s.n)), c(std::max<std::size_t>(1, s.m * s.n)) {
+        for (std::size_t i = 0; i < a.size(); ++i) a[i] = T(1) / T(1 + i % 7);
+        for (std::size_t i = 0; i < b.size(); ++i) b[i] = T(1) / T(2 + i % 5);
+    }
+};
+
+// One way to run the shape on the scratch operands, ready to time.
+template <class T>
+struct Runner {
+    Choice<T> choice;
+    std::unique_ptr<Packed<T>> packed;  // for packed shapes
+    double best = std::numeric_limits<double>::infinity();
+};
+
+template <class T>
+void run(const Shape& s, Scratch<T>& x, const Runner<T>& r) {
+    if (r.packed) {
+        r.packed->run(x.a.data(), x.c.data(), false);
+        return;
+    }
+    Product<T> p;
+    p.trans_a = s.trans_a;
+    p.trans_b = s.trans_b;
+    p.m = s.m;
+    p.n = s.n;
+    p.k = s.k;
+    p.a = x.a.data();
+    p.lda = std::max<std::size_t>(1, s.trans_a ? s.m : s.k);
+    p.b = x.b.data();
+    p.ldb = std::max<std::size_t>(1, s.trans_b ? s.k : s.n);
+    p.c = x.c.data();
+    p.ldc = std::max<std::size_t>(1, s.n);
+    r.choice.provider->multiply(p, r.choice.threads);
+}
+
+template <class T>
+double seconds_of(const Shape& s, Scratch<T>& x, const Runner<T>& r) {
+    const auto start = std::chrono::steady_clock::now();
+    run(s, x, r);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string label(const std::string& name, int threads) { return threads == 1 ? name + "/1" : name; }
+
+template <class T>
+Chosen<T> measure(const Shape& s, const std::vector<Choice<T>>& offered) {
+    // A, C and a B for each candidate (a packed one lays out its own copy).
+    const std::size_t scratch_bytes = (s.m * s.k + s.m * s.n + s.k * s.n * (1 + (s.packed ? offered.size() : 0))) * sizeof(T);
+    if (offered.size() == 1 || s.m * s.n * s.k > timed_up_to || scratch_bytes > scratch_bytes_up_to) {
+        return {offered.front(), "not timed"};
+    }
+    Scratch<T> x(s);
+    std::vector<Runner<T>> runners;
+    double first_round = 0;
+    for (const Choice<T>& c : offered) {
+        Runner<T> r{c, nullptr};
+        if (s.packed) {
+            r.packed = c.provider->pack(s.m, s.n, s.k, x.b.data(), s.trans_b, std::max<std::size_t>(1, s.k),
+                                        std::max<std::size_t>(1, s.n), c.threads);
+            if (!r.packed) continue;  // declined this shape
+        }
+        first_round += seconds_of(s, x, r);  // warms caches and JIT kernels; not counted
+        runners.push_back(std::move(r));
+    }
+    const int rounds = static_cast<int>(std::clamp(budget_seconds / std::max(first_round, 1e-9), 2.0, 100.0));
+    for (int round = 0; round < rounds; ++round)  // alternated, so that a slow moment hits them all
+        for (Runner<T>& r : runners) r.best = std::min(r.best, seconds_of(s, x, r));
+    std::size_t winner = 0;
+    for (std::size_t i = 1; i < runners.size(); ++i)
+        if (runners[i].best < clearly_faster * runners[winner].best) winner = i;
+    std::string timings;
+    for (const Runner<T>& r : runners)
+        timings += fmt::format("{}{} {:.4f} ms", timings.empty() ? "" : ", ", label(std::string(r.choice.provider->name()), r.choice.threads),
+                               r.best * 1e3);
+    return {runners[winner].choice, timings};
+}
+
+template <class T>
+Choice<T> choose_locked(const Shape& shape) {
+    auto& cache = cache_locked<T>();
+    const Key key = key_of(shape, std::max(1, omp_get_max_threads()));
+    if (auto found = cache.find(key); found != cache.end()) return found->second.choice;
+    Chosen<T> chosen = measure<T>(shape, candidates<T>(shape, pinned_locked()));
+    return cache.emplace(key, std::move(chosen)).first->second.choice;
+}
+
+template <class T>
+const Provider<T>* provider_named(const std::string& name) {
+    for (const Provider<T>* p : providers<T>())
+        if (p->name() == name) return p;
+    return nullptr;
+}
+
+const char* type_code(float) { return "f"; }
+const char* type_code(double) { return "d"; }
+
+template <class T>
+void describe_choices(std::string& out, bool saved) {
+    for (const auto& [key, chosen] : cache_locked<T>()) {
+        const auto& [m, n, k, ta, tb, packed, threads] = key;
+        const std::string provider(chosen.choice.provider->name());
+        if (saved) {
+            out += fmt::format("{}{} {} {} {} {:d} {:d} {:d} {} {} {}", out.empty() ? "" : ";", type_code(T()), m, n, k, ta, tb, packed, threads,
+                               provider, chosen.choice.threads);
+        } else {
+            out += fmt::format("{} {} x {} x {} {}{}{} at {} threads: {} ({})\n", sizeof(T) == 4 ? "float" : "double", m, k, n,
+                               ta ? "Aᵀ·" : "A·", tb ? "Bᵀ" : "B", packed ? " laid out once" : "", threads,
+                               label(provider, chosen.choice.threads), chosen.timings);
+        }
+    }
+}
+
+template <class T>
+void restore_one(const Key& key, const std::string& name, int threads) {
+    const Provider<T>* p = provider_named<T>(name);
+    const auto& [m, n, k, ta, tb, packed, all] = key;
+    if (!p || !p->runs(Shape{m, n, k, ta, tb, packed}) || threads < 1 || threads > all) return;  // measured again
+    cache_locked<T>()[key] = Chosen<T>{{p, threads}, "restored"};
+}
+
+}  // namespace
+
+template <class T>
+Choice<T> choose(const Shape& shape) {
+    const std::lock_guard lock(state_mutex());
+    return choose_locked<T>(shape);
+}
+
+template <class T>
+std::unique_ptr<Packed<T>> pack_chosen(const Shape& shape, const T* b, std::size_t lda, std::size_t ldc) {
+    const Choice<T> c = choose<T>(shape);
+    if (auto packed = c.provider->pack(shape.m, shape.n, shape.k, b, shape.trans_b, lda, ldc, c.threads)) return packed;
+    // Declined with these strides after taking the scratch ones: the default layout of the first
+    // provider, which takes any.
+    return providers<T>().front()->Provider<T>::pack(shape.m, shape.n, shape.k, b, shape.trans_b, lda, ldc, c.threads);
+}
+
+template Choice<float> choose<float>(const Shape&);
+template Choice<double> choose<double>(const Shape&);
+template std::unique_ptr<Packed<float>> pack_chosen<float>(const Shape&, const float*, std::size_t, std::size_t);
+template std::unique_ptr<Packed<double>> pack_chosen<double>(const Shape&, const double*, std::size_t, std::size_t);
+
+}  // namespace xgrad::blas
+
+namespace xgrad {
+
+void set_gemm_provider(const std::string& name) {
+    std::string checked = blas::checked_name(name, "set_gemm_provider");
+    const std::lock_guard lock(blas::state_mutex());
+    blas::pinned_locked() = std::move(checked);
+    blas::cache_locked<float>().clear();
+    blas::cache_locked<double>().clear();
+}
+
+std::vector<std::string> gemm_providers() { return blas::all_names(); }
+
+std::string gemm_provider() {
+    std::string pinned;
+    {
+        const std::lock_guard lock(blas::state_mutex());
+        pinned = blas::pinned_locked();
+    }
+    std::vector<std::string> described;
+    for (const auto* p : blas::providers<float>())
+        if (pinned.empty() || p->name() == pinned) described.push_back(p->description());
+    if (!pinned.empty()) return fmt::format("pinned to {} (XGRAD_GEMM_PROVIDER or set_gemm_provider)", fmt::join(described, ""));
+    return fmt::format("chosen per shape by timing {}", fmt::join(described, ", "));
+}
+
+std::string gemm_choices() {
+    const std::lock_guard lock(blas::state_mutex());
+    std::string out;
+    blas::describe_choices<float>(out, false);
+    blas::describe_choices<double>(out, false);
+    return out;
+}
+
+std::string saved_gemm_choices() {
+    const std::lock_guard lock(blas::state_mutex());
+    std::string out;
+    blas::describe_choices<float>(out, true);
+    blas::describe_choices<double>(out, true);
+    return out;
+}
+
+void restore_gemm_choices(const std::string& saved) {
+    std::istringstream entries(saved);
+    std::string entry;
+    std::size_t index = 0;
+    const std::lock_guard lock(blas::state_mutex());
+    while (std::getline(entries, entry, ';')) {
+        std::istringstream fields(entry);
+        std::string type, name, rest;
+        std::size_t m = 0, n = 0, k = 0;
+        int ta = 0, tb = 0, packed = 0, all = 0, threads = 0;
+        fields >> type >> m >> n >> k >> ta >> tb >> packed >> all >> name >> threads;
+        const bool flags = (ta == 0 || ta == 1) && (tb == 0 || tb == 1) && (packed == 0 || packed == 1);
+        if (!fields || (fields >> rest) || !flags || (type != "f" && type != "d")) {
+            throw std::invalid_argument(fmt::format("restore_gemm_choices: entry {} ('{}') is not a saved choice", index, entry));
+        }
+        const blas::Key key{m, n, k, ta == 1, tb == 1, packed == 1, all};
+        if (type == "f") blas::restore_one<float>(key, name, threads);
+        else blas::restore_one<double>(key, name, threads);
+        ++index;
+    }
+}
+
+}  // namespace xgrad
