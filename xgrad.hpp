@@ -6,6 +6,7 @@
 #pragma once
 
 #include "tensor/format.hpp"
+#include "tensor/isa.hpp"
 #include "tensor/linalg.hpp"
 #include "tensor/memory.hpp"
 #include "tensor/random.hpp"

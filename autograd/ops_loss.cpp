@@ -6,47 +6,19 @@
 #include <utility>
 
 #include <fmt/format.h>
-#include <xsimd/xsimd.hpp>
 #include <xtensor/xmath.hpp>
 
+#include "../tensor/isa_kernels.hpp"
 #include "../tensor/random.hpp"
 #include "ops.hpp"
 
 namespace xgrad {
 
+// The softmax's rows (loss_rows.cpp), compiled once per instruction set.
+XGRAD_FOR_EACH_ISA(template <class T> T row_max(const T* row, std::size_t n);
+                   template <class T> T exp_shifted(const T* row, T shift, std::size_t n, T* out);)
+
 namespace {
-template <class T>
-T row_max(const T* row, std::size_t n) {
-    using batch = xsimd::batch<T>;
-    T m = -std::numeric_limits<T>::infinity();
-    std::size_t k = 0;
-    if (n >= batch::size) {
-        batch acc = batch::load_unaligned(row);
-        for (k = batch::size; k + batch::size <= n; k += batch::size) acc = xsimd::max(acc, batch::load_unaligned(row + k));
-        alignas(64) T lanes[batch::size];
-        acc.store_unaligned(lanes);
-        m = *std::max_element(lanes, lanes + batch::size);
-    }
-    for (; k < n; ++k) m = std::max(m, row[k]);
-    return m;
-}
-
-// out[k] = exp(row[k] - shift); returns their sum.
-template <class T>
-T exp_shifted(const T* row, T shift, std::size_t n, T* out) {
-    using batch = xsimd::batch<T>;
-    batch acc(T(0));
-    std::size_t k = 0;
-    for (; k + batch::size <= n; k += batch::size) {
-        const batch e = xsimd::exp(batch::load_unaligned(row + k) - batch(shift));
-        e.store_unaligned(out + k);
-        acc += e;
-    }
-    T sum = xsimd::hadd(acc);
-    for (; k < n; ++k) sum += out[k] = std::exp(row[k] - shift);
-    return sum;
-}
-
 // Which positions of logits (..., C) count, and how much: w_n = mask_n · [t_n ≠ ignore_index], and
 // their sum (the mean's denominator).
 template <class T>
@@ -113,13 +85,15 @@ Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyO
     // the softmax is kept, so backward is a multiply-add, with no exponential.
     const T* x = logits.value().data();
     std::vector<T> softmax(rows * classes);
+    const auto row_max_of = XGRAD_ISA_PICK(row_max<T>);
+    const auto exp_shifted_of = XGRAD_ISA_PICK(exp_shifted<T>);
     T total = 0;
     for (std::size_t r = 0; r < rows; ++r) {
         if (weight[r] == T(0)) continue;
         const T* row = x + r * classes;
         T* p = softmax.data() + r * classes;
-        const T m = row_max(row, classes);
-        const T s = exp_shifted(row, m, classes, p);
+        const T m = row_max_of(row, classes);
+        const T s = exp_shifted_of(row, m, classes, p);
         const T inverse = T(1) / s;
         for (std::size_t k = 0; k < classes; ++k) p[k] *= inverse;
         total += weight[r] * (m + std::log(s) - row[targets.data()[r]]);

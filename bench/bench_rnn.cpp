@@ -290,5 +290,6 @@ int main(int argc, char** argv) {
             run_table(names, cells, std::stoi(t), core);
         }
     }
+    fmt::print("\nxgrad's GEMM choices (per shape, with the times measured; /1: one thread):\n\n```\n{}```\n", xgrad::gemm_choices());
     return 0;
 }

@@ -4,7 +4,8 @@
 
 #include <fmt/format.h>
 
-#include "../tensor/simd.hpp"
+#include "../tensor/isa_kernels.hpp"
+#include "adam_kernel.hpp"
 #include "optimizer.hpp"
 
 namespace xgrad::optim {
@@ -72,26 +73,8 @@ void Adam<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int
     T* m = this->buffer(0, i);
     T* v = this->buffer(1, i);
     T* v_max = this->buffer(2, i);
-    const bool decoupled = decoupled_, amsgrad = o.amsgrad();
-    simd::simd_for<T>(n, [&](auto lane, std::size_t k) {  // SIMD batches: the same operations, in the same order
-        using V = decltype(lane);
-        V g = simd::load<V>(grad + k), w = simd::load<V>(p + k);
-        if (decoupled) {
-            w = w * V(decay);
-        } else {
-            g = g + V(wd) * w;
-        }
-        const V m_k = V(b1) * simd::load<V>(m + k) + V(1 - b1) * g;
-        const V v_k = V(b2) * simd::load<V>(v + k) + V(1 - b2) * g * g;
-        V second = v_k;
-        if (amsgrad) {
-            second = simd::max(simd::load<V>(v_max + k), v_k);
-            simd::store(v_max + k, second);
-        }
-        simd::store(m + k, m_k);
-        simd::store(v + k, v_k);
-        simd::store(p + k, w - V(step_size) * m_k / (simd::sqrt(second) / V(root2) + V(eps)));
-    });
+    const AdamCoefficients<T> k{b1, b2, step_size, root2, eps, wd, decay, decoupled_, o.amsgrad()};
+    XGRAD_ISA_PICK(adam_update<T>)(p, grad, m, v, v_max, n, k);
 }
 
 template <class T>

@@ -17,9 +17,21 @@
 
 #include <xsimd/xsimd.hpp>
 
+// Kernels compiled once per instruction set (tensor/isa_kernels.hpp) get these functions in their
+// own inline namespace: a function template instantiated alike in two copies would otherwise be one
+// symbol, and the linker could keep the AVX-512 one for every caller.
+#ifdef XGRAD_ISA_NAMESPACE
+/// The inline namespace of this copy of the functions below.
+#define XGRAD_SIMD_COPY XGRAD_ISA_NAMESPACE
+#else
+/// The inline namespace of this copy of the functions below.
+#define XGRAD_SIMD_COPY isa_default
+#endif
+
 /// Elementwise loops a SIMD batch at a time over xsimd (tensor/simd.hpp), for the .cpp files of
 /// cells' rows, losses and optimizers. Every function takes a batch or a plain value alike.
 namespace xgrad::simd {
+inline namespace XGRAD_SIMD_COPY {
 
 /// Calls body(lane, j) for j = 0, ..., n - 1: a SIMD batch at a time (lane is an xsimd::batch<T>),
 /// then the tail one value at a time (lane is a T). One generic lambda written with the load, store
@@ -92,4 +104,5 @@ V max(const V& a, const V& b) {
     }
 }
 
+}  // namespace XGRAD_SIMD_COPY
 }  // namespace xgrad::simd

@@ -1,6 +1,7 @@
 // tensor/: shapes, broadcasting, random numbers and initializers, BLAS products, printing.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -256,6 +257,22 @@ TEST_CASE_TEMPLATE("PrepackedGemm equals the plain product on every provider: fe
     T b[4] = {};
     CHECK_THROWS_WITH_AS(xgrad::PrepackedGemm<T>(2, 2, 2, b, false, 1, 2),
                          "PrepackedGemm: 2 x 2 x 2 with lda 1 and ldc 2 (need lda >= k, ldc >= n)", xgrad::ShapeError);
+}
+
+TEST_CASE("cpu_isa: the kernels run the widest instruction set the CPU has, capped by XGRAD_ISA") {
+    // Every suite run checks the CPU's own answer; CTest runs this program again with XGRAD_ISA=baseline.
+    __builtin_cpu_init();
+    const xgrad::Isa widest = __builtin_cpu_supports("x86-64-v4")   ? xgrad::Isa::avx512
+                              : __builtin_cpu_supports("x86-64-v3") ? xgrad::Isa::avx2
+                                                                    : xgrad::Isa::baseline;
+    xgrad::Isa expected = widest;
+    if (const char* cap = std::getenv("XGRAD_ISA")) {
+        for (xgrad::Isa isa : {xgrad::Isa::baseline, xgrad::Isa::avx2, xgrad::Isa::avx512})
+            if (xgrad::isa_name(isa) == cap) expected = std::min(isa, widest);
+    }
+    CAPTURE(xgrad::isa_name(widest));
+    CHECK(xgrad::cpu_isa() == expected);
+    CHECK(xgrad::isa_name(xgrad::Isa::avx512) == "avx512");
 }
 
 TEST_CASE("printing") {

@@ -1,10 +1,10 @@
 /// @file
-/// What the built-in cells' .cpp files share: the SIMD loops (tensor/simd.hpp) for their rows
-/// (scalar libm calls would cost the kernel as much as its GEMMs), and the instantiation of a cell
-/// for float and double.
+/// What the built-in cells' .cpp files share: the pick of their rows' copy for this CPU (the rows live
+/// in each cell's _rows.cpp, compiled once per instruction set: tensor/isa_kernels.hpp), and the
+/// instantiation of a cell for float and double.
 #pragma once
 
-#include "../../tensor/simd.hpp"
+#include "../../tensor/isa_kernels.hpp"
 
 /// At the end of a built-in cell's .cpp: its graph step and rows, compiled for float and double.
 /// Expands to explicit instantiations, so it must be used inside namespace xgrad::nn::cells.

@@ -1,7 +1,5 @@
-// The Elman cell: its graph step and its fused rows, side by side.
+// The Elman cell: its graph step; its fused rows are in elman_rows.cpp.
 #include "elman.hpp"
-
-#include <algorithm>
 
 #include "cell_impl.hpp"
 
@@ -14,31 +12,18 @@ std::vector<Var<T>> Elman::step(const CellStep<T>& in) const {
     return {nonlinearity == Nonlinearity::tanh ? tanh(a) : relu(a)};
 }
 
-// The kernel has added W_hh h + b_hh into the gates: h' = φ(a). Backward works from h' alone, so the
-// kernel frees the gates after forward (backward_reads_gates = false).
+XGRAD_FOR_EACH_ISA(template <class T> void elman_forward_row(const RowForward<T>&, bool relu);
+                   template <class T> void elman_backward_row(const RowBackward<T>&, bool relu);)
+
+// The rows (elman_rows.cpp), in the copy for this CPU.
 template <class T>
-void Elman::forward_row(const RowForward<T>& r) const {
-    const std::size_t H = r.hidden;
-    if (nonlinearity == Nonlinearity::tanh) {
-        simd::tanh_inplace(r.gates, H);
-    } else {
-        for (std::size_t j = 0; j < H; ++j) r.gates[j] = std::max(r.gates[j], T(0));
-    }
-    std::copy_n(r.gates, H, r.next[0]);
+void Elman::forward_row(const RowForward<T>& row) const {
+    XGRAD_ISA_PICK(elman_forward_row<T>)(row, nonlinearity == Nonlinearity::relu);
 }
 
-// δa = δh ⊙ φ'(a), with φ' from h': 1 - h'² (tanh), [h' > 0] (relu); the kernel's GEMM carries δa to h_{t-1}.
 template <class T>
-void Elman::backward_row(const RowBackward<T>& r) const {
-    const std::size_t H = r.hidden;
-    const T* h = r.next[0];
-    const T* dh = r.d_next[0];
-    if (nonlinearity == Nonlinearity::tanh) {
-        for (std::size_t j = 0; j < H; ++j) r.d_gates[j] = dh[j] * (T(1) - h[j] * h[j]);
-    } else {
-        for (std::size_t j = 0; j < H; ++j) r.d_gates[j] = h[j] > 0 ? dh[j] : T(0);
-    }
-    std::fill_n(r.d_previous[0], H, T(0));
+void Elman::backward_row(const RowBackward<T>& row) const {
+    XGRAD_ISA_PICK(elman_backward_row<T>)(row, nonlinearity == Nonlinearity::relu);
 }
 
 XGRAD_INSTANTIATE_CELL(Elman)

@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <tuple>
@@ -36,9 +37,9 @@ std::vector<const Provider<T>*> providers() {
 // than that are noise, and a stable choice gives the same bits from run to run.
 constexpr double clearly_faster = 0.95;
 
-// Products beyond this many multiply-adds (~3 ms at 100 GFLOP/s), or whose scratch copies would take
-// more than this many bytes, are not timed: there every library runs near its peak, and the first
-// candidate is taken. The byte cap keeps the timing out of a model's memory budget.
+// A product beyond this many multiply-adds (~3 ms at 100 GFLOP/s), or whose scratch copies would take
+// more than this many bytes, is timed on a slice of its rows or columns (timed_slice): the byte cap
+// keeps the timing out of a model's memory budget.
 constexpr std::size_t timed_up_to = std::size_t{1} << 28;
 constexpr std::size_t scratch_bytes_up_to = std::size_t{8} << 20;
 
@@ -164,15 +165,34 @@ double seconds_of(const Shape& s, Scratch<T>& x, const Runner<T>& r) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-std::string label(const std::string& name, int threads) { return threads == 1 ? name + "/1" : name; }
+// "onednn/1": oneDNN on one thread where more are set.
+std::string label(const std::string& name, int threads, int all_threads) {
+    return threads == 1 && all_threads > 1 ? name + "/1" : name;
+}
+
+// The shape to time for a large one: its rows, or its columns where they are more, halved until it
+// fits the caps, down to 64 (k is kept: the kernels block on it). Each provider then runs at about
+// its rate for the whole product. Nothing when even that does not fit.
+std::optional<Shape> timed_slice(Shape s, std::size_t candidates, std::size_t bytes_per_value) {
+    const auto fits = [&] {
+        // A, C and a B for each candidate (a packed one lays out its own copy).
+        const std::size_t values = s.m * s.k + s.m * s.n + s.k * s.n * (1 + (s.packed ? candidates : 0));
+        return s.m * s.n * s.k <= timed_up_to && values * bytes_per_value <= scratch_bytes_up_to;
+    };
+    while (!fits()) {
+        if (s.m >= s.n && s.m > 64) s.m = (s.m + 1) / 2;
+        else if (s.n > 64) s.n = (s.n + 1) / 2;
+        else return std::nullopt;
+    }
+    return s;
+}
 
 template <class T>
-Chosen<T> measure(const Shape& s, const std::vector<Choice<T>>& offered) {
-    // A, C and a B for each candidate (a packed one lays out its own copy).
-    const std::size_t scratch_bytes = (s.m * s.k + s.m * s.n + s.k * s.n * (1 + (s.packed ? offered.size() : 0))) * sizeof(T);
-    if (offered.size() == 1 || s.m * s.n * s.k > timed_up_to || scratch_bytes > scratch_bytes_up_to) {
-        return {offered.front(), "not timed"};
-    }
+Chosen<T> measure(const Shape& shape, const std::vector<Choice<T>>& offered) {
+    if (offered.size() == 1) return {offered.front(), "not timed"};
+    const std::optional<Shape> slice = timed_slice(shape, offered.size(), sizeof(T));
+    if (!slice) return {offered.front(), "not timed: too large"};
+    const Shape& s = *slice;
     Scratch<T> x(s);
     std::vector<Runner<T>> runners;
     double first_round = 0;
@@ -193,8 +213,9 @@ Chosen<T> measure(const Shape& s, const std::vector<Choice<T>>& offered) {
     for (std::size_t i = 1; i < runners.size(); ++i)
         if (runners[i].best < clearly_faster * runners[winner].best) winner = i;
     std::string timings;
+    if (s.m != shape.m || s.n != shape.n) timings = fmt::format("timed at {} x {} x {}: ", s.m, s.k, s.n);
     for (const Runner<T>& r : runners)
-        timings += fmt::format("{}{} {:.4f} ms", timings.empty() ? "" : ", ", label(std::string(r.choice.provider->name()), r.choice.threads),
+        timings += fmt::format("{}{} {:.4f} ms", timings.empty() || timings.back() == ' ' ? "" : ", ", label(std::string(r.choice.provider->name()), r.choice.threads, std::max(1, omp_get_max_threads())),
                                r.best * 1e3);
     return {runners[winner].choice, timings};
 }
@@ -227,9 +248,9 @@ void describe_choices(std::string& out, bool saved) {
             out += fmt::format("{}{} {} {} {} {:d} {:d} {:d} {} {} {}", out.empty() ? "" : ";", type_code(T()), m, n, k, ta, tb, packed, threads,
                                provider, chosen.choice.threads);
         } else {
-            out += fmt::format("{} {} x {} x {} {}{}{} at {} threads: {} ({})\n", sizeof(T) == 4 ? "float" : "double", m, k, n,
-                               ta ? "Aᵀ·" : "A·", tb ? "Bᵀ" : "B", packed ? " laid out once" : "", threads,
-                               label(provider, chosen.choice.threads), chosen.timings);
+            out += fmt::format("{} {} x {} x {} {}{}{} at {} thread{}: {} ({})\n", sizeof(T) == 4 ? "float" : "double", m, k, n,
+                               ta ? "Aᵀ·" : "A·", tb ? "Bᵀ" : "B", packed ? " laid out once" : "", threads, threads == 1 ? "" : "s",
+                               label(provider, chosen.choice.threads, threads), chosen.timings);
         }
     }
 }
