@@ -69,7 +69,7 @@ struct LayerParameter {
     std::ptrdiff_t cell_index;  ///< into the cell's parameters(), or weight_ih / bias_ih below
     /// The cell_index values of the layer's own two parameters, weight_ih and bias_ih.
     ///@{
-    static constexpr std::ptrdiff_t weight_ih = -1, bias_ih = -2;
+    enum : std::ptrdiff_t { weight_ih = -1, bias_ih = -2 };
     ///@}
 };
 /// The parameters of one (layer, direction) of a layer with this spec over a cell with these

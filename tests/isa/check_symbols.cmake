@@ -12,8 +12,11 @@ foreach(object ${OBJECTS})
   string(REPLACE "\n" ";" lines "${symbols}")
   foreach(line ${lines})
     # Global or weak definitions (upper-case type letters other than the personality reference).
-    if(line MATCHES "^[0-9a-f]+ [TWVDRB] (.*)$" AND NOT CMAKE_MATCH_1 MATCHES "isa_avx(2|512)|^DW\\.ref\\.__gxx_personality_v0$")
-      list(APPEND shared "${object}: ${CMAKE_MATCH_1}")
+    if(line MATCHES "^[0-9a-f]+ [TWVDRB] (.*)$")
+      set(symbol "${CMAKE_MATCH_1}")  # kept before the next MATCHES overwrites CMAKE_MATCH_1
+      if(NOT symbol MATCHES "isa_avx(2|512)|^DW\\.ref\\.__gxx_personality_v0$")
+        list(APPEND shared "${object}: ${symbol}")
+      endif()
     endif()
   endforeach()
 endforeach()
