@@ -5,6 +5,9 @@
 #                                     # OpenBLAS for the fp32 GEMMs (oneDNN's JIT code is not instrumented), so
 #                                     # the two runs together test both GEMM providers; and without
 #                                     # MPI (XGRAD_MPI=OFF), so they test the build with and without xgrad::dist
+#   bash scripts/test.sh --avx2       # the Release suite again with AVX-512 out of reach (our kernels capped at
+#                                     # AVX2, ONEDNN_MAX_CPU_ISA=AVX2): on an AVX-512 machine, the code an AVX2
+#                                     # machine runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -22,6 +25,10 @@ if [ "${1:-}" = "--sanitize" ]; then
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   ctest --test-dir build-sanitize --output-on-failure -j "$jobs"
   exit 0
+fi
+if [ "${1:-}" = "--avx2" ]; then
+  export XGRAD_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+  echo "the suite with XGRAD_ISA=$XGRAD_ISA ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA"
 fi
 bash scripts/build.sh
 ctest --test-dir build --output-on-failure -j "$jobs"
