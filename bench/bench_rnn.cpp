@@ -14,6 +14,7 @@
 #include <optional>
 
 #include <CLI/CLI.hpp>
+#include <cblas.h>
 #include <fmt/format.h>
 #include <xgrad/xgrad.hpp>
 
@@ -90,17 +91,28 @@ int reps_for(const std::string& config) { return config == "S" ? 200 : config ==
 // libtorch's best here is 1 intra-op thread over OpenBLAS's own threads; xgrad's and oneDNN's GEMMs
 // run on OpenMP threads. libtorch shares the process's OpenMP runtime, so setting its intra-op
 // threads sets everyone's: each implementation gets its threads just before it is timed.
+// Thread count 0 ("--threads auto") leaves every library its defaults: xgrad's governor chooses.
 void threads_for_torch(int threads) {
-    xgrad::set_blas_threads(threads);  // OpenBLAS's threads, which libtorch's GEMMs use
+    if (threads == 0) return;
+    openblas_set_num_threads(threads);  // libtorch's GEMMs run on OpenBLAS's own pool (xgrad's keeps it at 1)
     bench::set_torch_threads(1);
 }
 
-void threads_for_ours(int threads) { xgrad::set_blas_threads(threads); }
+void threads_for_ours(int threads) {
+    if (threads > 0) xgrad::set_blas_threads(threads);
+}
 
-// Which implementations the tables time (--implementations): all three unless narrowed, e.g. to
-// profile one of them alone.
+// "1 thread", "2 threads", or for 0 the default count, governed.
+std::string threads_label(int threads) {
+    if (threads == 0) return fmt::format("the default {} BLAS threads, governed (libtorch: its defaults)", xgrad::blas_threads());
+    return fmt::format("{} BLAS thread{} (libtorch: 1 intra-op thread)", threads, threads > 1 ? "s" : "");
+}
+
+// Which implementations the tables time (--implementations): all unless narrowed, e.g. to time
+// each in its own process (bench/alternate.sh) or profile one alone. oneDNN's RNN primitives are in
+// the layer table only.
 struct Implementations {
-    bool torch = true, graph = true, fused = true;
+    bool torch = true, graph = true, fused = true, onednn = true;
     std::vector<bool> xgrad_paths() const {  // the `fused` argument of make_xgrad, graph first
         std::vector<bool> out;
         if (graph) out.push_back(false);
@@ -113,10 +125,10 @@ Implementations implementations;
 void run_table(const std::vector<std::string>& config_names, const std::vector<std::string>& cells, int threads,
                const bench::Peak& core) {
     threads_for_ours(threads);
-    const double sgemm = sgemm_gflops(1024), peak = core.gflops * threads;
-    fmt::print("\n## {} BLAS thread{} (libtorch: 1 intra-op thread); sgemm 1024^3 in this run: {:.1f} GFLOP/s; "
-               "FMA peak ({}, {} core{}): {:.1f} GFLOP/s\n\n",
-               threads, threads > 1 ? "s" : "", sgemm, core.isa, threads, threads > 1 ? "s" : "", peak);
+    const int cores = threads > 0 ? threads : xgrad::blas_threads();
+    const double sgemm = sgemm_gflops(1024), peak = core.gflops * cores;
+    fmt::print("\n## {}; sgemm 1024^3 in this run: {:.1f} GFLOP/s; FMA peak ({}, {} core{}): {:.1f} GFLOP/s\n\n",
+               threads_label(threads), sgemm, core.isa, cores, cores > 1 ? "s" : "", peak);
     fmt::print("| config | cell | implementation | median ms/step | GFLOP/s | % of peak | % of sgemm | peak heap MB | time vs libtorch |\n");
     fmt::print("|---|---|---|---:|---:|---:|---:|---:|---:|\n");
     for (const std::string& name : config_names) {
@@ -170,7 +182,7 @@ void run_layer_table(const std::vector<std::string>& config_names, const std::ve
             threads_for_torch(threads);
             if (auto t = implementations.torch ? bench::make_torch_layer(p) : nullptr) torch = measure(*t, warmup, reps);
             threads_for_ours(threads);
-            if (auto t = bench::make_onednn_layer(p)) onednn = measure(*t, warmup, reps);
+            if (auto t = implementations.onednn ? bench::make_onednn_layer(p) : nullptr) onednn = measure(*t, warmup, reps);
             auto row = [&](const std::string& impl, const Timing& t) {
                 const double rate = gflop / (t.median_ms / 1e3);
                 fmt::print("| {} (I {}, H {}, T {}, B {}) | {} | {} | {:.3f} | {:.1f} | {:.0f}% | {} | {} |\n", name, c.vocab, c.hidden,
@@ -244,22 +256,25 @@ int main(int argc, char** argv) {
     bool scaling = false, layer = false;
     app.add_option("--configs", config_list, "of S, M, L")->capture_default_str();
     app.add_option("--cells", cell_list, "of rnn, lstm, gru")->capture_default_str();
-    app.add_option("--threads", thread_list, "BLAS thread counts to run")->capture_default_str();
-    std::string implementation_list = "torch,graph,fused";
-    app.add_option("--implementations", implementation_list, "of torch, graph, fused (the main and layer tables)")->capture_default_str();
+    app.add_option("--threads", thread_list, "BLAS thread counts to run; auto: the default count, governed (char-LM table)")
+        ->capture_default_str();
+    std::string implementation_list = "torch,graph,fused,onednn";
+    app.add_option("--implementations", implementation_list, "of torch, graph, fused, onednn (oneDNN's RNN primitives: the layer table only)")
+        ->capture_default_str();
     app.add_flag("--scaling", scaling, "only the scaling tables (T and H growing), at the first thread count");
     bool checkpointing = false;
     app.add_flag("--checkpointing", checkpointing, "only the checkpointed-BPTT table (T from 256 to 16384), at the first thread count");
     app.add_flag("--layer", layer, "only the layer step (dense input) against oneDNN's RNN primitives and libtorch");
     CLI11_PARSE(app, argc, argv);
     const auto names = split(config_list), cells = split(cell_list), threads = split(thread_list);
-    implementations = {false, false, false};
+    implementations = {false, false, false, false};
     for (const auto& i : split(implementation_list)) {
         if (i == "torch") implementations.torch = true;
         else if (i == "graph") implementations.graph = true;
         else if (i == "fused") implementations.fused = true;
+        else if (i == "onednn") implementations.onednn = true;
         else {
-            fmt::print(stderr, "bench_rnn: unknown implementation '{}' (torch, graph, fused)\n", i);
+            fmt::print(stderr, "bench_rnn: unknown implementation '{}' (torch, graph, fused, onednn)\n", i);
             return 2;
         }
     }
@@ -287,9 +302,10 @@ int main(int argc, char** argv) {
         if (layer) {
             run_layer_table(names, cells, std::stoi(t), core);
         } else {
-            run_table(names, cells, std::stoi(t), core);
+            run_table(names, cells, t == "auto" ? 0 : std::stoi(t), core);
         }
     }
+    fmt::print("\nxgrad's threads: {}\n", xgrad::thread_governor_state());
     fmt::print("\nxgrad's GEMM choices (per shape, with the times measured; /1: one thread):\n\n```\n{}```\n", xgrad::gemm_choices());
     return 0;
 }

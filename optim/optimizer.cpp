@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "../tensor/threads.hpp"
+
 namespace xgrad::optim {
 
 template <class T>
@@ -124,6 +126,7 @@ void Optimizer<T>::step() {
             update(i, p.value().data(), p.grad().data(), p.value().size(), steps_, group);
         }
     }
+    govern_threads();  // a step is the unit whose time says whether the threads help
 }
 
 template <class T>

@@ -95,14 +95,6 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
     return c;
 }
 
-void set_blas_threads(int threads) {
-    if (threads < 1) throw std::invalid_argument(fmt::format("set_blas_threads: {} threads", threads));
-    openblas_set_num_threads(threads);
-    omp_set_num_threads(threads);  // oneDNN's GEMMs and the fused kernel's rows
-}
-
-int blas_threads() { return openblas_get_num_threads(); }
-
 template void gemm_raw<float>(bool, bool, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t,
                               const float*, std::size_t, float, float*, std::size_t);
 template void gemm_raw<double>(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*, std::size_t,

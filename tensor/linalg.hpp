@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tensor.hpp"
+#include "threads.hpp"  // set_blas_threads, with the GEMMs it sets the threads of
 
 namespace xgrad {
 
@@ -70,15 +71,6 @@ void gemm(bool trans_a, bool trans_b, T alpha, const Tensor<T>& a, const Tensor<
 /// (b,m,k)x(k,n) -> (b,m,n). Throws ShapeError naming "matmul" and both shapes otherwise.
 template <class T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
-
-/// xgrad's worker threads: OpenBLAS's, and the OpenMP threads that run oneDNN's GEMMs and split the
-/// fused kernel's rows (OpenBLAS honours OPENBLAS_NUM_THREADS at start-up, OpenMP OMP_NUM_THREADS;
-/// this changes both later). OpenMP's count belongs to the calling thread: call it on each thread
-/// that trains.
-/// Fewer than 1 thread throws std::invalid_argument.
-void set_blas_threads(int threads);
-/// OpenBLAS's thread count (what set_blas_threads set, or the start-up default).
-int blas_threads();
 
 /// Which GEMM provider runs a product is chosen per shape by timing the candidates the first time
 /// the shape is seen (a few ms per shape, once per process and thread count), as cuDNN's benchmark

@@ -204,7 +204,10 @@ class TrainingRun {
 
   private:
     void print_start() const {
-        fmt::print(stderr, "GEMMs: {}; xgrad's kernels: {}\n", xgrad::gemm_provider(), xgrad::isa_name(xgrad::cpu_isa()));
+        fmt::print(stderr, "GEMMs: {}; xgrad's kernels: {}; threads: {}\n", xgrad::gemm_provider(), xgrad::isa_name(xgrad::cpu_isa()),
+                   xgrad::threads_governed() ? fmt::format("{}, or one where one runs the steps faster (--threads keeps a count)",
+                                                           xgrad::blas_threads())
+                                             : std::to_string(xgrad::blas_threads()));
         if (ranks_.size() > 1) fmt::print(stderr, "{} ranks, {} streams each\n", ranks_.size(), local_batch_);
         fmt::print(stderr, "{} {} characters ({} training, {} validation), vocabulary {}, {} parameters, {}{} steps{}\n",
                    resumed_ ? "resuming from " + args_.resume + ":" : "training on", train_ids_.size() + val_ids_.size(),

@@ -43,8 +43,9 @@ constexpr double clearly_faster = 0.95;
 constexpr std::size_t timed_up_to = std::size_t{1} << 28;
 constexpr std::size_t scratch_bytes_up_to = std::size_t{8} << 20;
 
-// Measuring all candidates of one shape takes about this long once each has been run once.
-constexpr double budget_seconds = 0.02;
+// Measuring all candidates of one shape takes about this long once each has been run once, two
+// rounds at least; a candidate this many times slower than the fastest after a round is not run again.
+constexpr double budget_seconds = 0.02, far_behind = 3.0;
 
 using Key = std::tuple<std::size_t, std::size_t, std::size_t, bool, bool, bool, int>;  // + the thread count
 
@@ -207,8 +208,17 @@ Chosen<T> measure(const Shape& shape, const std::vector<Choice<T>>& offered) {
         runners.push_back(std::move(r));
     }
     const int rounds = static_cast<int>(std::clamp(budget_seconds / std::max(first_round, 1e-9), 2.0, 100.0));
-    for (int round = 0; round < rounds; ++round)  // alternated, so that a slow moment hits them all
-        for (Runner<T>& r : runners) r.best = std::min(r.best, seconds_of(s, x, r));
+    const auto started = std::chrono::steady_clock::now();
+    for (int round = 0; round < rounds; ++round) {  // alternated, so that a slow moment hits them all
+        double fastest = std::numeric_limits<double>::infinity();
+        for (const Runner<T>& r : runners) fastest = std::min(fastest, r.best);
+        for (Runner<T>& r : runners) {
+            // One far behind after a round drops out (threads beside a busy process can be 10x slower).
+            if (r.best > far_behind * fastest) continue;
+            r.best = std::min(r.best, seconds_of(s, x, r));
+        }
+        if (round > 0 && std::chrono::steady_clock::now() - started > std::chrono::duration<double>(budget_seconds)) break;
+    }
     std::size_t winner = 0;
     for (std::size_t i = 1; i < runners.size(); ++i)
         if (runners[i].best < clearly_faster * runners[winner].best) winner = i;
@@ -282,6 +292,11 @@ std::unique_ptr<Packed<T>> pack_chosen(const Shape& shape, const T* b, std::size
 
 template Choice<float> choose<float>(const Shape&);
 template Choice<double> choose<double>(const Shape&);
+bool provider_pinned() {
+    const std::lock_guard lock(state_mutex());
+    return !pinned_locked().empty();
+}
+
 template std::unique_ptr<Packed<float>> pack_chosen<float>(const Shape&, const float*, std::size_t, std::size_t);
 template std::unique_ptr<Packed<double>> pack_chosen<double>(const Shape&, const double*, std::size_t, std::size_t);
 

@@ -27,4 +27,7 @@ Choice<T> choose(const Shape& shape);
 template <class T>
 std::unique_ptr<Packed<T>> pack_chosen(const Shape& shape, const T* b, std::size_t lda, std::size_t ldc);
 
+/// Whether a provider is pinned (XGRAD_GEMM_PROVIDER, set_gemm_provider).
+bool provider_pinned();
+
 }  // namespace xgrad::blas
