@@ -449,6 +449,18 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
 }
 
 namespace {
+// G(rows, cols) = δᵀ · X over `count` rows of δ (ld_delta apart) and of X (ld_x apart): a weight's
+// gradient. Computed as (Xᵀ · δ)ᵀ, which reads the large δ along its rows: as δᵀ · X, oneDNN's sgemm
+// walks δ down its columns and ran a 2048 x 96 gradient over 8192 rows at 35 GFLOP/s, against 71
+// this way (OpenBLAS 77 and 82; the transpose included).
+template <class T>
+void weight_gradient(std::size_t rows, std::size_t cols, std::size_t count, const T* delta, std::size_t ld_delta, const T* x,
+                     std::size_t ld_x, T* g) {
+    std::vector<T> transposed(cols * rows);
+    gemm_raw<T>(true, false, cols, rows, count, T(1), x, ld_x, delta, ld_delta, T(0), transposed.data(), rows);
+    transpose_raw(cols, rows, transposed.data(), g, cols);
+}
+
 // rnn_backward's body. gates_out: empty, or per (layer, direction) the cache's gates buffer, which
 // then receives the gate gradients in place of a buffer of their own.
 template <class T>
@@ -579,7 +591,7 @@ RNNGrads<T> backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWei
             if (gemm != RecurrentGemm::none) {
                 const T* h_before = state[0] + slot.before(0);  // rows t = 0..T-1 of the states before each step
                 g.cell[k][rec.weight] = Tensor<T>::from_shape({GH, H});
-                gemm_raw<T>(true, false, GH, H, steps * batch, T(1), dah, GH, h_before, H, T(0), g.cell[k][rec.weight].data(), H);
+                weight_gradient(GH, H, steps * batch, dah, GH, h_before, H, g.cell[k][rec.weight].data());
             }
             g.weight_ih[k] = Tensor<T>::from_shape({GH, in});
             if (l == 0 && one_hot && steps * batch < in) {  // fewer rows than characters: add into the columns in place
@@ -598,8 +610,7 @@ RNNGrads<T> backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWei
                 }
                 transpose_raw(in, GH, transposed.data(), g.weight_ih[k].data(), in);
             } else {
-                gemm_raw<T>(true, false, GH, in, steps * batch, T(1), dax, GH, x.data(), in, T(0),
-                            g.weight_ih[k].data(), in);
+                weight_gradient(GH, in, steps * batch, dax, GH, x.data(), in, g.weight_ih[k].data());
             }
             auto column_sums = [&](const T* delta) {
                 Tensor<T> sums = Tensor<T>::from_shape({GH});

@@ -1,6 +1,6 @@
 /// @file
 /// The GEMM seam: every library or kernel that multiplies matrices for xgrad is a Provider, in a file
-/// of its own beside this one (openblas.cpp, onednn_sgemm.cpp, onednn_blocked.cpp, small_rows.cpp).
+/// of its own beside this one (openblas.cpp, onednn_sgemm.cpp, onednn_blocked.cpp, panels.cpp, small_rows.cpp).
 /// Which one runs a product is decided by timing them on the machine (choice.cpp), never by a
 /// build-time switch. Internal to xgrad: users call xgrad::gemm, matmul or PrepackedGemm
 /// (tensor/linalg.hpp).
@@ -95,6 +95,8 @@ template <class T>
 const Provider<T>* openblas();
 template <class T>
 const Provider<T>* small_rows();
+template <class T>
+const Provider<T>* panels();
 const Provider<float>* onednn_sgemm();
 const Provider<float>* onednn_blocked();
 
