@@ -449,16 +449,43 @@ RNNResult<T> rnn_forward(const FusedCell<T>& cell, const RNNSpec& spec, const RN
 }
 
 namespace {
-// G(rows, cols) = δᵀ · X over `count` rows of δ (ld_delta apart) and of X (ld_x apart): a weight's
-// gradient. Computed as (Xᵀ · δ)ᵀ, which reads the large δ along its rows: as δᵀ · X, oneDNN's sgemm
-// walks δ down its columns and ran a 2048 x 96 gradient over 8192 rows at 35 GFLOP/s, against 71
-// this way (OpenBLAS 77 and 82; the transpose included).
+// One weight's gradient: G (rows, cols) = δᵀ · X, X's rows ld apart.
 template <class T>
-void weight_gradient(std::size_t rows, std::size_t cols, std::size_t count, const T* delta, std::size_t ld_delta, const T* x,
-                     std::size_t ld_x, T* g) {
+struct WeightInput {
+    const T* x;
+    std::size_t ld, cols;
+    T* g;
+};
+
+// The gradients of weights that see the same δ (`count` rows, ld_delta apart), in one product: δᵀ ·
+// [X_1 | X_2 | ...], then split. Computed as ([X_1 | ...]ᵀ · δ)ᵀ, which reads the large δ along its
+// rows: as δᵀ · X, oneDNN's sgemm walks δ down its columns and ran a 2048 x 96 gradient over 8192
+// rows at 35 GFLOP/s, against 71 this way (OpenBLAS 77 and 82; the transpose included). Joined, the
+// narrow input weight (96 columns) rides along with W_hh's 512 instead of running at half rate alone.
+template <class T>
+void weight_gradients(std::size_t rows, std::size_t count, const T* delta, std::size_t ld_delta, const std::vector<WeightInput<T>>& inputs) {
+    if (inputs.empty()) return;
+    std::size_t cols = 0;
+    for (const WeightInput<T>& input : inputs) cols += input.cols;
+    std::vector<T> joined;
+    const T* x = inputs[0].x;
+    std::size_t ld_x = inputs[0].ld;
+    if (inputs.size() > 1) {
+        joined.resize(count * cols);
+        for (std::size_t r = 0; r < count; ++r) {
+            T* to = joined.data() + r * cols;
+            for (const WeightInput<T>& input : inputs) to = std::copy_n(input.x + r * input.ld, input.cols, to);
+        }
+        x = joined.data();
+        ld_x = cols;
+    }
     std::vector<T> transposed(cols * rows);
     gemm_raw<T>(true, false, cols, rows, count, T(1), x, ld_x, delta, ld_delta, T(0), transposed.data(), rows);
-    transpose_raw(cols, rows, transposed.data(), g, cols);
+    const T* part = transposed.data();
+    for (const WeightInput<T>& input : inputs) {
+        transpose_raw(input.cols, rows, part, input.g, input.cols);
+        part += input.cols * rows;
+    }
 }
 
 // rnn_backward's body. gates_out: empty, or per (layer, direction) the cache's gates buffer, which
@@ -587,11 +614,13 @@ RNNGrads<T> backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWei
                 std::swap(ds, ds_prev);
             }
             for (std::size_t i = 0; i < S; ++i) std::copy(ds[i].begin(), ds[i].end(), g.initial_states[i].data() + k * row);
-            // Weight gradients over all steps at once: δ (T*B, gates*H) against the inputs and previous states.
+            // Weight gradients over all steps at once: δ (T*B, gates*H) against the inputs and previous
+            // states; one product for both where one δ serves both (into_gates).
+            std::vector<WeightInput<T>> against_dah, against_dax;
             if (gemm != RecurrentGemm::none) {
                 const T* h_before = state[0] + slot.before(0);  // rows t = 0..T-1 of the states before each step
                 g.cell[k][rec.weight] = Tensor<T>::from_shape({GH, H});
-                weight_gradient(GH, H, steps * batch, dah, GH, h_before, H, g.cell[k][rec.weight].data());
+                against_dah.push_back({h_before, H, H, g.cell[k][rec.weight].data()});
             }
             g.weight_ih[k] = Tensor<T>::from_shape({GH, in});
             if (l == 0 && one_hot && steps * batch < in) {  // fewer rows than characters: add into the columns in place
@@ -610,8 +639,10 @@ RNNGrads<T> backward(const FusedCell<T>& cell, const RNNSpec& spec, const RNNWei
                 }
                 transpose_raw(in, GH, transposed.data(), g.weight_ih[k].data(), in);
             } else {
-                weight_gradient(GH, in, steps * batch, dax, GH, x.data(), in, g.weight_ih[k].data());
+                (dah == dax ? against_dah : against_dax).push_back({x.data(), in, in, g.weight_ih[k].data()});
             }
+            weight_gradients(GH, steps * batch, dah, GH, against_dah);
+            weight_gradients(GH, steps * batch, dax, GH, against_dax);
             auto column_sums = [&](const T* delta) {
                 Tensor<T> sums = Tensor<T>::from_shape({GH});
                 T* out = sums.data();

@@ -31,6 +31,14 @@ void block(std::size_t steps, const T* a, std::size_t lda, const T* panel, T* c,
     std::array<batch<T>, R> low, high;
     low.fill(batch<T>(T(0)));
     high.fill(batch<T>(T(0)));
+    // C's lines are read only after the loop over k: ask for them now, so that a C written long
+    // before (a step's input projection, far out in memory) arrives while the loop runs. The LSTM L
+    // step's forward products took 1.58-1.72 ms a call with this, 1.71-1.76 without (noisy machine).
+    if (add)
+        for (std::size_t r = 0; r < R; ++r) {
+            __builtin_prefetch(c + r * ldc);
+            __builtin_prefetch(c + r * ldc + 2 * W - 1);
+        }
     for (std::size_t p = 0; p < steps; ++p) {
         const batch<T> b0 = batch<T>::load_aligned(panel + p * 2 * W), b1 = batch<T>::load_aligned(panel + p * 2 * W + W);
         for (std::size_t r = 0; r < R; ++r) {
