@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <memory>
 #include <optional>
 
 #include <fmt/format.h>
@@ -467,16 +468,16 @@ void weight_gradients(std::size_t rows, std::size_t count, const T* delta, std::
     if (inputs.empty()) return;
     std::size_t cols = 0;
     for (const WeightInput<T>& input : inputs) cols += input.cols;
-    std::vector<T> joined;
+    std::unique_ptr<T[]> joined;  // [X_1 | X_2 | ...], every value written
     const T* x = inputs[0].x;
     std::size_t ld_x = inputs[0].ld;
     if (inputs.size() > 1) {
-        joined.resize(count * cols);
+        joined = std::make_unique_for_overwrite<T[]>(count * cols);
         for (std::size_t r = 0; r < count; ++r) {
-            T* to = joined.data() + r * cols;
+            T* to = joined.get() + r * cols;
             for (const WeightInput<T>& input : inputs) to = std::copy_n(input.x + r * input.ld, input.cols, to);
         }
-        x = joined.data();
+        x = joined.get();
         ld_x = cols;
     }
     std::vector<T> transposed(cols * rows);

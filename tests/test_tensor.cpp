@@ -227,7 +227,7 @@ TEST_CASE_TEMPLATE("PrepackedGemm equals the plain product on every provider: fe
         xgrad::set_gemm_provider(provider);
         for (std::size_t m : {1, 3, 4, 5, 33, 64, 70})
             for (std::size_t n : {1, 7, 100, 130})
-                for (std::size_t k : {1, 9, 100, 300})  // 300: more than one pass of a panel kernel's depth
+                for (std::size_t k : {1, 9, 100, 300, 600})  // 300, 600: more than one slice of the panel kernel (AVX2, baseline)
                     for (bool trans_b : {false, true})
                         for (bool accumulate : {false, true}) {
                             CAPTURE(m);

@@ -184,14 +184,18 @@ double training_memory_bytes(const Config& c, std::size_t vocabulary, std::size_
     const double active_steps = segmented ? std::min(seq, 1.5 * static_cast<double>(c.checkpoint_segment)) : seq;
     const double states = static_cast<double>(xgrad::nn::make_cell<float>(c.cell)->states());
     const double segment_states = segmented ? std::ceil(seq / static_cast<double>(c.checkpoint_segment)) * 2 * states * L * B * H : 0;
+    // The fused backward, one layer at a time, joins [h, x] for the weight gradients' one product
+    // (x is H wide above the first layer) and transposes its (2H, GH) result.
+    const double joined = graph ? 0 : active_steps * B * 2 * H + 2 * H * GH;
     const double train_floats = active_steps * B * (L * (graph ? 7 * H + 3 * GH : 4.5 * H + 2.5 * GH) + 3 * V) + segment_states +
-                                4 * seq * B;
+                                joined + 4 * seq * B;
     // Validation streams 256 steps of up to 64 streams at a time, forward only.
     const double val_chars = N * c.val_fraction;
     const double streams = c.val_fraction > 0 ? std::clamp(std::floor(val_chars / 1024), 1.0, 64.0) : 0.0;
     const double eval_floats = 256 * streams * (L * (4.5 * H + 2 * GH) + 1.5 * V);
-    // The text as code points and as indices, twice (training and validation copies); the process itself.
-    const double corpus_bytes = 28 * N, process_bytes = 24e6;
+    // The text as code points and as indices, twice (training and validation copies); the process
+    // itself, with the 2 MiB the GEMM choice writes between timed calls of a step's product.
+    const double corpus_bytes = 28 * N, process_bytes = 26e6;
     return process_bytes + corpus_bytes + 4 * (param_floats + std::max(train_floats, eval_floats));
 }
 

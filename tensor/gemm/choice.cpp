@@ -25,7 +25,7 @@ namespace {
 
 template <class T>
 std::vector<const Provider<T>*> providers() {
-    // In order of preference: a later one must be clearly faster to be chosen (see better_than). The
+    // In order of preference: a later one must be clearly faster to be chosen (clearly_faster). The
     // panel kernel (products against a B laid out once only) first: its times were the steadiest, the
     // median of the step's shapes within 5% of its best where oneDNN's sgemm's was up to 50% above.
     std::vector<const Provider<T>*> all;
@@ -42,9 +42,10 @@ constexpr double clearly_faster = 0.95;
 // A product beyond this many multiply-adds (~3 ms at 100 GFLOP/s), or whose scratch copies would take
 // more than this many bytes, is timed on a slice of its rows or columns (timed_slice): the byte cap
 // keeps the timing out of a model's memory budget. Products against a B laid out once get a larger
-// cap, for a while: how fast they run depends on the whole weight (its size against the caches), and
-// a slice misled: the LSTM step's 64 x 2048 x 512 timed on 128 of its 512 columns chose oneDNN's
-// blocked matmul, which then ran the whole at 56 GFLOP/s against the panel kernel's 80.
+// cap, held only while they are timed: how fast they run depends on the whole weight (its size
+// against the caches), and a slice misled: the LSTM step's 64 x 2048 x 512 timed on 128 of its 512
+// columns chose oneDNN's blocked matmul, which then ran the whole at 56 GFLOP/s against the panel
+// kernel's 80.
 constexpr std::size_t timed_up_to = std::size_t{1} << 28;
 constexpr std::size_t scratch_bytes_up_to = std::size_t{8} << 20, packed_scratch_bytes_up_to = std::size_t{48} << 20;
 
@@ -150,7 +151,7 @@ struct Runner {
     double typical() const {
         std::vector<double> sorted = times;
         std::sort(sorted.begin(), sorted.end());
-        return sorted.empty() ? best : sorted[(sorted.size() - 1) / 2];
+        return sorted.empty() ? best : sorted[sorted.size() / 2];  // of two, the slower
     }
 };
 
@@ -240,21 +241,28 @@ Chosen<T> measure(const Shape& shape, const std::vector<Choice<T>>& offered) {
         for (Runner<T>& r : runners) {
             // One far behind after a round drops out (threads beside a busy process can be 10x slower).
             if (r.best > far_behind * fastest) continue;
-            std::fill(other_work.begin(), other_work.end(), static_cast<unsigned char>(round + 1));
+            // A store to every line, kept by the barrier: a buffer nobody reads may be written by no one.
+            for (std::size_t i = 0; i < other_work.size(); i += 64) other_work[i] = static_cast<unsigned char>(round + 1);
+            asm volatile("" : : "r"(other_work.data()) : "memory");
             r.times.push_back(seconds_of(s, x, r));
             r.best = std::min(r.best, r.times.back());
         }
         if (round >= 2 && std::chrono::steady_clock::now() - started > std::chrono::duration<double>(budget_seconds)) break;
     }
-    std::size_t winner = 0;
-    for (std::size_t i = 1; i < runners.size(); ++i)
-        if (runners[i].typical() < clearly_faster * runners[winner].typical()) winner = i;
+    // Among those that ran every round: one dropped after a round has too few times to compare.
+    std::size_t most_rounds = 0;
+    for (const Runner<T>& r : runners) most_rounds = std::max(most_rounds, r.times.size());
+    std::optional<std::size_t> winner;
+    for (std::size_t i = 0; i < runners.size(); ++i) {
+        if (runners[i].times.size() < most_rounds) continue;
+        if (!winner || runners[i].typical() < clearly_faster * runners[*winner].typical()) winner = i;
+    }
     std::string timings;
     if (s.m != shape.m || s.n != shape.n || s.k != shape.k) timings = fmt::format("timed at {} x {} x {}: ", s.m, s.k, s.n);
     for (const Runner<T>& r : runners)
         timings += fmt::format("{}{} {:.4f} ms", timings.empty() || timings.back() == ' ' ? "" : ", ", label(std::string(r.choice.provider->name()), r.choice.threads, std::max(1, omp_get_max_threads())),
                                r.typical() * 1e3);
-    return {runners[winner].choice, timings};
+    return {runners[winner.value_or(0)].choice, timings};
 }
 
 template <class T>
@@ -312,9 +320,8 @@ template <class T>
 std::unique_ptr<Packed<T>> pack_chosen(const Shape& shape, const T* b, std::size_t lda, std::size_t ldc) {
     const Choice<T> c = choose<T>(shape);
     if (auto packed = c.provider->pack(shape.m, shape.n, shape.k, b, shape.trans_b, lda, ldc, c.threads)) return packed;
-    // Declined with these strides after taking the scratch ones: the default layout of the first
-    // provider, which takes any.
-    return providers<T>().front()->Provider<T>::pack(shape.m, shape.n, shape.k, b, shape.trans_b, lda, ldc, c.threads);
+    // Declined with these strides after taking the scratch ones: the panel kernel, which takes any.
+    return panels<T>()->pack(shape.m, shape.n, shape.k, b, shape.trans_b, lda, ldc, c.threads);
 }
 
 template Choice<float> choose<float>(const Shape&);
