@@ -480,9 +480,9 @@ void weight_gradients(std::size_t rows, std::size_t count, const T* delta, std::
         x = joined.get();
         ld_x = cols;
     }
-    std::vector<T> transposed(cols * rows);
-    gemm_raw<T>(true, false, cols, rows, count, T(1), x, ld_x, delta, ld_delta, T(0), transposed.data(), rows);
-    const T* part = transposed.data();
+    const auto transposed = std::make_unique_for_overwrite<T[]>(cols * rows);
+    gemm_raw<T>(true, false, cols, rows, count, T(1), x, ld_x, delta, ld_delta, T(0), transposed.get(), rows);
+    const T* part = transposed.get();
     for (const WeightInput<T>& input : inputs) {
         transpose_raw(input.cols, rows, part, input.g, input.cols);
         part += input.cols * rows;

@@ -6,13 +6,13 @@
 // choice.cpp decides where it pays. The kernel itself is in panels_kernel.cpp, compiled once per
 // instruction set.
 #include <algorithm>
-#include <cstdlib>
 #include <memory>
-#include <new>
 #include <stdexcept>
+#include <vector>
 
 #include <omp.h>
 
+#include "../allocator.hpp"
 #include "../isa_kernels.hpp"
 #include "provider.hpp"
 
@@ -26,10 +26,6 @@ XGRAD_FOR_EACH_ISA(template <class T> std::size_t panel_width();
                                       std::size_t ldc, bool accumulate);)
 
 namespace {
-struct AlignedFree {
-    void operator()(void* p) const { std::free(p); }
-};
-
 template <class T>
 class PanelProduct final : public Packed<T> {
   public:
@@ -38,17 +34,15 @@ class PanelProduct final : public Packed<T> {
         : m_(m), n_(n), k_(k), lda_(lda), ldc_(ldc), threads_(threads) {
         const std::size_t width = XGRAD_ISA_PICK(panel_width<T>)();
         panel_count_ = (n + width - 1) / width;
-        const std::size_t bytes = (std::max<std::size_t>(1, panel_count_ * width * k) * sizeof(T) + 63) / 64 * 64;
-        panels_.reset(static_cast<T*>(std::aligned_alloc(64, bytes)));
-        if (!panels_) throw std::bad_alloc();
-        XGRAD_ISA_PICK(pack_panels<T>)(n, k, b, trans_b, panels_.get());
+        panels_.resize(panel_count_ * width * k);  // 64-byte aligned, as the kernel's loads need
+        XGRAD_ISA_PICK(pack_panels<T>)(n, k, b, trans_b, panels_.data());
     }
 
     void run(const T* a, T* c, bool accumulate) const override {
         const auto product = XGRAD_ISA_PICK(panel_product<T>);
         const int threads = std::min<int>(threads_, static_cast<int>(panel_count_));
         if (threads <= 1) {
-            product(m_, n_, k_, a, lda_, panels_.get(), 0, panel_count_, c, ldc_, accumulate);
+            product(m_, n_, k_, a, lda_, panels_.data(), 0, panel_count_, c, ldc_, accumulate);
             return;
         }
         // Each thread a contiguous run of panels: its own columns of C.
@@ -56,14 +50,14 @@ class PanelProduct final : public Packed<T> {
         {
             const std::size_t id = static_cast<std::size_t>(omp_get_thread_num()), all = static_cast<std::size_t>(omp_get_num_threads());
             const std::size_t first = panel_count_ * id / all, last = panel_count_ * (id + 1) / all;
-            product(m_, n_, k_, a, lda_, panels_.get(), first, last, c, ldc_, accumulate);
+            product(m_, n_, k_, a, lda_, panels_.data(), first, last, c, ldc_, accumulate);
         }
     }
 
   private:
     std::size_t m_, n_, k_, lda_, ldc_, panel_count_ = 0;
     int threads_;
-    std::unique_ptr<T[], AlignedFree> panels_;
+    std::vector<T, storage::AlignedAllocator<T>> panels_;
 };
 
 template <class T>
