@@ -25,8 +25,13 @@ constexpr std::size_t depth = 16384 / (panel_columns<T> * sizeof(T));
 
 // C(R rows, `count` columns of one panel) (+)= A(R rows, `steps` of k) · panel slice, the R x 2
 // accumulators held in registers: each step of k loads two batches of B and broadcasts R values of A.
+// The first `next_steps` steps also ask for the matching lines of the slice after this one (`next`) to
+// be brought to L2: only the first block of rows over a slice reads it from memory, and the weight
+// leaves the caches between a recurrent step's products. Measured on the L layer step (Zen 3, 1 thread,
+// alternated processes): GRU 630-642 ms against 647-688 without it, LSTM 742-766 against 757-772.
 template <class T, std::size_t R>
-void block(std::size_t steps, const T* a, std::size_t lda, const T* panel, T* c, std::size_t ldc, std::size_t count, bool add) {
+void block(std::size_t steps, const T* a, std::size_t lda, const T* panel, T* c, std::size_t ldc, std::size_t count, bool add,
+           const T* next, std::size_t next_steps) {
     constexpr std::size_t W = batch<T>::size;
     std::array<batch<T>, R> low, high;
     low.fill(batch<T>(T(0)));
@@ -40,14 +45,21 @@ void block(std::size_t steps, const T* a, std::size_t lda, const T* panel, T* c,
             __builtin_prefetch(c + r * ldc + W);
             __builtin_prefetch(c + r * ldc + 2 * W - 1);
         }
-    for (std::size_t p = 0; p < steps; ++p) {
+    const auto step = [&](std::size_t p) {
         const batch<T> b0 = batch<T>::load_aligned(panel + p * 2 * W), b1 = batch<T>::load_aligned(panel + p * 2 * W + W);
         for (std::size_t r = 0; r < R; ++r) {
             const batch<T> ar(a[r * lda + p]);
             low[r] = xsimd::fma(ar, b0, low[r]);
             high[r] = xsimd::fma(ar, b1, high[r]);
         }
+    };
+    std::size_t p = 0;
+    for (; p < std::min(steps, next_steps); ++p) {
+        for (std::size_t line = 0; line < 2 * W * sizeof(T); line += 64)
+            __builtin_prefetch(reinterpret_cast<const char*>(next + p * 2 * W) + line, 0, 2);
+        step(p);
     }
+    for (; p < steps; ++p) step(p);
     for (std::size_t r = 0; r < R; ++r) {
         T* row = c + r * ldc;
         if (count == 2 * W) {
@@ -106,9 +118,11 @@ void panel_product(std::size_t m, std::size_t n, std::size_t k, const T* a, std:
             const std::size_t steps = std::min(depth<T>, k - p0);
             const T* slice = panels + q * k * P + p0 * P;
             const bool add = accumulate || p0 > 0;
+            const std::size_t after = (last_panel - q) * k - p0 - steps;  // steps of B after this slice
             for (std::size_t i0 = 0; i0 < m; i0 += R) {
                 const std::size_t rows = std::min(R, m - i0);
-                by_rows[rows - 1](steps, a + i0 * lda + p0, lda, slice, c + i0 * ldc + j0, ldc, count, add);
+                by_rows[rows - 1](steps, a + i0 * lda + p0, lda, slice, c + i0 * ldc + j0, ldc, count, add,
+                                  slice + steps * P, i0 == 0 ? after : 0);
             }
         }
     }
