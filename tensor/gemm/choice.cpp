@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <limits>
 #include <map>
@@ -14,7 +15,7 @@
 #include <tuple>
 #include <vector>
 
-#include <emmintrin.h>  // _mm_clflush
+#include <emmintrin.h>  // _mm_clflush, _mm_mfence
 #include <fmt/format.h>
 #include <omp.h>
 
@@ -129,7 +130,8 @@ std::vector<Choice<T>> candidates(const Shape& shape, const std::string& pinned)
     return out;
 }
 
-// Scratch operands of a shape, filled with small values (no denormals, no overflow).
+// Scratch operands of a shape, filled with small positive values: no denormals, and no overflow while
+// the timed products against a laid-out B add into C (each call adds at most k / 2 to a value).
 template <class T>
 struct Scratch {
     std::vector<T> a, b, c;
@@ -159,7 +161,7 @@ struct Runner {
 template <class T>
 void run(const Shape& s, Scratch<T>& x, const Runner<T>& r) {
     if (r.packed) {
-        r.packed->run(x.a.data(), x.c.data(), true);  // as a step's product adds into its gates
+        r.packed->run(x.a.data(), x.c.data(), true);  // as the forward step adds into its gates (see measure)
         return;
     }
     Product<T> p;
@@ -236,12 +238,16 @@ Chosen<T> measure(const Shape& shape, const std::vector<Choice<T>>& offered) {
     // forward product adds into its input projection, written long before and out of the caches: C is
     // flushed from them too. Timed on a C in cache, oneDNN's sgemm won the LSTM L step's 64 x 512 x 2048
     // (1.89 against the panel kernel's 1.99 ms), and in the step took 3.1-3.35 ms a call against the
-    // panel kernel's 1.65-2.07 (each pinned, three processes); timed on a flushed C it is the slower.
+    // panel kernel's 1.65-2.07 (each pinned, three processes); timed on a flushed C it came out 2-9%
+    // slower, and the preference (clearly_faster) keeps the panel kernel. The shape does not say where
+    // C lives: the GRU's forward product and every backward one write a C the step has in cache, and
+    // are timed the same way, a little pessimistically for every candidate.
     std::vector<unsigned char> other_work(s.packed ? other_work_bytes : 0);
     const auto flush_c = [&] {
         if (!s.packed) return;
-        const auto* bytes = reinterpret_cast<const char*>(x.c.data());
-        for (std::size_t i = 0; i < x.c.size() * sizeof(T); i += 64) _mm_clflush(bytes + i);
+        // Line by line from the line C starts in (a vector's data is only 16-byte aligned).
+        const auto begin = reinterpret_cast<std::uintptr_t>(x.c.data()), end = begin + x.c.size() * sizeof(T);
+        for (std::uintptr_t line = begin & ~std::uintptr_t{63}; line < end; line += 64) _mm_clflush(reinterpret_cast<const void*>(line));
         _mm_mfence();
     };
     const int rounds = static_cast<int>(std::clamp(budget_seconds / std::max(first_round, 1e-9), 3.0, 100.0));

@@ -25,10 +25,11 @@ constexpr std::size_t depth = 16384 / (panel_columns<T> * sizeof(T));
 
 // C(R rows, `count` columns of one panel) (+)= A(R rows, `steps` of k) · panel slice, the R x 2
 // accumulators held in registers: each step of k loads two batches of B and broadcasts R values of A.
-// The first `next_steps` steps also ask for the matching lines of the slice after this one (`next`) to
-// be brought to L2: only the first block of rows over a slice reads it from memory, and the weight
-// leaves the caches between a recurrent step's products. Measured on the L layer step (Zen 3, 1 thread,
-// alternated processes): GRU 630-642 ms against 647-688 without it, LSTM 742-766 against 757-772.
+// The first min(steps, next_steps) steps also ask for the matching lines of the slice after this one
+// (`next`) to come towards the core (to L2 where the hint is honoured; Zen 3 fills L1): only the first
+// block of rows over a slice reads it from memory, and the weight leaves the caches between a
+// recurrent step's products. L layer step (Zen 3, 1 thread, four alternated processes each): GRU
+// 630-705 ms against 647-761 without it, LSTM 742-846 against 757-854.
 template <class T, std::size_t R>
 void block(std::size_t steps, const T* a, std::size_t lda, const T* panel, T* c, std::size_t ldc, std::size_t count, bool add,
            const T* next, std::size_t next_steps) {
@@ -45,7 +46,7 @@ void block(std::size_t steps, const T* a, std::size_t lda, const T* panel, T* c,
             __builtin_prefetch(c + r * ldc + W);
             __builtin_prefetch(c + r * ldc + 2 * W - 1);
         }
-    const auto step = [&](std::size_t p) {
+    const auto step = [&](std::size_t p) __attribute__((always_inline)) {  // the accumulators stay in registers
         const batch<T> b0 = batch<T>::load_aligned(panel + p * 2 * W), b1 = batch<T>::load_aligned(panel + p * 2 * W + W);
         for (std::size_t r = 0; r < R; ++r) {
             const batch<T> ar(a[r * lda + p]);
@@ -118,7 +119,8 @@ void panel_product(std::size_t m, std::size_t n, std::size_t k, const T* a, std:
             const std::size_t steps = std::min(depth<T>, k - p0);
             const T* slice = panels + q * k * P + p0 * P;
             const bool add = accumulate || p0 > 0;
-            const std::size_t after = (last_panel - q) * k - p0 - steps;  // steps of B after this slice
+            // Steps of B after this slice in this call's panels: a thread prefetches only its own.
+            const std::size_t after = (last_panel - q) * k - p0 - steps;
             for (std::size_t i0 = 0; i0 < m; i0 += R) {
                 const std::size_t rows = std::min(R, m - i0);
                 by_rows[rows - 1](steps, a + i0 * lda + p0, lda, slice, c + i0 * ldc + j0, ldc, count, add,
