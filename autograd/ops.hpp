@@ -127,18 +127,21 @@ template <class T> Var<T> softmax(const Var<T>& a, std::ptrdiff_t axis);
 template <class T> Var<T> log_softmax(const Var<T>& a, std::ptrdiff_t axis);
 
 // ---- losses and layers ----
+/// How a loss combines its values, as torch's `reduction`. With a mask (weights w ≥ 0), each value
+/// counts w times.
+enum class Reduction {
+    none,  ///< no combining: the weighted values, shaped as they came (w · loss)
+    mean,  ///< Σ w · loss / Σ w: the mean over what counts (NaN when nothing does, as PyTorch's)
+    sum,   ///< Σ w · loss
+};
+
 /// Which targets cross_entropy() and accuracy() count, and how the loss is reduced.
 struct CrossEntropyOptions {
     std::int64_t ignore_index = -100;  ///< targets equal to this contribute nothing
-    /// How the per-position losses are combined: mean over the counted positions (weighted by the
-    /// mask), or their sum.
-    enum class Reduction { mean, sum } reduction = Reduction::mean;
-    /// @var Reduction::mean
-    /// Σ w_n loss_n / Σ w_n, w_n the weight of position n (0 where ignored).
-    /// @var Reduction::sum
-    /// Σ w_n loss_n.
-    /// @var reduction
-    /// mean unless set, as torch's default.
+    using Reduction = xgrad::Reduction;
+    /// Over positions, weighted by the mask and 0 where ignored; mean unless set, as torch's default.
+    /// With none, the loss has the targets' shape (ignored positions 0).
+    Reduction reduction = Reduction::mean;
 };
 /// Softmax cross-entropy from unnormalized logits and class indices, as torch's.
 /// logits (..., C) with the classes last, targets of the leading shape (...). The mean is over
@@ -155,9 +158,66 @@ Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyO
 template <class T>
 double accuracy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options = {},
                 const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
-/// mean((a - b)^2)
-/// over every element. a and b must have the same shape (ShapeError): no broadcasting here.
-template <class T> Var<T> mse_loss(const Var<T>& a, const Var<T>& b);
+/// @name Regression and binary losses
+/// Elementwise losses of `input` against `target` (the same shape, ShapeError otherwise; no
+/// broadcasting), combined by the options' reduction, as torch.nn.functional's. `mask` weighs the
+/// values: finite weights ≥ 0 of the input's shape or of its leading axes (a (T, B) mask for a
+/// (T, B, D) input weighs each position's D values), so the mean is over the masked elements:
+/// Σ w · loss / Σ w. (torch's BCE `weight` divides by the element count instead: pass
+/// Reduction::sum and divide to match it.) A bad mask value throws std::invalid_argument.
+///@{
+/// Options of mse_loss: (input - target)^2.
+struct MSELossOptions {
+    Reduction reduction = Reduction::mean;  ///< mean unless set, as torch's
+};
+/// Options of l1_loss: |input - target| (the gradient at 0 is 0, as torch's).
+struct L1LossOptions {
+    Reduction reduction = Reduction::mean;  ///< mean unless set, as torch's
+};
+/// Options of smooth_l1_loss: with d = input - target, d^2 / (2 beta) where |d| < beta, else
+/// |d| - beta / 2. beta = 0 is l1_loss. beta < 0 throws std::invalid_argument.
+struct SmoothL1LossOptions {
+    Reduction reduction = Reduction::mean;  ///< mean unless set, as torch's
+    double beta = 1.0;                      ///< where the square turns linear, as torch's default
+};
+/// Options of huber_loss: with d = input - target, d^2 / 2 where |d| <= delta, else
+/// delta (|d| - delta / 2): smooth_l1_loss scaled by delta = beta. delta <= 0 throws std::invalid_argument.
+struct HuberLossOptions {
+    Reduction reduction = Reduction::mean;  ///< mean unless set, as torch's
+    double delta = 1.0;                     ///< where the square turns linear, as torch's default
+};
+/// Options of binary_cross_entropy_with_logits: with p = pos_weight for the element's class (the
+/// input's last axis), -[p y log σ(x) + (1 - y) log(1 - σ(x))], computed without overflow for any
+/// logit x. Targets y are probabilities (any real is accepted, as torch's).
+template <class T>
+struct BCEWithLogitsLossOptions {
+    Reduction reduction = Reduction::mean;  ///< mean unless set, as torch's
+    /// Weight of the positive term per class: a 1-D tensor as long as the input's last axis (or
+    /// one value for all); ShapeError otherwise. Empty: 1 for every class.
+    std::optional<Tensor<T>> pos_weight;
+};
+/// mean((input - target)^2) by default.
+template <class T>
+Var<T> mse_loss(const Var<T>& input, const Var<T>& target, MSELossOptions options = {},
+                const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
+/// mean(|input - target|) by default.
+template <class T>
+Var<T> l1_loss(const Var<T>& input, const Var<T>& target, L1LossOptions options = {},
+               const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
+/// The Huber-like loss torch calls smooth L1 (options.beta).
+template <class T>
+Var<T> smooth_l1_loss(const Var<T>& input, const Var<T>& target, SmoothL1LossOptions options = {},
+                      const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
+/// The Huber loss (options.delta).
+template <class T>
+Var<T> huber_loss(const Var<T>& input, const Var<T>& target, HuberLossOptions options = {},
+                  const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
+/// Binary cross-entropy on logits, numerically stable (options.pos_weight).
+template <class T>
+Var<T> binary_cross_entropy_with_logits(const Var<T>& input, const Var<T>& target,
+                                        BCEWithLogitsLossOptions<Scalar<T>> options = {},
+                                        const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
+///@}
 /// Rows of weight (V, D) gathered by indices of any shape -> indices.shape + (D).
 /// An index outside [0, V) throws std::invalid_argument.
 template <class T> Var<T> embedding(const Var<T>& weight, const Indices& indices);

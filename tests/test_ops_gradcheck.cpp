@@ -196,6 +196,30 @@ TEST_CASE("losses") {
     expect_gradients([](const Vs& v) { return xgrad::mse_loss(v[0], v[1]); }, {rnd({}), rnd({})});
 }
 
+TEST_CASE("regression and binary losses: every reduction, masked by position and by element") {
+    using R = xgrad::Reduction;
+    const Tensor<double> by_position = rnd({2, 3}, 0.0, 2.0), by_element = rnd({2, 3, 4}, 0.0, 2.0);
+    const Tensor<double> pos_weight = rnd({4}, 0.5, 3.0);
+    // Differences |d| in [0.3, 1.2]: away from 0, where l1's slope jumps, and on both sides of beta and
+    // delta (smooth_l1 and huber have continuous slopes there).
+    const Tensor<double> target = rnd({2, 3, 4});
+    const Tensor<double> input = target + away_from_zero({2, 3, 4}, 0.3, 1.2);
+    const Tensor<double> logits = rnd({2, 3, 4}, -4, 4), prob = rnd({2, 3, 4}, 0, 1);
+    for (R r : {R::none, R::mean, R::sum}) {
+        CAPTURE(static_cast<int>(r));
+        for (const auto& mask : {std::optional<Tensor<double>>(), std::optional(by_position), std::optional(by_element)}) {
+            expect_gradients([r, mask](const Vs& v) { return xgrad::mse_loss(v[0], v[1], {r}, mask); }, {input, target});
+            expect_gradients([r, mask](const Vs& v) { return xgrad::l1_loss(v[0], v[1], {r}, mask); }, {input, target});
+            expect_gradients([r, mask](const Vs& v) { return xgrad::smooth_l1_loss(v[0], v[1], {r, 0.5}, mask); },
+                             {input, target});
+            expect_gradients([r, mask](const Vs& v) { return xgrad::huber_loss(v[0], v[1], {r, 0.8}, mask); }, {input, target});
+            xgrad::BCEWithLogitsLossOptions<double> options{r, pos_weight};
+            expect_gradients([options, mask](const Vs& v) { return xgrad::binary_cross_entropy_with_logits(v[0], v[1], options, mask); },
+                             {logits, prob});
+        }
+    }
+}
+
 TEST_CASE("embedding gathers rows and scatter-adds repeated ones") {
     Indices ids = {{0, 4, 4}, {2, 0, 1}};
     expect_gradients([ids](const Vs& v) { return xgrad::embedding(v[0], ids); }, {rnd({5, 3})});

@@ -1,7 +1,11 @@
 // Forward values against hand-computed ones, float agreeing with double, and the error every
 // bad argument raises (naming the op and the shapes).
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <xtensor/xbuilder.hpp>
@@ -130,6 +134,104 @@ TEST_CASE("reductions, softmax and losses by hand") {
     auto p = g.constant(Tensor<double>{1.0, 2.0});
     auto q = g.constant(Tensor<double>{3.0, 2.0});
     CHECK(xgrad::mse_loss(p, q).item() == 2.0);
+}
+
+TEST_CASE("regression and binary losses give PyTorch's values and gradients, masked, for every reduction") {
+    const auto f = xgrad::load_safetensors<double>(std::string(XGRAD_FIXTURES_DIR) + "/pytorch_losses.safetensors");
+    const auto get = [&](const std::string& key) { return f.tensors.at(key); };
+    const Tensor<double> mask = get("mask");
+    using Loss = std::function<xgrad::Var<double>(const xgrad::Var<double>&, const xgrad::Var<double>&, xgrad::Reduction)>;
+    xgrad::BCEWithLogitsLossOptions<double> with_pos;
+    with_pos.pos_weight = get("pos_weight");
+    const std::vector<std::tuple<std::string, std::string, Loss>> cases = {
+        {"mse", "x", [&](auto& a, auto& b, auto r) { return xgrad::mse_loss(a, b, {r}, mask); }},
+        {"l1", "x", [&](auto& a, auto& b, auto r) { return xgrad::l1_loss(a, b, {r}, mask); }},
+        {"smooth_l1", "x", [&](auto& a, auto& b, auto r) { return xgrad::smooth_l1_loss(a, b, {r, 0.5}, mask); }},
+        {"huber", "x", [&](auto& a, auto& b, auto r) { return xgrad::huber_loss(a, b, {r, 0.7}, mask); }},
+        {"bce", "logits", [&](auto& a, auto& b, auto r) { return xgrad::binary_cross_entropy_with_logits(a, b, {r, {}}, mask); }},
+        {"bce_pos", "logits", [&](auto& a, auto& b, auto r) {
+             auto options = with_pos;
+             options.reduction = r;
+             return xgrad::binary_cross_entropy_with_logits(a, b, options, mask);
+         }},
+    };
+    using R = xgrad::Reduction;
+    for (const auto& [name, input, loss] : cases) {
+        CAPTURE(name);
+        const std::string target = input == "x" ? "y" : "prob";
+        for (const auto& [reduction, key] : {std::pair{R::none, ".none"}, std::pair{R::mean, ".mean"}, std::pair{R::sum, ".sum"}}) {
+            Graph<double> g;
+            auto a = g.variable(get(input)), b = g.variable(get(target));
+            auto l = loss(a, b, reduction);
+            CHECK(close(l.value(), get(name + key)));
+            if (reduction != R::mean) continue;
+            l.backward();
+            CHECK(close(a.grad(), get(name + ".grad_input")));
+            CHECK(close(b.grad(), get(name + ".grad_target")));
+        }
+    }
+}
+
+TEST_CASE("losses: reductions without a mask, a mask of the input's shape, float against double, bad arguments") {
+    Graph<double> g;
+    auto p = g.variable(Tensor<double>{{1.0, -2.0}, {0.5, 4.0}});
+    auto q = g.constant(Tensor<double>{{0.0, 1.0}, {0.5, 1.0}});
+    using R = xgrad::Reduction;
+    CHECK(xgrad::l1_loss(p, q).item() == doctest::Approx(7.0 / 4));
+    CHECK(xgrad::l1_loss(p, q, {R::sum}).item() == doctest::Approx(7.0));
+    CHECK(close(xgrad::mse_loss(p, q, {R::none}).value(), Tensor<double>{{1.0, 9.0}, {0.0, 9.0}}));
+    // A mask of the input's own shape weighs single elements; a mean over nothing counted is NaN.
+    const Tensor<double> one = {{0.0, 1.0}, {0.0, 0.0}};
+    CHECK(xgrad::huber_loss(p, q, {}, one).item() == doctest::Approx(3.0 - 0.5));
+    CHECK(std::isnan(xgrad::mse_loss(p, q, {}, Tensor<double>{0.0, 0.0}).item()));
+    // beta = 0 is the L1 loss; l1's gradient at a tie is 0, as torch's.
+    CHECK(xgrad::smooth_l1_loss(p, q, {R::sum, 0.0}).item() == doctest::Approx(7.0));
+    auto tie = xgrad::l1_loss(p, q, {R::sum});
+    tie.backward();
+    CHECK(close(p.grad(), Tensor<double>{{1.0, -1.0}, {0.0, 1.0}}));
+    // Float follows double; large logits give finite values and gradients.
+    Graph<float> gf;
+    auto logits = gf.variable(Tensor<float>{90.0f, -90.0f, 1e30f});
+    auto bce = xgrad::binary_cross_entropy_with_logits(logits, gf.constant(Tensor<float>{0.0f, 1.0f, 0.5f}), {R::sum, {}});
+    CHECK(bce.item() == doctest::Approx(90.0 + 90.0 + 0.5e30).epsilon(1e-6));
+    bce.backward();
+    CHECK(xt::all(xt::isfinite(logits.grad())));
+
+    using E = xgrad::ShapeError;
+    CHECK_THROWS_WITH_AS(xgrad::l1_loss(p, g.constant(Tensor<double>{1.0})),
+                         "l1_loss: input (2, 2) and target (1,) must have the same shape", E);
+    CHECK_THROWS_WITH_AS(xgrad::mse_loss(p, q, {}, Tensor<double>{1.0, 1.0, 1.0}),
+                         "mse_loss: input (2, 2) needs a mask of its shape or of its leading axes, got (3,)", E);
+    CHECK_THROWS_WITH_AS(xgrad::mse_loss(p, q, {}, Tensor<double>{1.0, -1.0}),
+                         "mse_loss: mask value -1 at position 1 is not a finite weight >= 0", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(xgrad::huber_loss(p, q, {R::mean, 0.0}), "huber_loss: delta must be finite and > 0, got 0",
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(xgrad::smooth_l1_loss(p, q, {R::mean, -1.0}),
+                         "smooth_l1_loss: beta must be finite and >= 0, got -1", std::invalid_argument);
+    xgrad::BCEWithLogitsLossOptions<double> wrong;
+    wrong.pos_weight = Tensor<double>{1.0, 2.0, 3.0};
+    CHECK_THROWS_WITH_AS(xgrad::binary_cross_entropy_with_logits(p, q, wrong),
+                         "binary_cross_entropy_with_logits: input (2, 2) needs a pos_weight of shape (2) or (1), got (3,)", E);
+}
+
+TEST_CASE("cross_entropy with reduction none gives each position's weighted loss, 0 where ignored") {
+    Graph<double> g;
+    auto logits = g.variable(Tensor<double>{{0.0, 1.0, 2.0}, {1.0, 0.0, -1.0}, {0.5, 0.5, 0.5}});
+    const Indices targets = {2, 0, -100};
+    xgrad::CrossEntropyOptions each;
+    each.reduction = xgrad::Reduction::none;
+    auto l = xgrad::cross_entropy(logits, targets, each, Tensor<double>{1.0, 2.0, 1.0});
+    const double lse0 = std::log(1 + std::exp(1.0) + std::exp(2.0)), lse1 = std::log(std::exp(1.0) + 1 + std::exp(-1.0));
+    CHECK(close(l.value(), Tensor<double>{lse0 - 2.0, 2 * (lse1 - 1.0), 0.0}));
+    // Summed, the positions' losses are the sum reduction's, and so are the gradients.
+    xgrad::sum(l).backward();
+    const Tensor<double> grad_each = logits.grad();
+    Graph<double> h;
+    auto again = h.variable(logits.value());
+    xgrad::CrossEntropyOptions summed;
+    summed.reduction = xgrad::Reduction::sum;
+    xgrad::cross_entropy(again, targets, summed, Tensor<double>{1.0, 2.0, 1.0}).backward();
+    CHECK(close(grad_each, again.grad()));
 }
 
 TEST_CASE("cross_entropy refuses mask weights whose sum overflows, rather than returning NaN") {
