@@ -138,7 +138,7 @@ enum class Reduction {
 /// Which targets cross_entropy() and accuracy() count, and how the loss is reduced.
 struct CrossEntropyOptions {
     std::int64_t ignore_index = -100;  ///< targets equal to this contribute nothing
-    using Reduction = xgrad::Reduction;
+    using Reduction = xgrad::Reduction;  ///< the losses' reduction, by its older name here
     /// Over positions, weighted by the mask and 0 where ignored; mean unless set, as torch's default.
     /// With none, the loss has the targets' shape (ignored positions 0).
     Reduction reduction = Reduction::mean;
@@ -158,14 +158,8 @@ Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyO
 template <class T>
 double accuracy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options = {},
                 const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
-/// @name Regression and binary losses
-/// Elementwise losses of `input` against `target` (the same shape, ShapeError otherwise; no
-/// broadcasting), combined by the options' reduction, as torch.nn.functional's. `mask` weighs the
-/// values: finite weights ≥ 0 of the input's shape or of its leading axes (a (T, B) mask for a
-/// (T, B, D) input weighs each position's D values), so the mean is over the masked elements:
-/// Σ w · loss / Σ w. (torch's BCE `weight` divides by the element count instead: pass
-/// Reduction::sum and divide to match it.) A bad mask value throws std::invalid_argument.
-///@{
+// Regression and binary losses: elementwise, then reduced (see mse_loss).
+
 /// Options of mse_loss: (input - target)^2.
 struct MSELossOptions {
     Reduction reduction = Reduction::mean;  ///< mean unless set, as torch's
@@ -197,6 +191,13 @@ struct BCEWithLogitsLossOptions {
     std::optional<Tensor<T>> pos_weight;
 };
 /// mean((input - target)^2) by default.
+/// This and the losses below compare `input` with `target` element by element (the same shape,
+/// ShapeError otherwise; no broadcasting) and combine the values by the options' reduction, as
+/// torch.nn.functional's. `mask` weighs the values: finite weights ≥ 0 of the input's shape or of
+/// its leading axes (a (T, B) mask for a (T, B, D) input weighs each position's D values), so the
+/// mean is over the masked elements: Σ w · loss / Σ w. (torch's BCE `weight` divides by the element
+/// count instead: pass Reduction::sum and divide to match it.) A bad mask value throws
+/// std::invalid_argument.
 template <class T>
 Var<T> mse_loss(const Var<T>& input, const Var<T>& target, MSELossOptions options = {},
                 const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
@@ -217,7 +218,6 @@ template <class T>
 Var<T> binary_cross_entropy_with_logits(const Var<T>& input, const Var<T>& target,
                                         BCEWithLogitsLossOptions<Scalar<T>> options = {},
                                         const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
-///@}
 /// Rows of weight (V, D) gathered by indices of any shape -> indices.shape + (D).
 /// An index outside [0, V) throws std::invalid_argument.
 template <class T> Var<T> embedding(const Var<T>& weight, const Indices& indices);

@@ -12,13 +12,13 @@ namespace xgrad::optim {
 
 template <class T>
 Optimizer<T>::Optimizer(std::string name, std::vector<ParamGroup<T>> groups, double lr, double weight_decay,
-                        std::vector<std::string> buffers)
-    : name_(std::move(name)), buffer_names_(std::move(buffers)) {
+                        std::vector<std::string> buffers, MomentumKind kind, double momentum)
+    : name_(std::move(name)), momentum_kind_(kind), buffer_names_(std::move(buffers)) {
     if (groups.empty()) throw std::invalid_argument(fmt::format("{}: no parameter groups (torch: an empty parameter list)", name_));
     // Two handles to one storage would be updated twice per step, with two sets of state.
     std::unordered_map<const void*, std::size_t> index_of;
     for (std::size_t g = 0; g < groups.size(); ++g) {
-        const GroupRates rates{groups[g].lr().value_or(lr), groups[g].weight_decay().value_or(weight_decay)};
+        const GroupRates rates{groups[g].lr().value_or(lr), groups[g].weight_decay().value_or(weight_decay), momentum};
         check_rate("learning rate", g, rates.lr);
         check_rate("weight_decay", g, rates.weight_decay);
         groups_.push_back({rates, params_.size(), params_.size() + groups[g].params().size()});
@@ -90,6 +90,30 @@ void Optimizer<T>::set_lr(std::size_t group, double lr) {
 }
 
 template <class T>
+void Optimizer<T>::check_momentum(std::size_t group, double value) const {
+    if (momentum_kind_ == MomentumKind::none) throw std::logic_error(fmt::format("{}: has no momentum", name_));
+    const bool beta1 = momentum_kind_ == MomentumKind::beta1;
+    if (!(value >= 0) || !std::isfinite(value) || (beta1 && !(value < 1))) {
+        throw std::invalid_argument(fmt::format("{}: {} {} of group {} is invalid (need {})", name_, beta1 ? "beta1" : "momentum",
+                                                value, group, beta1 ? "0 <= beta1 < 1" : "a finite momentum >= 0"));
+    }
+}
+
+template <class T>
+double Optimizer<T>::momentum(std::size_t group) const {
+    const Group& g = group_at(group, "momentum");
+    if (momentum_kind_ == MomentumKind::none) throw std::logic_error(fmt::format("{}: has no momentum", name_));
+    return g.momentum;
+}
+
+template <class T>
+void Optimizer<T>::set_momentum(std::size_t group, double momentum) {
+    group_at(group, "set_momentum");
+    check_momentum(group, momentum);
+    groups_[group].momentum = momentum;
+}
+
+template <class T>
 void Optimizer<T>::set_weight_decay(std::size_t group, double weight_decay) {
     group_at(group, "set_weight_decay");
     check_rate("weight_decay", group, weight_decay);
@@ -147,6 +171,7 @@ TensorFile<T> Optimizer<T>::state_dict() const {
         out.metadata[fmt::format("params.{}", g)] = std::to_string(groups_[g].end - groups_[g].begin);
         out.metadata[fmt::format("lr.{}", g)] = fmt::format("{:a}", groups_[g].lr);  // hexadecimal: the exact double
         out.metadata[fmt::format("weight_decay.{}", g)] = fmt::format("{:a}", groups_[g].weight_decay);
+        if (momentum_kind_ != MomentumKind::none) out.metadata[fmt::format("momentum.{}", g)] = fmt::format("{:a}", groups_[g].momentum);
     }
     return out;
 }
@@ -198,7 +223,7 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
             throw std::invalid_argument(fmt::format("{}.load_state_dict: the state has one parameter group, the optimizer {}",
                                                     name_, groups_.size()));
         }
-        rates.push_back({rate("lr", 0), groups_[0].weight_decay});
+        rates.push_back({rate("lr", 0), groups_[0].weight_decay, groups_[0].momentum});
     } else {
         const auto count = static_cast<std::size_t>(integer("param_groups", max_steps));
         if (count != groups_.size()) {
@@ -211,7 +236,12 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
                 throw std::invalid_argument(fmt::format("{}.load_state_dict: group {} has {} parameters in the state, {} here",
                                                         name_, g, size, groups_[g].end - groups_[g].begin));
             }
-            rates.push_back({rate(fmt::format("lr.{}", g), g), rate(fmt::format("weight_decay.{}", g), g)});
+            // Files written before momentum was a group's setting keep the optimizer's.
+            const std::string momentum_key = fmt::format("momentum.{}", g);
+            const bool saved = momentum_kind_ != MomentumKind::none && state.metadata.contains(momentum_key);
+            const double momentum = saved ? rate(momentum_key, g) : groups_[g].momentum;
+            if (saved) check_momentum(g, momentum);
+            rates.push_back({rate(fmt::format("lr.{}", g), g), rate(fmt::format("weight_decay.{}", g), g), momentum});
         }
     }
     if (state.tensors.size() != buffer_names_.size() * params_.size()) {

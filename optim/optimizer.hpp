@@ -38,7 +38,13 @@ struct GroupRates {
     double lr;
     /// The group's weight decay (L2 penalty, or AdamW's decoupled decay).
     double weight_decay;
+    /// The group's momentum: SGD's and RMSprop's μ, Adam's β1 (what OneCycleLR cycles); 0 for Adagrad.
+    double momentum = 0;
 };
+
+/// What an optimizer's momentum(group) is: none (Adagrad), a factor μ >= 0 (SGD, RMSprop) or
+/// Adam's β1 in [0, 1).
+enum class MomentumKind { none, factor, beta1 };
 
 /// Parameters that share a learning rate and a weight decay. Implicit from a parameter list, so a
 /// list of lists is a list of groups.
@@ -108,6 +114,14 @@ class Optimizer {
     double weight_decay(std::size_t group) const { return group_at(group, "weight_decay").weight_decay; }
     /// Sets group `group`'s weight decay; it must be finite and >= 0 (std::invalid_argument).
     void set_weight_decay(std::size_t group, double weight_decay);
+    /// What momentum() is for this optimizer.
+    MomentumKind momentum_kind() const { return momentum_kind_; }
+    /// The momentum of group `group` (SGD's and RMSprop's μ, Adam's β1); std::logic_error for Adagrad,
+    /// which has none, std::out_of_range for a group that does not exist.
+    double momentum(std::size_t group) const;
+    /// Sets group `group`'s momentum (what OneCycleLR does): μ finite and >= 0, β1 in [0, 1)
+    /// (std::invalid_argument); std::logic_error for Adagrad.
+    void set_momentum(std::size_t group, double momentum);
     /// The learning rate of an optimizer with one group; with several, name the group (std::logic_error).
     double lr() const { return lr(only_group("lr")); }
     /// Sets the learning rate of an optimizer with one group; with several, name the group (std::logic_error).
@@ -115,7 +129,8 @@ class Optimizer {
 
     /// The optimizer's whole state, to save with save_safetensors beside the model.
     /// Tensors "<buffer>.<parameter index>"; metadata "optimizer", "step", "param_groups" (the count)
-    /// and per group g "params.g" (its size), "lr.g" and "weight_decay.g".
+    /// and per group g "params.g" (its size), "lr.g", "weight_decay.g" and, but for Adagrad, "momentum.g"
+    /// (files without it keep the optimizer's momentum).
     TensorFile<T> state_dict() const;
     /// Refuses another optimizer's state, another grouping, missing or extra buffers, and wrong
     /// shapes, naming them; changes nothing unless all of it fits. Also reads the single-group
@@ -125,9 +140,10 @@ class Optimizer {
   protected:
     /// Checks the groups and rates (std::invalid_argument for no groups, no parameter in any group, an undefined or repeated
     /// parameter, or a negative or non-finite rate) and makes one zero buffer per name in `buffers`
-    /// for every parameter. `lr` and `weight_decay` apply to groups that set none.
+    /// for every parameter. `lr` and `weight_decay` apply to groups that set none; `momentum` (of
+    /// the given kind) to every group.
     Optimizer(std::string name, std::vector<ParamGroup<T>> groups, double lr, double weight_decay,
-              std::vector<std::string> buffers);
+              std::vector<std::string> buffers, MomentumKind kind = MomentumKind::none, double momentum = 0);
     /// Updates parameter i (value p, gradient g, n entries) for step number `step` (1-based) with its group's rates.
     virtual void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) = 0;
     /// Parameter i's buffer `b` (an index into the names given to the constructor).
@@ -143,11 +159,13 @@ class Optimizer {
     const Group& group_at(std::size_t group, const char* who) const;
     std::size_t only_group(const char* who) const;
     void check_rate(const char* what, std::size_t group, double value) const;
+    void check_momentum(std::size_t group, double value) const;
 
     std::string name_;
     std::vector<Parameter<T>> params_;
     std::vector<Group> groups_;
     std::int64_t steps_ = 0;
+    MomentumKind momentum_kind_;
     std::vector<std::string> buffer_names_;
     std::vector<std::vector<Tensor<T>>> buffers_;  // [buffer][parameter], zeros of the parameter's shape
 };

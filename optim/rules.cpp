@@ -22,7 +22,8 @@ SGD<T>::SGD(std::vector<Parameter<T>> params, SGDOptions o) : SGD(std::vector<Pa
 
 template <class T>
 SGD<T>::SGD(std::vector<ParamGroup<T>> groups, SGDOptions o)
-    : Optimizer<T>("SGD", std::move(groups), o.lr(), o.weight_decay(), {"momentum_buffer"}), options_(o) {
+    : Optimizer<T>("SGD", std::move(groups), o.lr(), o.weight_decay(), {"momentum_buffer"}, MomentumKind::factor, o.momentum()),
+      options_(o) {
     check("SGD", "momentum", o.momentum(), o.momentum() >= 0);
     check("SGD", "dampening", o.dampening(), o.dampening() >= 0 && o.dampening() <= 1);
     if (o.nesterov() && (o.momentum() <= 0 || o.dampening() != 0)) {
@@ -33,12 +34,12 @@ SGD<T>::SGD(std::vector<ParamGroup<T>> groups, SGDOptions o)
 template <class T>
 void SGD<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t step, const GroupRates& rates) {
     const auto& o = options_;
-    const T lr = static_cast<T>(rates.lr), mu = static_cast<T>(o.momentum()), wd = static_cast<T>(rates.weight_decay);
+    const T lr = static_cast<T>(rates.lr), mu = static_cast<T>(rates.momentum), wd = static_cast<T>(rates.weight_decay);
     const T keep = static_cast<T>(1.0 - o.dampening());
     T* buf = this->buffer(0, i);
     for (std::size_t k = 0; k < n; ++k) {
         T g = grad[k] + wd * p[k];
-        if (o.momentum() != 0) {
+        if (rates.momentum != 0) {
             buf[k] = step == 1 ? g : mu * buf[k] + keep * g;
             g = o.nesterov() ? g + mu * buf[k] : buf[k];
         }
@@ -54,7 +55,8 @@ Adam<T>::Adam(std::vector<ParamGroup<T>> groups, AdamOptions o) : Adam("Adam", s
 
 template <class T>
 Adam<T>::Adam(std::string name, std::vector<ParamGroup<T>> groups, AdamOptions o, bool decoupled)
-    : Optimizer<T>(std::move(name), std::move(groups), o.lr(), o.weight_decay(), {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}),
+    : Optimizer<T>(std::move(name), std::move(groups), o.lr(), o.weight_decay(), {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+                   MomentumKind::beta1, o.beta1()),
       options_(o), decoupled_(decoupled) {
     check(this->name(), "beta1", o.beta1(), o.beta1() >= 0 && o.beta1() < 1);
     check(this->name(), "beta2", o.beta2(), o.beta2() >= 0 && o.beta2() < 1);
@@ -65,10 +67,10 @@ template <class T>
 void Adam<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t step, const GroupRates& rates) {
     const auto& o = options_;
     const double lr = rates.lr;
-    const double correction1 = 1 - std::pow(o.beta1(), static_cast<double>(step));
+    const double correction1 = 1 - std::pow(rates.momentum, static_cast<double>(step));  // β1 as it is now, as torch
     const double correction2 = 1 - std::pow(o.beta2(), static_cast<double>(step));
     const T step_size = static_cast<T>(lr / correction1), root2 = static_cast<T>(std::sqrt(correction2));
-    const T b1 = static_cast<T>(o.beta1()), b2 = static_cast<T>(o.beta2()), eps = static_cast<T>(o.eps());
+    const T b1 = static_cast<T>(rates.momentum), b2 = static_cast<T>(o.beta2()), eps = static_cast<T>(o.eps());
     const T wd = static_cast<T>(rates.weight_decay), decay = static_cast<T>(1 - lr * rates.weight_decay);
     T* m = this->buffer(0, i);
     T* v = this->buffer(1, i);
@@ -116,7 +118,8 @@ RMSprop<T>::RMSprop(std::vector<Parameter<T>> params, RMSpropOptions o)
 
 template <class T>
 RMSprop<T>::RMSprop(std::vector<ParamGroup<T>> groups, RMSpropOptions o)
-    : Optimizer<T>("RMSprop", std::move(groups), o.lr(), o.weight_decay(), {"square_avg", "momentum_buffer", "grad_avg"}),
+    : Optimizer<T>("RMSprop", std::move(groups), o.lr(), o.weight_decay(), {"square_avg", "momentum_buffer", "grad_avg"},
+                   MomentumKind::factor, o.momentum()),
       options_(o) {
     check("RMSprop", "alpha", o.alpha(), o.alpha() >= 0);
     check("RMSprop", "momentum", o.momentum(), o.momentum() >= 0);
@@ -128,7 +131,7 @@ void RMSprop<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::
                         const GroupRates& rates) {
     const auto& o = options_;
     const T lr = static_cast<T>(rates.lr), alpha = static_cast<T>(o.alpha()), eps = static_cast<T>(o.eps());
-    const T wd = static_cast<T>(rates.weight_decay), mu = static_cast<T>(o.momentum());
+    const T wd = static_cast<T>(rates.weight_decay), mu = static_cast<T>(rates.momentum);
     T* sq = this->buffer(0, i);
     T* buf = this->buffer(1, i);
     T* mean = this->buffer(2, i);
@@ -142,7 +145,7 @@ void RMSprop<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::
         } else {
             avg = std::sqrt(sq[k]) + eps;
         }
-        if (o.momentum() > 0) {
+        if (rates.momentum > 0) {
             buf[k] = mu * buf[k] + g / avg;
             p[k] -= lr * buf[k];
         } else {

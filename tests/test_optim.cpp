@@ -534,3 +534,195 @@ TEST_CASE("a parameter group takes from the options exactly the rates it leaves 
     CHECK(opt.lr(2) == 0.1);
     CHECK(opt.weight_decay(2) == 0.3);
 }
+
+namespace {
+// tests/fixtures/pytorch_schedules.safetensors (make_pytorch_schedules.py): torch.optim 1.13's numbers.
+const xgrad::TensorFile<double>& schedules() {
+    static const auto file = xgrad::load_safetensors<double>(std::string(XGRAD_FIXTURES_DIR) + "/pytorch_schedules.safetensors");
+    return file;
+}
+const Tensor<double>& expected(const std::string& key) { return schedules().tensors.at(key); }
+
+// The parameters the fixtures' OneCycleLR cases update: [0.5, -0.25, 1] each, gradient sin(1 + step + element + group).
+std::vector<Parameter<double>> fixture_parameters(std::size_t groups) {
+    std::vector<Parameter<double>> ps;
+    for (std::size_t g = 0; g < groups; ++g) ps.emplace_back(Tensor<double>{0.5, -0.25, 1.0});
+    return ps;
+}
+void fixture_gradients(std::vector<Parameter<double>>& ps, int step) {
+    for (std::size_t g = 0; g < ps.size(); ++g)
+        for (std::size_t e = 0; e < 3; ++e) ps[g].grad()(e) = std::sin(1.0 + step + static_cast<double>(e + g));
+}
+
+// Steps the optimizer and OneCycleLR `steps` times, checking every group's lr, the momentum and the
+// parameters against torch's after construction and after each step.
+// At step `steps` (total_steps) the cycle is at its end, where torch extrapolates past it: there the
+// lrs are `last_lrs` and the momentum `last_momentum`.
+void expect_one_cycle(const std::string& name, optim::Optimizer<double>& opt, optim::OneCycleLR<double>& schedule,
+                      std::vector<Parameter<double>>& ps, int steps, const std::vector<double>& last_lrs, double last_momentum) {
+    for (int s = 0; s <= steps; ++s) {
+        CAPTURE(s);
+        if (s > 0) {
+            fixture_gradients(ps, s - 1);
+            opt.step();
+            schedule.step();
+        }
+        const bool end = s == steps;
+        for (std::size_t g = 0; g < ps.size(); ++g) {
+            CAPTURE(g);
+            CHECK(opt.lr(g) == doctest::Approx(end ? last_lrs[g] : expected(fmt::format("{}.lr.{}", name, g))(s)).epsilon(1e-13));
+            for (std::size_t e = 0; e < 3; ++e)
+                CHECK(ps[g].value()(e) == doctest::Approx(expected(fmt::format("{}.param.{}", name, g))(s, e)).epsilon(1e-12));
+        }
+        CHECK(opt.momentum(0) == doctest::Approx(end ? last_momentum : expected(name + ".momentum")(s)).epsilon(1e-13));
+    }
+}
+}  // namespace
+
+TEST_CASE("LambdaLR and OneCycleLR follow torch.optim's numbers step by step, momentum and parameters too") {
+    Parameter<double> p(Tensor<double>{1.0});
+    optim::SGD<double> sgd({p}, optim::SGDOptions(0.1));
+    optim::LambdaLR<double> lambda(sgd, [](std::int64_t e) { return std::pow(0.95, static_cast<double>(e)) * static_cast<double>(1 + e % 3); });
+    for (int s = 0; s <= 20; ++s) {
+        CAPTURE(s);
+        if (s > 0) lambda.step();
+        CHECK(sgd.lr() == doctest::Approx(expected("lambda.lr.0")(s)).epsilon(1e-13));
+    }
+
+    auto one = fixture_parameters(1);
+    optim::SGD<double> with_momentum(one, optim::SGDOptions(0.1).momentum(0.9));
+    optim::OneCycleLR<double> cycle(with_momentum, optim::OneCycleLROptions(0.1, 25));
+    expect_one_cycle("onecycle_sgd", with_momentum, cycle, one, 25, {0.1 / 25 / 1e4}, 0.95);
+    // torch allows a step at total_steps and refuses the one after.
+    CHECK_THROWS_WITH_AS(cycle.step(), "OneCycleLR: step 26 is past total_steps = 25", std::invalid_argument);
+    CHECK(cycle.last_epoch() == 25);
+
+    auto two = fixture_parameters(2);
+    optim::Adam<double> adam({optim::ParamGroup<double>({two[0]}), optim::ParamGroup<double>({two[1]})}, optim::AdamOptions(1e-3));
+    optim::OneCycleLR<double> three(adam, optim::OneCycleLROptions(0, 30)
+                                              .max_lrs({0.01, 0.003})
+                                              .pct_start(0.25)
+                                              .anneal_strategy(optim::OneCycleLROptions::Anneal::linear)
+                                              .three_phase(true)
+                                              .div_factor(10)
+                                              .final_div_factor(100)
+                                              .base_momentum(0.8)
+                                              .max_momentum(0.9));
+    expect_one_cycle("onecycle_adam", adam, three, two, 30, {0.01 / 10 / 100, 0.003 / 10 / 100}, 0.9);
+}
+
+TEST_CASE("OneCycleLR refuses what it cannot follow, naming it") {
+    Parameter<double> p(Tensor<double>{1.0});
+    optim::Adagrad<double> adagrad({p});
+    CHECK_THROWS_WITH_AS(optim::OneCycleLR<double>(adagrad, optim::OneCycleLROptions(0.1, 10)),
+                         "OneCycleLR: cycle_momentum needs an optimizer with momentum, and Adagrad has none", std::invalid_argument);
+    optim::OneCycleLR<double> without(adagrad, optim::OneCycleLROptions(0.1, 10).cycle_momentum(false));
+    CHECK(adagrad.lr() == doctest::Approx(0.1 / 25));
+    optim::Adam<double> adam({p});
+    CHECK_THROWS_WITH_AS(optim::OneCycleLR<double>(adam, optim::OneCycleLROptions(0.1, 10).max_momentum(1.0)),
+                         "OneCycleLR: max_momentum = 1 is not a momentum Adam takes", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(optim::OneCycleLR<double>(adam, optim::OneCycleLROptions(0.1, 0)), "OneCycleLR: total_steps = 0 must be positive",
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(optim::OneCycleLR<double>(adam, optim::OneCycleLROptions(0.1, 10).pct_start(1.5)),
+                         "OneCycleLR: pct_start = 1.5 must be in [0, 1]", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(optim::OneCycleLR<double>(adam, optim::OneCycleLROptions(0.1, 10).max_lrs({0.1, 0.2})),
+                         "OneCycleLR: 2 max_lrs for 1 parameter groups", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(adam.set_momentum(0, 1.5), "Adam: beta1 1.5 of group 0 is invalid (need 0 <= beta1 < 1)", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(adagrad.momentum(0), "Adagrad: has no momentum", std::logic_error);
+    // A λ that gives a negative lr throws at the step that meets it and changes nothing.
+    optim::SGD<double> sgd({p}, optim::SGDOptions(1.0));
+    optim::LambdaLR<double> down(sgd, [](std::int64_t e) { return 1.0 - static_cast<double>(e); });
+    down.step();
+    CHECK_THROWS_WITH_AS(down.step(), "LRScheduler: the lr at step 2 of group 0 is -1", std::invalid_argument);
+    CHECK(down.last_epoch() == 1);
+    CHECK(sgd.lr() == 0.0);
+}
+
+TEST_CASE("ReduceLROnPlateau follows torch's counters and rates, and saves and resumes them exactly") {
+    const auto run = [](const std::string& name, optim::SGD<double>& opt, optim::ReduceLROnPlateauOptions options) {
+        const Tensor<double>& metrics = expected(name + ".metric");
+        optim::ReduceLROnPlateau<double> plateau(opt, options);
+        for (std::size_t s = 0; s < metrics.size(); ++s) {
+            CAPTURE(s);
+            plateau.step(metrics(s));
+            for (std::size_t g = 0; g < opt.num_param_groups(); ++g)
+                CHECK(opt.lr(g) == doctest::Approx(expected(fmt::format("{}.lr.{}", name, g))(s)).epsilon(1e-15));
+            CHECK(plateau.best() == expected(name + ".best")(s));
+            CHECK(static_cast<double>(plateau.num_bad_epochs()) == expected(name + ".num_bad_epochs")(s));
+            CHECK(static_cast<double>(plateau.cooldown_counter()) == expected(name + ".cooldown_counter")(s));
+            CHECK(plateau.last_epoch() == static_cast<std::int64_t>(s + 1));
+        }
+    };
+    Parameter<double> a(Tensor<double>{1.0}), b(Tensor<double>{2.0});
+    optim::SGD<double> two_groups({optim::ParamGroup<double>({a}), optim::ParamGroup<double>({b}).lr(0.05)}, optim::SGDOptions(0.1));
+    run("plateau_min", two_groups,
+        optim::ReduceLROnPlateauOptions().factor(0.5).patience(2).threshold(0.01).cooldown(1).min_lrs({0.01, 0.02}));
+    optim::SGD<double> one_group({a}, optim::SGDOptions(0.2));
+    using Options = optim::ReduceLROnPlateauOptions;
+    run("plateau_max", one_group,
+        Options().mode(Options::Mode::max).factor(0.3).patience(1).threshold(0.1).threshold_mode(Options::ThresholdMode::abs));
+
+    // Saved halfway with the optimizer, resumed into new ones, it goes on as the uninterrupted run does.
+    const Tensor<double>& metrics = expected("plateau_min.metric");
+    const auto options = Options().factor(0.5).patience(2).threshold(0.01).cooldown(1).min_lrs({0.01, 0.02});
+    optim::SGD<double> first({optim::ParamGroup<double>({a}), optim::ParamGroup<double>({b}).lr(0.05)}, optim::SGDOptions(0.1));
+    optim::ReduceLROnPlateau<double> before(first, options);
+    for (std::size_t s = 0; s < 12; ++s) before.step(metrics(s));
+    xgrad::TensorFile<double> saved = first.state_dict();
+    saved.metadata.merge(before.state_dict());
+    optim::SGD<double> second({optim::ParamGroup<double>({a}), optim::ParamGroup<double>({b}).lr(0.05)}, optim::SGDOptions(0.1));
+    second.load_state_dict(saved);
+    optim::ReduceLROnPlateau<double> after(second, options);
+    after.load_state_dict(saved.metadata);
+    for (std::size_t s = 12; s < metrics.size(); ++s) {
+        CAPTURE(s);
+        after.step(metrics(s));
+        CHECK(second.lr(0) == expected("plateau_min.lr.0")(s));
+        CHECK(second.lr(1) == expected("plateau_min.lr.1")(s));
+        CHECK(after.best() == expected("plateau_min.best")(s));
+    }
+
+    // Bad options and bad saved state are named; a failed load changes nothing.
+    CHECK_THROWS_WITH_AS(optim::ReduceLROnPlateau<double>(first, Options().factor(1.0)), "ReduceLROnPlateau: factor = 1 must be in (0, 1)",
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(optim::ReduceLROnPlateau<double>(first, Options().min_lrs({0.1})),
+                         "ReduceLROnPlateau: 1 min_lrs for 2 parameter groups", std::invalid_argument);
+    auto broken = saved.metadata;
+    broken["plateau.num_bad_epochs"] = "2x";
+    CHECK_THROWS_WITH_AS(after.load_state_dict(broken), "ReduceLROnPlateau.load_state_dict: 'plateau.num_bad_epochs' = '2x' is malformed",
+                         std::invalid_argument);
+    broken = saved.metadata;
+    broken["plateau.mode"] = "max";
+    CHECK_THROWS_WITH_AS(after.load_state_dict(broken), "ReduceLROnPlateau.load_state_dict: the state is of mode 'max'", std::invalid_argument);
+    CHECK(after.best() == expected("plateau_min.best")(metrics.size() - 1));
+}
+
+TEST_CASE("a group's momentum is saved with the optimizer and drives the update") {
+    Parameter<double> p(Tensor<double>{1.0, -2.0});
+    optim::Adam<double> adam({p}, optim::AdamOptions(0.1));
+    CHECK(adam.momentum(0) == 0.9);
+    adam.set_momentum(0, 0.5);
+    const auto state = adam.state_dict();
+    CHECK(state.metadata.at("momentum.0") == fmt::format("{:a}", 0.5));
+    optim::Adam<double> again({p}, optim::AdamOptions(0.1));
+    again.load_state_dict(state);
+    CHECK(again.momentum(0) == 0.5);
+    // Files written before momentum was a group's setting keep the optimizer's own.
+    auto older = state;
+    older.metadata.erase("momentum.0");
+    optim::Adam<double> old({p}, optim::AdamOptions(0.1));
+    old.load_state_dict(older);
+    CHECK(old.momentum(0) == 0.9);
+    // SGD with μ = 0.5 set at run time moves as SGD built with it.
+    Parameter<double> x(Tensor<double>{1.0}), y(Tensor<double>{1.0});
+    optim::SGD<double> built({x}, optim::SGDOptions(0.1).momentum(0.5));
+    optim::SGD<double> set({y}, optim::SGDOptions(0.1).momentum(0.9));
+    set.set_momentum(0, 0.5);
+    for (double g : {1.0, -0.5, 2.0}) {
+        x.grad() = Tensor<double>{g};
+        y.grad() = Tensor<double>{g};
+        built.step();
+        set.step();
+    }
+    CHECK(x.value()(0) == y.value()(0));
+}
