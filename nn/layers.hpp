@@ -1,11 +1,13 @@
 /// @file
-/// Linear, Embedding and Dropout, with PyTorch's parameter names, shapes and initializations.
+/// Linear, Embedding, Dropout and LayerNorm, with PyTorch's parameter names, shapes and initializations.
 ///
 /// @code
 ///   xgrad::nn::Linear<float> fc(256, 96);        // weight (96, 256), bias (96,)
 ///   auto logits = fc.forward(h);                  // h (..., 256) -> (..., 96)
 ///   xgrad::nn::Embedding<float> embed(96, 32);    // weight (96, 32), N(0, 1)
 ///   auto x = embed.forward(graph, ids);           // ids (T, B) -> (T, B, 32)
+///   xgrad::nn::LayerNorm<float> norm(xgrad::nn::LayerNormOptions({256}));
+///   auto y = norm.forward(h);                     // each (256) row of h to mean 0, variance 1, then affine
 /// @endcode
 #pragma once
 
@@ -60,11 +62,52 @@ class Dropout : public Module<T> {
     Generator generator_;
 };
 
+/// LayerNorm's options, torch.nn.LayerNorm's: `LayerNormOptions({H}).eps(1e-6).elementwise_affine(false)`.
+class LayerNormOptions {
+  public:
+    /// The trailing axes normalized together, e.g. {H}; at least one axis, none of size 0.
+    LayerNormOptions(Shape normalized_shape) : normalized_shape_(std::move(normalized_shape)) {}  // NOLINT(google-explicit-constructor)
+    /// Added to the variance before its square root; > 0. 1e-5 unless set, as torch's.
+    LayerNormOptions& eps(double value) { eps_ = value; return *this; }
+    /// Whether the module has a learned scale ("weight", ones) and shift ("bias", zeros). On unless set.
+    LayerNormOptions& elementwise_affine(bool on) { elementwise_affine_ = on; return *this; }
+    const Shape& normalized_shape() const { return normalized_shape_; }  ///< as given
+    double eps() const { return eps_; }                                   ///< as set
+    bool elementwise_affine() const { return elementwise_affine_; }       ///< as set
+
+  private:
+    Shape normalized_shape_;
+    double eps_ = 1e-5;
+    bool elementwise_affine_ = true;
+};
+
+/// Layer normalization (Ba et al. 2016), as torch.nn.LayerNorm: over the trailing axes given,
+/// y = (x - mean) / sqrt(var + eps) · weight + bias, the variance biased (divided by the count).
+/// Built from primitive ops, so its gradient is the graph's.
+template <class T>
+class LayerNorm : public Module<T> {
+  public:
+    /// An empty normalized_shape, an axis of size 0 or eps <= 0 throws std::invalid_argument.
+    explicit LayerNorm(LayerNormOptions options);
+    /// input (..., normalized_shape) -> the same shape; other trailing axes throw ShapeError naming both shapes.
+    Var<T> forward(const Var<T>& input) const;
+    /// The options it was built with.
+    const LayerNormOptions& options() const { return options_; }
+
+    Parameter<T> weight;  ///< normalized_shape, ones; undefined without elementwise_affine
+    Parameter<T> bias;    ///< normalized_shape, zeros; undefined without elementwise_affine
+
+  private:
+    LayerNormOptions options_;
+};
+
 extern template class Linear<float>;
 extern template class Linear<double>;
 extern template class Embedding<float>;
 extern template class Embedding<double>;
 extern template class Dropout<float>;
 extern template class Dropout<double>;
+extern template class LayerNorm<float>;
+extern template class LayerNorm<double>;
 
 }  // namespace xgrad::nn

@@ -117,6 +117,47 @@ TEST_CASE("manual_seed makes construction reproducible") {
     CHECK(a.bias.value() == b.bias.value());
 }
 
+TEST_CASE("LayerNorm: PyTorch's values and gradients over one and two axes, gradcheck, and bad shapes") {
+    const auto f = xgrad::load_safetensors<double>(std::string(XGRAD_FIXTURES_DIR) + "/pytorch_layernorm.safetensors");
+    const auto get = [&](const std::string& key) { return f.tensors.at(key); };
+    const auto close = [](const Tensor<double>& a, const Tensor<double>& b) {
+        return a.shape() == b.shape() && xt::amax(xt::abs(a - b))() <= 1e-12;
+    };
+    for (const auto& [name, shape] : {std::pair{"last", xgrad::Shape{4}}, std::pair{"two", xgrad::Shape{3, 4}}}) {
+        CAPTURE(name);
+        const std::string n(name);
+        xgrad::nn::LayerNorm<double> norm{xgrad::nn::LayerNormOptions(shape)};
+        CHECK(xt::all(xt::equal(norm.weight.value(), 1.0)));
+        CHECK(xt::all(xt::equal(norm.bias.value(), 0.0)));
+        norm.weight.value() = get(n + ".weight");
+        norm.bias.value() = get(n + ".bias");
+        xgrad::Graph<double> g;
+        auto x = g.variable(get("x"));
+        auto y = norm.forward(x);
+        CHECK(close(y.value(), get(n + ".output")));
+        xgrad::sum(y * g.constant(get("w_out"))).backward();
+        CHECK(close(x.grad(), get(n + ".grad.x")));
+        CHECK(close(norm.weight.grad(), get(n + ".grad.weight")));
+        CHECK(close(norm.bias.grad(), get(n + ".grad.bias")));
+        auto report = xgrad::gradcheck([&](const std::vector<Var<double>>& v) { return norm.forward(v[0]); }, {get("x")},
+                                       norm.parameters());
+        INFO(report.summary());
+        CHECK(report.passed);
+    }
+    xgrad::nn::LayerNorm<double> plain(xgrad::nn::LayerNormOptions({4}).elementwise_affine(false).eps(1e-3));
+    CHECK(plain.parameters().empty());
+    xgrad::Graph<double> g;
+    auto y = plain.forward(g.constant(Tensor<double>{{1.0, 2.0, 3.0, 4.0}}));
+    CHECK(xt::sum(y.value())() == doctest::Approx(0.0).epsilon(1e-12));
+    CHECK(y.value()(0, 3) == doctest::Approx(1.5 / std::sqrt(1.25 + 1e-3)));
+    CHECK_THROWS_WITH_AS(plain.forward(g.constant(Tensor<double>{{1.0, 2.0, 3.0}})),
+                         "LayerNorm: input (1, 3) does not end in normalized_shape (4,)", xgrad::ShapeError);
+    CHECK_THROWS_WITH_AS(xgrad::nn::LayerNorm<double>(xgrad::nn::LayerNormOptions({4}).eps(0)),
+                         "LayerNorm: eps = 0 must be positive and finite", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(xgrad::nn::LayerNorm<double>(xgrad::nn::LayerNormOptions(xgrad::Shape{})),
+                         "LayerNorm: normalized_shape () must have at least one axis and none of size 0", std::invalid_argument);
+}
+
 TEST_CASE("Linear: PyTorch's initialization bounds, values and gradients") {
     xgrad::Generator gen(3);
     xgrad::nn::Linear<double> fc(16, 4, true, gen);
