@@ -164,23 +164,24 @@ Var<T> elementwise_loss(const char* op, const Var<T>& input, const Var<T>& targe
     const T* y = target.value().data();
     std::vector<T> d_input(n), d_target(n);
     Tensor<T> out = reduction == Reduction::none ? Tensor<T>::from_shape(input.shape()) : Tensor<T>::from_shape({});
-    T total = 0, counted = 0;
+    // Summed in double: a float count stops at 2^24 and a long float sum drifts.
+    double total = 0, counted = weight.empty() ? static_cast<double>(n) : 0.0;
     for (std::size_t i = 0; i < n; ++i) {
         const LossAt<T> l = at(x[i], y[i], i);
         d_input[i] = l.d_input;
         d_target[i] = l.d_target;
         const T wl = w(i) == T(0) ? T(0) : w(i) * l.value;  // a weight of 0 drops even an infinite loss
         if (reduction == Reduction::none) out.data()[i] = wl;
-        total += wl;
-        counted += w(i);
+        total += static_cast<double>(wl);
+        if (!weight.empty()) counted += static_cast<double>(weight[i]);
     }
     if (!std::isfinite(counted)) {
         throw std::invalid_argument(fmt::format("{}: the mask's weights sum to {}, beyond {}'s range: scale them down", op,
                                                 counted, std::is_same_v<T, float> ? "float" : "double"));
     }
     // With nothing counted the mean is 0/0 = NaN, as PyTorch's (its gradient is zero).
-    const T scale = reduction != Reduction::mean ? T(1) : counted > 0 ? T(1) / counted : std::numeric_limits<T>::quiet_NaN();
-    if (reduction != Reduction::none) out.data()[0] = total * scale;
+    const T scale = reduction != Reduction::mean ? T(1) : counted > 0 ? static_cast<T>(1 / counted) : std::numeric_limits<T>::quiet_NaN();
+    if (reduction != Reduction::none) out.data()[0] = static_cast<T>(reduction == Reduction::mean ? total / counted : total);
     return input.tape().record(op, std::move(out), {input, target},
         [reduction, scale, weight = std::move(weight), d_input = std::move(d_input), d_target = std::move(d_target)](BackwardContext<T>& c) {
             const T* dy = c.output_grad().data();
@@ -263,8 +264,8 @@ Var<T> binary_cross_entropy_with_logits(const Var<T>& input, const Var<T>& targe
     if (options.pos_weight) {
         const Tensor<T>& p = *options.pos_weight;
         if (p.dimension() > 1 || (p.size() != classes && p.size() != 1)) {
-            throw ShapeError(fmt::format("binary_cross_entropy_with_logits: input {} needs a pos_weight of shape ({}) or (1), got {}",
-                                         shape_str(input.shape()), classes, shape_str(shape_of(p))));
+            throw ShapeError(fmt::format("binary_cross_entropy_with_logits: input {} needs a pos_weight of shape {} or (1,), got {}",
+                                         shape_str(input.shape()), shape_str(Shape{classes}), shape_str(shape_of(p))));
         }
         for (std::size_t c = 0; c < classes; ++c) pos_weight[c] = p.data()[p.size() == 1 ? 0 : c];
     }

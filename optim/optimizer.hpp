@@ -248,7 +248,7 @@ class SGD : public Optimizer<T> {
     SGD(std::vector<Parameter<T>> params, SGDOptions options);
     /// Parameter groups with rates of their own; invalid options throw std::invalid_argument.
     SGD(std::vector<ParamGroup<T>> groups, SGDOptions options);
-    /// The options it was built with (the groups' own rates are lr(group) and weight_decay(group)).
+    /// The options it was built with (the groups' own rates are lr(group), weight_decay(group) and momentum(group)).
     const SGDOptions& options() const { return options_; }
 
   private:
@@ -266,7 +266,7 @@ class Adam : public Optimizer<T> {
     Adam(std::vector<Parameter<T>> params, AdamOptions options = AdamOptions());
     /// Parameter groups with rates of their own; invalid options throw std::invalid_argument.
     Adam(std::vector<ParamGroup<T>> groups, AdamOptions options = AdamOptions());
-    /// The options it was built with (the groups' own rates are lr(group) and weight_decay(group)).
+    /// The options it was built with (the groups' own rates are lr(group), weight_decay(group) and momentum(group)).
     const AdamOptions& options() const { return options_; }
 
   protected:

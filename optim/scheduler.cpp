@@ -186,7 +186,9 @@ template <class T>
 std::optional<double> OneCycleLR<T>::momentum_at(std::int64_t epoch) const {
     if (!options_.cycle_momentum()) return std::nullopt;
     const auto [phase, pct] = phase_at(epoch);
-    return anneal(phase->start_momentum, phase->end_momentum, pct);
+    // Within its ends: a cosine rounded one ulp past max_momentum could leave Adam's β1 range.
+    const double low = std::min(phase->start_momentum, phase->end_momentum), high = std::max(phase->start_momentum, phase->end_momentum);
+    return std::clamp(anneal(phase->start_momentum, phase->end_momentum, pct), low, high);
 }
 
 template <class T>
@@ -205,6 +207,11 @@ ReduceLROnPlateau<T>::ReduceLROnPlateau(Optimizer<T>& optimizer, ReduceLROnPlate
         throw std::invalid_argument(fmt::format("{}: {} min_lrs for {} parameter groups", who, o.min_lrs().size(), groups));
     }
     min_lrs_ = o.min_lrs().empty() ? std::vector<double>(groups, o.min_lr()) : o.min_lrs();
+    for (std::size_t g = 0; g < groups; ++g) {
+        if (!(min_lrs_[g] >= 0) || !std::isfinite(min_lrs_[g])) {
+            throw std::invalid_argument(fmt::format("{}: min_lr {} of group {} must be finite and >= 0", who, min_lrs_[g], g));
+        }
+    }
     best_ = o.mode() == ReduceLROnPlateauOptions::Mode::min ? std::numeric_limits<double>::infinity()
                                                             : -std::numeric_limits<double>::infinity();
 }

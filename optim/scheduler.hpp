@@ -160,8 +160,8 @@ template <class T>
 class OneCycleLR : public LRScheduler<T> {
   public:
     /// Sets step 0's lr and momentum. std::invalid_argument for total_steps <= 0, pct_start outside
-    /// [0, 1], a max_lr, div factor or momentum that is not positive and finite (momenta below 1 for
-    /// Adam's β1), a max_lrs list whose length is not the group count, or cycle_momentum on an
+    /// [0, 1], a max_lr or div factor that is not positive and finite, a momentum that is not finite
+    /// and >= 0 (and below 1 for Adam's β1), a max_lrs list whose length is not the group count, or cycle_momentum on an
     /// optimizer without momentum (Adagrad).
     OneCycleLR(Optimizer<T>& optimizer, OneCycleLROptions options);
     /// The lr at `epoch` in a group whose max_lr is `max_lr`; epoch > total_steps throws std::invalid_argument.

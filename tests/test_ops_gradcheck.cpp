@@ -192,6 +192,9 @@ TEST_CASE("losses") {
                      {rnd({4, 5}, -2, 2)});
     Indices targets3 = {{0, 2, 1}, {4, 4, 0}};
     expect_gradients([targets3](const Vs& v) { return xgrad::cross_entropy(v[0], targets3); }, {rnd({2, 3, 5}, -2, 2)});
+    xgrad::CrossEntropyOptions each;  // per position: the full Jacobian, one row per position
+    each.reduction = xgrad::Reduction::none;
+    expect_gradients([targets3, each](const Vs& v) { return xgrad::cross_entropy(v[0], targets3, each); }, {rnd({2, 3, 5}, -2, 2)});
     expect_gradients([](const Vs& v) { return xgrad::mse_loss(v[0], v[1]); }, {rnd({3, 4}), rnd({3, 4})});
     expect_gradients([](const Vs& v) { return xgrad::mse_loss(v[0], v[1]); }, {rnd({}), rnd({})});
 }

@@ -685,6 +685,8 @@ TEST_CASE("ReduceLROnPlateau follows torch's counters and rates, and saves and r
     // Bad options and bad saved state are named; a failed load changes nothing.
     CHECK_THROWS_WITH_AS(optim::ReduceLROnPlateau<double>(first, Options().factor(1.0)), "ReduceLROnPlateau: factor = 1 must be in (0, 1)",
                          std::invalid_argument);
+    CHECK_THROWS_WITH_AS(optim::ReduceLROnPlateau<double>(first, Options().min_lrs({0.1, -1.0})),
+                         "ReduceLROnPlateau: min_lr -1 of group 1 must be finite and >= 0", std::invalid_argument);
     CHECK_THROWS_WITH_AS(optim::ReduceLROnPlateau<double>(first, Options().min_lrs({0.1})),
                          "ReduceLROnPlateau: 1 min_lrs for 2 parameter groups", std::invalid_argument);
     auto broken = saved.metadata;
@@ -712,6 +714,11 @@ TEST_CASE("a group's momentum is saved with the optimizer and drives the update"
     older.metadata.erase("momentum.0");
     optim::Adam<double> old({p}, optim::AdamOptions(0.1));
     old.load_state_dict(older);
+    CHECK(old.momentum(0) == 0.9);
+    // A saved β1 Adam cannot take is refused, and nothing changes.
+    auto wrong = state;
+    wrong.metadata["momentum.0"] = fmt::format("{:a}", 1.0);
+    CHECK_THROWS_WITH_AS(old.load_state_dict(wrong), "Adam: beta1 1 of group 0 is invalid (need 0 <= beta1 < 1)", std::invalid_argument);
     CHECK(old.momentum(0) == 0.9);
     // SGD with μ = 0.5 set at run time moves as SGD built with it.
     Parameter<double> x(Tensor<double>{1.0}), y(Tensor<double>{1.0});
