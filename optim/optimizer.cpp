@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "../tensor/threads.hpp"
+#include "parse.hpp"
 
 namespace xgrad::optim {
 
@@ -187,34 +188,23 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
         throw std::invalid_argument(
             fmt::format("{}.load_state_dict: the state belongs to optimizer {}", name_, meta("optimizer")));
     }
-    // The whole string must be the number: "12abc" and "0x1p-3 " are malformed, not 12 and 0.125.
     auto integer = [&](const std::string& key, std::int64_t most) {
         const std::string text = meta(key);
-        std::size_t used = 0;
-        std::int64_t value = -1;
-        try {
-            value = std::stoll(text, &used);
-        } catch (const std::logic_error&) {
-        }
-        if (used != text.size() || value < 0 || value > most) {
+        const std::optional<std::int64_t> value = whole_integer(text);
+        if (!value || *value < 0 || *value > most) {
             throw std::invalid_argument(fmt::format("{}.load_state_dict: '{}' = '{}' is malformed or outside [0, {}]", name_,
                                                     key, text, most));
         }
-        return value;
+        return *value;
     };
     auto rate = [&](const std::string& key, std::size_t group) {
         const std::string text = meta(key);
-        std::size_t used = 0;
-        double value = std::nan("");
-        try {
-            value = std::stod(text, &used);
-        } catch (const std::logic_error&) {
-        }
-        if (used != text.size() || !(value >= 0) || !std::isfinite(value)) {
+        const std::optional<double> value = whole_double(text);
+        if (!value || !(*value >= 0) || !std::isfinite(*value)) {
             throw std::invalid_argument(fmt::format("{}.load_state_dict: '{}' = '{}' of group {} is malformed, negative or "
                                                     "not finite", name_, key, text, group));
         }
-        return value;
+        return *value;
     };
     const std::int64_t steps = integer("step", max_steps);
     std::vector<GroupRates> rates;

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "parse.hpp"
+
 namespace xgrad::optim {
 
 template <class T>
@@ -270,30 +272,20 @@ void ReduceLROnPlateau<T>::load_state_dict(const std::map<std::string, std::stri
     };
     const auto count = [&](const std::string& key) {
         const std::string text = entry(key);
-        std::size_t used = 0;
-        std::int64_t value = -1;
-        try {
-            value = std::stoll(text, &used);
-        } catch (const std::logic_error&) {
-        }
-        if (used != text.size() || value < 0) throw bad(key, text);
-        return value;
+        const std::optional<std::int64_t> value = whole_integer(text);
+        if (!value || *value < 0) throw bad(key, text);
+        return *value;
     };
     const std::string mode = entry("plateau.mode");
     if (mode != (options_.mode() == ReduceLROnPlateauOptions::Mode::min ? "min" : "max")) {
         throw std::invalid_argument(fmt::format("ReduceLROnPlateau.load_state_dict: the state is of mode '{}'", mode));
     }
     const std::string best_text = entry("plateau.best");
-    double best = std::nan("");
-    std::size_t used = 0;
-    try {
-        best = std::stod(best_text, &used);
-    } catch (const std::logic_error&) {
-    }
-    if (used != best_text.size() || std::isnan(best)) throw bad("plateau.best", best_text);
+    const std::optional<double> best = whole_double(best_text);
+    if (!best || std::isnan(*best)) throw bad("plateau.best", best_text);
     const std::int64_t bad_epochs = count("plateau.num_bad_epochs"), cooldown = count("plateau.cooldown_counter"),
                        epoch = count("plateau.last_epoch");
-    best_ = best;
+    best_ = *best;
     num_bad_epochs_ = bad_epochs;
     cooldown_counter_ = cooldown;
     last_epoch_ = epoch;
