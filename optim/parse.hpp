@@ -1,4 +1,5 @@
-// Numbers read back from saved metadata (optimizer and scheduler state), internal to optim/.
+/// @file
+/// Numbers read back from saved metadata (optimizer and scheduler state). Internal to optim/.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +9,7 @@
 
 namespace xgrad::optim {
 
-// The whole string must be the number: "12abc" and "0x1p-3 " are malformed, not 12 and 0.125.
+/// The integer the whole string is, or none: "12abc" is malformed, not 12.
 inline std::optional<std::int64_t> whole_integer(const std::string& text) {
     std::size_t used = 0;
     try {
@@ -19,6 +20,7 @@ inline std::optional<std::int64_t> whole_integer(const std::string& text) {
     return std::nullopt;
 }
 
+/// The double the whole string is (decimal or hexadecimal), or none: "0x1p-3 " is malformed, not 0.125.
 inline std::optional<double> whole_double(const std::string& text) {
     std::size_t used = 0;
     try {
