@@ -8,8 +8,15 @@
 #   bash scripts/test.sh --avx2       # the Release suite again with AVX-512 out of reach (our kernels capped at
 #                                     # AVX2, ONEDNN_MAX_CPU_ISA=AVX2): on an AVX-512 machine, the code an AVX2
 #                                     # machine runs
+#   bash scripts/test.sh --quick      # the edit-compile-test loop: the build, then only the tests labelled
+#                                     # quick (about 25 s on 2 cores), leaving out those labelled slow, mpi,
+#                                     # examples and install (tests/CMakeLists.txt says which is which)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+  ""|--sanitize|--avx2|--quick) ;;
+  *) echo "scripts/test.sh: unknown option '$1' (use --quick, --sanitize or --avx2, or nothing for the whole suite)" >&2; exit 2 ;;
+esac
 jobs=$(nproc 2>/dev/null || echo 2)
 if [ "${1:-}" = "--sanitize" ]; then
   bash scripts/setup.sh
@@ -31,4 +38,8 @@ if [ "${1:-}" = "--avx2" ]; then
   echo "the suite with XGRAD_ISA=$XGRAD_ISA ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA"
 fi
 bash scripts/build.sh
+if [ "${1:-}" = "--quick" ]; then
+  ctest --test-dir build --output-on-failure -j "$jobs" -L '^quick$'
+  exit 0
+fi
 ctest --test-dir build --output-on-failure -j "$jobs"

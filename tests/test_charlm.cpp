@@ -199,7 +199,7 @@ double bits_in(const std::string& output) {
 }
 }  // namespace
 
-TEST_CASE("PyTorch reads xgrad-charlm checkpoints and gives the same bits per character, and writes ones xgrad-charlm reads") {
+TEST_CASE("PyTorch reads xgrad-charlm checkpoints and gives the same bits per character, and writes ones xgrad-charlm reads" * doctest::test_suite("slow")) {
     const std::string python = "/usr/bin/python3";
     if (std::system((python + " -c 'import torch' > /dev/null 2>&1").c_str()) != 0) {
         MESSAGE("skipped: /usr/bin/python3 cannot import torch (Debian: apt-get install python3-torch)");

@@ -357,7 +357,7 @@ TEST_CASE("defect 7: no output path may name an input or another output, however
     CHECK(in_folder == std::vector<std::string>{"a.txt"});
 }
 
-TEST_CASE("defect 8: the memory estimate bounds the measured peak (and is within 2x of it), and too much is refused with both") {
+TEST_CASE("defect 8: the memory estimate bounds the measured peak (and is within 2x of it), and too much is refused with both" * doctest::test_suite("slow")) {
 #if XGRAD_SANITIZED
     // AddressSanitizer's shadow memory and quarantine are part of the resident set it would measure.
     MESSAGE("not measured under sanitizers: their own memory is counted in the peak");
@@ -678,7 +678,7 @@ TEST_CASE("every crafted checkpoint is refused by xgrad-charlm's three readers, 
 }
 
 // These need no torch: the script checks everything before it imports it.
-TEST_CASE("torch_interop.py eval refuses every checkpoint xgrad-charlm refuses, in one line, before importing torch") {
+TEST_CASE("torch_interop.py eval refuses every checkpoint xgrad-charlm refuses, in one line, before importing torch" * doctest::test_suite("slow")) {
     for (const Crafted& c : crafted_checkpoints()) {
         CAPTURE(c.path.string());
         const Run r = interop(fmt::format("eval --checkpoint {} --corpus {}", c.path.string(), small_corpus().string()));

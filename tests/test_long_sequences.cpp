@@ -11,7 +11,7 @@
 
 namespace nn = xgrad::nn;
 
-TEST_CASE("RNN, LSTM and GRU unrolled over 100,000 steps: one training step each way, the same gradients") {
+TEST_CASE("RNN, LSTM and GRU unrolled over 100,000 steps: one training step each way, the same gradients" * doctest::test_suite("slow")) {
     constexpr std::size_t steps = 100'000, batch = 1, input = 3, hidden = 8;
     for (int cell = 0; cell < 3; ++cell) {
         CAPTURE(cell);

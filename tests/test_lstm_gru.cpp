@@ -234,7 +234,7 @@ TEST_CASE("bad LSTM and GRU arguments name the module, the argument and the shap
     CHECK_THROWS_WITH_AS(lstm.forward(x), "LSTM: dropout_input = 1.5 is not in [0, 1)", std::invalid_argument);
 }
 
-TEST_CASE("the verification report covers LSTM and GRU: handwritten, autograd and numeric gradients agree") {
+TEST_CASE("the verification report covers LSTM and GRU: handwritten, autograd and numeric gradients agree" * doctest::test_suite("slow")) {
     for (const char* cell : {"lstm", "gru"}) {
         nn::RNNVerifyOptions o;
         o.cell = cell;

@@ -215,7 +215,8 @@ TEST_CASE("GEMM providers: pinned by name, a bad name refused naming the ones th
     CHECK_THROWS_AS(xgrad::restore_gemm_choices("f 3 4 5 0 0 0 1 openblas 1 extra"), std::invalid_argument);
 }
 
-TEST_CASE_TEMPLATE("PrepackedGemm equals the plain product on every provider: few rows, many rows, either layout of B",
+TEST_CASE_TEMPLATE("PrepackedGemm equals the plain product on every provider: few rows, many rows, either layout of B"
+                       * doctest::test_suite("slow"),
                    T, float, double) {
     // Each provider pinned in turn (one that cannot run a shape leaves it to the others), then the
     // choice by timing. Each product runs twice, on new A and C.
