@@ -5,6 +5,7 @@
 /// and link `xgrad::dist` (see xgrad::dist).
 #pragma once
 
+#include "tensor/atomic_file.hpp"
 #include "tensor/format.hpp"
 #include "tensor/isa.hpp"
 #include "tensor/linalg.hpp"
@@ -27,8 +28,8 @@
 #include "nn/cell.hpp"
 #include "nn/recurrent.hpp"
 #include "nn/rnn.hpp"
-#include "nn/rnn_kernel.hpp"
-#include "nn/rnn_fused.hpp"
+#include "nn/recurrent_kernel.hpp"
+#include "nn/recurrent_fused.hpp"
 #include "nn/sequences.hpp"
 #include "nn/verify.hpp"
 

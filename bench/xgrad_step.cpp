@@ -9,7 +9,7 @@ class XgradTrainer : public Trainer {
   public:
     XgradTrainer(const Problem& p, bool fused) : p_(p), gen_(1), head_(p.hidden, p.vocab, true, gen_) {
         namespace nn = xgrad::nn;
-        const auto impl = fused ? nn::RNNImplementation::fused : nn::RNNImplementation::graph;
+        const auto impl = fused ? nn::RecurrentImplementation::fused : nn::RecurrentImplementation::graph;
         layer_ = nn::make_recurrent<float>(p.cell, nn::RecurrentOptions(p.vocab, p.hidden).implementation(impl), gen_);
         params_ = layer_->parameters();
         for (const auto& w : head_.parameters()) params_.push_back(w);
@@ -58,7 +58,7 @@ class XgradLayer : public Trainer {
   public:
     XgradLayer(const Problem& p, bool fused) : gen_(1) {
         namespace nn = xgrad::nn;
-        const auto impl = fused ? nn::RNNImplementation::fused : nn::RNNImplementation::graph;
+        const auto impl = fused ? nn::RecurrentImplementation::fused : nn::RecurrentImplementation::graph;
         layer_ = nn::make_recurrent<float>(p.cell, nn::RecurrentOptions(p.vocab, p.hidden).implementation(impl), gen_);
         input_ = xgrad::uniform<float>({p.steps, p.batch, p.vocab}, -1, 1, gen_);
     }

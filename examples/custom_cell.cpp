@@ -41,7 +41,7 @@ std::pair<Tensor<float>, Tensor<float>> adding_batch(std::size_t steps, std::siz
 
 class AddingModel : public nn::Module<float> {
   public:
-    AddingModel(std::size_t hidden, nn::RNNImplementation impl, xgrad::Generator& gen)
+    AddingModel(std::size_t hidden, nn::RecurrentImplementation impl, xgrad::Generator& gen)
         : Module("AddingModel"),
           rnn(nn::RecurrentOptions(2, hidden).num_layers(2).implementation(impl), gen),
           head(hidden, 1, true, gen) {
@@ -75,13 +75,13 @@ int run(int argc, char** argv) {
 
     // 1. The cell's fused backward against the graph path and central differences, in double, on
     // two bidirectional layers with sequences of different lengths.
-    nn::RNNVerifyOptions o;
+    nn::RecurrentVerifyOptions o;
     o.input_size = 3;
     o.hidden_size = 5;
     o.num_layers = 2;
     o.bidirectional = true;
     o.lengths = {6, 3, 5};
-    const nn::RNNVerifyReport report = nn::verify_cell_gradients(IndRNNCell{}, o);
+    const nn::RecurrentVerifyReport report = nn::verify_cell_gradients(IndRNNCell{}, o);
     fmt::print("{}\n", nn::format_report(report, o));
     if (!report.passed) return 1;
 
@@ -90,7 +90,7 @@ int run(int argc, char** argv) {
     fmt::print("{:>6} {:>12} {:>12}\n", "step", "mse graph", "mse fused");
     double running[2] = {0, 0};
     xgrad::Generator gen[2] = {xgrad::Generator(3), xgrad::Generator(3)};
-    const nn::RNNImplementation impls[2] = {nn::RNNImplementation::graph, nn::RNNImplementation::fused};
+    const nn::RecurrentImplementation impls[2] = {nn::RecurrentImplementation::graph, nn::RecurrentImplementation::fused};
     std::unique_ptr<AddingModel> models[2];
     std::unique_ptr<xgrad::optim::Adam<float>> adams[2];
     for (int i = 0; i < 2; ++i) {

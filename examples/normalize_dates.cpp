@@ -130,7 +130,7 @@ struct Seq2Seq : nn::Module<float> {
           encoder(register_module("encoder", std::make_shared<nn::GRU<float>>(nn::GRUOptions(input_chars.size() + 1, hidden)
                                                                                    .bidirectional(true)
                                                                                    .batch_first(true)
-                                                                                   .implementation(nn::RNNImplementation::fused)))),
+                                                                                   .implementation(nn::RecurrentImplementation::fused)))),
           bridge(register_module("bridge", std::make_shared<nn::Linear<float>>(2 * hidden, 2 * hidden))),
           embed(register_module("embed", std::make_shared<nn::Embedding<float>>(output_vocab, 32))),
           cell(register_module("cell", std::make_shared<nn::GRUCell<float>>(nn::GRUCellOptions(32 + 2 * hidden, 2 * hidden)))),
@@ -144,7 +144,7 @@ struct Seq2Seq : nn::Module<float> {
     };
     Encoded encode(xgrad::Graph<float>& g, const nn::PaddedIndices& source) {
         const auto r = encoder->forward_indices(g, source.padded, {}, source.lengths);
-        const Var<float> both = xgrad::concat({xgrad::select(r.h_n(), 0, 0), xgrad::select(r.h_n(), 0, 1)}, -1);  // (B, 2 H)
+        const Var<float> both = xgrad::concat({xgrad::select(r.h_n, 0, 0), xgrad::select(r.h_n, 0, 1)}, -1);  // (B, 2 H)
         const Var<float> h0 = xgrad::tanh(bridge->forward(both));
         Tensor<float> zeros = Tensor<float>::from_shape({source.lengths.size(), h0.shape()[1]});
         zeros.fill(0.0f);

@@ -61,7 +61,7 @@ struct Tagger : nn::Module<float> {
         : Module("Tagger"),
           rnn(register_module("rnn", std::make_shared<nn::GRU<float>>(
                                          nn::GRUOptions(symbols, hidden).bidirectional(bidirectional).implementation(
-                                             nn::RNNImplementation::fused)))),
+                                             nn::RecurrentImplementation::fused)))),
           head(register_module("head", make_head(hidden * (bidirectional ? 2 : 1), hidden))) {}
     // Logits (T, B, 2): one pair per position.
     Var<float> forward(xgrad::Graph<float>& g, const Batch& batch) {

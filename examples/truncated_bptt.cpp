@@ -33,7 +33,7 @@ int run(int argc, char** argv) {
         return static_cast<float>(0.6 * std::sin(x) + 0.3 * std::sin(2.7 * x));
     };
     xgrad::nn::RNN<float> rnn(xgrad::nn::RNNOptions(1, hidden).implementation(
-        fused ? xgrad::nn::RNNImplementation::fused : xgrad::nn::RNNImplementation::graph), gen);
+        fused ? xgrad::nn::RecurrentImplementation::fused : xgrad::nn::RecurrentImplementation::graph), gen);
     xgrad::nn::Linear<float> head(hidden, 1, true, gen);
     std::vector<xgrad::Parameter<float>> params = rnn.parameters();
     for (const auto& p : head.parameters()) params.push_back(p);

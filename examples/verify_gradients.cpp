@@ -18,7 +18,7 @@ constexpr const char* sizes = "--hidden, --layers, --steps, --batch or --input-s
 
 // Refuses a check that would not fit in memory: every layer and direction's parameters, and a
 // training step's activations over steps x batch positions, in double (twice a float's bytes).
-void check_fits(const xgrad::nn::RNNVerifyOptions& o) {
+void check_fits(const xgrad::nn::RecurrentVerifyOptions& o) {
     const double directions = o.bidirectional ? 2 : 1, layers = static_cast<double>(o.num_layers) * directions;
     const auto gates = xgrad::nn::make_cell<double>(o.cell)->gates();
     const double H = static_cast<double>(o.hidden_size), widest_input = std::max(static_cast<double>(o.input_size), directions * H);
@@ -31,7 +31,7 @@ void check_fits(const xgrad::nn::RNNVerifyOptions& o) {
 }
 
 int run(int argc, char** argv) {
-    xgrad::nn::RNNVerifyOptions o;
+    xgrad::nn::RecurrentVerifyOptions o;
     std::string nonlinearity = "tanh";
     bool no_bias = false, skip_numeric = false;
     CLI::App app{"Check an RNN's handwritten BPTT against autograd, and autograd against finite differences."};
@@ -59,7 +59,7 @@ int run(int argc, char** argv) {
     o.nonlinearity = nonlinearity == "relu" ? xgrad::nn::Nonlinearity::relu : xgrad::nn::Nonlinearity::tanh;
 
     check_fits(o);
-    const xgrad::nn::RNNVerifyReport report = xgrad::nn::verify_rnn_gradients(o);
+    const xgrad::nn::RecurrentVerifyReport report = xgrad::nn::verify_recurrent_gradients(o);
     fmt::print("{}", xgrad::nn::format_report(report, o));
     return report.passed ? 0 : 1;
 }

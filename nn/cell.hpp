@@ -18,7 +18,7 @@
 ///       template <class T> std::vector<xgrad::Var<T>> step(const xgrad::nn::CellStep<T>& in) const;
 ///
 ///       // Optional, for implementation(fused): the handwritten row-wise forward and backward
-///       // (nn/rnn_kernel.hpp's RowForward / RowBackward), plus how the kernel applies W_hh and how
+///       // (nn/fused_cell.hpp's RowForward / RowBackward), plus how the kernel applies W_hh and how
 ///       // many values per row the forward keeps for the backward.
 ///       static constexpr xgrad::nn::RecurrentGemm recurrent_gemm = xgrad::nn::RecurrentGemm::none;
 ///       std::size_t saved_per_row(std::size_t hidden) const;
@@ -50,7 +50,7 @@
 
 #include "../autograd/graph.hpp"
 #include "../autograd/ops.hpp"
-#include "rnn_kernel.hpp"
+#include "fused_cell.hpp"
 
 namespace xgrad::nn {
 
@@ -173,7 +173,7 @@ inline std::vector<CellParameter> recurrent_matrix_parameters(std::size_t gates,
     return {{"weight_hh", {gates * hidden, hidden}, false}, {"bias_hh", {gates * hidden}, true}};
 }
 
-/// A cell struct as a shared AnyCell<T>, what RecurrentBase and verify_rnn_gradients take.
+/// A cell struct as a shared AnyCell<T>, what RecurrentBase and verify_recurrent_gradients take.
 template <class T, class Cell>
 std::shared_ptr<const AnyCell<T>> make_any_cell(Cell cell = {}) {
     return std::make_shared<CellAdapter<T, Cell>>(std::move(cell));

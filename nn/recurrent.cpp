@@ -85,15 +85,27 @@ RecurrentBase<T>::RecurrentBase(std::shared_ptr<const AnyCell<T>> cell, const Re
     const double bound = 1.0 / std::sqrt(static_cast<double>(spec_.hidden_size));
     const auto declared = cell_->parameters(spec_.hidden_size);
     for (std::size_t l = 0; l < spec_.num_layers; ++l) {
-        const auto layout = layer_parameters(declared, cell_->gates(), spec_, l);
-        per_direction_ = layout.size();
         for (std::size_t d = 0; d < spec_.directions(); ++d) {
             const std::string suffix = fmt::format("_l{}{}", l, d == 1 ? "_reverse" : "");
-            for (const LayerParameter& p : layout) {
-                weights_.push_back(this->register_parameter(p.name + suffix, uniform<T>(p.shape, -bound, bound, gen)));
-            }
+            for_each_registered(weights_.emplace_back(), declared, cell_->gates(), spec_, l,
+                                [&](const std::string& name, const Shape& shape, Parameter<T>& slot) {
+                slot = this->register_parameter(name + suffix, uniform<T>(shape, -bound, bound, gen));
+            });
         }
     }
+}
+
+template <class T>
+std::vector<DirectionParameters<Var<T>>> RecurrentBase<T>::graph_parameters(Tape<T>& tape) const {
+    auto leaf = [&](const Parameter<T>& p) { return p.defined() ? tape.parameter(p) : Var<T>(); };
+    std::vector<DirectionParameters<Var<T>>> out;
+    for (const DirectionParameters<Parameter<T>>& p : weights_) {
+        DirectionParameters<Var<T>>& v = out.emplace_back();
+        v.weight_ih = leaf(p.weight_ih);
+        v.bias_ih = leaf(p.bias_ih);
+        for (const Parameter<T>& c : p.cell) v.cell.push_back(leaf(c));
+    }
+    return out;
 }
 
 template <class T>
@@ -109,7 +121,7 @@ void RecurrentBase<T>::check_call(const Shape& input, const std::vector<Var<T>>&
     std::vector<const Shape*> given;
     for (const Var<T>& s : initial) shapes.push_back(s.defined() ? s.shape() : Shape{});
     for (std::size_t i = 0; i < initial.size(); ++i) given.push_back(initial[i].defined() ? &shapes[i] : nullptr);
-    check_rnn_args(who, spec_, input, settings_.batch_first, given, lengths);
+    check_recurrent_args(who, spec_, input, settings_.batch_first, given, lengths);
 }
 
 // Drawn before the sequence runs, so that both paths, and segments of it, see the same ones.
@@ -145,122 +157,96 @@ RecurrentOutput<T> RecurrentBase<T>::run_whole(Tape<T>& tape, const Var<T>& x, c
     const bool zoned = s.zoneout > 0 || (cell_->states() > 1 && s.zoneout_cell > 0);  // zoneout_cell: states after h
     tracked_hidden_.clear();
     fused_grad_norms_.reset();
-    if (s.implementation == RNNImplementation::graph || variational || zoned) {
+    if (s.implementation == RecurrentImplementation::graph || variational || zoned) {
         return forward_graph(tape, x, ids, initial, lengths, masks);
     }
     if (!cell_->has_fused()) {
         throw std::invalid_argument(fmt::format("{}: implementation fused needs the cell's fused rows (forward_row, "
                                                 "backward_row); this cell has only its graph step", this->type_name()));
     }
-    std::vector<Var<T>> params;
-    for (const Parameter<T>& p : weights_) params.push_back(tape.parameter(p));
     if (track_hidden_grads_) fused_grad_norms_ = std::make_shared<Tensor<T>>();
-    return rnn_fused<T>(cell_, spec_, x, initial, params, lengths, masks, fused_grad_norms_, ids);
+    return recurrent_fused<T>(cell_, spec_, x, initial, graph_parameters(tape), lengths, masks, fused_grad_norms_, ids);
 }
 
-// The cell's step, one time step at a time, over every layer and direction.
+namespace {
+// One-hot input to a batch of at least this many gate values a step gathers W_ihᵀ's rows step by
+// step: all steps at once, their gradient would be a T x B x gates*H buffer held through backward;
+// below it (a batch of one), two nodes a step cost more than that saves (BENCHMARKS.md, char-LM S).
+constexpr std::size_t gather_per_step_from = 4096;
+
+}  // namespace
+
+// A direction's input projection on the graph, W_ih x_t + b_ih at each step t, and the one place
+// the graph path knows one-hot input: for dense input all steps in one product, (T, B, gates * H);
+// for indices the rows of W_ihᵀ they select (embedding), all at once or per step (above).
+template <class T>
+class RecurrentBase<T>::GraphInputProjection {
+  public:
+    GraphInputProjection(const Var<T>& input, const Indices* ids, const Var<T>& w_ih, const Var<T>& b_ih, std::size_t gates_h)
+        : b_ih_(b_ih) {
+        if (!ids) {
+            all_steps_ = linear(input, w_ih, b_ih);
+            return;
+        }
+        const std::size_t steps = ids->shape(0), batch = ids->shape(1);
+        if (batch * gates_h < gather_per_step_from) {
+            all_steps_ = embedding(transpose(w_ih, 0, 1), *ids);
+            if (b_ih.defined()) all_steps_ = all_steps_ + b_ih;
+            return;
+        }
+        w_ih_rows_ = transpose(w_ih, 0, 1);
+        for (std::size_t t = 0; t < steps; ++t) {
+            step_ids_.push_back(Indices::from_shape({batch}));
+            std::copy_n(ids->data() + t * batch, batch, step_ids_.back().data());
+        }
+    }
+    // (B, gates * H) at step t.
+    Var<T> at(std::size_t t) const {
+        if (all_steps_.defined()) return select(all_steps_, 0, t);
+        const Var<T> rows = embedding(w_ih_rows_, step_ids_[t]);
+        return b_ih_.defined() ? rows + b_ih_ : rows;
+    }
+
+  private:
+    Var<T> all_steps_, w_ih_rows_, b_ih_;
+    std::vector<Indices> step_ids_;  // (B) per step
+};
+
+// The cell's step, one time step at a time, over every layer and direction: a stack of layers,
+// each of one or two directions (graph_direction), each over time.
 template <class T>
 RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& x, const Indices* ids,
                                                    const std::vector<Var<T>>& initial,
                                                    const std::vector<std::int64_t>& lengths,
                                                    const std::vector<Tensor<T>>& masks) {
-    const RNNSpec& s = spec_;
-    const RecurrentSettings& settings = settings_;
+    const RecurrentSpec& s = spec_;
     const std::size_t steps = ids ? ids->shape(0) : x.shape()[0], batch = ids ? ids->shape(1) : x.shape()[1];
     const std::size_t H = s.hidden_size, D = s.directions(), S = cell_->states();
     const bool training = this->is_training();
-    const auto declared = cell_->parameters(H);
+    GraphCall call{steps, batch, {}, zeros(tape, batch, H), initial};
     // Which sequences are still running at step t, as a (B, 1) mask broadcast over the features.
-    std::vector<Mask> running;
     for (std::size_t t = 0; !lengths.empty() && t < steps; ++t) {
         Mask m = Mask::from_shape({batch, 1});
         for (std::size_t b = 0; b < batch; ++b) m(b, 0) = static_cast<std::int64_t>(t) < lengths[b];
-        running.push_back(std::move(m));
-    }
-    const Var<T> zero_state = zeros(tape, batch, H);
-    // One-hot input of a batch of some size gathers each step's rows of W_ihᵀ as the step runs (below).
-    const bool gather_per_step = ids && batch * cell_->gates() * H >= 4096;
-    std::vector<Indices> step_ids;  // (B) per step
-    for (std::size_t t = 0; gather_per_step && t < steps; ++t) {
-        step_ids.push_back(Indices::from_shape({batch}));
-        std::copy_n(ids->data() + t * batch, batch, step_ids.back().data());
+        call.running.push_back(std::move(m));
     }
     if (track_hidden_grads_) tracked_hidden_.assign(s.num_layers * D * steps, Var<T>());
+    const std::vector<DirectionParameters<Var<T>>> params = graph_parameters(tape);
     auto constant = [&](Tensor<T> t) { return tape.leaf(std::move(t), false); };
-    const double p_in = training ? settings.dropout_input : 0, p_out = training ? settings.dropout_output : 0;
-    const double p_rec = training ? settings.dropout_recurrent : 0;
-    const double p_zone_cell = settings.zoneout_cell < 0 ? settings.zoneout : settings.zoneout_cell;
+    const double p_in = training ? settings_.dropout_input : 0, p_out = training ? settings_.dropout_output : 0;
 
     Var<T> layer_input = x;
     std::vector<std::vector<Var<T>>> finals(S);
     for (std::size_t l = 0; l < s.num_layers; ++l) {
-        const auto layout = layer_parameters(declared, cell_->gates(), s, l);
-        std::vector<std::vector<Var<T>>> outputs(D, std::vector<Var<T>>(steps));
+        std::vector<std::vector<Var<T>>> outputs;
         for (std::size_t d = 0; d < D; ++d) {
-            const std::size_t k = l * D + d;
-            Var<T> w_ih, b_ih;
-            CellStep<T> in;
-            in.hidden = H;
-            in.params.assign(declared.size(), Var<T>());
-            for (std::size_t j = 0; j < layout.size(); ++j) {
-                const Var<T> p = tape.parameter(weights_[k * per_direction_ + j]);
-                if (layout[j].cell_index == LayerParameter::weight_ih) {
-                    w_ih = p;
-                } else if (layout[j].cell_index == LayerParameter::bias_ih) {
-                    b_ih = p;
-                } else {
-                    in.params[static_cast<std::size_t>(layout[j].cell_index)] = p;
-                }
+            const DirectionParameters<Var<T>>& p = params[l * D + d];
+            Var<T> input = layer_input;
+            if (!(l == 0 && ids) && p_in > 0) {
+                input = input * constant(dropout_mask<T>({batch, s.layer_input_size(l)}, p_in, dropout_generator_));
             }
-            // The input projections: for one-hot indices of a batch of some size, each step's rows of
-            // W_ihᵀ, gathered as the step runs (all at once, their gradient would be a T x B x
-            // gates*H buffer held through backward: LSTM char-LM step at M 33 -> 22.5 MB, 26.5 ->
-            // 23.5 ms); below 4096 gate values a step (a batch of one), two nodes a step cost more than
-            // that (S: 0.147 -> 0.175 ms). Otherwise all steps' in one product, (T, B, gates * H).
-            Var<T> projected, w_ih_rows;
-            if (l == 0 && gather_per_step) {
-                w_ih_rows = transpose(w_ih, 0, 1);
-            } else if (l == 0 && ids) {
-                projected = embedding(transpose(w_ih, 0, 1), *ids);
-                if (b_ih.defined()) projected = projected + b_ih;
-            } else {
-                Var<T> input = layer_input;
-                if (p_in > 0) input = input * constant(dropout_mask<T>({batch, s.layer_input_size(l)}, p_in, dropout_generator_));
-                projected = linear(input, w_ih, b_ih);
-            }
-            const Var<T> recurrent_mask = p_rec > 0 ? constant(dropout_mask<T>({batch, H}, p_rec, dropout_generator_)) : Var<T>();
-            std::vector<Var<T>> state(S);
-            for (std::size_t i = 0; i < S; ++i) {
-                state[i] = i < initial.size() && initial[i].defined() ? select(initial[i], 0, k) : zero_state;
-            }
-            for (std::size_t step = 0; step < steps; ++step) {
-                const std::size_t t = d == 0 ? step : steps - 1 - step;
-                if (w_ih_rows.defined()) {
-                    in.gates = embedding(w_ih_rows, step_ids[t]);
-                    if (b_ih.defined()) in.gates = in.gates + b_ih;
-                } else {
-                    in.gates = select(projected, 0, t);
-                }
-                in.h_in = recurrent_mask.defined() ? state[0] * recurrent_mask : state[0];
-                in.previous = state;
-                std::vector<Var<T>> fresh = cell_->step(in);
-                check_step_result(fresh, batch, tape);
-                if (track_hidden_grads_) {
-                    fresh[0].retain_grad();
-                    tracked_hidden_[k * steps + t] = fresh[0];
-                }
-                for (std::size_t i = 0; i < S; ++i) {
-                    fresh[i] = zoneout(fresh[i], state[i], i == 0 ? settings.zoneout : p_zone_cell, training, dropout_generator_);
-                }
-                if (lengths.empty()) {
-                    outputs[d][t] = fresh[0];
-                    state = std::move(fresh);
-                } else {
-                    outputs[d][t] = xgrad::where(running[t], fresh[0], zero_state);
-                    for (std::size_t i = 0; i < S; ++i) state[i] = xgrad::where(running[t], fresh[i], state[i]);
-                }
-            }
-            for (std::size_t i = 0; i < S; ++i) finals[i].push_back(state[i]);
+            const GraphInputProjection projection(input, l == 0 ? ids : nullptr, p.weight_ih, p.bias_ih, cell_->gates() * H);
+            outputs.push_back(graph_direction(tape, call, l, d, projection, p.cell, finals));
         }
         std::vector<Var<T>> per_step(steps);
         for (std::size_t t = 0; t < steps; ++t) {
@@ -271,9 +257,57 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
         if (l + 1 < s.num_layers && !masks.empty()) layer_output = layer_output * constant(masks[l]);
         layer_input = layer_output;
     }
-    RecurrentOutput<T> out{layer_input, {}};
+    RecurrentOutput<T> out{layer_input, {}, {}};
     for (std::size_t i = 0; i < S; ++i) out.states.push_back(stack(finals[i], 0));
+    out.h_n = out.states[0];
     return out;
+}
+
+// One direction of one layer over time: the cell's step, zoneout, and past each sequence's length
+// its states carried and its output zero. Returns the output of each step (in time order) and
+// appends the final states to `finals`.
+template <class T>
+std::vector<Var<T>> RecurrentBase<T>::graph_direction(Tape<T>& tape, const GraphCall& call, std::size_t layer,
+                                                      std::size_t direction, const GraphInputProjection& projection,
+                                                      const std::vector<Var<T>>& cell_params,
+                                                      std::vector<std::vector<Var<T>>>& finals) {
+    const std::size_t steps = call.steps, S = cell_->states(), k = layer * spec_.directions() + direction;
+    const bool training = this->is_training();
+    const double p_rec = training ? settings_.dropout_recurrent : 0;
+    const double p_zone_cell = settings_.zoneout_cell < 0 ? settings_.zoneout : settings_.zoneout_cell;
+    const Var<T> recurrent_mask =
+        p_rec > 0 ? tape.leaf(dropout_mask<T>({call.batch, spec_.hidden_size}, p_rec, dropout_generator_), false) : Var<T>();
+    CellStep<T> in;
+    in.hidden = spec_.hidden_size;
+    in.params = cell_params;
+    std::vector<Var<T>> state(S), outputs(steps);
+    for (std::size_t i = 0; i < S; ++i) {
+        state[i] = i < call.initial.size() && call.initial[i].defined() ? select(call.initial[i], 0, k) : call.zero_state;
+    }
+    for (std::size_t step = 0; step < steps; ++step) {
+        const std::size_t t = direction == 0 ? step : steps - 1 - step;
+        in.gates = projection.at(t);
+        in.h_in = recurrent_mask.defined() ? state[0] * recurrent_mask : state[0];
+        in.previous = state;
+        std::vector<Var<T>> fresh = cell_->step(in);
+        check_step_result(fresh, call.batch, tape);
+        if (track_hidden_grads_) {
+            fresh[0].retain_grad();
+            tracked_hidden_[k * steps + t] = fresh[0];
+        }
+        for (std::size_t i = 0; i < S; ++i) {
+            fresh[i] = zoneout(fresh[i], state[i], i == 0 ? settings_.zoneout : p_zone_cell, training, dropout_generator_);
+        }
+        if (call.running.empty()) {
+            outputs[t] = fresh[0];
+            state = std::move(fresh);
+        } else {
+            outputs[t] = xgrad::where(call.running[t], fresh[0], call.zero_state);
+            for (std::size_t i = 0; i < S; ++i) state[i] = xgrad::where(call.running[t], fresh[i], state[i]);
+        }
+    }
+    for (std::size_t i = 0; i < S; ++i) finals[i].push_back(state[i]);
+    return outputs;
 }
 
 // A user's step could return a wrongly shaped state that broadcasting would carry on silently, or
@@ -315,30 +349,13 @@ RecurrentOutput<T> RecurrentBase<T>::forward_indices(Graph<T>& graph, const Indi
     if (settings_.dropout_input > 0 && this->is_training()) {
         throw std::invalid_argument(fmt::format("{}: dropout_input does not apply to index input (drop the one-hot rows yourself)", who));
     }
-    check_rnn_ids(who, ids, spec_.input_size);
+    check_recurrent_ids(who, ids, spec_.input_size);
     check_call({ids.shape(0), ids.shape(1), spec_.input_size}, initial, lengths);
     const bool batch_first = settings_.batch_first;
     const Indices time_major = batch_first ? Indices(xt::transpose(ids)) : ids;
     RecurrentOutput<T> r = run(graph.tape(), Var<T>(), &time_major, initial, lengths);
     if (batch_first) r.output = transpose(r.output, 0, 1);
     return r;
-}
-
-template <class T>
-LSTMOutput<T> RecurrentBase<T>::forward_any(const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
-                                            const std::vector<std::int64_t>& lengths) {
-    const std::string& who = this->type_name();
-    const std::size_t S = cell_->states();
-    if (S > 2) throw std::invalid_argument(fmt::format("{}: the cell has {} states; call forward_states", who, S));
-    if (S == 1 && c0.defined()) throw std::invalid_argument(fmt::format("{}: c0 is for LSTM only", who));
-    if (S == 2 && h0.defined() != c0.defined()) {
-        throw std::invalid_argument(fmt::format("{}: h0 and c0 go together: give both or neither (got {} only)", who,
-                                                h0.defined() ? "h0" : "c0"));
-    }
-    std::vector<Var<T>> initial;
-    if (h0.defined()) initial = S == 2 ? std::vector<Var<T>>{h0, c0} : std::vector<Var<T>>{h0};
-    RecurrentOutput<T> r = forward_states(input, initial, lengths);
-    return {r.output, r.states[0], S == 2 ? r.states[1] : Var<T>()};
 }
 
 template <class T>

@@ -6,8 +6,8 @@
 ///
 /// @code
 ///   xgrad::nn::Recurrent<IndRNNCell> layer(xgrad::nn::RecurrentOptions(2, 64).num_layers(2).zoneout(0.1));
-///   auto [output, states] = layer.forward(x);              // x (T, B, 2); states[0] is h_n
-///   layer.settings().implementation = xgrad::nn::RNNImplementation::fused;   // the cell's own rows
+///   auto [output, h_n, states] = layer.forward(x);         // x (T, B, 2); states: h_n, then any others
+///   layer.settings().implementation = xgrad::nn::RecurrentImplementation::fused;   // the cell's own rows
 /// @endcode
 ///
 /// Recurrent dropout (training only): dropout_input / dropout_output / dropout_recurrent are
@@ -28,12 +28,13 @@
 #include "../tensor/random.hpp"
 #include "cell.hpp"
 #include "module.hpp"
-#include "rnn_fused.hpp"
+#include "recurrent_fused.hpp"
+#include "recurrent_layout.hpp"
 
 namespace xgrad::nn {
 
 /// Which implementation a recurrent layer runs (RecurrentSettings::implementation).
-enum class RNNImplementation {
+enum class RecurrentImplementation {
     graph,  ///< unrolled from primitive autograd ops
     fused,  ///< one op running the handwritten-BPTT kernel
 };
@@ -48,7 +49,7 @@ struct RecurrentSettings {
     double dropout = 0.0;
     /// graph: unrolled from primitive ops (BPTT by the tape); fused: the cell's handwritten-BPTT
     /// kernel. Both give the same numbers; fused needs a cell with fused rows.
-    RNNImplementation implementation = RNNImplementation::graph;
+    RecurrentImplementation implementation = RecurrentImplementation::graph;
     /// Variational dropout on each layer's input, one mask per sequence, in training.
     double dropout_input = 0.0;
     /// Variational dropout on each layer's output, one mask per sequence, in training.
@@ -71,7 +72,7 @@ struct RecurrentSettings {
 };
 
 /// How a recurrent layer is built, chained as libtorch's RNNOptions:
-/// `RecurrentOptions(96, 256).num_layers(2).dropout(0.1).implementation(RNNImplementation::fused)`.
+/// `RecurrentOptions(96, 256).num_layers(2).dropout(0.1).implementation(RecurrentImplementation::fused)`.
 /// The structure (sizes, num_layers, bias, bidirectional, and the Elman cell's nonlinearity) is
 /// fixed at construction; the rest are the layer's initial settings(). RNNOptions, LSTMOptions and
 /// GRUOptions are this one type, so nonlinearity(relu) compiles for an LSTM too (in libtorch it does
@@ -82,7 +83,7 @@ class RecurrentOptions {
     /// are checked when the layer is built (both must be positive).
     RecurrentOptions(std::size_t input_size, std::size_t hidden_size);
 
-    /// Sets this part of the structure (see RNNSpec), fixed when the layer is built; returns *this.
+    /// Sets this part of the structure (see RecurrentSpec), fixed when the layer is built; returns *this.
     ///@{
     RecurrentOptions& num_layers(std::size_t n) { spec_.num_layers = n; return *this; }
     RecurrentOptions& bias(bool on) { spec_.bias = on; return *this; }
@@ -94,7 +95,7 @@ class RecurrentOptions {
     ///@{
     RecurrentOptions& batch_first(bool on) { settings_.batch_first = on; return *this; }
     RecurrentOptions& dropout(double p) { settings_.dropout = p; return *this; }
-    RecurrentOptions& implementation(RNNImplementation i) { settings_.implementation = i; return *this; }
+    RecurrentOptions& implementation(RecurrentImplementation i) { settings_.implementation = i; return *this; }
     RecurrentOptions& dropout_input(double p) { settings_.dropout_input = p; return *this; }
     RecurrentOptions& dropout_output(double p) { settings_.dropout_output = p; return *this; }
     RecurrentOptions& dropout_recurrent(double p) { settings_.dropout_recurrent = p; return *this; }
@@ -113,12 +114,12 @@ class RecurrentOptions {
     Nonlinearity nonlinearity() const { return nonlinearity_; }
     ///@}
     /// The structure as the layer will hold it.
-    const RNNSpec& spec() const { return spec_; }
+    const RecurrentSpec& spec() const { return spec_; }
     /// The layer's initial settings.
     const RecurrentSettings& settings() const { return settings_; }
 
   private:
-    RNNSpec spec_;
+    RecurrentSpec spec_;
     RecurrentSettings settings_;
     Nonlinearity nonlinearity_ = Nonlinearity::tanh;
 };
@@ -137,7 +138,7 @@ class RecurrentBase : public Module<T> {
                   Generator& gen = default_generator());
 
     /// The structure, fixed at construction.
-    const RNNSpec& spec() const { return spec_; }
+    const RecurrentSpec& spec() const { return spec_; }
     /// The cell the layer runs.
     const AnyCell<T>& cell() const { return *cell_; }
     /// What the next forward reads (implementation, dropout, zoneout, ...): change it between calls.
@@ -185,12 +186,6 @@ class RecurrentBase : public Module<T> {
     /// segment losses. ids (T, B), time-major. Refuses what checkpoint_every refuses.
     SegmentedLoss checkpointed_loss(Graph<T>& graph, const Indices& ids, const std::vector<Var<T>>& initial,
                                     std::size_t segment, SegmentLossFn segment_loss, const std::vector<Generator*>& generators = {});
-    /// For cells of one or two states (RNN, GRU, LSTM): (output, h_n, c_n), c0 and c_n for two.
-    /// For two states h0 and c0 go together (both or neither); std::invalid_argument otherwise,
-    /// for c0 with a one-state cell, and for a cell of more states (use forward_states).
-    LSTMOutput<T> forward_any(const Var<T>& input, const Var<T>& h0 = {}, const Var<T>& c0 = {},
-                              const std::vector<std::int64_t>& lengths = {});
-
   private:
     // The checked, time-major call both forwards share: input, or (when input is empty) ids.
     RecurrentOutput<T> run(Tape<T>& tape, const Var<T>& input, const Indices* ids, const std::vector<Var<T>>& initial,
@@ -204,17 +199,27 @@ class RecurrentBase : public Module<T> {
     RecurrentOutput<T> forward_graph(Tape<T>& tape, const Var<T>& input, const Indices* ids,
                                      const std::vector<Var<T>>& initial, const std::vector<std::int64_t>& lengths,
                                      const std::vector<Tensor<T>>& masks);
+    class GraphInputProjection;  // a direction's W_ih x_t + b_ih on the graph, dense or one-hot (recurrent.cpp)
+    struct GraphCall {           // what every direction of one graph forward reads
+        std::size_t steps, batch;
+        std::vector<Mask> running;  // per step, (B, 1): the sequences still running; empty without lengths
+        Var<T> zero_state;          // (B, H)
+        const std::vector<Var<T>>& initial;
+    };
+    std::vector<Var<T>> graph_direction(Tape<T>& tape, const GraphCall& call, std::size_t layer, std::size_t direction,
+                                        const GraphInputProjection& projection, const std::vector<Var<T>>& cell_params,
+                                        std::vector<std::vector<Var<T>>>& finals);
     std::vector<Tensor<T>> layer_masks(std::size_t steps, std::size_t batch);  // inter-layer dropout, (T, B, D·H) each
     void check_segmentable(std::string_view what) const;  // what segments cannot do, refused naming `what`
     std::vector<Var<T>> entering_states(Tape<T>& tape, const std::vector<Var<T>>& initial, std::size_t batch) const;
     void check_call(const Shape& input, const std::vector<Var<T>>& initial, const std::vector<std::int64_t>& lengths) const;
     void check_step_result(const std::vector<Var<T>>& states, std::size_t batch, const Tape<T>& tape) const;
+    std::vector<DirectionParameters<Var<T>>> graph_parameters(Tape<T>& tape) const;  // weights_ as leaves of `tape`
 
     std::shared_ptr<const AnyCell<T>> cell_;
-    RNNSpec spec_;
+    RecurrentSpec spec_;
     RecurrentSettings settings_;
-    std::size_t per_direction_ = 0;  // parameters per (layer, direction); layer 0 has as many
-    std::vector<Parameter<T>> weights_;
+    std::vector<DirectionParameters<Parameter<T>>> weights_;  // per (layer, direction), registered once
     Generator dropout_generator_;
     bool track_hidden_grads_ = false;
     std::vector<Var<T>> tracked_hidden_;           // graph path: h_t per (k, t)

@@ -91,7 +91,7 @@ RecurrentOutput<T> RecurrentBase<T>::run_segments(Tape<T>& tape, const Var<T>& x
         outputs.push_back(result[0]);
         states.assign(result.begin() + 1, result.end());
     }
-    return {concat(outputs, 0), states};
+    return {concat(outputs, 0), states.at(0), states};
 }
 
 // Σ_segments segment_loss(layer output over the segment): each segment's layer, head and loss are
@@ -111,7 +111,7 @@ typename RecurrentBase<T>::SegmentedLoss RecurrentBase<T>::checkpointed_loss(Gra
     if (settings_.dropout_input > 0 && this->is_training()) {
         throw std::invalid_argument(fmt::format("{}: dropout_input does not apply to index input (drop the one-hot rows yourself)", who));
     }
-    check_rnn_ids(who, ids, spec_.input_size);
+    check_recurrent_ids(who, ids, spec_.input_size);
     check_call({ids.shape(0), ids.shape(1), spec_.input_size}, initial, {});
     const std::size_t steps = ids.shape(0), batch = ids.shape(1);
     const std::vector<Tensor<T>> masks = layer_masks(steps, batch);

@@ -10,29 +10,46 @@
 namespace xgrad::nn {
 
 namespace {
-// The registry of built-in cells: adding one is a row here (and its file under cells/).
-struct CellKind {
+template <class Cell, class T>
+std::shared_ptr<const AnyCell<T>> cell_of(Nonlinearity nonlinearity) {
+    Cell cell;
+    if constexpr (requires { cell.nonlinearity = nonlinearity; }) cell.nonlinearity = nonlinearity;
+    return make_any_cell<T>(std::move(cell));
+}
+
+template <class Layer, class T>
+std::unique_ptr<RecurrentBase<T>> layer_of(const RecurrentOptions& options, Generator& gen) {
+    return std::make_unique<Layer>(options, gen);
+}
+
+// A built-in cell: its name, its cell and its layer, and whether it takes a nonlinearity (a cell
+// with a `nonlinearity` member, the Elman cell's).
+struct BuiltInCell {
     std::string_view name;
-    std::shared_ptr<const AnyCell<float>> (*make_float)(Nonlinearity);
-    std::shared_ptr<const AnyCell<double>> (*make_double)(Nonlinearity);
+    bool takes_nonlinearity;
+    std::shared_ptr<const AnyCell<float>> (*cell_float)(Nonlinearity);
+    std::shared_ptr<const AnyCell<double>> (*cell_double)(Nonlinearity);
+    std::unique_ptr<RecurrentBase<float>> (*layer_float)(const RecurrentOptions&, Generator&);
+    std::unique_ptr<RecurrentBase<double>> (*layer_double)(const RecurrentOptions&, Generator&);
 };
 
-template <class T>
-std::shared_ptr<const AnyCell<T>> make_elman(Nonlinearity f) { return make_any_cell<T>(cells::Elman{f}); }
-template <class T>
-std::shared_ptr<const AnyCell<T>> make_lstm(Nonlinearity) { return make_any_cell<T>(cells::LSTM{}); }
-template <class T>
-std::shared_ptr<const AnyCell<T>> make_gru(Nonlinearity) { return make_any_cell<T>(cells::GRU{}); }
+template <class Cell, template <class> class Layer>
+constexpr BuiltInCell built_in(std::string_view name) {
+    return {name, requires(Cell cell) { cell.nonlinearity; }, &cell_of<Cell, float>, &cell_of<Cell, double>,
+            &layer_of<Layer<float>, float>, &layer_of<Layer<double>, double>};
+}
 
-constexpr CellKind cell_kinds[] = {
-    {"rnn", make_elman<float>, make_elman<double>},
-    {"lstm", make_lstm<float>, make_lstm<double>},
-    {"gru", make_gru<float>, make_gru<double>},
+// The registry of built-in cells: a new one is a row here (and its files under cells/). The tests,
+// xgrad-charlm --cell and verify_gradients --cell take every row.
+constexpr BuiltInCell built_in_cells[] = {
+    built_in<cells::Elman, RNN>("rnn"),
+    built_in<cells::LSTM, LSTM>("lstm"),
+    built_in<cells::GRU, GRU>("gru"),
 };
 
-const CellKind& cell_kind(std::string_view name) {
-    for (const CellKind& kind : cell_kinds) {
-        if (kind.name == name) return kind;
+const BuiltInCell& built_in_cell(std::string_view name) {
+    for (const BuiltInCell& row : built_in_cells) {
+        if (row.name == name) return row;
     }
     throw std::invalid_argument(fmt::format("unknown recurrent cell '{}' (known: {})", name, fmt::join(recurrent_cell_names(), ", ")));
 }
@@ -41,21 +58,21 @@ const CellKind& cell_kind(std::string_view name) {
 
 std::vector<std::string> recurrent_cell_names() {
     std::vector<std::string> names;
-    for (const CellKind& kind : cell_kinds) names.emplace_back(kind.name);
+    for (const BuiltInCell& row : built_in_cells) names.emplace_back(row.name);
     return names;
 }
 
 template <class T>
 std::shared_ptr<const AnyCell<T>> make_cell(std::string_view name, Nonlinearity nonlinearity) {
-    const CellKind& kind = cell_kind(name);
+    const BuiltInCell& row = built_in_cell(name);
     std::shared_ptr<const AnyCell<T>> cell;
     if constexpr (std::is_same_v<T, float>) {
-        cell = kind.make_float(nonlinearity);
+        cell = row.cell_float(nonlinearity);
     } else {
-        cell = kind.make_double(nonlinearity);
+        cell = row.cell_double(nonlinearity);
     }
-    // Only the Elman cell has a choice of activation: anywhere else a relu would be silently ignored.
-    if (kind.name != "rnn" && nonlinearity != Nonlinearity::tanh) {
+    // Anywhere else a relu would be silently ignored.
+    if (!row.takes_nonlinearity && nonlinearity != Nonlinearity::tanh) {
         throw std::invalid_argument(fmt::format("{}: nonlinearity applies to RNN (Elman) layers only", cell->name()));
     }
     return cell;
@@ -63,10 +80,12 @@ std::shared_ptr<const AnyCell<T>> make_cell(std::string_view name, Nonlinearity 
 
 template <class T>
 std::unique_ptr<RecurrentBase<T>> make_recurrent(std::string_view name, const RecurrentOptions& options, Generator& gen) {
-    const CellKind& kind = cell_kind(name);
-    if (kind.name == "lstm") return std::make_unique<LSTM<T>>(options, gen);
-    if (kind.name == "gru") return std::make_unique<GRU<T>>(options, gen);
-    return std::make_unique<RNN<T>>(options, gen);
+    const BuiltInCell& row = built_in_cell(name);
+    if constexpr (std::is_same_v<T, float>) {
+        return row.layer_float(options, gen);
+    } else {
+        return row.layer_double(options, gen);
+    }
 }
 
 // The nonlinearity goes to the Elman cell; the layer itself takes none.
@@ -76,7 +95,7 @@ RNN<T>::RNN(const RNNOptions& o, Generator& gen)
 
 template <class T>
 RNNOutput<T> RNN<T>::forward(const Var<T>& input, const Var<T>& h0, const std::vector<std::int64_t>& lengths) {
-    LSTMOutput<T> r = this->forward_any(input, h0, {}, lengths);
+    RecurrentOutput<T> r = this->forward_states(input, {h0}, lengths);
     return {r.output, r.h_n};
 }
 
@@ -86,7 +105,12 @@ LSTM<T>::LSTM(const LSTMOptions& o, Generator& gen) : RecurrentBase<T>(make_cell
 template <class T>
 LSTMOutput<T> LSTM<T>::forward(const Var<T>& input, const Var<T>& h0, const Var<T>& c0,
                                const std::vector<std::int64_t>& lengths) {
-    return this->forward_any(input, h0, c0, lengths);
+    if (h0.defined() != c0.defined()) {
+        throw std::invalid_argument(fmt::format("{}: h0 and c0 go together: give both or neither (got {} only)", this->type_name(),
+                                                h0.defined() ? "h0" : "c0"));
+    }
+    RecurrentOutput<T> r = this->forward_states(input, {h0, c0}, lengths);
+    return {r.output, r.h_n, r.states[1]};
 }
 
 template <class T>
@@ -94,7 +118,7 @@ GRU<T>::GRU(const GRUOptions& o, Generator& gen) : RecurrentBase<T>(make_cell<T>
 
 template <class T>
 RNNOutput<T> GRU<T>::forward(const Var<T>& input, const Var<T>& h0, const std::vector<std::int64_t>& lengths) {
-    LSTMOutput<T> r = this->forward_any(input, h0, {}, lengths);
+    RecurrentOutput<T> r = this->forward_states(input, {h0}, lengths);
     return {r.output, r.h_n};
 }
 
@@ -105,18 +129,21 @@ CellBase<T>::CellBase(std::string name, std::shared_ptr<const AnyCell<T>> cell, 
         throw std::invalid_argument(fmt::format("{}: input_size ({}) and hidden_size ({}) must be positive", this->type_name(),
                                                 options.input_size(), options.hidden_size()));
     }
-    RNNSpec spec;
+    RecurrentSpec spec;
     spec.input_size = options.input_size();
     spec.hidden_size = options.hidden_size();
     spec.bias = options.bias();
     const double bound = 1.0 / std::sqrt(static_cast<double>(spec.hidden_size));
-    for (const LayerParameter& p : layer_parameters(cell_->parameters(spec.hidden_size), cell_->gates(), spec, 0)) {
-        Parameter<T> value = this->register_parameter(p.name, uniform<T>(p.shape, -bound, bound, gen));
-        for (auto [name, member] : {std::pair{"weight_ih", &weight_ih}, std::pair{"weight_hh", &weight_hh},
-                                    std::pair{"bias_ih", &bias_ih}, std::pair{"bias_hh", &bias_hh}}) {
-            if (p.name == name) *member = value;
-        }
-    }
+    // PyTorch's cells hold weight_hh and bias_hh as their two parameters (recurrent_matrix_parameters).
+    DirectionParameters<Parameter<T>> p;
+    for_each_registered(p, cell_->parameters(spec.hidden_size), cell_->gates(), spec, 0,
+                        [&](const std::string& name, const Shape& shape, Parameter<T>& slot) {
+        slot = this->register_parameter(name, uniform<T>(shape, -bound, bound, gen));
+    });
+    weight_ih = p.weight_ih;
+    bias_ih = p.bias_ih;
+    weight_hh = p.cell.at(0);
+    bias_hh = p.cell.at(1);
 }
 
 template <class T>

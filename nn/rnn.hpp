@@ -9,7 +9,7 @@
 ///   xgrad::nn::LSTM<float> lstm(xgrad::nn::LSTMOptions(96, 256).num_layers(2).dropout(0.1));
 ///   auto [output, h_n, c_n] = lstm.forward(x);                 // x (T, B, 96)
 ///   auto next = lstm.forward(x2, h_n.detach(), c_n.detach(), lengths);
-///   lstm.settings().implementation = xgrad::nn::RNNImplementation::fused;   // same model, fused kernel
+///   lstm.settings().implementation = xgrad::nn::RecurrentImplementation::fused;   // same model, fused kernel
 /// @endcode
 #pragma once
 
@@ -25,6 +25,26 @@
 #include "recurrent.hpp"
 
 namespace xgrad::nn {
+
+/// What nn::RNN and nn::GRU return: (output, h_n).
+template <class T>
+struct RNNOutput {
+    /// (T, B, directions * H), or batch-first; zero past each sequence's length.
+    Var<T> output;
+    /// (num_layers * directions, B, H): each sequence's state at its last step.
+    Var<T> h_n;
+};
+
+/// What nn::LSTM returns: (output, h_n, c_n).
+template <class T>
+struct LSTMOutput {
+    /// (T, B, directions * H), or batch-first; zero past each sequence's length.
+    Var<T> output;
+    /// (num_layers * directions, B, H): each sequence's hidden state at its last step.
+    Var<T> h_n;
+    /// (num_layers * directions, B, H): the cell state alike.
+    Var<T> c_n;
+};
 
 /// nn::RNN's options: see RecurrentOptions (one type for every recurrent layer).
 using RNNOptions = RecurrentOptions;
@@ -69,7 +89,7 @@ class GRU : public RecurrentBase<T> {
 
 /// The built-in cells by name: "rnn" (Elman, with `nonlinearity`), "lstm", "gru".
 std::vector<std::string> recurrent_cell_names();
-/// A built-in cell by name (see recurrent_cell_names), for RecurrentBase or verify_rnn_gradients.
+/// A built-in cell by name (see recurrent_cell_names), for RecurrentBase or verify_recurrent_gradients.
 /// Throws std::invalid_argument for an unknown name, or a nonlinearity other than tanh for any cell but "rnn".
 template <class T>
 std::shared_ptr<const AnyCell<T>> make_cell(std::string_view name, Nonlinearity nonlinearity = Nonlinearity::tanh);

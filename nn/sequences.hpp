@@ -4,7 +4,7 @@
 ///
 /// @code
 ///   auto batch = xgrad::nn::pad_sequences(std::vector{a, b, c});   // each (L_i, features)
-///   auto [output, states] = lstm.forward_states(batch.padded, {}, batch.lengths);
+///   auto [output, h_n, states] = lstm.forward_states(batch.padded, {}, batch.lengths);
 ///   auto per_sequence = xgrad::nn::unpad_sequences(output, batch.lengths);
 /// @endcode
 #pragma once

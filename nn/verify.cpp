@@ -16,7 +16,7 @@ namespace xgrad::nn {
 namespace {
 class Model : public Module<double> {
   public:
-    Model(std::shared_ptr<const AnyCell<double>> cell, const RNNVerifyOptions& o, Generator& gen)
+    Model(std::shared_ptr<const AnyCell<double>> cell, const RecurrentVerifyOptions& o, Generator& gen)
         : Module<double>("RNNVerifyModel"),
           rnn_holder(std::make_unique<RecurrentBase<double>>(
               std::move(cell), RecurrentOptions(o.input_size, o.hidden_size).num_layers(o.num_layers).bidirectional(o.bidirectional).bias(o.bias),
@@ -37,7 +37,7 @@ struct Data {
     Tensor<double> mask;   // (T, B): 1 where the step is inside its sequence (and counted)
 };
 
-Var<double> loss_of(Model& m, const RNNVerifyOptions& o, const Data& d, const Var<double>& input) {
+Var<double> loss_of(Model& m, const RecurrentVerifyOptions& o, const Data& d, const Var<double>& input) {
     return cross_entropy(m.fc.forward(m.rnn.forward_states(input, {}, o.lengths).output), d.targets, {}, d.mask);
 }
 
@@ -59,7 +59,7 @@ struct Gradients {
     Tensor<double> norms;
 };
 
-Gradients gradients(Model& m, const RNNVerifyOptions& o, const Data& d, RNNImplementation impl) {
+Gradients gradients(Model& m, const RecurrentVerifyOptions& o, const Data& d, RecurrentImplementation impl) {
     m.rnn.settings().implementation = impl;
     m.rnn.track_hidden_grads(true);
     m.zero_grad();
@@ -74,17 +74,17 @@ Gradients gradients(Model& m, const RNNVerifyOptions& o, const Data& d, RNNImple
 }
 }  // namespace
 
-RNNVerifyReport verify_rnn_gradients(const RNNVerifyOptions& o) {
-    return verify_rnn_gradients(make_cell<double>(o.cell, o.nonlinearity), o);
+RecurrentVerifyReport verify_recurrent_gradients(const RecurrentVerifyOptions& o) {
+    return verify_recurrent_gradients(make_cell<double>(o.cell, o.nonlinearity), o);
 }
 
-RNNVerifyReport verify_rnn_gradients(std::shared_ptr<const AnyCell<double>> cell, const RNNVerifyOptions& o) {
+RecurrentVerifyReport verify_recurrent_gradients(std::shared_ptr<const AnyCell<double>> cell, const RecurrentVerifyOptions& o) {
     if (!o.lengths.empty()) {  // checked here too: the loss mask below reads them
-        RNNSpec spec;
+        RecurrentSpec spec;
         spec.input_size = o.input_size;
-        check_rnn_args("verify_rnn_gradients", spec, {o.steps, o.batch, o.input_size}, false, {}, o.lengths);
+        check_recurrent_args("verify_recurrent_gradients", spec, {o.steps, o.batch, o.input_size}, false, {}, o.lengths);
     }
-    if (o.classes == 0) throw std::invalid_argument("verify_rnn_gradients: classes must be positive");
+    if (o.classes == 0) throw std::invalid_argument("verify_recurrent_gradients: classes must be positive");
     const bool lstm = cell->name() == "LSTM";
     Generator gen(o.seed);
     Model model(std::move(cell), o, gen);
@@ -106,9 +106,9 @@ RNNVerifyReport verify_rnn_gradients(std::shared_ptr<const AnyCell<double>> cell
         }
     }
 
-    const Gradients graph = gradients(model, o, d, RNNImplementation::graph);
-    const Gradients fused = gradients(model, o, d, RNNImplementation::fused);
-    RNNVerifyReport report;
+    const Gradients graph = gradients(model, o, d, RecurrentImplementation::graph);
+    const Gradients fused = gradients(model, o, d, RecurrentImplementation::fused);
+    RecurrentVerifyReport report;
     report.cell = model.rnn.type_name();
     report.loss = graph.loss;
     report.hidden_grad_norms_graph = graph.norms;
@@ -123,7 +123,7 @@ RNNVerifyReport verify_rnn_gradients(std::shared_ptr<const AnyCell<double>> cell
         report.parameters.push_back(c);
     }
     if (o.finite_differences) {
-        model.rnn.settings().implementation = RNNImplementation::graph;
+        model.rnn.settings().implementation = RecurrentImplementation::graph;
         auto loss_now = [&] {
             NoGradGuard no_grad;
             Graph<double> g;
@@ -161,7 +161,7 @@ std::string bar(double value, double top) {
 }
 }  // namespace
 
-std::string format_report(const RNNVerifyReport& report, const RNNVerifyOptions& o) {
+std::string format_report(const RecurrentVerifyReport& report, const RecurrentVerifyOptions& o) {
     std::string out = fmt::format("{}({} -> {}, layers {}, {}{}{}) + Linear({}) + cross-entropy; T {}, B {}; loss {:.6f}\n\n",
                                   report.cell, o.input_size, o.hidden_size, o.num_layers,
                                   report.cell == "RNN" ? (o.nonlinearity == Nonlinearity::relu ? "relu, " : "tanh, ") : "",

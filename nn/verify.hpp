@@ -5,10 +5,10 @@
 /// step, and from central differences, compared parameter by parameter.
 ///
 /// @code
-///   xgrad::nn::RNNVerifyOptions o;
+///   xgrad::nn::RecurrentVerifyOptions o;
 ///   o.cell = "lstm";
 ///   o.num_layers = 2;
-///   auto report = xgrad::nn::verify_rnn_gradients(o);
+///   auto report = xgrad::nn::verify_recurrent_gradients(o);
 ///   fmt::print("{}", xgrad::nn::format_report(report, o));
 ///   auto mine = xgrad::nn::verify_cell_gradients(MyCell{}, o);   // a cell of your own (nn/cell.hpp)
 /// @endcode
@@ -22,8 +22,8 @@
 
 namespace xgrad::nn {
 
-/// The model, the data and the bars of verify_rnn_gradients(). All in double.
-struct RNNVerifyOptions {
+/// The model, the data and the bars of verify_recurrent_gradients(). All in double.
+struct RecurrentVerifyOptions {
     std::string cell = "rnn";  ///< a built-in cell (recurrent_cell_names()); ignored by verify_cell_gradients
     /// The model's and the random data's sizes: the layer's, T steps of B sequences, and the
     /// classes of the Linear head and the targets.
@@ -65,8 +65,8 @@ struct ParameterCheck {
     GradientComparison graph_vs_numeric; ///< autograd against central differences (if run)
 };
 
-/// What verify_rnn_gradients() found.
-struct RNNVerifyReport {
+/// What verify_recurrent_gradients() found.
+struct RecurrentVerifyReport {
     std::string cell;  ///< the cell's name
     /// One check per parameter, in named_parameters() order, then one for the input.
     std::vector<ParameterCheck> parameters;
@@ -82,18 +82,18 @@ struct RNNVerifyReport {
 
 /// Checks a built-in cell, options.cell, as the file's description says. Throws
 /// std::invalid_argument for an unknown cell, zero classes or lengths that do not fit.
-RNNVerifyReport verify_rnn_gradients(const RNNVerifyOptions& options);
+RecurrentVerifyReport verify_recurrent_gradients(const RecurrentVerifyOptions& options);
 /// The same over any cell; the fused side needs the cell's rows.
-RNNVerifyReport verify_rnn_gradients(std::shared_ptr<const AnyCell<double>> cell, const RNNVerifyOptions& options);
+RecurrentVerifyReport verify_recurrent_gradients(std::shared_ptr<const AnyCell<double>> cell, const RecurrentVerifyOptions& options);
 /// The same over a cell struct of your own (nn/cell.hpp), which needs its fused rows.
 template <class Cell>
-RNNVerifyReport verify_cell_gradients(Cell cell, const RNNVerifyOptions& options) {
-    return verify_rnn_gradients(make_any_cell<double>(std::move(cell)), options);
+RecurrentVerifyReport verify_cell_gradients(Cell cell, const RecurrentVerifyOptions& options) {
+    return verify_recurrent_gradients(make_any_cell<double>(std::move(cell)), options);
 }
 
 /// The report as the verification program prints it: the model, one line per parameter (the
 /// handwritten-vs-autograd and autograd-vs-numeric errors), ||∂L/∂h_t|| per step from both
 /// implementations on a log-scale bar, and the verdict.
-std::string format_report(const RNNVerifyReport& report, const RNNVerifyOptions& options);
+std::string format_report(const RecurrentVerifyReport& report, const RecurrentVerifyOptions& options);
 
 }  // namespace xgrad::nn

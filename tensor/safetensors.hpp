@@ -30,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include "atomic_file.hpp"  // check_atomic_write, write_file_atomic: declared here before, so includers keep them
 #include "tensor.hpp"
 
 namespace xgrad {
@@ -71,16 +72,5 @@ std::vector<std::uint8_t> serialize_safetensors(const TensorFile<T>& file);
 /// serialize_safetensors, written to `path` with write_file_atomic.
 template <class T>
 void save_safetensors(const std::string& path, const TensorFile<T>& file);
-
-/// Fails now, with the error write_file_atomic would give later, if `path` cannot be written: creates
-/// and removes the very temporary file it would use (same folder, same name pattern), and checks that
-/// `path` itself is a file name that can be created or replaced. Throws std::runtime_error naming
-/// `path` and the reason; changes nothing.
-void check_atomic_write(const std::string& path);
-
-/// Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it over `path` and fsyncs
-/// the directory: a crash at any moment leaves either the old file or the new one, never a mix.
-/// Failures throw std::runtime_error naming `path` and the reason; the temporary file is removed.
-void write_file_atomic(const std::string& path, const std::vector<std::uint8_t>& bytes);
 
 }  // namespace xgrad

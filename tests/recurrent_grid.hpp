@@ -23,7 +23,7 @@ using xgrad::Tensor;
 using xgrad::Var;
 using xgrad::nn::Nonlinearity;
 using xgrad::nn::RecurrentBase;
-using xgrad::nn::RNNImplementation;
+using xgrad::nn::RecurrentImplementation;
 namespace nn = xgrad::nn;
 
 constexpr std::size_t T_ = 5, B = 3, I = 4, H = 6;
@@ -87,12 +87,23 @@ std::unique_ptr<RecurrentBase<T>> make_layer(const Config& c, xgrad::Generator& 
     return nn::make_recurrent<T>(c.cell, options.nonlinearity(c.nonlinearity), gen);
 }
 
+// Whether a built-in cell takes a nonlinearity (make_cell refuses relu for the others).
+inline bool takes_nonlinearity(const std::string& cell) {
+    try {
+        nn::make_cell<double>(cell, Nonlinearity::relu);
+        return true;
+    } catch (const std::invalid_argument&) {
+        return false;
+    }
+}
+
 // Every combination of bias, 1/2 layers, bidirectional, batch_first, equal/variable lengths and
-// h0 given/absent (and, for the RNN, tanh/relu).
+// h0 given/absent (and, for a cell that takes one, tanh/relu).
 inline std::vector<Config> full_grid(const std::string& cell) {
     std::vector<Config> configs;
+    const bool relu_too = cell != "indrnn" && cell != "leaky3" && takes_nonlinearity(cell);
     for (Nonlinearity f : {Nonlinearity::tanh, Nonlinearity::relu}) {
-        if (cell != "rnn" && f == Nonlinearity::relu) continue;
+        if (f == Nonlinearity::relu && !relu_too) continue;
         for (bool bias : {true, false})
             for (std::size_t layers : {1, 2})
                 for (bool bi : {false, true})
@@ -130,7 +141,7 @@ void check_agreement(const Config& c, double tol) {
     for (std::size_t b = 0; c.variable_lengths && b < batch; ++b) lengths.push_back(cycle[b % 3]);
     Run<T> runs[2];
     for (int i = 0; i < 2; ++i) {
-        layer->settings().implementation = i == 0 ? RNNImplementation::graph : RNNImplementation::fused;
+        layer->settings().implementation = i == 0 ? RecurrentImplementation::graph : RecurrentImplementation::fused;
         layer->zero_grad();
         Graph<T> g;
         Var<T> x = g.variable(input);

@@ -21,7 +21,7 @@ TEST_CASE("RNN, LSTM and GRU unrolled over 100,000 steps: one training step each
             xgrad::Generator gen(4);
             auto layer = nn::make_recurrent<float>(nn::recurrent_cell_names()[static_cast<std::size_t>(cell)],
                                                    nn::RecurrentOptions(input, hidden), gen);
-            layer->settings().implementation = i == 0 ? nn::RNNImplementation::graph : nn::RNNImplementation::fused;
+            layer->settings().implementation = i == 0 ? nn::RecurrentImplementation::graph : nn::RecurrentImplementation::fused;
             nn::Linear<float> head(hidden, 1, true, gen);
             auto params = layer->parameters();
             for (const auto& p : head.parameters()) params.push_back(p);
@@ -29,7 +29,7 @@ TEST_CASE("RNN, LSTM and GRU unrolled over 100,000 steps: one training step each
             xgrad::Graph<float> g;
             auto x = g.constant(xgrad::uniform<float>({steps, batch, input}, -1, 1, gen));
             auto target = g.constant(xgrad::uniform<float>({steps, batch, 1}, -1, 1, gen));
-            auto r = layer->forward_any(x);
+            auto r = layer->forward_states(x);
             auto loss = xgrad::mse_loss(head.forward(r.output), target);
             sgd.zero_grad();
             loss.backward();

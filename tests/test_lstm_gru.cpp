@@ -1,6 +1,6 @@
-// LSTM and GRU two ways, one answer: the graph path against the fused kernel over the full grid
-// of options, PyTorch's own numbers, gradchecks, the cells, recurrent dropout and zoneout, and bad
-// arguments.
+// LSTM and GRU: PyTorch's own numbers, the one-step cells, recurrent dropout and zoneout, one-hot
+// input, and bad arguments. What every built-in cell shares (the graph-vs-fused grid, gradcheck,
+// the verification report) is in test_builtin_cells.cpp.
 #include <cmath>
 #include <initializer_list>
 #include <memory>
@@ -22,7 +22,7 @@ using xgrad::Graph;
 using xgrad::Tensor;
 using xgrad::Var;
 using xgrad::nn::RecurrentBase;
-using xgrad::nn::RNNImplementation;
+using xgrad::nn::RecurrentImplementation;
 namespace nn = xgrad::nn;
 
 using grid::B;
@@ -30,31 +30,6 @@ using grid::H;
 using grid::I;
 using grid::T_;
 
-namespace {
-grid::Config config(bool lstm, bool bias, std::size_t layers, bool bidirectional, bool batch_first, bool variable_lengths,
-                    bool with_h0) {
-    return {lstm ? "lstm" : "gru", nn::Nonlinearity::tanh, bias, layers, bidirectional,
-            batch_first, variable_lengths, with_h0};
-}
-}  // namespace
-
-TEST_CASE("LSTM and GRU: graph and fused agree on outputs, states and every gradient over the full grid, double (1e-10)") {
-    for (const char* cell : {"lstm", "gru"}) {
-        for (const grid::Config& c : grid::full_grid(cell)) {
-            CAPTURE(c.name());
-            grid::check_agreement<double>(c, 1e-10);
-        }
-    }
-}
-
-TEST_CASE("LSTM and GRU: graph and fused agree over the full grid in float (5e-5 absolute)") {
-    for (const char* cell : {"lstm", "gru"}) {
-        for (const grid::Config& c : grid::full_grid(cell)) {
-            CAPTURE(c.name());
-            grid::check_agreement<float>(c, 5e-5);
-        }
-    }
-}
 
 namespace {
 template <class T>
@@ -71,28 +46,6 @@ void pytorch_fixtures(double tol) {
 TEST_CASE("state dicts exported from PyTorch's nn.LSTM and nn.GRU give PyTorch's outputs and gradients") {
     pytorch_fixtures<double>(1e-10);
     pytorch_fixtures<float>(5e-5);
-}
-
-TEST_CASE("LSTM and GRU pass gradcheck in double, both implementations, for input, states and every weight") {
-    for (bool lstm : {true, false}) {
-        for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
-            xgrad::Generator gen(3);
-            auto layer = grid::make_layer<double>(config(lstm, true, 2, true, false, true, true), gen);
-            layer->settings().implementation = impl;
-            const std::vector<std::int64_t> lengths = {4, 2};
-            std::vector<Tensor<double>> inputs = {xgrad::uniform<double>({4, 2, I}, -1, 1, gen),
-                                                  xgrad::uniform<double>({4, 2, H}, -1, 1, gen)};
-            if (lstm) inputs.push_back(xgrad::uniform<double>({4, 2, H}, -1, 1, gen));
-            auto report = xgrad::gradcheck([&](const std::vector<Var<double>>& v) {
-                auto r = layer->forward_any(v[0], v[1], lstm ? v[2] : Var<double>(), lengths);
-                std::vector<Var<double>> parts = {xgrad::reshape(r.output, {-1}), xgrad::reshape(r.h_n, {-1})};
-                if (lstm) parts.push_back(xgrad::reshape(r.c_n, {-1}));
-                return xgrad::concat(parts, 0);
-            }, inputs, layer->parameters());
-            INFO(report.summary());
-            CHECK(report.passed);
-        }
-    }
 }
 
 TEST_CASE("LSTMCell and GRUCell are one step of LSTM and GRU") {
@@ -132,7 +85,7 @@ namespace {
 template <class T>
 Var<T> fixed_masks(RecurrentBase<T>& layer, const std::string& state, const Var<T>& x) {
     layer.dropout_generator().set_state(state);
-    return layer.forward_any(x).output;
+    return layer.forward_states(x).output;
 }
 }  // namespace
 
@@ -143,7 +96,7 @@ TEST_CASE("recurrent dropout and zoneout pass gradcheck with a fixed mask, for e
             CAPTURE(kind);
             xgrad::Generator gen(5);
             auto setup = [&](auto options) {
-                options.num_layers(2).implementation(RNNImplementation::fused);  // falls back to graph: checked below
+                options.num_layers(2).implementation(RecurrentImplementation::fused);  // falls back to graph: checked below
                 if (kind == 0) options.dropout_input(0.3);
                 if (kind == 1) options.dropout_output(0.3);
                 if (kind == 2) options.dropout_recurrent(0.3);
@@ -225,7 +178,7 @@ TEST_CASE("bad LSTM and GRU arguments name the module, the argument and the shap
     nn::GRU<float> gru(nn::GRUOptions(3, 4));
     CHECK_THROWS_WITH_AS(gru.forward(x, g.constant(xt::zeros<float>({2, 2, 4}))),
                          doctest::Contains("GRU: h0 must have shape (1, 2, 4)"), xgrad::ShapeError);
-    CHECK_THROWS_WITH_AS(gru.forward_any(x, state, state), "GRU: c0 is for LSTM only", std::invalid_argument);
+    CHECK_THROWS_WITH_AS(gru.forward_states(x, {state, state}), "GRU: 2 initial states given, the cell has 1", std::invalid_argument);
     CHECK_THROWS_WITH_AS(nn::GRU<float>(nn::GRUOptions(3, 4).zoneout(1.0)), "GRU: zoneout = 1 is not in [0, 1)",
                          std::invalid_argument);
     CHECK_THROWS_WITH_AS(nn::LSTM<float>(nn::LSTMOptions(3, 4).dropout_recurrent(-0.1)),
@@ -234,28 +187,15 @@ TEST_CASE("bad LSTM and GRU arguments name the module, the argument and the shap
     CHECK_THROWS_WITH_AS(lstm.forward(x), "LSTM: dropout_input = 1.5 is not in [0, 1)", std::invalid_argument);
 }
 
-TEST_CASE("the verification report covers LSTM and GRU: handwritten, autograd and numeric gradients agree" * doctest::test_suite("slow")) {
-    for (const char* cell : {"lstm", "gru"}) {
-        nn::RNNVerifyOptions o;
-        o.cell = cell;
-        o.num_layers = 2;
-        o.bidirectional = true;
-        o.lengths = {6, 2, 4};
-        auto report = nn::verify_rnn_gradients(o);
-        CHECK(report.passed);
-        CHECK(report.parameters.size() == 2 * 2 * 4 + 2 + 1);  // RNN weights, the head, the input
-    }
-}
-
 TEST_CASE("vanishing gradients: over 40 steps an LSTM with a forget bias keeps them, an RNN loses them") {
-    nn::RNNVerifyOptions o;
+    nn::RecurrentVerifyOptions o;
     o.steps = 40;
     o.loss_at_last_step_only = true;
     o.finite_differences = false;
-    auto rnn = nn::verify_rnn_gradients(o);
+    auto rnn = nn::verify_recurrent_gradients(o);
     o.cell = "lstm";
     o.forget_bias = 3.0;
-    auto lstm = nn::verify_rnn_gradients(o);
+    auto lstm = nn::verify_recurrent_gradients(o);
     CHECK(rnn.passed);
     CHECK(lstm.passed);
     const auto& r = rnn.hidden_grad_norms_graph;
@@ -266,7 +206,7 @@ TEST_CASE("vanishing gradients: over 40 steps an LSTM with a forget bias keeps t
 
 TEST_CASE("one-hot input given as indices equals the dense one-hot input, in values and gradients, both paths") {
     for (const char* cell : {"rnn", "lstm", "gru", "indrnn", "leaky3"}) {
-        for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
+        for (RecurrentImplementation impl : {RecurrentImplementation::graph, RecurrentImplementation::fused}) {
             // A vocabulary of 40 > T_ * B characters: the fused kernel reads W_ih's columns in place. A
             // batch of 64 x 64 units: the graph path gathers each step's rows as it runs.
             struct Case {

@@ -29,7 +29,7 @@ std::size_t heap_peak_of(Run run) {
 
 // Peak heap bytes above the starting level over one training step of an LSTM layer on a long
 // sequence: forward, a loss on the output and the final states, backward.
-std::size_t step_peak(nn::RNNImplementation impl, std::size_t checkpoint_every) {
+std::size_t step_peak(nn::RecurrentImplementation impl, std::size_t checkpoint_every) {
     constexpr std::size_t T = 4096, B = 4, I = 8, H = 64;
     xgrad::Generator gen(3);
     nn::LSTM<float> layer(nn::LSTMOptions(I, H).implementation(impl).checkpoint_every(checkpoint_every), gen);
@@ -49,8 +49,8 @@ TEST_CASE("checkpoint_every(64) trains an LSTM over T = 4096 in a fraction of th
     // output and its gradient, the states every 64 steps and one segment's activations at a time.
     // Measured: fused 34.8 -> 13.6 MB, graph 101.5 -> 13.6 MB; the bounds leave room for allocator
     // rounding only.
-    for (auto impl : {nn::RNNImplementation::fused, nn::RNNImplementation::graph}) {
-        const bool fused = impl == nn::RNNImplementation::fused;
+    for (auto impl : {nn::RecurrentImplementation::fused, nn::RecurrentImplementation::graph}) {
+        const bool fused = impl == nn::RecurrentImplementation::fused;
         const std::size_t whole = step_peak(impl, 0), segmented = step_peak(impl, 64);
         MESSAGE(fmt::format("{}: whole sequence {:.1f} MB, checkpoint_every(64) {:.1f} MB", fused ? "fused" : "graph", whole / 1e6,
                             segmented / 1e6));
@@ -68,7 +68,7 @@ template <class Cell>
 std::size_t elman_step_peak() {
     constexpr std::size_t T = 4096, B = 4, I = 8, H = 64;
     xgrad::Generator gen(7);
-    nn::Recurrent<Cell> layer(nn::RecurrentOptions(I, H).implementation(nn::RNNImplementation::fused), gen);
+    nn::Recurrent<Cell> layer(nn::RecurrentOptions(I, H).implementation(nn::RecurrentImplementation::fused), gen);
     const xgrad::Tensor<float> input = xgrad::uniform<float>({T, B, I}, -1, 1, gen);
     return heap_peak_of([&] {
         xgrad::Graph<float> g;
@@ -88,7 +88,7 @@ TEST_CASE("a cell whose backward does not read its gates lets the fused kernel f
 namespace {
 // The same for a character-level language model's step: indices -> LSTM -> Linear -> cross-entropy,
 // the loss computed at once or by checkpointed_loss in segments of `segment` steps.
-std::size_t language_model_step_peak(nn::RNNImplementation impl, std::size_t segment) {
+std::size_t language_model_step_peak(nn::RecurrentImplementation impl, std::size_t segment) {
     constexpr std::size_t T = 4096, B = 4, V = 32, H = 64;
     xgrad::Generator gen(5);
     nn::LSTM<float> layer(nn::LSTMOptions(V, H).implementation(impl), gen);
@@ -122,8 +122,8 @@ std::size_t language_model_step_peak(nn::RNNImplementation impl, std::size_t seg
 TEST_CASE("checkpointed_loss trains a language model over T = 4096 in under 15% of the whole sequence's memory, both paths") {
     // With the head and the loss inside each segment nothing of size T x B x H is left: the step keeps
     // the states every 64 steps, the indices and targets, and one segment's activations at a time.
-    for (auto impl : {nn::RNNImplementation::fused, nn::RNNImplementation::graph}) {
-        const bool fused = impl == nn::RNNImplementation::fused;
+    for (auto impl : {nn::RecurrentImplementation::fused, nn::RecurrentImplementation::graph}) {
+        const bool fused = impl == nn::RecurrentImplementation::fused;
         const std::size_t whole = language_model_step_peak(impl, 0), segmented = language_model_step_peak(impl, 64);
         MESSAGE(fmt::format("{}: whole sequence {:.1f} MB, checkpointed_loss(64) {:.1f} MB ({:.1f}%)", fused ? "fused" : "graph",
                             whole / 1e6, segmented / 1e6, 100.0 * segmented / whole));

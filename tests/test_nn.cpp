@@ -222,7 +222,7 @@ TEST_CASE("clip_grad_value clamps every entry") {
 }
 
 TEST_CASE("truncated BPTT: carrying the state across chunks with detach keeps memory bounded") {
-    for (auto impl : {xgrad::nn::RNNImplementation::graph, xgrad::nn::RNNImplementation::fused}) {
+    for (auto impl : {xgrad::nn::RecurrentImplementation::graph, xgrad::nn::RecurrentImplementation::fused}) {
         xgrad::Generator gen(6);
         xgrad::nn::RNN<float> rnn(xgrad::nn::RNNOptions(4, 16).num_layers(2).implementation(impl), gen);
         Tensor<float> x = xgrad::uniform<float>({10, 3, 4}, -1, 1, gen);

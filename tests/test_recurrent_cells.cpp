@@ -71,7 +71,7 @@ TEST_CASE("a cell with three states runs through the grid, and verify_cell_gradi
         CAPTURE(c.name());
         grid::check_agreement<double>(c, 1e-10);
     }
-    nn::RNNVerifyOptions o;
+    nn::RecurrentVerifyOptions o;
     o.num_layers = 2;
     o.lengths = {6, 0, 4};
     const auto report = nn::verify_cell_gradients(grid::LeakyMemoryCell{}, o);
@@ -87,7 +87,7 @@ TEST_CASE("a zero-length sequence keeps its initial states and passes their grad
         const Tensor<double> x = xgrad::uniform<double>({4, 2, 3}, -1, 1, gen);
         std::vector<Tensor<double>> initial;
         for (std::size_t s = 0; s < S; ++s) initial.push_back(xgrad::uniform<double>({2, 2, 4}, -1, 1, gen));
-        for (nn::RNNImplementation impl : {nn::RNNImplementation::graph, nn::RNNImplementation::fused}) {
+        for (nn::RecurrentImplementation impl : {nn::RecurrentImplementation::graph, nn::RecurrentImplementation::fused}) {
             CAPTURE(name);
             layer->settings().implementation = impl;
             xgrad::Graph<double> g;
@@ -107,11 +107,11 @@ TEST_CASE("a zero-length sequence keeps its initial states and passes their grad
 }
 
 TEST_CASE("verify_cell_gradients passes the IndRNN's handwritten backward and fails a wrong one, naming the parameters") {
-    nn::RNNVerifyOptions o;
+    nn::RecurrentVerifyOptions o;
     o.num_layers = 2;
     o.bidirectional = true;
     o.lengths = {6, 2, 4};
-    const nn::RNNVerifyReport good = nn::verify_cell_gradients(IndRNNCell{}, o);
+    const nn::RecurrentVerifyReport good = nn::verify_cell_gradients(IndRNNCell{}, o);
     CHECK(good.passed);
     CHECK(good.cell == "IndRNN");
     CHECK(good.parameters.size() == 2 * 2 * 3 + 2 + 1);  // weight_ih, weight_hh, bias_ih per layer and direction; the head; the input
@@ -119,7 +119,7 @@ TEST_CASE("verify_cell_gradients passes the IndRNN's handwritten backward and fa
     CHECK(report.find("rnn.weight_hh_l1_reverse") != std::string::npos);
     CHECK(report.find("all gradients agree") != std::string::npos);
 
-    const nn::RNNVerifyReport bad = nn::verify_cell_gradients(BrokenIndRNNCell{}, o);
+    const nn::RecurrentVerifyReport bad = nn::verify_cell_gradients(BrokenIndRNNCell{}, o);
     CHECK_FALSE(bad.passed);
     for (const auto& p : bad.parameters) {
         CAPTURE(p.name);
@@ -140,7 +140,7 @@ TEST_CASE("a cell with only a graph step gets stacking, directions, lengths, dro
     const Tensor<double> h0 = xgrad::uniform<double>({4, 2, 4}, -1, 1, gen);
     auto report = xgrad::gradcheck([&](const std::vector<Var<double>>& v) {
         auto r = mgu.forward(v[0], {v[1]}, {5, 3});
-        return xgrad::concat(std::vector{xgrad::reshape(r.output, {-1}), xgrad::reshape(r.h_n(), {-1})}, 0);
+        return xgrad::concat(std::vector{xgrad::reshape(r.output, {-1}), xgrad::reshape(r.h_n, {-1})}, 0);
     }, {x, h0}, mgu.parameters());
     INFO(report.summary());
     CHECK(report.passed);
@@ -150,11 +150,11 @@ TEST_CASE("a cell with only a graph step gets stacking, directions, lengths, dro
     xgrad::Graph<double> g;
     CHECK(mgu.forward(g.constant(x)).output.shape() == xgrad::Shape{2, 5, 8});
     mgu.settings() = nn::RecurrentSettings{};
-    mgu.settings().implementation = nn::RNNImplementation::fused;
+    mgu.settings().implementation = nn::RecurrentImplementation::fused;
     CHECK_THROWS_WITH_AS(mgu.forward(g.constant(x)),
                          "MGU: implementation fused needs the cell's fused rows (forward_row, backward_row); this cell has only its graph step",
                          std::invalid_argument);
-    CHECK_THROWS_WITH_AS(nn::verify_cell_gradients(MinimalGatedUnit{}, nn::RNNVerifyOptions{}),
+    CHECK_THROWS_WITH_AS(nn::verify_cell_gradients(MinimalGatedUnit{}, nn::RecurrentVerifyOptions{}),
                          doctest::Contains("MGU: implementation fused needs the cell's fused rows"), std::invalid_argument);
 }
 
@@ -237,7 +237,7 @@ TEST_CASE("settings change between calls, the structure was fixed at constructio
     const Tensor<double> x = xgrad::uniform<double>({4, 2, 3}, -1, 1, gen);
     Tensor<double> outputs[2];
     for (int i = 0; i < 2; ++i) {
-        gru.settings().implementation = i == 0 ? nn::RNNImplementation::graph : nn::RNNImplementation::fused;
+        gru.settings().implementation = i == 0 ? nn::RecurrentImplementation::graph : nn::RecurrentImplementation::fused;
         gru.settings().dropout = 0.0;
         xgrad::Graph<double> g;
         outputs[i] = gru.forward(g.constant(x)).output.value();
@@ -258,7 +258,7 @@ TEST_CASE("the fused op's gradients are right when only a final state enters the
             const Tensor<double> x = xgrad::uniform<double>({5, 2, 3}, -1, 1, gen);
             std::vector<Tensor<double>> grads[2];
             for (int i = 0; i < 2; ++i) {
-                layer->settings().implementation = i == 0 ? nn::RNNImplementation::graph : nn::RNNImplementation::fused;
+                layer->settings().implementation = i == 0 ? nn::RecurrentImplementation::graph : nn::RecurrentImplementation::fused;
                 layer->zero_grad();
                 xgrad::Graph<double> g;
                 Var<double> input = g.variable(x);
@@ -285,7 +285,7 @@ TEST_CASE("the fused kernel turns its saved gates into gate gradients only in a 
         auto layer = nn::make_recurrent<double>(cell, nn::RecurrentOptions(3, 5).num_layers(2).bidirectional(true), gen);
         const Tensor<double> input = xgrad::uniform<double>({4, 2, 3}, -1, 1, gen);
         std::vector<std::vector<Tensor<double>>> grads;
-        for (auto impl : {nn::RNNImplementation::fused, nn::RNNImplementation::graph}) {
+        for (auto impl : {nn::RecurrentImplementation::fused, nn::RecurrentImplementation::graph}) {
             layer->settings().implementation = impl;
             layer->zero_grad();
             xgrad::Graph<double> g;
@@ -312,9 +312,9 @@ TEST_CASE("checkpoint_every gives the whole sequence's outputs and gradients, bo
     for (const char* cell : {"rnn", "lstm", "gru", "indrnn", "leaky3"}) {
         for (const grid::Config& c : grid::full_grid(cell)) {
             if (c.bidirectional) continue;
-            for (auto impl : {nn::RNNImplementation::graph, nn::RNNImplementation::fused}) {
+            for (auto impl : {nn::RecurrentImplementation::graph, nn::RecurrentImplementation::fused}) {
                 CAPTURE(c.name());
-                CAPTURE(impl == nn::RNNImplementation::fused);
+                CAPTURE(impl == nn::RecurrentImplementation::fused);
                 xgrad::Generator gen(31);
                 auto layer = grid::make_layer<double>(c, gen);
                 layer->settings().implementation = impl;
@@ -368,9 +368,9 @@ TEST_CASE("checkpointed_loss gives the whole sequence's loss, final states and g
     for (const char* cell : {"rnn", "lstm", "gru", "indrnn", "leaky3"}) {
         for (const grid::Config& c : grid::full_grid(cell)) {
             if (c.bidirectional || c.batch_first || c.variable_lengths) continue;
-            for (auto impl : {nn::RNNImplementation::graph, nn::RNNImplementation::fused}) {
+            for (auto impl : {nn::RecurrentImplementation::graph, nn::RecurrentImplementation::fused}) {
                 CAPTURE(c.name());
-                CAPTURE(impl == nn::RNNImplementation::fused);
+                CAPTURE(impl == nn::RecurrentImplementation::fused);
                 xgrad::Generator gen(37);
                 auto layer = grid::make_layer<double>(c, gen);
                 layer->settings().implementation = impl;

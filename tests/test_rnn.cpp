@@ -1,6 +1,6 @@
-// RNN two ways, one answer: the graph path (primitive ops, generic backprop) against the fused
-// handwritten-BPTT kernel, over every combination of options; gradchecks; regressions for the
-// defects of the reference code; bad arguments.
+// The Elman RNN and the raw kernel: PyTorch's own numbers, the relu and batch_first gradcheck,
+// regressions for the defects of the reference code, the raw API's checks, bad arguments. What
+// every built-in cell shares (the graph-vs-fused grid, gradcheck) is in test_builtin_cells.cpp.
 #include <cmath>
 #include <malloc.h>
 
@@ -20,23 +20,9 @@ using xgrad::Tensor;
 using xgrad::Var;
 using xgrad::nn::Nonlinearity;
 using xgrad::nn::RNN;
-using xgrad::nn::RNNImplementation;
+using xgrad::nn::RecurrentImplementation;
 using xgrad::nn::RNNOptions;
 
-
-TEST_CASE("graph and fused RNN agree on outputs, states and every gradient: the full grid in double (1e-10)") {
-    for (const grid::Config& c : grid::full_grid("rnn")) {
-        CAPTURE(c.name());
-        grid::check_agreement<double>(c, 1e-10);
-    }
-}
-
-TEST_CASE("graph and fused RNN agree on the full grid in float (5e-5 absolute)") {
-    for (const grid::Config& c : grid::full_grid("rnn")) {
-        CAPTURE(c.name());
-        grid::check_agreement<float>(c, 5e-5);
-    }
-}
 
 TEST_CASE("a state dict exported from PyTorch's nn.RNN loads and gives PyTorch's outputs and gradients") {
     const auto a = RNNOptions(3, 4).num_layers(2).bidirectional(true);
@@ -50,7 +36,7 @@ TEST_CASE("a state dict exported from PyTorch's nn.RNN loads and gives PyTorch's
 }
 
 TEST_CASE("the RNN passes gradcheck in double, both implementations, with respect to input, h0 and every weight") {
-    for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
+    for (RecurrentImplementation impl : {RecurrentImplementation::graph, RecurrentImplementation::fused}) {
         for (bool relu : {false, true}) {
             xgrad::Generator gen(3);
             RNN<double> rnn(RNNOptions(3, 4).num_layers(2).bidirectional(true).batch_first(relu)
@@ -69,16 +55,16 @@ TEST_CASE("the RNN passes gradcheck in double, both implementations, with respec
 }
 
 namespace {
-using xgrad::nn::RNNSpec;
+using xgrad::nn::RecurrentSpec;
 const auto elman = xgrad::nn::make_cell<double>("rnn");  // the kernel's cell in these tests
 
 // The kernel alone, with no graph: a loss L = Σ output ⊙ w_out + Σ h_n ⊙ w_state and its gradients.
 struct KernelProblem {
-    RNNSpec spec;
+    RecurrentSpec spec;
     std::vector<Tensor<double>> weights;  // per (layer, direction): w_ih, w_hh, b_ih, b_hh
     Tensor<double> input, h0, w_out, w_state;
 
-    explicit KernelProblem(RNNSpec s, double input_scale = 1.0) : spec(s) {
+    explicit KernelProblem(RecurrentSpec s, double input_scale = 1.0) : spec(s) {
         xgrad::Generator gen(11);
         for (std::size_t l = 0; l < s.num_layers; ++l) {
             for (std::size_t d = 0; d < s.directions(); ++d) {
@@ -93,24 +79,22 @@ struct KernelProblem {
         w_out = xgrad::uniform<double>({4, 2, s.directions() * s.hidden_size}, -1, 1, gen);
         w_state = xgrad::uniform<double>(xgrad::shape_of(h0), -1, 1, gen);
     }
-    xgrad::nn::RNNWeights<double> pointers() const {
-        xgrad::nn::RNNWeights<double> w;
-        for (std::size_t k = 0; k < weights.size(); k += 4) {
-            w.weight_ih.push_back(weights[k].data());
-            w.bias_ih.push_back(weights[k + 2].data());
-            w.cell.push_back({weights[k + 1].data(), weights[k + 3].data()});  // weight_hh, bias_hh
+    xgrad::nn::RecurrentWeights<double> pointers() const {
+        xgrad::nn::RecurrentWeights<double> w;
+        for (std::size_t k = 0; k < weights.size(); k += 4) {  // registered as weight_ih, weight_hh, bias_ih, bias_hh
+            w.push_back({weights[k].data(), weights[k + 2].data(), {weights[k + 1].data(), weights[k + 3].data()}});
         }
         return w;
     }
     double loss() const {
-        xgrad::nn::RNNCache<double> cache;
-        auto r = xgrad::nn::rnn_forward(*elman, spec, pointers(), input, {&h0}, {}, {}, cache);
+        xgrad::nn::RecurrentCache<double> cache;
+        auto r = xgrad::nn::recurrent_forward(*elman, spec, pointers(), input, {&h0}, {}, {}, cache);
         return xt::sum(r.output * w_out)() + xt::sum(r.final_states[0] * w_state)();
     }
-    xgrad::nn::RNNGrads<double> grads() const {
-        xgrad::nn::RNNCache<double> cache;
-        xgrad::nn::rnn_forward(*elman, spec, pointers(), input, {&h0}, {}, {}, cache);
-        return xgrad::nn::rnn_backward(*elman, spec, pointers(), cache, w_out.data(), {w_state.data()});
+    xgrad::nn::RecurrentGrads<double> grads() const {
+        xgrad::nn::RecurrentCache<double> cache;
+        xgrad::nn::recurrent_forward(*elman, spec, pointers(), input, {&h0}, {}, {}, cache);
+        return xgrad::nn::recurrent_backward(*elman, spec, pointers(), cache, w_out.data(), {w_state.data()});
     }
     // Central difference of the loss along one entry of `target` (a member of this problem).
     Tensor<double> numeric(Tensor<double>& target) {
@@ -134,20 +118,20 @@ bool matches(const Tensor<double>& analytic, const Tensor<double>& numeric) {
 }  // namespace
 
 TEST_CASE("regression: a 2-layer kernel feeds each lower layer its own gradient, not the top layer's") {
-    RNNSpec s;
+    RecurrentSpec s;
     s.input_size = 3;
     s.hidden_size = 5;  // layer 1's input (5) differs from layer 0's (3): a mix-up cannot even type-check
     s.num_layers = 2;
     KernelProblem p(s);
     auto g = p.grads();
-    CHECK(matches(g.weight_ih[0], p.numeric(p.weights[0])));
-    CHECK(matches(g.cell[0][0], p.numeric(p.weights[1])));
-    CHECK(matches(g.bias_ih[0], p.numeric(p.weights[2])));
+    CHECK(matches(g.params[0].weight_ih, p.numeric(p.weights[0])));
+    CHECK(matches(g.params[0].cell[0], p.numeric(p.weights[1])));
+    CHECK(matches(g.params[0].bias_ih, p.numeric(p.weights[2])));
     CHECK(matches(g.input, p.numeric(p.input)));
 }
 
 TEST_CASE("regression: a non-zero h0 takes part in backward (dh0 and dW_hh at the first step)") {
-    RNNSpec s;
+    RecurrentSpec s;
     s.input_size = 3;
     s.hidden_size = 4;
     s.bidirectional = true;
@@ -155,12 +139,12 @@ TEST_CASE("regression: a non-zero h0 takes part in backward (dh0 and dW_hh at th
     auto g = p.grads();
     CHECK(xt::amax(xt::abs(g.initial_states[0]))() > 1e-3);
     CHECK(matches(g.initial_states[0], p.numeric(p.h0)));
-    CHECK(matches(g.cell[0][0], p.numeric(p.weights[1])));
-    CHECK(matches(g.cell[1][0], p.numeric(p.weights[5])));
+    CHECK(matches(g.params[0].cell[0], p.numeric(p.weights[1])));
+    CHECK(matches(g.params[1].cell[0], p.numeric(p.weights[5])));
 }
 
 TEST_CASE("regression: batch_first is honoured in backward, in both implementations") {
-    for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
+    for (RecurrentImplementation impl : {RecurrentImplementation::graph, RecurrentImplementation::fused}) {
         xgrad::Generator gen(8);
         RNN<double> rnn(RNNOptions(3, 4).batch_first(true).implementation(impl), gen);
         Tensor<double> x = xgrad::uniform<double>({2, 5, 3}, -1, 1, gen);  // (B, T, I) with B != T
@@ -173,7 +157,7 @@ TEST_CASE("regression: batch_first is honoured in backward, in both implementati
 }
 
 TEST_CASE("regression: backward leaves the caller's upstream gradients untouched") {
-    RNNSpec s;
+    RecurrentSpec s;
     s.input_size = 3;
     s.hidden_size = 4;
     s.num_layers = 2;
@@ -185,29 +169,29 @@ TEST_CASE("regression: backward leaves the caller's upstream gradients untouched
 }
 
 TEST_CASE("regression: tanh of large negative inputs is -1, not NaN, with finite gradients") {
-    RNNSpec s;
+    RecurrentSpec s;
     s.input_size = 3;
     s.hidden_size = 4;
     KernelProblem p(s, 1000.0);  // pre-activations of magnitude ~ 1000
-    xgrad::nn::RNNCache<double> cache;
-    auto r = xgrad::nn::rnn_forward(*elman, s, p.pointers(), p.input, {&p.h0}, {}, {}, cache);
+    xgrad::nn::RecurrentCache<double> cache;
+    auto r = xgrad::nn::recurrent_forward(*elman, s, p.pointers(), p.input, {&p.h0}, {}, {}, cache);
     CHECK(xt::all(xt::isfinite(r.output)));
     CHECK(xt::all(xt::equal(xt::abs(r.output), 1.0) || xt::abs(r.output) < 1.0));
     CHECK(xt::amin(r.output)() == -1.0);
     auto g = p.grads();
     CHECK(xt::all(xt::isfinite(g.input)));
-    CHECK(xt::all(xt::isfinite(g.cell[0][0])));
+    CHECK(xt::all(xt::isfinite(g.params[0].cell[0])));
 }
 
 TEST_CASE("the raw kernel API validates weight lists, spec and cache before BLAS reads anything") {
-    RNNSpec s;
+    RecurrentSpec s;
     s.input_size = 3;
     s.hidden_size = 4;
     s.num_layers = 2;
     KernelProblem p(s);
-    xgrad::nn::RNNCache<double> cache;
-    auto forward = [&](const xgrad::nn::RNNWeights<double>& w, const RNNSpec& spec) {
-        return xgrad::nn::rnn_forward(*elman, spec, w, p.input, {&p.h0}, {}, {}, cache);
+    xgrad::nn::RecurrentCache<double> cache;
+    auto forward = [&](const xgrad::nn::RecurrentWeights<double>& w, const RecurrentSpec& spec) {
+        return xgrad::nn::recurrent_forward(*elman, spec, w, p.input, {&p.h0}, {}, {}, cache);
     };
     auto with = [&](auto edit) {
         auto w = p.pointers();
@@ -215,43 +199,43 @@ TEST_CASE("the raw kernel API validates weight lists, spec and cache before BLAS
         return w;
     };
     using E = std::invalid_argument;
-    CHECK_THROWS_WITH_AS(forward({}, s), "rnn_forward: 0 pointers given for weight_ih, expected 2 (num_layers * directions)", E);
-    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.cell.pop_back(); }), s), doctest::Contains("1 lists of the cell's parameters given"), E);
-    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.cell[1].pop_back(); }), s),
+    CHECK_THROWS_WITH_AS(forward({}, s), "recurrent_forward: weights for 0 (layer, direction) pairs given, expected 2 (num_layers * directions)", E);
+    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.pop_back(); }), s), doctest::Contains("weights for 1 (layer, direction) pairs given"), E);
+    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w[1].cell.pop_back(); }), s),
                          doctest::Contains("1 pointers given for the RNN cell's parameters of layer 1, expected 2"), E);
-    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.cell[0][0] = nullptr; }), s), "rnn_forward: weight_hh[0] is null", E);
-    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.bias_ih.clear(); }), s), doctest::Contains("for bias_ih, expected 2"), E);
-    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w.weight_ih[1] = nullptr; }), s), "rnn_forward: weight_ih[1] is null", E);
-    RNNSpec no_bias = s;
+    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w[0].cell[0] = nullptr; }), s), "recurrent_forward: weight_hh[0] is null", E);
+    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w[1].bias_ih = nullptr; }), s), "recurrent_forward: bias_ih[1] is null", E);
+    CHECK_THROWS_WITH_AS(forward(with([](auto& w) { w[1].weight_ih = nullptr; }), s), "recurrent_forward: weight_ih[1] is null", E);
+    RecurrentSpec no_bias = s;
     no_bias.bias = false;
-    CHECK_THROWS_WITH_AS(forward(p.pointers(), no_bias), doctest::Contains("for bias_ih, expected 0 (num_layers * directions, none without bias)"), E);
-    RNNSpec empty = s;
+    CHECK_THROWS_WITH_AS(forward(p.pointers(), no_bias), "recurrent_forward: bias_ih[0] is given, but there are no biases", E);
+    RecurrentSpec empty = s;
     empty.hidden_size = 0;
     CHECK_THROWS_WITH_AS(forward(p.pointers(), empty), doctest::Contains("must all be positive"), E);
 
     // A cache from another spec (input_size, layers, cell) is refused by backward.
     forward(p.pointers(), s);
-    auto backward = [&](const RNNSpec& spec, const xgrad::nn::RNNCache<double>& c) {
-        return xgrad::nn::rnn_backward(*elman, spec, p.pointers(), c, p.w_out.data(), {p.w_state.data()});
+    auto backward = [&](const RecurrentSpec& spec, const xgrad::nn::RecurrentCache<double>& c) {
+        return xgrad::nn::recurrent_backward(*elman, spec, p.pointers(), c, p.w_out.data(), {p.w_state.data()});
     };
     CHECK_NOTHROW(backward(s, cache));
-    RNNSpec wider = s;
+    RecurrentSpec wider = s;
     wider.input_size = 5;
     CHECK_THROWS_WITH_AS(backward(wider, cache), doctest::Contains("layer 0 input of shape (4, 2, 3), expected (4, 2, 5)"), E);
     const auto lstm = xgrad::nn::make_cell<double>("lstm");
-    CHECK_THROWS_WITH_AS(xgrad::nn::rnn_backward(*lstm, s, p.pointers(), cache, p.w_out.data(), {p.w_state.data()}),
-                         doctest::Contains("the cache does not come from rnn_forward with this spec (2 states buffers, expected 4)"), E);
+    CHECK_THROWS_WITH_AS(xgrad::nn::recurrent_backward(*lstm, s, p.pointers(), cache, p.w_out.data(), {p.w_state.data()}),
+                         doctest::Contains("the cache does not come from recurrent_forward with this spec (2 states buffers, expected 4)"), E);
     auto damaged = cache;
     damaged.lengths.pop_back();
     CHECK_THROWS_WITH_AS(backward(s, damaged), doctest::Contains("1 lengths for a batch of 2"), E);
     damaged = cache;
     damaged.states[1] = Tensor<double>::from_shape({2, 2, 4});
     CHECK_THROWS_WITH_AS(backward(s, damaged), doctest::Contains("states of shape (2, 2, 4), expected (5, 2, 4)"), E);
-    CHECK_THROWS_AS(backward(s, xgrad::nn::RNNCache<double>{}), E);
+    CHECK_THROWS_AS(backward(s, xgrad::nn::RecurrentCache<double>{}), E);
 }
 
 TEST_CASE("variable lengths: outputs are zero past each end and h_n is the state at each sequence's own last step") {
-    for (RNNImplementation impl : {RNNImplementation::graph, RNNImplementation::fused}) {
+    for (RecurrentImplementation impl : {RecurrentImplementation::graph, RecurrentImplementation::fused}) {
         xgrad::Generator gen(4);
         RNN<double> rnn(RNNOptions(3, 4).bidirectional(true).implementation(impl), gen);
         Tensor<double> x = xgrad::uniform<double>({5, 2, 3}, -1, 1, gen);
@@ -272,7 +256,7 @@ TEST_CASE("inter-layer dropout: both implementations apply the same masks and ag
     for (int i = 0; i < 2; ++i) {
         xgrad::Generator gen(21);  // same weights and the same dropout generator in both models
         RNN<double> rnn(RNNOptions(3, 4).num_layers(3).dropout(0.5)
-                            .implementation(i == 0 ? RNNImplementation::graph : RNNImplementation::fused), gen);
+                            .implementation(i == 0 ? RecurrentImplementation::graph : RecurrentImplementation::fused), gen);
         Graph<double> g;
         auto x = g.constant(xgrad::uniform<double>({6, 2, 3}, -1, 1, gen));
         auto [output, h_n] = rnn.forward(x);
@@ -358,27 +342,27 @@ TEST_CASE("RNNCell is one step of RNN") {
 }
 
 TEST_CASE("per-step gradient norms: both implementations agree, and a small W_hh makes them vanish") {
-    xgrad::nn::RNNVerifyOptions o;
+    xgrad::nn::RecurrentVerifyOptions o;
     o.steps = 30;
     o.loss_at_last_step_only = true;
     o.finite_differences = false;
     o.recurrent_scale = 0.5;
-    auto vanishing = xgrad::nn::verify_rnn_gradients(o);
+    auto vanishing = xgrad::nn::verify_recurrent_gradients(o);
     CHECK(vanishing.passed);
     const auto& n = vanishing.hidden_grad_norms_graph;
     CHECK(n(0, 0) < 1e-6 * n(0, 29));
     o.recurrent_scale = 3.0;
-    auto large = xgrad::nn::verify_rnn_gradients(o);
+    auto large = xgrad::nn::verify_recurrent_gradients(o);
     CHECK(large.passed);
     CHECK(large.hidden_grad_norms_graph(0, 0) > 1e-2 * large.hidden_grad_norms_graph(0, 29));
 }
 
 TEST_CASE("the verification report passes correct gradients and fails when its bar cannot be met") {
-    xgrad::nn::RNNVerifyOptions o;
+    xgrad::nn::RecurrentVerifyOptions o;
     o.num_layers = 2;
     o.bidirectional = true;
     o.lengths = {6, 2, 4};
-    auto report = xgrad::nn::verify_rnn_gradients(o);
+    auto report = xgrad::nn::verify_recurrent_gradients(o);
     CHECK(report.passed);
     for (const auto& p : report.parameters) {
         CAPTURE(p.name);
@@ -386,5 +370,5 @@ TEST_CASE("the verification report passes correct gradients and fails when its b
         CHECK(p.graph_vs_numeric.max_abs <= 1e-6);
     }
     o.agreement = -1;  // an impossible bar must fail
-    CHECK_FALSE(xgrad::nn::verify_rnn_gradients(o).passed);
+    CHECK_FALSE(xgrad::nn::verify_recurrent_gradients(o).passed);
 }

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <fmt/format.h>
 
+#include "memory_estimate.hpp"
+
 namespace charlm {
 
 namespace {

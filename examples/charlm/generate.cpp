@@ -34,7 +34,7 @@ double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids, const 
     const bool was_training = model.is_training();
     const auto impl = model.rnn.settings().implementation;
     model.eval();
-    model.rnn.settings().implementation = xgrad::nn::RNNImplementation::fused;  // same numbers, faster
+    model.rnn.settings().implementation = xgrad::nn::RecurrentImplementation::fused;  // same numbers, faster
     xgrad::NoGradGuard no_grad;
     State state = model.zero_state(mine);
     double nats = 0;

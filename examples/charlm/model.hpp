@@ -31,13 +31,6 @@ struct Config {
 
 // Parameters of the model for this configuration and vocabulary size.
 std::size_t parameter_count(const Config& config, std::size_t vocabulary);
-// An upper bound on the peak memory of `train` (either implementation) with this configuration on a
-// corpus of `corpus_chars` characters: the process, the text, parameters with gradients and
-// optimizer state, and the larger of a training step's and a validation chunk's activations.
-double training_memory_bytes(const Config& config, std::size_t vocabulary, std::size_t corpus_chars);
-// Refuses, with one line giving the estimate and the limit (80% of RAM), a model whose training
-// could need more memory than that.
-void check_memory(const Config& config, std::size_t vocabulary, std::size_t corpus_chars, const std::string& where);
 
 // The recurrent state carried from chunk to chunk: h, and c for an LSTM (empty otherwise).
 struct State {
@@ -87,5 +80,8 @@ class CharLM : public xgrad::nn::Module<float> {
 std::vector<std::string> optimizer_names();
 std::unique_ptr<xgrad::optim::Optimizer<float>> make_optimizer(const std::string& name,
                                                                std::vector<xgrad::Parameter<float>> params, double lr);
+// Floats of state the optimizer `name` keeps per parameter, as the memory estimate counts them
+// (memory_estimate.hpp). An unknown name throws InputError.
+double optimizer_state_per_parameter(const std::string& name);
 
 }  // namespace charlm

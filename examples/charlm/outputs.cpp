@@ -9,9 +9,11 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
+#include <string_view>
 
 #include <fmt/format.h>
-#include <xgrad/tensor/safetensors.hpp>
+#include <xgrad/tensor/atomic_file.hpp>
 
 namespace charlm {
 

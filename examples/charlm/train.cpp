@@ -7,21 +7,22 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <numbers>
 #include <optional>
-#include <string_view>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
 #include "../guards.hpp"
 #include "checkpoint.hpp"
+#include "memory_estimate.hpp"
 #include "outputs.hpp"
+#include "progress.hpp"
+#include "ranks.hpp"
 #include "training.hpp"
 
 namespace charlm {
@@ -57,36 +58,6 @@ class Streams {
     std::size_t seq_, length_;
 };
 
-// Rows [first, first + count) of a carried state (layers, B, hidden): one rank's streams.
-State rows_of(const State& full, std::size_t first, std::size_t count) {
-    auto part = [&](const xgrad::Tensor<float>& t) {
-        if (t.dimension() != 3) return t;
-        xgrad::Tensor<float> out = xgrad::Tensor<float>::from_shape({t.shape(0), count, t.shape(2)});
-        for (std::size_t l = 0; l < t.shape(0); ++l) {
-            const float* from = t.data() + (l * t.shape(1) + first) * t.shape(2);
-            std::copy(from, from + count * t.shape(2), out.data() + l * count * t.shape(2));
-        }
-        return out;
-    };
-    return {part(full.h), part(full.c)};
-}
-
-// A generator's seed for rank r at a step: ranks other than 0 draw their own dropout masks, the
-// same in every run (a resumed one too) of the same seed and ranks.
-std::uint64_t rank_seed(std::uint64_t seed, int rank, std::int64_t step) {
-    std::uint64_t x = seed ^ (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(rank)) ^ (static_cast<std::uint64_t>(step) << 20);
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;  // splitmix64's finaliser
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
-std::string duration(double seconds) {
-    if (!std::isfinite(seconds) || seconds < 0) return "-";
-    const auto s = static_cast<long>(seconds + 0.5);
-    return s >= 3600 ? fmt::format("{}h{:02}m", s / 3600, s / 60 % 60) : fmt::format("{}m{:02}s", s / 60, s % 60);
-}
-
-std::string bpc_text(double bpc) { return std::isnan(bpc) ? "-" : fmt::format("{:.4f}", bpc); }
 // One run of `train`, in four parts: preparation (every check, then the lock, the model and the
 // optimizer), a training step, an evaluation, and reporting.
 class TrainingRun {
@@ -359,56 +330,28 @@ class TrainingRun {
     // Every rank's streams' states go into the checkpoint (a collective); rank 0 writes it.
     void save() {
         TrainingState whole = state_;
-        whole.carried = {gather_rows(state_.carried.h), gather_rows(state_.carried.c)};
+        whole.carried = {gather_rows(state_.carried.h, ranks_), gather_rows(state_.carried.c, ranks_)};
         if (ranks_.rank() == 0) save_checkpoint(out_, whole, *model_, *optimizer_);
         saved_at_ = state_.step;
     }
 
-    // (layers, B / ranks, hidden) on each rank -> (layers, B, hidden), streams in rank order.
-    xgrad::Tensor<float> gather_rows(const xgrad::Tensor<float>& part) const {
-        if (part.dimension() != 3 || ranks_.size() == 1) return part;
-        const std::vector<float> all = ranks_.all_gather(std::span<const float>(part.data(), part.size()));
-        const std::size_t layers = part.shape(0), rows = part.shape(1), hidden = part.shape(2);
-        const auto ranks = static_cast<std::size_t>(ranks_.size());
-        xgrad::Tensor<float> whole = xgrad::Tensor<float>::from_shape({layers, rows * ranks, hidden});
-        for (std::size_t r = 0; r < ranks; ++r) {
-            for (std::size_t l = 0; l < layers; ++l) {
-                const float* from = all.data() + (r * layers + l) * rows * hidden;
-                std::copy(from, from + rows * hidden, whole.data() + (l * rows * ranks + r * rows) * hidden);
-            }
-        }
-        return whole;
-    }
-
-    // A live line on a terminal (rewritten in place at most ten times a second, cut to the
-    // terminal's width so that it never wraps); every 100 steps and at each evaluation on a pipe.
+    // Where the run stands after a step, on rank 0's progress line (`seconds`: when the step ended).
     void report_progress(double seconds, bool last) {
-        const bool evaluated = args_.eval_every > 0 && state_.step % args_.eval_every == 0;
-        if (terminal_ && !last && !evaluated && seconds - shown_at_ < 0.1) return;
-        shown_at_ = seconds;
-        double eta = seconds / static_cast<double>(state_.step - first_step_) * static_cast<double>(total_steps_ - state_.step);
-        if (args_.time_limit) eta = std::min(eta, *args_.time_limit - seconds);
-        const std::string line = fmt::format("step {} loss {:.4f} train {:.3f} bpc val {} bpc {:.0f} chars/s ETA {}", state_.step,
-                                             train_loss_, train_loss_ / std::numbers::ln2, bpc_text(val_bpc_),
-                                             chars_per_second(seconds), duration(eta));
-        if (terminal_) {
-            winsize size{};
-            const std::size_t width = ::ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 1 ? size.ws_col - 1 : 79;
-            const std::string_view shown = std::string_view(line).substr(0, width);
-            if (dumb_terminal_) {  // no escape sequences: spaces over the rest of the old line
-                fmt::print(stderr, "\r{:<{}}", shown, width);
-            } else {
-                fmt::print(stderr, "\r{}\x1b[K", shown);  // ESC [K: clear the rest of the line
-            }
-        } else if (state_.step % 100 == 0 || evaluated) {
-            fmt::print(stderr, "{}\n", line);
-        }
+        progress_line_.report({.step = state_.step,
+                               .first_step = first_step_,
+                               .total_steps = total_steps_,
+                               .eval_every = args_.eval_every,
+                               .time_limit = args_.time_limit,
+                               .train_loss = train_loss_,
+                               .val_bpc = val_bpc_,
+                               .chars_per_second = chars_per_second(seconds)},
+                              seconds, last);
     }
 
     // The final save, validation and summary.
     int finish(bool interrupted) {
         const bool printing = ranks_.rank() == 0;
-        if (terminal_ && printing) fmt::print(stderr, "\n");
+        if (printing) progress_line_.end();
         save();  // first: a second Ctrl-C during the evaluation below may end the process at once
         const double seconds = elapsed(), rate = chars_per_second(seconds);
         if (interrupted && printing) {
@@ -464,14 +407,9 @@ class TrainingRun {
     std::int64_t total_steps_ = 0, first_step_ = 0;
     std::optional<MetricsFile> metrics_;
     xgrad::Indices inputs_, targets_;  // (seq, batch), reused by every step
-    const bool terminal_ = ::isatty(STDERR_FILENO) != 0;
-    const bool dumb_terminal_ = [] {
-        const char* term = std::getenv("TERM");
-        return term == nullptr || std::string_view(term) == "dumb";
-    }();
+    ProgressLine progress_line_;  // rank 0 prints it
     Clock::time_point start_;
     double train_loss_ = NAN, val_bpc_ = NAN;
-    double shown_at_ = -1;  // when the terminal's progress line was last written (training seconds)
     double allreduce_seconds_ = 0;  // this rank's, in average_gradients
     std::int64_t evaluated_at_ = -1, saved_at_ = -1;  // steps of the last evaluation and save
 };

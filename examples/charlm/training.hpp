@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "corpus.hpp"
+#include "memory_estimate.hpp"  // training_memory_bytes, check_memory: in model.hpp before, so includers keep them
 #include "model.hpp"
 
 namespace charlm {

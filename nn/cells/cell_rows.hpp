@@ -5,7 +5,7 @@
 #pragma once
 
 #include "../../tensor/simd.hpp"
-#include "../rnn_kernel.hpp"
+#include "../fused_cell.hpp"
 
 /// At the end of a cell's _rows.cpp, inside namespace xgrad::nn::cells::XGRAD_ISA_NAMESPACE.
 #define XGRAD_INSTANTIATE_CELL_ROWS(prefix)                                       \
