@@ -11,6 +11,7 @@
 #include "../tensor/isa_kernels.hpp"
 #include "../tensor/random.hpp"
 #include "ops.hpp"
+#include "../tensor/instantiate.hpp"
 
 namespace xgrad {
 
@@ -339,7 +340,7 @@ double accuracy(const Var<T>& logits, const Indices& targets, CrossEntropyOption
     return counted > 0 ? correct / counted : std::numeric_limits<double>::quiet_NaN();
 }
 
-#define XGRAD_INSTANTIATE(T)                                                                                   \
+#define OPS_LOSS_INSTANCES(T)                                                                                   \
     template double accuracy(const Var<T>&, const Indices&, CrossEntropyOptions, const std::optional<Tensor<Scalar<T>>>&); \
     template Var<T> cross_entropy(const Var<T>&, const Indices&, CrossEntropyOptions,                          \
                                   const std::optional<Tensor<Scalar<T>>>&);                                            \
@@ -351,8 +352,6 @@ double accuracy(const Var<T>& logits, const Indices& targets, CrossEntropyOption
                                                      const std::optional<Tensor<T>>&);                                   \
     template Var<T> embedding(const Var<T>&, const Indices&);                                                 \
     template Var<T> dropout(const Var<T>&, double, Generator&, bool);
-XGRAD_INSTANTIATE(float)
-XGRAD_INSTANTIATE(double)
-#undef XGRAD_INSTANTIATE
+XGRAD_FOR_FLOAT_AND_DOUBLE(OPS_LOSS_INSTANCES)
 
 }  // namespace xgrad

@@ -11,6 +11,7 @@
 
 #include "axis_split.hpp"
 #include "ops.hpp"
+#include "../tensor/instantiate.hpp"
 
 namespace xgrad {
 
@@ -267,7 +268,7 @@ Var<T> log_softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
     }, Saves::output_only());
 }
 
-#define XGRAD_INSTANTIATE(T)                                                           \
+#define OPS_REDUCE_INSTANCES(T)                                                           \
     template Var<T> sum(const Var<T>&);                                                \
     template Var<T> sum(const Var<T>&, const std::vector<std::ptrdiff_t>&, bool);      \
     template Var<T> mean(const Var<T>&);                                               \
@@ -277,8 +278,6 @@ Var<T> log_softmax(const Var<T>& a, std::ptrdiff_t axis_arg) {
     template TopK<T> topk(const Var<T>&, std::int64_t, std::ptrdiff_t, bool);                          \
     template Var<T> softmax(const Var<T>&, std::ptrdiff_t);                            \
     template Var<T> log_softmax(const Var<T>&, std::ptrdiff_t);
-XGRAD_INSTANTIATE(float)
-XGRAD_INSTANTIATE(double)
-#undef XGRAD_INSTANTIATE
+XGRAD_FOR_FLOAT_AND_DOUBLE(OPS_REDUCE_INSTANCES)
 
 }  // namespace xgrad

@@ -8,6 +8,7 @@
 #include "../tensor/linalg.hpp"
 #include "axis_split.hpp"
 #include "ops.hpp"
+#include "../tensor/instantiate.hpp"
 
 namespace xgrad {
 
@@ -247,7 +248,7 @@ std::vector<Var<T>> split(const Var<T>& a, std::size_t split_size, std::ptrdiff_
     return split(a, sizes, static_cast<std::ptrdiff_t>(axis));
 }
 
-#define XGRAD_INSTANTIATE(T)                                                                                 \
+#define OPS_SHAPE_INSTANCES(T)                                                                                 \
     template Var<T> permute(const Var<T>&, const std::vector<std::size_t>&);                                \
     template Var<T> transpose(const Var<T>&, std::ptrdiff_t, std::ptrdiff_t);                               \
     template Var<T> reshape(const Var<T>&, const std::vector<std::ptrdiff_t>&);                             \
@@ -257,8 +258,6 @@ std::vector<Var<T>> split(const Var<T>& a, std::size_t split_size, std::ptrdiff_
     template Var<T> select(const Var<T>&, std::ptrdiff_t, std::ptrdiff_t);                                  \
     template std::vector<Var<T>> split(const Var<T>&, const std::vector<std::size_t>&, std::ptrdiff_t);     \
     template std::vector<Var<T>> split(const Var<T>&, std::size_t, std::ptrdiff_t);
-XGRAD_INSTANTIATE(float)
-XGRAD_INSTANTIATE(double)
-#undef XGRAD_INSTANTIATE
+XGRAD_FOR_FLOAT_AND_DOUBLE(OPS_SHAPE_INSTANCES)
 
 }  // namespace xgrad

@@ -1,10 +1,10 @@
-# Doxygen input filter for README.md (docs/Doxyfile.in, FILTER_PATTERNS), which also fixes the
-# README's links into the reference for the pages (at the end). It gives every heading below
-# the title the id GitHub gives it, so that the README's links to its own sections, such as
-# [many-to-one](#many-to-one-classifying-padded-sequences), resolve in the HTML as they do on GitHub.
-# Doxygen 1.9 names headings autotoc_mdN instead (1.10's MARKDOWN_ID_STYLE = GITHUB does what this
-# does). Only the text doxygen reads changes; headings that carry an id already, and code fences, are
-# left as they are.
+# Doxygen input filter for README.md and the pages of docs/ (docs/Doxyfile.in, FILTER_PATTERNS),
+# which also fixes their links for the pages (at the end). It gives every heading below the title
+# the id GitHub gives it, so that links to sections, such as the README's
+# [many-to-one](docs/sequences-and-attention.md#many-to-one-classifying-padded-sequences), resolve
+# in the HTML as they do on GitHub. Doxygen 1.9 names headings autotoc_mdN instead (1.10's
+# MARKDOWN_ID_STYLE = GITHUB does what this does). Only the text doxygen reads changes; headings that
+# carry an id already, and code fences, are left as they are.
 #
 # GitHub's rule: lower case, every character but letters, digits, spaces, '-' and '_' dropped,
 # spaces turned into '-', and "-1", "-2", ... appended to repeats. (Non-ASCII letters, which GitHub
@@ -29,4 +29,9 @@
 # The README links the reference's pages where a checkout has them, under build/docs/html/; in the
 # pages themselves (in the build tree, or installed to share/doc/xgrad/html) they lie beside it.
 !fence { gsub(/\]\(build\/docs\/html\//, "](") }
+# A link to a section of a page, [text](charlm.md#the-checkpoint-format) or ../README.md#api-reference,
+# keeps only its anchor: doxygen 1.9 writes a link to another page's anchor as it stands (a file
+# that is not in the HTML), while its section labels are global, so [text](#anchor) reaches the
+# heading on whichever page holds it, and warns when none does.
+!fence { gsub(/\]\([^):#]*\.md#/, "](#") }
 { print }

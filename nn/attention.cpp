@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "../autograd/ops.hpp"
+#include "../tensor/instantiate.hpp"
 
 namespace xgrad::nn {
 
@@ -107,12 +108,10 @@ AttentionOutput<T> AdditiveAttention<T>::forward(const Var<T>& query, const Var<
     return {select(matmul(weights, values), 1, 0), select(weights, 1, 0)};
 }
 
-#define XGRAD_INSTANTIATE(T)                                                                                      \
+#define ATTENTION_INSTANCES(T)                                                                                      \
     template AttentionOutput<T> dot_product_attention(const Var<T>&, const Var<T>&, const Var<T>&,                \
                                                       const Mask&, bool);                             \
     template class AdditiveAttention<T>;
-XGRAD_INSTANTIATE(float)
-XGRAD_INSTANTIATE(double)
-#undef XGRAD_INSTANTIATE
+XGRAD_FOR_FLOAT_AND_DOUBLE(ATTENTION_INSTANCES)
 
 }  // namespace xgrad::nn

@@ -9,6 +9,7 @@
 
 #include "../tensor/linalg.hpp"
 #include "recurrent_kernel_parts.hpp"
+#include "../tensor/instantiate.hpp"
 
 namespace xgrad::nn {
 
@@ -66,9 +67,9 @@ struct WeightInput {
 
 // The gradients of weights that see the same δ (`count` rows, ld_delta apart), in one product: δᵀ ·
 // [X_1 | X_2 | ...], then split. Computed as ([X_1 | ...]ᵀ · δ)ᵀ, which reads the large δ along its
-// rows, where δᵀ · X walks it down its columns (measured slower by half on oneDNN's sgemm:
-// BENCHMARKS.md). Joined, the narrow input weight rides along with W_hh's product instead of
-// running at a lower rate alone.
+// rows, where δᵀ · X walks it down its columns, which oneDNN's sgemm runs at half the rate
+// (measured in commit b69d95e). Joined, the narrow input weight rides along with W_hh's product
+// instead of running at a lower rate alone.
 template <class T>
 void weight_gradients(std::size_t rows, std::size_t count, const T* delta, std::size_t ld_delta, const std::vector<WeightInput<T>>& inputs) {
     if (inputs.empty()) return;
@@ -316,13 +317,11 @@ RecurrentGrads<T> recurrent_backward(const FusedCell<T>& cell, const RecurrentSp
     return backward(cell, spec, w, cache, d_output, d_final_states, need_input_grad, gates_out);
 }
 
-#define XGRAD_INSTANTIATE(T)                                                                                           \
+#define RECURRENT_BACKWARD_INSTANCES(T)                                                                                           \
     template RecurrentGrads<T> recurrent_backward(const FusedCell<T>&, const RecurrentSpec&, const RecurrentWeights<T>&, \
                                                   const RecurrentCache<T>&, const T*, const std::vector<const T*>&, bool); \
     template RecurrentGrads<T> recurrent_backward(const FusedCell<T>&, const RecurrentSpec&, const RecurrentWeights<T>&, \
                                                   RecurrentCache<T>&&, const T*, const std::vector<const T*>&, bool);
-XGRAD_INSTANTIATE(float)
-XGRAD_INSTANTIATE(double)
-#undef XGRAD_INSTANTIATE
+XGRAD_FOR_FLOAT_AND_DOUBLE(RECURRENT_BACKWARD_INSTANCES)
 
 }  // namespace xgrad::nn

@@ -8,6 +8,7 @@
 
 #include "../autograd/ops.hpp"
 #include "recurrent_kernel.hpp"
+#include "../tensor/instantiate.hpp"
 
 namespace xgrad::nn {
 
@@ -146,13 +147,11 @@ RecurrentOutput<T> recurrent_fused(std::shared_ptr<const FusedCell<T>> cell, con
     return out;
 }
 
-#define XGRAD_INSTANTIATE(T)                                                                                           \
+#define RECURRENT_FUSED_INSTANCES(T)                                                                                           \
     template RecurrentOutput<T> recurrent_fused(std::shared_ptr<const FusedCell<T>>, const RecurrentSpec&, const Var<T>&, \
                                           const std::vector<Var<T>>&, const std::vector<DirectionParameters<Var<T>>>&, \
                                           const std::vector<std::int64_t>&, std::vector<Tensor<T>>,                    \
                                           std::shared_ptr<Tensor<T>>, const Indices*);
-XGRAD_INSTANTIATE(float)
-XGRAD_INSTANTIATE(double)
-#undef XGRAD_INSTANTIATE
+XGRAD_FOR_FLOAT_AND_DOUBLE(RECURRENT_FUSED_INSTANCES)
 
 }  // namespace xgrad::nn

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "../tensor/linalg.hpp"
+#include "../tensor/instantiate.hpp"
 
 namespace xgrad::nn {
 
@@ -127,14 +128,12 @@ void InputProjection<T>::one_hot_weight_gradient(const T* delta, T* g) const {
     transpose_raw(in, gates_h, transposed.data(), g, in);
 }
 
-#define XGRAD_INSTANTIATE(T)                                                                                           \
+#define RECURRENT_KERNEL_PARTS_INSTANCES(T)                                                                                           \
     template RecurrentIndices checked_cell(std::string_view, const FusedCell<T>&, std::size_t);                         \
     template RecurrentIndices check_spec(std::string_view, const FusedCell<T>&, const RecurrentSpec&);                   \
     template void check_weights(std::string_view, const FusedCell<T>&, const RecurrentSpec&, const RecurrentWeights<T>&); \
     template struct InputProjection<T>;
-XGRAD_INSTANTIATE(float)
-XGRAD_INSTANTIATE(double)
-#undef XGRAD_INSTANTIATE
+XGRAD_FOR_FLOAT_AND_DOUBLE(RECURRENT_KERNEL_PARTS_INSTANCES)
 
 }  // namespace kernel
 

@@ -7,6 +7,7 @@
 #include "../autograd/checkpoint.hpp"
 #include "../autograd/ops.hpp"
 #include "recurrent.hpp"
+#include "../tensor/instantiate.hpp"
 
 namespace xgrad::nn {
 
@@ -138,7 +139,7 @@ typename RecurrentBase<T>::SegmentedLoss RecurrentBase<T>::checkpointed_loss(Gra
     return out;
 }
 
-#define XGRAD_INSTANTIATE(T)                                                                                              \
+#define RECURRENT_SEGMENTS_INSTANCES(T)                                                                                              \
     template void RecurrentBase<T>::check_segmentable(std::string_view) const;                                         \
     template std::vector<Var<T>> RecurrentBase<T>::entering_states(Tape<T>&, const std::vector<Var<T>>&, std::size_t) const; \
     template RecurrentOutput<T> RecurrentBase<T>::run_segments(Tape<T>&, const Var<T>&, const Indices*,                \
@@ -147,8 +148,6 @@ typename RecurrentBase<T>::SegmentedLoss RecurrentBase<T>::checkpointed_loss(Gra
     template RecurrentBase<T>::SegmentedLoss RecurrentBase<T>::checkpointed_loss(Graph<T>&, const Indices&,             \
                                                                                  const std::vector<Var<T>>&, std::size_t, \
                                                                                  SegmentLossFn, const std::vector<Generator*>&);
-XGRAD_INSTANTIATE(float)
-XGRAD_INSTANTIATE(double)
-#undef XGRAD_INSTANTIATE
+XGRAD_FOR_FLOAT_AND_DOUBLE(RECURRENT_SEGMENTS_INSTANCES)
 
 }  // namespace xgrad::nn

@@ -6,6 +6,7 @@
 #include <fmt/ranges.h>
 
 #include "../autograd/ops.hpp"
+#include "../tensor/instantiate.hpp"
 
 namespace xgrad::nn {
 
@@ -202,7 +203,7 @@ Var<T> GRUCell<T>::forward(const Var<T>& input, const Var<T>& hx) const {
     return this->step(input, hx.defined() ? std::vector<Var<T>>{hx} : std::vector<Var<T>>{})[0];
 }
 
-#define XGRAD_INSTANTIATE(T)                                                                                            \
+#define RNN_INSTANCES(T)                                                                                            \
     template std::shared_ptr<const AnyCell<T>> make_cell<T>(std::string_view, Nonlinearity);                            \
     template std::unique_ptr<RecurrentBase<T>> make_recurrent<T>(std::string_view, const RecurrentOptions&, Generator&); \
     template class RNN<T>;                                                                                              \
@@ -212,8 +213,6 @@ Var<T> GRUCell<T>::forward(const Var<T>& input, const Var<T>& hx) const {
     template class RNNCell<T>;                                                                                          \
     template class LSTMCell<T>;                                                                                         \
     template class GRUCell<T>;
-XGRAD_INSTANTIATE(float)
-XGRAD_INSTANTIATE(double)
-#undef XGRAD_INSTANTIATE
+XGRAD_FOR_FLOAT_AND_DOUBLE(RNN_INSTANCES)
 
 }  // namespace xgrad::nn

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "../autograd/ops.hpp"
+#include "../tensor/instantiate.hpp"
 
 namespace xgrad::nn {
 
@@ -100,11 +101,9 @@ PaddedIndices pad_sequences(const std::vector<Indices>& sequences, bool batch_fi
     return out;
 }
 
-#define XGRAD_INSTANTIATE(T)                                                                                      \
+#define SEQUENCES_INSTANCES(T)                                                                                      \
     template PaddedSequences<T> pad_sequences(const std::vector<Var<T>>&, bool, std::type_identity_t<T>);         \
     template std::vector<Var<T>> unpad_sequences(const Var<T>&, const std::vector<std::int64_t>&, bool);
-XGRAD_INSTANTIATE(float)
-XGRAD_INSTANTIATE(double)
-#undef XGRAD_INSTANTIATE
+XGRAD_FOR_FLOAT_AND_DOUBLE(SEQUENCES_INSTANCES)
 
 }  // namespace xgrad::nn

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "../tensor/threads.hpp"
 #include "parse.hpp"
@@ -43,14 +44,38 @@ Optimizer<T>::Optimizer(std::string name, std::vector<ParamGroup<T>> groups, dou
         throw std::invalid_argument(fmt::format("{}: no parameters in any of its {} group{} (torch: optimizer got an empty parameter list)",
                                                 name_, groups.size(), groups.size() == 1 ? "" : "s"));
     }
-    buffers_.resize(buffer_names_.size());
-    for (auto& per_param : buffers_) {
-        for (const auto& p : params_) {
-            Tensor<T> zeros = Tensor<T>::from_shape(p.value().shape());
-            zeros.fill(T(0));
-            per_param.push_back(std::move(zeros));
-        }
+    for (const Parameter<T>& p : params_) shapes_.push_back(p.shape());
+    buffers_.resize(buffer_names_.size());  // allocated when first used (allocate_used_buffers)
+    fresh_.assign(buffer_names_.size(), false);
+}
+
+template <class T>
+bool Optimizer<T>::any_momentum() const {
+    return momentum_kind_ != MomentumKind::none &&
+           std::any_of(groups_.begin(), groups_.end(), [](const Group& g) { return g.momentum > 0; });
+}
+
+template <class T>
+void Optimizer<T>::allocate_buffer(std::size_t b, T value) {
+    buffers_[b].clear();
+    for (const Shape& shape : shapes_) {
+        Tensor<T> filled = Tensor<T>::from_shape(shape);
+        filled.fill(value);
+        buffers_[b].push_back(std::move(filled));
     }
+}
+
+template <class T>
+void Optimizer<T>::allocate_used_buffers() {
+    for (std::size_t b = 0; b < buffers_.size(); ++b) {
+        fresh_[b] = buffers_[b].empty() && uses_buffer(b);
+        if (fresh_[b]) allocate_buffer(b, T(0));
+    }
+}
+
+template <class T>
+T* Optimizer<T>::buffer(std::size_t b, std::size_t i) {
+    return buffers_[b].empty() ? nullptr : buffers_[b][i].data();
 }
 
 template <class T>
@@ -122,21 +147,16 @@ void Optimizer<T>::set_weight_decay(std::size_t group, double weight_decay) {
 }
 
 template <class T>
-void Optimizer<T>::fill_buffer(std::size_t b, T value) {
-    for (auto& t : buffers_[b]) t.fill(value);
-}
-
-template <class T>
 void Optimizer<T>::check_shapes() const {
     for (std::size_t i = 0; i < params_.size(); ++i) {
         // The update rules walk value, gradient and state with one index: all three must agree.
         const Tensor<T>& v = params_[i].value();
         const Tensor<T>& g = params_[i].grad();
-        if (g.shape() == v.shape() && (buffers_.empty() || buffers_[0][i].shape() == v.shape())) continue;
-        const Shape value = shape_of(v), state = buffers_.empty() ? value : shape_of(buffers_[0][i]);
+        const Shape& state = shapes_[i];
+        if (g.shape() == v.shape() && std::equal(v.shape().begin(), v.shape().end(), state.begin(), state.end())) continue;
         throw ShapeError(fmt::format("{}.step: parameter {} has value {}, gradient {} and optimizer state {}; they "
                                      "must agree (was the parameter resized after the optimizer was built?)",
-                                     name_, i, shape_str(value), shape_str(shape_of(g)), shape_str(state)));
+                                     name_, i, shape_str(shape_of(v)), shape_str(shape_of(g)), shape_str(state)));
     }
 }
 
@@ -145,6 +165,7 @@ void Optimizer<T>::step() {
     check_shapes();  // before any parameter changes: a refused step leaves every parameter as it was
     if (steps_ >= max_steps) throw std::overflow_error(fmt::format("{}.step: step count {} is at its limit", name_, steps_));
     ++steps_;
+    allocate_used_buffers();
     for (const Group& group : groups_) {
         for (std::size_t i = group.begin; i < group.end; ++i) {
             Parameter<T>& p = params_[i];
@@ -163,7 +184,7 @@ template <class T>
 TensorFile<T> Optimizer<T>::state_dict() const {
     TensorFile<T> out;
     for (std::size_t b = 0; b < buffer_names_.size(); ++b) {
-        for (std::size_t i = 0; i < params_.size(); ++i) out.tensors[fmt::format("{}.{}", buffer_names_[b], i)] = buffers_[b][i];
+        for (std::size_t i = 0; i < buffers_[b].size(); ++i) out.tensors[fmt::format("{}.{}", buffer_names_[b], i)] = buffers_[b][i];
     }
     out.metadata["optimizer"] = name_;
     out.metadata["step"] = std::to_string(steps_);
@@ -234,12 +255,19 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
             rates.push_back({rate(fmt::format("lr.{}", g), g), rate(fmt::format("weight_decay.{}", g), g), momentum});
         }
     }
-    if (state.tensors.size() != buffer_names_.size() * params_.size()) {
-        throw std::invalid_argument(fmt::format("{}.load_state_dict: {} tensors, expected {}", name_,
-                                                state.tensors.size(), buffer_names_.size() * params_.size()));
+    // Each buffer is there for every parameter or not at all: an optimizer allocates a buffer when
+    // its options first use it (SGD's momentum_buffer once a momentum is set, Adam's max_exp_avg_sq
+    // with amsgrad), and saves only those it has.
+    std::vector<bool> present(buffer_names_.size());
+    std::size_t expected = 0;
+    for (std::size_t b = 0; b < buffer_names_.size(); ++b) {
+        present[b] = std::any_of(state.tensors.begin(), state.tensors.end(), [&](const auto& entry) {
+            return entry.first.starts_with(buffer_names_[b] + ".");
+        });
+        expected += present[b] ? params_.size() : 0;
     }
     for (std::size_t b = 0; b < buffer_names_.size(); ++b) {
-        for (std::size_t i = 0; i < params_.size(); ++i) {
+        for (std::size_t i = 0; present[b] && i < params_.size(); ++i) {
             const std::string key = fmt::format("{}.{}", buffer_names_[b], i);
             auto it = state.tensors.find(key);
             if (it == state.tensors.end()) throw std::invalid_argument(fmt::format("{}.load_state_dict: missing '{}'", name_, key));
@@ -253,9 +281,28 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
             }
         }
     }
+    if (state.tensors.size() != expected) {
+        throw std::invalid_argument(fmt::format("{}.load_state_dict: {} tensors, expected {} (the buffers {} for each of {} parameters)",
+                                                name_, state.tensors.size(), expected, fmt::join(buffer_names_, ", "), params_.size()));
+    }
+    // A buffer the loaded rates use must be there once steps were taken: its absence means state
+    // from other options (Adam without amsgrad loaded into one with it), which would start over.
+    std::vector<GroupRates> before;
+    for (const Group& group : groups_) before.push_back(group);
     for (std::size_t g = 0; g < groups_.size(); ++g) static_cast<GroupRates&>(groups_[g]) = rates[g];
     for (std::size_t b = 0; b < buffer_names_.size(); ++b) {
-        for (std::size_t i = 0; i < params_.size(); ++i) buffers_[b][i] = state.tensors.at(fmt::format("{}.{}", buffer_names_[b], i));
+        if (!present[b] && steps > 0 && uses_buffer(b)) {
+            for (std::size_t g = 0; g < groups_.size(); ++g) static_cast<GroupRates&>(groups_[g]) = before[g];
+            throw std::invalid_argument(fmt::format("{}.load_state_dict: the state has no '{}', which this optimizer's options use "
+                                                    "(saved with other options?)", name_, buffer_names_[b]));
+        }
+    }
+    for (std::size_t b = 0; b < buffer_names_.size(); ++b) {
+        buffers_[b].clear();
+        for (std::size_t i = 0; present[b] && i < params_.size(); ++i) {
+            buffers_[b].push_back(state.tensors.at(fmt::format("{}.{}", buffer_names_[b], i)));
+        }
+        fresh_[b] = false;
     }
     steps_ = steps;
 }

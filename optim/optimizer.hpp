@@ -119,6 +119,8 @@ class Optimizer {
     /// The momentum of group `group` (SGD's and RMSprop's μ, Adam's β1); std::logic_error for Adagrad,
     /// which has none, std::out_of_range for a group that does not exist.
     double momentum(std::size_t group) const;
+    /// Whether any group's momentum is above 0 (false for Adagrad, which has none).
+    bool any_momentum() const;
     /// Sets group `group`'s momentum (what OneCycleLR does): μ finite and >= 0, β1 in [0, 1)
     /// (std::invalid_argument); std::logic_error for Adagrad.
     void set_momentum(std::size_t group, double momentum);
@@ -139,17 +141,22 @@ class Optimizer {
 
   protected:
     /// Checks the groups and rates (std::invalid_argument for no groups, no parameter in any group, an undefined or repeated
-    /// parameter, or a negative or non-finite rate) and makes one zero buffer per name in `buffers`
-    /// for every parameter. `lr` and `weight_decay` apply to groups that set none; `momentum` (of
+    /// parameter, or a negative or non-finite rate). `buffers` names the per-parameter state; each is
+    /// allocated, zero, at the first step whose options use it (uses_buffer). `lr` and `weight_decay` apply to groups that set none; `momentum` (of
     /// the given kind) to every group.
     Optimizer(std::string name, std::vector<ParamGroup<T>> groups, double lr, double weight_decay,
               std::vector<std::string> buffers, MomentumKind kind = MomentumKind::none, double momentum = 0);
     /// Updates parameter i (value p, gradient g, n entries) for step number `step` (1-based) with its group's rates.
     virtual void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) = 0;
-    /// Parameter i's buffer `b` (an index into the names given to the constructor).
-    T* buffer(std::size_t b, std::size_t i) { return buffers_[b][i].data(); }
-    /// Sets buffer `b` of every parameter to `value` (Adagrad's initial accumulator).
-    void fill_buffer(std::size_t b, T value);
+    /// Whether the options as they are now use buffer `b` (an index into the names given to the
+    /// constructor): a buffer no option uses is never allocated. Every buffer, unless overridden.
+    virtual bool uses_buffer(std::size_t /*b*/) const { return true; }
+    /// Parameter i's buffer `b`, or null while the options have not used it.
+    T* buffer(std::size_t b, std::size_t i);
+    /// Whether buffer `b` was allocated, zero, at this step (SGD starts its momentum from the gradient then, as torch).
+    bool buffer_fresh(std::size_t b) const { return fresh_[b]; }
+    /// Allocates buffer `b` of every parameter now, filled with `value` (Adagrad's initial accumulator).
+    void allocate_buffer(std::size_t b, T value);
 
   private:
     struct Group : GroupRates {
@@ -160,6 +167,7 @@ class Optimizer {
     std::size_t only_group(const char* who) const;
     void check_rate(const char* what, std::size_t group, double value) const;
     void check_momentum(std::size_t group, double value) const;
+    void allocate_used_buffers();  // at a step: the buffers the options now use, zero, unless allocated
 
     std::string name_;
     std::vector<Parameter<T>> params_;
@@ -167,7 +175,9 @@ class Optimizer {
     std::int64_t steps_ = 0;
     MomentumKind momentum_kind_;
     std::vector<std::string> buffer_names_;
-    std::vector<std::vector<Tensor<T>>> buffers_;  // [buffer][parameter], zeros of the parameter's shape
+    std::vector<std::vector<Tensor<T>>> buffers_;  // [buffer][parameter] of the parameter's shape; empty until used
+    std::vector<bool> fresh_;                      // [buffer]: allocated at this step
+    std::vector<Shape> shapes_;                    // each parameter's shape when the optimizer was built, its state's
 };
 
 /// SGD's options, torch.optim.SGD's defaults; chain them: `SGDOptions(0.1).momentum(0.9)`.
@@ -240,7 +250,8 @@ struct RMSpropOptions {
 };
 
 /// Stochastic gradient descent with momentum, as torch.optim.SGD.
-/// g = grad + wd p;  buf = g (first step) or μ buf + (1 - τ) g;  g = g + μ buf (nesterov) or buf;  p -= lr g
+/// g = grad + wd p;  buf = g (the first step with a momentum) or μ buf + (1 - τ) g;  g = g + μ buf (nesterov) or buf;
+/// p -= lr g. The momentum buffer exists from the first step at which a group's momentum is not 0.
 template <class T>
 class SGD : public Optimizer<T> {
   public:
@@ -253,10 +264,11 @@ class SGD : public Optimizer<T> {
 
   private:
     void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) override;
+    bool uses_buffer(std::size_t b) const override;
     SGDOptions options_;
 };
 
-/// Adam, as torch.optim.Adam.
+/// Adam, as torch.optim.Adam. max_exp_avg_sq is allocated only with amsgrad.
 /// m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g²;  p -= lr/(1-β1^t) · m / (sqrt(v)/sqrt(1-β2^t) + ε)
 /// Adam adds wd p to g; AdamW (decoupled) multiplies p by 1 - lr wd first.
 template <class T>
@@ -275,6 +287,7 @@ class Adam : public Optimizer<T> {
 
   private:
     void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) override;
+    bool uses_buffer(std::size_t b) const override;  // max_exp_avg_sq with amsgrad only
     AdamOptions options_;
     bool decoupled_;
 };
@@ -305,7 +318,8 @@ class Adagrad : public Optimizer<T> {
     AdagradOptions options_;
 };
 
-/// RMSprop, as torch.optim.RMSprop.
+/// RMSprop, as torch.optim.RMSprop. momentum_buffer is allocated once a group's momentum is above 0,
+/// grad_avg only when centered.
 /// g += wd p;  v = α v + (1-α) g²;  avg = sqrt(v - ḡ²) (centered, ḡ = α ḡ + (1-α) g) or sqrt(v), + ε;
 /// buf = μ buf + g/avg, p -= lr buf (momentum) or p -= lr g/avg
 template <class T>
@@ -318,6 +332,7 @@ class RMSprop : public Optimizer<T> {
 
   private:
     void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) override;
+    bool uses_buffer(std::size_t b) const override;  // momentum_buffer with a momentum, grad_avg when centered
     RMSpropOptions options_;
 };
 

@@ -32,15 +32,21 @@ SGD<T>::SGD(std::vector<ParamGroup<T>> groups, SGDOptions o)
 }
 
 template <class T>
-void SGD<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t step, const GroupRates& rates) {
+bool SGD<T>::uses_buffer(std::size_t) const {
+    return this->any_momentum();
+}
+
+template <class T>
+void SGD<T>::update(std::size_t i, T* p, const T* grad, std::size_t n, std::int64_t, const GroupRates& rates) {
     const auto& o = options_;
     const T lr = static_cast<T>(rates.lr), mu = static_cast<T>(rates.momentum), wd = static_cast<T>(rates.weight_decay);
     const T keep = static_cast<T>(1.0 - o.dampening());
     T* buf = this->buffer(0, i);
+    const bool starts = this->buffer_fresh(0);  // torch: a new momentum buffer is the gradient itself
     for (std::size_t k = 0; k < n; ++k) {
         T g = grad[k] + wd * p[k];
         if (rates.momentum != 0) {
-            buf[k] = step == 1 ? g : mu * buf[k] + keep * g;
+            buf[k] = starts ? g : mu * buf[k] + keep * g;
             g = o.nesterov() ? g + mu * buf[k] : buf[k];
         }
         p[k] -= lr * g;
@@ -61,6 +67,11 @@ Adam<T>::Adam(std::string name, std::vector<ParamGroup<T>> groups, AdamOptions o
     check(this->name(), "beta1", o.beta1(), o.beta1() >= 0 && o.beta1() < 1);
     check(this->name(), "beta2", o.beta2(), o.beta2() >= 0 && o.beta2() < 1);
     check(this->name(), "eps", o.eps(), o.eps() >= 0);
+}
+
+template <class T>
+bool Adam<T>::uses_buffer(std::size_t b) const {
+    return b != 2 || options_.amsgrad();
 }
 
 template <class T>
@@ -95,7 +106,7 @@ Adagrad<T>::Adagrad(std::vector<ParamGroup<T>> groups, AdagradOptions o)
     check("Adagrad", "lr_decay", o.lr_decay(), o.lr_decay() >= 0);
     check("Adagrad", "eps", o.eps(), o.eps() >= 0);
     check("Adagrad", "initial_accumulator_value", o.initial_accumulator_value(), o.initial_accumulator_value() >= 0);
-    this->fill_buffer(0, static_cast<T>(o.initial_accumulator_value()));
+    this->allocate_buffer(0, static_cast<T>(o.initial_accumulator_value()));
 }
 
 template <class T>
@@ -124,6 +135,11 @@ RMSprop<T>::RMSprop(std::vector<ParamGroup<T>> groups, RMSpropOptions o)
     check("RMSprop", "alpha", o.alpha(), o.alpha() >= 0);
     check("RMSprop", "momentum", o.momentum(), o.momentum() >= 0);
     check("RMSprop", "eps", o.eps(), o.eps() >= 0);
+}
+
+template <class T>
+bool RMSprop<T>::uses_buffer(std::size_t b) const {
+    return b == 0 || (b == 1 && this->any_momentum()) || (b == 2 && options_.centered());
 }
 
 template <class T>

@@ -1,4 +1,5 @@
 #include "random.hpp"
+#include "instantiate.hpp"
 
 #include <cmath>
 #include <sstream>
@@ -133,7 +134,7 @@ Tensor<T> kaiming_normal(const Shape& shape, Generator& gen, double gain) {
     return normal<T>(shape, 0.0, gain / std::sqrt(f.in), gen);
 }
 
-#define XGRAD_INSTANTIATE(T)                                                       \
+#define RANDOM_INSTANCES(T)                                                       \
     template Tensor<T> uniform<T>(const Shape&, double, double, Generator&);       \
     template Tensor<T> normal<T>(const Shape&, double, double, Generator&);        \
     template Tensor<T> bernoulli<T>(const Shape&, double, Generator&);             \
@@ -141,8 +142,6 @@ Tensor<T> kaiming_normal(const Shape& shape, Generator& gen, double gain) {
     template Tensor<T> xavier_normal<T>(const Shape&, Generator&, double);         \
     template Tensor<T> kaiming_uniform<T>(const Shape&, Generator&, double);       \
     template Tensor<T> kaiming_normal<T>(const Shape&, Generator&, double);
-XGRAD_INSTANTIATE(float)
-XGRAD_INSTANTIATE(double)
-#undef XGRAD_INSTANTIATE
+XGRAD_FOR_FLOAT_AND_DOUBLE(RANDOM_INSTANCES)
 
 }  // namespace xgrad

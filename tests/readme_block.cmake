@@ -1,7 +1,8 @@
-# xgrad_readme_block(<README.md> <marker> <language> <out-var>): the text of the fenced ```<language>
-# block that follows the README's `<!-- <marker>: ... -->` comment, without its fences. The README's
-# programs (tests/CMakeLists.txt) and its install recipe (tests/install/check.cmake) are taken from
-# it this way, so that the tests run what a reader copies.
+# xgrad_readme_block(<file.md> <marker> <language> <out-var>): the text of the fenced ```<language>
+# block that follows the markdown file's `<!-- <marker>: ... -->` comment, without its fences. The
+# README's programs (tests/CMakeLists.txt, from README.md) and its install recipes
+# (tests/install/check.cmake, from docs/using.md) are taken from them this way, so that the tests
+# run what a reader copies.
 function(xgrad_readme_block readme_file marker language out_var)
   file(READ ${readme_file} readme)
   string(FIND "${readme}" "<!-- ${marker}:" at)

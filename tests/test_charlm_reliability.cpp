@@ -91,7 +91,7 @@ std::string without_hashes(const xgrad::TensorFile<float>& file) {
     return assemble(header.dump(), data);
 }
 
-// Checkpoints that each break one rule of README's "The checkpoint format", made once, with the text that
+// Checkpoints that each break one rule of docs/charlm.md's "The checkpoint format", made once, with the text that
 // both xgrad-charlm's refusal and torch_interop.py's must contain.
 struct Crafted {
     fs::path path;
@@ -168,7 +168,7 @@ const std::vector<Crafted>& crafted_checkpoints() {
     return cases;
 }
 
-// torch_interop.py with these arguments, as the README says to run it.
+// torch_interop.py with these arguments, as docs/interop.md says to run it.
 Run interop(const std::string& args) { return run_command(fmt::format("/usr/bin/python3 {} {}", XGRAD_INTEROP_SCRIPT, args)); }
 
 // Runs xgrad-charlm with `args` (no shell), its output into `log`; returns the child's pid.

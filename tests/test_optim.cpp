@@ -123,6 +123,8 @@ TEST_CASE("optimizer state loading refuses what does not fit") {
     optim::SGD<float> sgd({p}, optim::SGDOptions(0.1));
     CHECK_THROWS_WITH_AS(adam.load_state_dict(sgd.state_dict()), "Adam.load_state_dict: the state belongs to optimizer SGD",
                          std::invalid_argument);
+    p.grad() = Tensor<float>{0.25f, 0.5f};
+    adam.step();  // the buffers exist from the first step
     auto state = adam.state_dict();
     state.tensors["exp_avg.0"] = Tensor<float>{1.0f};
     CHECK_THROWS_WITH_AS(adam.load_state_dict(state), "Adam.load_state_dict: 'exp_avg.0' has shape (1,), parameter 0 has shape (2,)",
@@ -149,7 +151,7 @@ TEST_CASE("optimizer state loading refuses what does not fit") {
     state.tensors["exp_avg_sq.0"] = Tensor<float>{1.0f, std::nanf("")};
     CHECK_THROWS_WITH_AS(adam.load_state_dict(state), "Adam.load_state_dict: 'exp_avg_sq.0' holds nan at flat index 1",
                          std::invalid_argument);
-    CHECK(adam.steps_taken() == 1);
+    CHECK(adam.steps_taken() == 2);
     CHECK_THROWS_AS(optim::Adam<float>({p}, optim::AdamOptions(0.1).beta1(1.0)), std::invalid_argument);
     CHECK_THROWS_AS(optim::SGD<float>({p}, optim::SGDOptions(-1.0)), std::invalid_argument);
     CHECK_THROWS_AS(optim::SGD<float>({p}, optim::SGDOptions(0.1).nesterov(true)), std::invalid_argument);
@@ -276,14 +278,17 @@ TEST_CASE("optimizer options: NaN, infinite and out-of-range values, and a param
 TEST_CASE("the step count is bounded: a crafted state at the limit is refused, and stepping past it throws") {
     Parameter<float> p(Tensor<float>{1.0f, 2.0f});
     optim::Adam<float> adam({p});
+    p.grad() = Tensor<float>{0.5f, 0.5f};
+    adam.step();  // the buffers exist from the first step
     auto state = adam.state_dict();
+    const Tensor<float> value = p.value();
     state.metadata["step"] = std::to_string(std::numeric_limits<std::int64_t>::max());
     CHECK_THROWS_WITH_AS(adam.load_state_dict(state), doctest::Contains("is malformed or outside [0, 9007199254740992]"),
                          std::invalid_argument);
     state.metadata["step"] = std::to_string(optim::Optimizer<float>::max_steps);
     adam.load_state_dict(state);  // the largest count accepted
     CHECK_THROWS_AS(adam.step(), std::overflow_error);
-    CHECK(p.value()(0) == 1.0f);
+    CHECK(p.value() == value);
 }
 
 TEST_CASE("learning-rate schedules") {
@@ -732,4 +737,81 @@ TEST_CASE("a group's momentum is saved with the optimizer and drives the update"
         set.step();
     }
     CHECK(x.value()(0) == y.value()(0));
+}
+
+TEST_CASE("optimizers allocate only the buffers their options use, save those, and resume exactly") {
+    auto keys = [](const auto& optimizer) {
+        std::vector<std::string> out;
+        for (const auto& [key, tensor] : optimizer.state_dict().tensors) out.push_back(key);
+        std::sort(out.begin(), out.end());
+        return out;
+    };
+    using Keys = std::vector<std::string>;
+    Parameter<double> p(Tensor<double>{1.0, -2.0});
+    p.grad() = Tensor<double>{0.5, -1.0};
+    optim::Adam<double> adam({p}, optim::AdamOptions(0.1));
+    CHECK(keys(adam).empty());  // nothing before the first step
+    adam.step();
+    CHECK(keys(adam) == Keys{"exp_avg.0", "exp_avg_sq.0"});  // no max_exp_avg_sq without amsgrad
+    optim::Adam<double> amsgrad({p}, optim::AdamOptions(0.1).amsgrad(true));
+    amsgrad.step();
+    CHECK(keys(amsgrad) == Keys{"exp_avg.0", "exp_avg_sq.0", "max_exp_avg_sq.0"});
+    // A state without it cannot continue an amsgrad run: refused, naming it, with nothing changed.
+    const auto before = amsgrad.state_dict();
+    CHECK_THROWS_WITH_AS(amsgrad.load_state_dict(adam.state_dict()),
+                         "Adam.load_state_dict: the state has no 'max_exp_avg_sq', which this optimizer's options use (saved with other options?)",
+                         std::invalid_argument);
+    CHECK(amsgrad.state_dict().tensors == before.tensors);
+    // A buffer for some parameters only is refused.
+    Parameter<double> q(Tensor<double>{3.0});
+    q.grad() = Tensor<double>{1.0};
+    optim::Adam<double> two({p, q}, optim::AdamOptions(0.1));
+    two.step();
+    auto partial = two.state_dict();
+    partial.tensors.erase("exp_avg.1");
+    CHECK_THROWS_WITH_AS(two.load_state_dict(partial), "Adam.load_state_dict: missing 'exp_avg.1'", std::invalid_argument);
+
+    optim::RMSprop<double> rmsprop({p}, optim::RMSpropOptions(0.01));
+    rmsprop.step();
+    CHECK(keys(rmsprop) == Keys{"square_avg.0"});
+    optim::RMSprop<double> centered({p}, optim::RMSpropOptions(0.01).centered(true).momentum(0.9));
+    centered.step();
+    CHECK(keys(centered) == Keys{"grad_avg.0", "momentum_buffer.0", "square_avg.0"});
+
+    // SGD keeps no momentum buffer until a momentum is set; then it starts from the gradient, as
+    // torch.optim.SGD's does (buf = g, not (1 - dampening) g).
+    Parameter<double> x(Tensor<double>{1.0});
+    optim::SGD<double> sgd({x}, optim::SGDOptions(0.1).dampening(0.5));
+    x.grad() = Tensor<double>{1.0};
+    sgd.step();
+    CHECK(keys(sgd).empty());
+    CHECK(x.value()(0) == doctest::Approx(0.9).epsilon(1e-15));
+    sgd.set_momentum(0, 0.9);
+    x.grad() = Tensor<double>{2.0};
+    sgd.step();  // buf = 2, x = 0.9 - 0.1 * 2
+    CHECK(keys(sgd) == Keys{"momentum_buffer.0"});
+    CHECK(x.value()(0) == doctest::Approx(0.7).epsilon(1e-15));
+    x.grad() = Tensor<double>{1.0};
+    sgd.step();  // buf = 0.9 * 2 + 0.5 * 1 = 2.3, x = 0.7 - 0.23
+    CHECK(x.value()(0) == doctest::Approx(0.47).epsilon(1e-15));
+
+    // Saved and loaded, each continues exactly as the optimizer it came from.
+    for (bool with_amsgrad : {false, true}) {
+        Parameter<double> a(Tensor<double>{1.0, -2.0}), b(Tensor<double>{1.0, -2.0});
+        optim::Adam<double> straight({a}, optim::AdamOptions(0.1).amsgrad(with_amsgrad));
+        optim::Adam<double> first({b}, optim::AdamOptions(0.1).amsgrad(with_amsgrad));
+        for (const Tensor<double>& g : gradients) {
+            a.grad() = g;
+            straight.step();
+        }
+        b.grad() = gradients[0];
+        first.step();
+        optim::Adam<double> resumed({b}, optim::AdamOptions(0.1).amsgrad(with_amsgrad));
+        resumed.load_state_dict(first.state_dict());
+        for (std::size_t s = 1; s < gradients.size(); ++s) {
+            b.grad() = gradients[s];
+            resumed.step();
+        }
+        CHECK(a.value() == b.value());
+    }
 }

@@ -63,7 +63,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     return checkpoint_from(path, std::move(file));
 }
 
-// The checks below are the rules README.md states under "The checkpoint format"; torch_interop.py applies
+// The checks below are the rules docs/charlm.md states under "The checkpoint format"; torch_interop.py applies
 // the same ones: a change here belongs there too.
 Checkpoint checkpoint_from(const std::string& path, xgrad::TensorFile<float> file) {
     Checkpoint c;

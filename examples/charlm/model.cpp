@@ -56,22 +56,22 @@ namespace optim = xgrad::optim;
 // Every optimizer --optimizer names: how to make it, and its state per parameter (for the memory estimate).
 struct OptimizerKind {
     const char* name;
-    double state_per_parameter;
+    double state_per_parameter;  // the buffers its options allocate (Adam without amsgrad: exp_avg, exp_avg_sq)
     OptimizerPtr (*make)(Params params, double lr);
 };
 const OptimizerKind optimizer_kinds[] = {
-    {"sgd", 1, [](Params p, double lr) -> OptimizerPtr { return std::make_unique<optim::SGD<float>>(std::move(p), optim::SGDOptions(lr)); }},
+    {"sgd", 0, [](Params p, double lr) -> OptimizerPtr { return std::make_unique<optim::SGD<float>>(std::move(p), optim::SGDOptions(lr)); }},
     {"momentum", 1, [](Params p, double lr) -> OptimizerPtr {
          return std::make_unique<optim::SGD<float>>(std::move(p), optim::SGDOptions(lr).momentum(0.9));
      }},
-    {"adam", 3, [](Params p, double lr) -> OptimizerPtr { return std::make_unique<optim::Adam<float>>(std::move(p), optim::AdamOptions(lr)); }},
-    {"adamw", 3, [](Params p, double lr) -> OptimizerPtr {
+    {"adam", 2, [](Params p, double lr) -> OptimizerPtr { return std::make_unique<optim::Adam<float>>(std::move(p), optim::AdamOptions(lr)); }},
+    {"adamw", 2, [](Params p, double lr) -> OptimizerPtr {
          return std::make_unique<optim::AdamW<float>>(std::move(p), optim::AdamOptions(lr).weight_decay(1e-2));
      }},
     {"adagrad", 1, [](Params p, double lr) -> OptimizerPtr {
          return std::make_unique<optim::Adagrad<float>>(std::move(p), optim::AdagradOptions(lr));
      }},
-    {"rmsprop", 3, [](Params p, double lr) -> OptimizerPtr {
+    {"rmsprop", 1, [](Params p, double lr) -> OptimizerPtr {
          return std::make_unique<optim::RMSprop<float>>(std::move(p), optim::RMSpropOptions(lr));
      }},
 };

@@ -8,7 +8,7 @@
       trains a small model in PyTorch and writes it as an xgrad-charlm checkpoint, which
       `xgrad-charlm sample` and `eval` read; prints the bits per character PyTorch computes for it.
 
-A checkpoint is checked by the rules xgrad-charlm applies, written once in README.md ("The checkpoint
+A checkpoint is checked by the rules xgrad-charlm applies, written once in docs/charlm.md ("The checkpoint
 format"), before torch is imported: a file xgrad-charlm refuses is refused here too, in one line
 "torch_interop.py: <file>: <what was wrong>" and exit status 1. The content hashes need Debian's
 python3-xxhash.

@@ -153,19 +153,15 @@ class TrainingRun {
         first_step_ = state_.step;
         std::optional<xgrad::DetectAnomalyGuard> anomaly_checks;
         if (args_.detect_anomaly) anomaly_checks.emplace();
-        // Every rank takes every decision together (a clock or a signal may differ between them),
-        // in the collective that also averages the loss.
-        std::array<double, 3> agreed = {0.0, state_.step >= total_steps_ || out_of_time() ? 1.0 : 0.0, interrupts > 0 ? 1.0 : 0.0};
-        ranks_.sum_in_place(agreed);
-        bool done = agreed[1] > 0, interrupted = agreed[2] > 0;
+        Agreement agreed = agree(0.0);
+        bool done = agreed.done, interrupted = agreed.interrupted;
         while (!done && !interrupted) {
             const double local_loss = step();
             const double seconds = elapsed();  // rates and ETA from here: training time, not evaluation or saving
-            agreed = {local_loss, state_.step >= total_steps_ || out_of_time() ? 1.0 : 0.0, interrupts > 0 ? 1.0 : 0.0};
-            ranks_.sum_in_place(agreed);
-            train_loss_ = agreed[0] / ranks_.size();  // each rank's mean over an equal share: the batch's mean
-            done = agreed[1] > 0;
-            interrupted = agreed[2] > 0;
+            agreed = agree(local_loss);
+            train_loss_ = agreed.mean_loss;
+            done = agreed.done;
+            interrupted = agreed.interrupted;
             if ((args_.eval_every > 0 && state_.step % args_.eval_every == 0) || done) evaluate(seconds);
             if (args_.save_every > 0 && state_.step % args_.save_every == 0) save();
             if (ranks_.rank() == 0) report_progress(seconds, done || interrupted);
@@ -290,7 +286,7 @@ class TrainingRun {
                 loss = step_loss.loss.item();
                 next = std::move(step_loss.next);
             } catch (const xgrad::AnomalyError& e) {
-                throw std::runtime_error(fmt::format("step {}: {}; {}", state_.step + 1, e.what(), kept()));
+                throw std::runtime_error(fmt::format("step {}: {}; {}", state_.step + 1, e.what(), last_good_state()));
             }
         }
         // Each rank's gradients are means over its equal share of the batch: their means over the
@@ -302,7 +298,7 @@ class TrainingRun {
         // rank's own loss alone can be infinite with finite gradients, and that rank stops the job.
         if (!std::isfinite(norm) || !std::isfinite(loss)) {
             const std::string what = fmt::format("{}; {} (lower --lr, or find the op with --detect-anomaly)",
-                                                 examples::not_finite_step(static_cast<std::size_t>(state_.step) + 1, loss, norm), kept());
+                                                 examples::not_finite_step(static_cast<std::size_t>(state_.step) + 1, loss, norm), last_good_state());
             if (!std::isfinite(norm)) throw SameOnEveryRank(what);
             throw std::runtime_error(what);
         }
@@ -378,8 +374,21 @@ class TrainingRun {
     // job having been aborted.
     int exit_status(bool interrupted) const { return interrupted && !ranks_.distributed() ? 130 : 0; }
 
+    // What every rank decides after a step, together: a clock or a signal may differ between ranks.
+    struct Agreement {
+        double mean_loss;  // each rank's mean over an equal share: the batch's mean
+        bool done;         // some rank reached the last step or the time limit
+        bool interrupted;  // some rank was asked to stop (Ctrl-C, SIGUSR1)
+    };
+    // One collective, which also averages the loss.
+    Agreement agree(double local_loss) const {
+        std::array<double, 3> sums = {local_loss, state_.step >= total_steps_ || out_of_time() ? 1.0 : 0.0, interrupts > 0 ? 1.0 : 0.0};
+        ranks_.sum_in_place(sums);
+        return {sums[0] / ranks_.size(), sums[1] > 0, sums[2] > 0};
+    }
+
     // Where the last good state is, for an error that stops training.
-    std::string kept() const {
+    std::string last_good_state() const {
         return saved_at_ >= 0 ? fmt::format("{} keeps step {}", args_.out, saved_at_)
                               : fmt::format("nothing was saved this run{}",
                                             resumed_ ? ", the resumed checkpoint is untouched" : " (use --save-every)");

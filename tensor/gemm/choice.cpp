@@ -41,13 +41,13 @@ std::vector<const Provider<T>*> providers() {
 // than that are noise, and a stable choice gives the same bits from run to run.
 constexpr double clearly_faster = 0.95;
 
-// A product beyond this many multiply-adds (~3 ms at 100 GFLOP/s), or whose scratch copies would take
+// A product beyond this many multiply-adds (a few ms on one core), or whose scratch copies would take
 // more than this many bytes, is timed on a slice of its rows or columns (timed_slice): the byte cap
 // keeps the timing out of a model's memory budget. Products against a B laid out once get a larger
 // cap, held only while they are timed: how fast they run depends on the whole weight (its size
 // against the caches), and a slice misled: the LSTM step's 64 x 2048 x 512 timed on 128 of its 512
-// columns chose oneDNN's blocked matmul, which then ran the whole at 56 GFLOP/s against the panel
-// kernel's 80.
+// columns chose oneDNN's blocked matmul, which then ran the whole well below the panel kernel
+// (measured in commit cc63386).
 constexpr std::size_t timed_up_to = std::size_t{1} << 28;
 constexpr std::size_t scratch_bytes_up_to = std::size_t{8} << 20, packed_scratch_bytes_up_to = std::size_t{48} << 20;
 
@@ -195,7 +195,7 @@ std::string label(const std::string& name, int threads, int all_threads) {
 // every row stride as in the real product: A's rows when A is not transposed (down to 64), the depth
 // of Aᵀ·B, a weight's gradient (down to 256; the kernels block on k by less). Cut across the columns,
 // a 352 x 2048 x 1024 Aᵀ·B timed oneDNN's sgemm and OpenBLAS alike, while whole (and cut in depth)
-// oneDNN's ran at 77 GFLOP/s against 89. Then rows or columns, whichever are more, down to 64.
+// oneDNN's was the slower (measured in commit eaed0c0). Then rows or columns, whichever are more, down to 64.
 // Nothing when even that does not fit.
 std::optional<Shape> timed_slice(Shape s, std::size_t candidates, std::size_t bytes_per_value) {
     const auto fits = [&] {

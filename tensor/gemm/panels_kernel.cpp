@@ -6,6 +6,8 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "../instantiate.hpp"
+
 namespace xgrad::blas::XGRAD_ISA_NAMESPACE {
 
 namespace {
@@ -130,13 +132,11 @@ void panel_product(std::size_t m, std::size_t n, std::size_t k, const T* a, std:
     }
 }
 
-#define XGRAD_INSTANTIATE(T)                                                                                         \
+#define PANELS_KERNEL_INSTANCES(T)                                                                                       \
     template std::size_t panel_width<T>();                                                                           \
     template void pack_panels<T>(std::size_t, std::size_t, const T*, bool, T*);                                      \
     template void panel_product<T>(std::size_t, std::size_t, std::size_t, const T*, std::size_t, const T*, std::size_t, \
                                    std::size_t, T*, std::size_t, bool);
-XGRAD_INSTANTIATE(float)
-XGRAD_INSTANTIATE(double)
-#undef XGRAD_INSTANTIATE
+XGRAD_FOR_FLOAT_AND_DOUBLE(PANELS_KERNEL_INSTANCES)
 
 }  // namespace xgrad::blas::XGRAD_ISA_NAMESPACE

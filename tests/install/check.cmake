@@ -1,5 +1,6 @@
 # The README's install recipes, followed as a user follows them, then used as a user's project uses
-# the installed package (README.md, "Using xgrad from your project"):
+# the installed package (docs/using.md, "Using xgrad from your project", the page the README's map
+# links to; RECIPES below):
 #  1. the recipe for the libraries alone (the ```sh block after <!-- readme-install: -->), run as
 #     written by sh in a copy of the source tree, with WORK_DIR/prefix for its /opt/xgrad. It builds
 #     the core libraries only, so the package must hold them and no xgrad::dist;
@@ -11,6 +12,8 @@
 #   cmake -DSOURCE_DIR=<source> -DBUILD_DIR=<build> -DWORK_DIR=<folder> -DCXX=<compiler>
 #         -DEXPECT_DIST=ON|OFF -P check.cmake
 include(${CMAKE_CURRENT_LIST_DIR}/../readme_block.cmake)
+# The page that holds the recipes, each the ```sh block right after its marker comment.
+set(RECIPES ${SOURCE_DIR}/docs/using.md)
 set(CONSUMER_DIR ${CMAKE_CURRENT_LIST_DIR})
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
@@ -28,12 +31,12 @@ function(run)
   message(STATUS "${out}")
 endfunction()
 
-# The README block after <marker>, /opt/xgrad replaced by <prefix>, run by sh -ex in <folder>.
+# The block of RECIPES after <marker>, /opt/xgrad replaced by <prefix>, run by sh -ex in <folder>.
 function(run_readme_recipe marker prefix folder)
-  xgrad_readme_block(${SOURCE_DIR}/README.md ${marker} sh recipe)
+  xgrad_readme_block(${RECIPES} ${marker} sh recipe)
   string(REPLACE "/opt/xgrad" "${prefix}" script "${recipe}")
   if(script STREQUAL recipe)
-    message(FATAL_ERROR "the README's ${marker} recipe names no /opt/xgrad to install to or use")
+    message(FATAL_ERROR "${RECIPES}: the ${marker} recipe names no /opt/xgrad to install to or use")
   endif()
   file(WRITE ${WORK_DIR}/${marker}.sh "${script}")
   run(sh -ex ${WORK_DIR}/${marker}.sh IN ${folder})
