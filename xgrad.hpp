@@ -33,7 +33,7 @@
 #include "nn/sequences.hpp"
 #include "nn/verify.hpp"
 
-#include "optim/options.hpp"
+#include "tensor/options.hpp"
 #include "optim/optimizer.hpp"
 #include "optim/scheduler.hpp"
 

@@ -70,16 +70,16 @@ GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>
         double worst_violation = -1;
         for (std::size_t e = 0; e < target.size(); ++e) {
             const double original = target.data()[e];
-            target.data()[e] = original + options.eps;
+            target.data()[e] = original + options.eps();
             const std::vector<double> plus = evaluate(f, perturbed);
-            target.data()[e] = original - options.eps;
+            target.data()[e] = original - options.eps();
             const std::vector<double> minus = evaluate(f, perturbed);
             target.data()[e] = original;
             for (std::size_t j = 0; j < outputs; ++j) {
-                const double numeric = (plus[j] - minus[j]) / (2 * options.eps);
+                const double numeric = (plus[j] - minus[j]) / (2 * options.eps());
                 const double a = analytic[j][i].data()[e];
                 const double err = std::abs(a - numeric);
-                const double violation = err - (options.atol + options.rtol * std::abs(numeric));
+                const double violation = err - (options.atol() + options.rtol() * std::abs(numeric));
                 r.max_abs_error = std::max(r.max_abs_error, err);
                 if (numeric != 0) r.max_rel_error = std::max(r.max_rel_error, err / std::abs(numeric));
                 // NaN never passes: the comparison below is false for it.

@@ -17,19 +17,21 @@
 #include <string>
 #include <vector>
 
+#include "../tensor/options.hpp"
 #include "graph.hpp"
 #include "parameter.hpp"
 
 namespace xgrad {
 
-/// Step and tolerances of gradcheck(); the defaults are PyTorch's.
+/// Step and tolerances of gradcheck(); the defaults are PyTorch's. Each option is a setter and a
+/// getter (XGRAD_OPTION): `GradcheckOptions().atol(1e-8)`.
 struct GradcheckOptions {
     /// Step of the central differences, (f(x + eps) - f(x - eps)) / 2 eps.
-    double eps = 1e-6;
+    XGRAD_OPTION(double, eps) = 1e-6;
     /// Absolute tolerance: an entry passes when |analytic - numeric| <= atol + rtol * |numeric|.
-    double atol = 1e-5;
+    XGRAD_OPTION(double, atol) = 1e-5;
     /// Relative tolerance, the share of |numeric| allowed on top of atol.
-    double rtol = 1e-3;
+    XGRAD_OPTION(double, rtol) = 1e-3;
 };
 
 /// How one input (or parameter) of gradcheck() fared, over all its Jacobian entries.

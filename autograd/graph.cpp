@@ -114,7 +114,7 @@ Var<T> Var<T>::detach(Graph<T>& into) const {
 
 template <class T>
 void Var<T>::backward(bool retain_graph) const {
-    tape().backward(*this, nullptr, BackwardOptions{retain_graph});
+    tape().backward(*this, nullptr, BackwardOptions().retain_graph(retain_graph));
 }
 
 // ---- Tape ----
@@ -319,11 +319,11 @@ void Tape<T>::backward(const Var<T>& root, const Tensor<T>* seed, BackwardOption
             continue;
         }
         if (n.backward) {
-            BackwardContext<T> ctx(*this, n, options.retain_graph);
+            BackwardContext<T> ctx(*this, n, options.retain_graph());
             n.backward(ctx);
             if (anomaly_detection_enabled()) check_gradients(i);
         }
-        if (!options.retain_graph) {
+        if (!options.retain_graph()) {
             n.backward = nullptr;
             n.released = true;
             drop_readers(n);

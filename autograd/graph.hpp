@@ -31,6 +31,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../tensor/options.hpp"
 #include "../tensor/tensor.hpp"
 #include "parameter.hpp"
 
@@ -183,10 +184,10 @@ class Var {
     std::uint64_t generation_ = 0;
 };
 
-/// How Graph::backward runs.
+/// How Graph::backward runs; an option is a setter and a getter (XGRAD_OPTION): `BackwardOptions().retain_graph(true)`.
 struct BackwardOptions {
     /// Keep the backward functions (and what they saved) so backward can run again.
-    bool retain_graph = false;
+    XGRAD_OPTION(bool, retain_graph) = false;
 };
 
 /// The storage behind a Graph. Ops record into it through Var::tape().

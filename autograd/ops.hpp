@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../tensor/options.hpp"
 #include "../tensor/tensor.hpp"
 #include "graph.hpp"
 
@@ -136,12 +137,14 @@ enum class Reduction {
 };
 
 /// Which targets cross_entropy() and accuracy() count, and how the loss is reduced.
+/// Each option is a setter and a getter (XGRAD_OPTION), as torch's CrossEntropyLossOptions.
 struct CrossEntropyOptions {
-    std::int64_t ignore_index = -100;  ///< targets equal to this contribute nothing
     using Reduction = xgrad::Reduction;  ///< the losses' reduction, by its older name here
+    /// Targets equal to this contribute nothing.
+    XGRAD_OPTION(std::int64_t, ignore_index) = -100;
     /// Over positions, weighted by the mask and 0 where ignored; mean unless set, as torch's default.
     /// With none, the loss has the targets' shape (ignored positions 0).
-    Reduction reduction = Reduction::mean;
+    XGRAD_OPTION(Reduction, reduction) = Reduction::mean;
 };
 /// Softmax cross-entropy from unnormalized logits and class indices, as torch's.
 /// logits (..., C) with the classes last, targets of the leading shape (...). The mean is over
@@ -160,35 +163,52 @@ double accuracy(const Var<T>& logits, const Indices& targets, CrossEntropyOption
                 const std::optional<Tensor<Scalar<T>>>& mask = std::nullopt);
 // Regression and binary losses: elementwise, then reduced (see mse_loss).
 
-/// Options of mse_loss: (input - target)^2.
+/// Options of mse_loss: (input - target)^2. As torch's, a Reduction converts to these options.
 struct MSELossOptions {
-    Reduction reduction = Reduction::mean;  ///< mean unless set, as torch's
+    /// The reduction (mean unless given).
+    MSELossOptions(Reduction reduction = Reduction::mean) : reduction_(reduction) {}  // NOLINT(google-explicit-constructor)
+    /// Mean unless set, as torch's.
+    XGRAD_OPTION(Reduction, reduction) = Reduction::mean;
 };
 /// Options of l1_loss: |input - target| (the gradient at 0 is 0, as torch's).
 struct L1LossOptions {
-    Reduction reduction = Reduction::mean;  ///< mean unless set, as torch's
+    /// The reduction (mean unless given).
+    L1LossOptions(Reduction reduction = Reduction::mean) : reduction_(reduction) {}  // NOLINT(google-explicit-constructor)
+    /// Mean unless set, as torch's.
+    XGRAD_OPTION(Reduction, reduction) = Reduction::mean;
 };
 /// Options of smooth_l1_loss: with d = input - target, d^2 / (2 beta) where |d| < beta, else
 /// |d| - beta / 2. beta = 0 is l1_loss. beta < 0 throws std::invalid_argument.
 struct SmoothL1LossOptions {
-    Reduction reduction = Reduction::mean;  ///< mean unless set, as torch's
-    double beta = 1.0;                      ///< where the square turns linear, as torch's default
+    /// The reduction (mean unless given).
+    SmoothL1LossOptions(Reduction reduction = Reduction::mean) : reduction_(reduction) {}  // NOLINT(google-explicit-constructor)
+    /// Mean unless set, as torch's.
+    XGRAD_OPTION(Reduction, reduction) = Reduction::mean;
+    /// Where the square turns linear, as torch's default.
+    XGRAD_OPTION(double, beta) = 1.0;
 };
 /// Options of huber_loss: with d = input - target, d^2 / 2 where |d| <= delta, else
 /// delta (|d| - delta / 2): smooth_l1_loss scaled by delta = beta. delta <= 0 throws std::invalid_argument.
 struct HuberLossOptions {
-    Reduction reduction = Reduction::mean;  ///< mean unless set, as torch's
-    double delta = 1.0;                     ///< where the square turns linear, as torch's default
+    /// The reduction (mean unless given).
+    HuberLossOptions(Reduction reduction = Reduction::mean) : reduction_(reduction) {}  // NOLINT(google-explicit-constructor)
+    /// Mean unless set, as torch's.
+    XGRAD_OPTION(Reduction, reduction) = Reduction::mean;
+    /// Where the square turns linear, as torch's default.
+    XGRAD_OPTION(double, delta) = 1.0;
 };
 /// Options of binary_cross_entropy_with_logits: with p = pos_weight for the element's class (the
 /// input's last axis), -[p y log σ(x) + (1 - y) log(1 - σ(x))], computed without overflow for any
 /// logit x. Targets y are probabilities (any real is accepted, as torch's).
 template <class T>
 struct BCEWithLogitsLossOptions {
-    Reduction reduction = Reduction::mean;  ///< mean unless set, as torch's
+    /// The reduction (mean unless given).
+    BCEWithLogitsLossOptions(Reduction reduction = Reduction::mean) : reduction_(reduction) {}  // NOLINT(google-explicit-constructor)
+    /// Mean unless set, as torch's.
+    XGRAD_OPTION(Reduction, reduction) = Reduction::mean;
     /// Weight of the positive term per class: a 1-D tensor as long as the input's last axis (or
     /// one value for all); ShapeError otherwise. Empty: 1 for every class.
-    std::optional<Tensor<T>> pos_weight;
+    XGRAD_OPTION(std::optional<Tensor<T>>, pos_weight);
 };
 /// mean((input - target)^2) by default.
 /// This and the losses below compare `input` with `target` element by element (the same shape,

@@ -74,12 +74,12 @@ template <class T>
 Var<T> cross_entropy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options,
                      const std::optional<Tensor<Scalar<T>>>& mask) {
     const Shape shape = logits.shape();
-    PositionWeights<T> counted = position_weights<T>("cross_entropy", shape, targets, options.ignore_index, mask);
+    PositionWeights<T> counted = position_weights<T>("cross_entropy", shape, targets, options.ignore_index(), mask);
     std::vector<T> weight = std::move(counted.weight);
     const T denom = counted.total;
     const std::size_t classes = shape.back(), rows = weight.size();
     // With nothing counted the mean is 0/0 = NaN, as PyTorch's (its gradient is zero: no row counts).
-    const bool mean = options.reduction == Reduction::mean, each = options.reduction == Reduction::none;
+    const bool mean = options.reduction() == Reduction::mean, each = options.reduction() == Reduction::none;
     const T scale = !mean ? T(1) : denom > 0 ? T(1) / denom : std::numeric_limits<T>::quiet_NaN();
 
     // One pass per row: the max, the exponentials (xsimd, a batch at a time) and the log-sum-exp;
@@ -209,7 +209,7 @@ T sign(T x) {
 // (x - y)^2;   ∂/∂x = 2(x - y) = -∂/∂y
 template <class T>
 Var<T> mse_loss(const Var<T>& input, const Var<T>& target, MSELossOptions options, const std::optional<Tensor<Scalar<T>>>& mask) {
-    return elementwise_loss<T>("mse_loss", input, target, options.reduction, mask, [](T x, T y, std::size_t) {
+    return elementwise_loss<T>("mse_loss", input, target, options.reduction(), mask, [](T x, T y, std::size_t) {
         const T d = x - y;
         return LossAt<T>{d * d, 2 * d, -2 * d};
     });
@@ -218,7 +218,7 @@ Var<T> mse_loss(const Var<T>& input, const Var<T>& target, MSELossOptions option
 // |x - y|;   ∂/∂x = sign(x - y) = -∂/∂y (0 at 0, as torch's)
 template <class T>
 Var<T> l1_loss(const Var<T>& input, const Var<T>& target, L1LossOptions options, const std::optional<Tensor<Scalar<T>>>& mask) {
-    return elementwise_loss<T>("l1_loss", input, target, options.reduction, mask, [](T x, T y, std::size_t) {
+    return elementwise_loss<T>("l1_loss", input, target, options.reduction(), mask, [](T x, T y, std::size_t) {
         const T d = x - y, s = sign(d);
         return LossAt<T>{std::abs(d), s, -s};
     });
@@ -228,11 +228,11 @@ Var<T> l1_loss(const Var<T>& input, const Var<T>& target, L1LossOptions options,
 template <class T>
 Var<T> smooth_l1_loss(const Var<T>& input, const Var<T>& target, SmoothL1LossOptions options,
                       const std::optional<Tensor<Scalar<T>>>& mask) {
-    if (!(options.beta >= 0) || !std::isfinite(options.beta)) {
-        throw std::invalid_argument(fmt::format("smooth_l1_loss: beta must be finite and >= 0, got {}", options.beta));
+    if (!(options.beta() >= 0) || !std::isfinite(options.beta())) {
+        throw std::invalid_argument(fmt::format("smooth_l1_loss: beta must be finite and >= 0, got {}", options.beta()));
     }
-    const T beta = static_cast<T>(options.beta);
-    return elementwise_loss<T>("smooth_l1_loss", input, target, options.reduction, mask, [beta](T x, T y, std::size_t) {
+    const T beta = static_cast<T>(options.beta());
+    return elementwise_loss<T>("smooth_l1_loss", input, target, options.reduction(), mask, [beta](T x, T y, std::size_t) {
         const T d = x - y;
         if (std::abs(d) < beta) return LossAt<T>{d * d / (2 * beta), d / beta, -d / beta};
         const T s = sign(d);
@@ -243,11 +243,11 @@ Var<T> smooth_l1_loss(const Var<T>& input, const Var<T>& target, SmoothL1LossOpt
 // d^2 / 2 where |d| <= δ, else δ(|d| - δ/2) (d = x - y);   ∂/∂x = d or δ sign(d) = -∂/∂y
 template <class T>
 Var<T> huber_loss(const Var<T>& input, const Var<T>& target, HuberLossOptions options, const std::optional<Tensor<Scalar<T>>>& mask) {
-    if (!(options.delta > 0) || !std::isfinite(options.delta)) {
-        throw std::invalid_argument(fmt::format("huber_loss: delta must be finite and > 0, got {}", options.delta));
+    if (!(options.delta() > 0) || !std::isfinite(options.delta())) {
+        throw std::invalid_argument(fmt::format("huber_loss: delta must be finite and > 0, got {}", options.delta()));
     }
-    const T delta = static_cast<T>(options.delta);
-    return elementwise_loss<T>("huber_loss", input, target, options.reduction, mask, [delta](T x, T y, std::size_t) {
+    const T delta = static_cast<T>(options.delta());
+    return elementwise_loss<T>("huber_loss", input, target, options.reduction(), mask, [delta](T x, T y, std::size_t) {
         const T d = x - y;
         if (std::abs(d) <= delta) return LossAt<T>{d * d / 2, d, -d};
         const T s = delta * sign(d);
@@ -262,8 +262,8 @@ Var<T> binary_cross_entropy_with_logits(const Var<T>& input, const Var<T>& targe
                                         const std::optional<Tensor<Scalar<T>>>& mask) {
     const std::size_t classes = input.dim() == 0 ? 1 : input.shape().back();
     std::vector<T> pos_weight(classes, T(1));
-    if (options.pos_weight) {
-        const Tensor<T>& p = *options.pos_weight;
+    if (options.pos_weight()) {
+        const Tensor<T>& p = *options.pos_weight();
         if (p.dimension() > 1 || (p.size() != classes && p.size() != 1)) {
             throw ShapeError(fmt::format("binary_cross_entropy_with_logits: input {} needs a pos_weight of shape {} or (1,), got {}",
                                          shape_str(input.shape()), shape_str(Shape{classes}), shape_str(shape_of(p))));
@@ -273,7 +273,7 @@ Var<T> binary_cross_entropy_with_logits(const Var<T>& input, const Var<T>& targe
     // softplus(z) = log(1 + e^z), computed as max(z, 0) + log1p(e^-|z|): no overflow for any z.
     const auto softplus = [](T z) { return std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z))); };
     const auto sigmoid = [](T z) { return z >= 0 ? T(1) / (1 + std::exp(-z)) : std::exp(z) / (1 + std::exp(z)); };
-    return elementwise_loss<T>("binary_cross_entropy_with_logits", input, target, options.reduction, mask,
+    return elementwise_loss<T>("binary_cross_entropy_with_logits", input, target, options.reduction(), mask,
         [&pos_weight, classes, softplus, sigmoid](T x, T y, std::size_t i) {
             const T p = pos_weight[i % classes], up = softplus(x), down = softplus(-x);
             return LossAt<T>{p * y * down + (1 - y) * up, (1 - y) * sigmoid(x) - p * y * sigmoid(-x), p * down - up};
@@ -330,7 +330,7 @@ template <class T>
 double accuracy(const Var<T>& logits, const Indices& targets, CrossEntropyOptions options,
                 const std::optional<Tensor<Scalar<T>>>& mask) {
     const Shape shape = logits.shape();
-    const std::vector<T> weight = position_weights<T>("accuracy", shape, targets, options.ignore_index, mask).weight;
+    const std::vector<T> weight = position_weights<T>("accuracy", shape, targets, options.ignore_index(), mask).weight;
     const Indices predicted = argmax(logits, -1);
     double correct = 0, counted = 0;
     for (std::size_t r = 0; r < weight.size(); ++r) {

@@ -33,7 +33,7 @@ class XgradTrainer : public Trainer {
                 xgrad::Indices part = xgrad::Indices::from_shape({n, p_.batch});
                 std::copy_n(targets_.data() + t0 * p_.batch, n * p_.batch, part.data());
                 xgrad::CrossEntropyOptions sum;
-                sum.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
+                sum.reduction(xgrad::CrossEntropyOptions::Reduction::sum);
                 return xgrad::cross_entropy(head_.forward(output), part, sum);
             };
             loss = layer_->checkpointed_loss(g, ids_, {}, p_.checkpoint_every, segment_loss).loss *

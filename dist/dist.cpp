@@ -259,7 +259,7 @@ DistributedDataParallel<T>::DistributedDataParallel(const ProcessGroup& group,
                                                     std::vector<std::pair<std::string, Parameter<T>>> parameters,
                                                     DistributedOptions options)
     : group_(group), parameters_(std::move(parameters)) {
-    if (options.bucket_bytes == 0) throw std::invalid_argument("DistributedDataParallel: bucket_bytes must be positive");
+    if (options.bucket_bytes() == 0) throw std::invalid_argument("DistributedDataParallel: bucket_bytes must be positive");
     // Names and shapes, one line per parameter; every rank compares every rank's with rank 0's, so
     // all of them raise the same error (or none does).
     std::string mine;
@@ -286,7 +286,7 @@ DistributedDataParallel<T>::DistributedDataParallel(const ProcessGroup& group,
             }
         }
     }
-    const std::size_t per_bucket = std::max<std::size_t>(1, options.bucket_bytes / sizeof(T));
+    const std::size_t per_bucket = std::max<std::size_t>(1, options.bucket_bytes() / sizeof(T));
     std::size_t largest = 0;
     for (std::size_t i = 0; i < parameters_.size();) {
         Bucket b{i, i, 0};

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "../autograd/parameter.hpp"
+#include "../tensor/options.hpp"
 
 /// Data-parallel training over MPI, the optional component xgrad::dist (dist/dist.hpp): built only
 /// where MPI is found, never a dependency of xgrad::xgrad.
@@ -123,9 +124,10 @@ class ProcessGroup {
     std::shared_ptr<Watchdog> watchdog_;
 };
 
-/// How DistributedDataParallel groups its communication.
+/// How DistributedDataParallel groups its communication; an option is a setter and a getter (XGRAD_OPTION).
 struct DistributedOptions {
-    std::size_t bucket_bytes = std::size_t{25} << 20;  ///< as DDP's bucket_cap_mb
+    /// Bytes of gradients per allreduce, as DDP's bucket_cap_mb.
+    XGRAD_OPTION(std::size_t, bucket_bytes) = std::size_t{25} << 20;
 };
 
 /// Gradient averaging over the ranks for a model's parameters, as PyTorch's

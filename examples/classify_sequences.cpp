@@ -59,7 +59,7 @@ struct Classifier : nn::Module<float> {
         : Module("Classifier"),
           rnn(register_module("rnn", nn::make_recurrent<float>(cell, nn::RecurrentOptions(features, hidden)))),
           head(register_module("head", std::make_shared<nn::Linear<float>>(hidden, 2))) {
-        rnn->settings().implementation = nn::RecurrentImplementation::fused;
+        rnn->settings().implementation(nn::RecurrentImplementation::fused);
     }
     // Logits (B, 2) from each sequence's state at its own last step.
     Var<float> forward(xgrad::Graph<float>& g, const Batch& batch) {

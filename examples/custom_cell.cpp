@@ -76,11 +76,11 @@ int run(int argc, char** argv) {
     // 1. The cell's fused backward against the graph path and central differences, in double, on
     // two bidirectional layers with sequences of different lengths.
     nn::RecurrentVerifyOptions o;
-    o.input_size = 3;
-    o.hidden_size = 5;
-    o.num_layers = 2;
-    o.bidirectional = true;
-    o.lengths = {6, 3, 5};
+    o.input_size(3);
+    o.hidden_size(5);
+    o.num_layers(2);
+    o.bidirectional(true);
+    o.lengths({6, 3, 5});
     const nn::RecurrentVerifyReport report = nn::verify_cell_gradients(IndRNNCell{}, o);
     fmt::print("{}\n", nn::format_report(report, o));
     if (!report.passed) return 1;

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "../autograd/graph.hpp"
+#include "../tensor/options.hpp"
 #include "../tensor/random.hpp"
 #include "module.hpp"
 
@@ -63,22 +64,16 @@ class Dropout : public Module<T> {
 };
 
 /// LayerNorm's options, torch.nn.LayerNorm's: `LayerNormOptions({H}).eps(1e-6).elementwise_affine(false)`.
-class LayerNormOptions {
-  public:
-    /// The trailing axes normalized together, e.g. {H}; at least one axis, none of size 0.
+/// Each option is a setter and a getter (XGRAD_OPTION).
+struct LayerNormOptions {
+    /// The trailing axes normalized together, e.g. {H}.
     LayerNormOptions(Shape normalized_shape) : normalized_shape_(std::move(normalized_shape)) {}  // NOLINT(google-explicit-constructor)
+    /// The trailing axes normalized together; at least one axis, none of size 0.
+    XGRAD_OPTION(Shape, normalized_shape);
     /// Added to the variance before its square root; > 0. 1e-5 unless set, as torch's.
-    LayerNormOptions& eps(double value) { eps_ = value; return *this; }
+    XGRAD_OPTION(double, eps) = 1e-5;
     /// Whether the module has a learned scale ("weight", ones) and shift ("bias", zeros). On unless set.
-    LayerNormOptions& elementwise_affine(bool on) { elementwise_affine_ = on; return *this; }
-    const Shape& normalized_shape() const { return normalized_shape_; }  ///< as given
-    double eps() const { return eps_; }                                   ///< as set
-    bool elementwise_affine() const { return elementwise_affine_; }       ///< as set
-
-  private:
-    Shape normalized_shape_;
-    double eps_ = 1e-5;
-    bool elementwise_affine_ = true;
+    XGRAD_OPTION(bool, elementwise_affine) = true;
 };
 
 /// Layer normalization (Ba et al. 2016), as torch.nn.LayerNorm: over the trailing axes given,

@@ -11,19 +11,37 @@
 namespace xgrad::nn {
 
 void RecurrentSettings::check(std::string_view who) const {
-    for (auto [name, p] : {std::pair{"dropout", dropout}, std::pair{"dropout_input", dropout_input},
-                           std::pair{"dropout_output", dropout_output}, std::pair{"dropout_recurrent", dropout_recurrent},
-                           std::pair{"zoneout", zoneout}}) {
+    for (auto [name, p] : {std::pair{"dropout", dropout_}, std::pair{"dropout_input", dropout_input_},
+                           std::pair{"dropout_output", dropout_output_}, std::pair{"dropout_recurrent", dropout_recurrent_},
+                           std::pair{"zoneout", zoneout_}}) {
         if (!(p >= 0.0 && p < 1.0)) throw std::invalid_argument(fmt::format("{}: {} = {} is not in [0, 1)", who, name, p));
     }
-    if (!(zoneout_cell < 1.0) || std::isnan(zoneout_cell)) {
-        throw std::invalid_argument(fmt::format("{}: zoneout_cell = {} is not in [0, 1) (or negative: as zoneout)", who, zoneout_cell));
+    if (!(zoneout_cell_ < 1.0) || std::isnan(zoneout_cell_)) {
+        throw std::invalid_argument(fmt::format("{}: zoneout_cell = {} is not in [0, 1) (or negative: as zoneout)", who, zoneout_cell_));
     }
 }
 
-RecurrentOptions::RecurrentOptions(std::size_t input_size, std::size_t hidden_size) {
-    spec_.input_size = input_size;
-    spec_.hidden_size = hidden_size;
+RecurrentSpec RecurrentOptions::spec() const {
+    RecurrentSpec spec;
+    spec.input_size = input_size_;
+    spec.hidden_size = hidden_size_;
+    spec.num_layers = num_layers_;
+    spec.bias = bias_;
+    spec.bidirectional = bidirectional_;
+    return spec;
+}
+
+RecurrentSettings RecurrentOptions::settings() const {
+    return RecurrentSettings()
+        .batch_first(batch_first_)
+        .dropout(dropout_)
+        .implementation(implementation_)
+        .dropout_input(dropout_input_)
+        .dropout_output(dropout_output_)
+        .dropout_recurrent(dropout_recurrent_)
+        .zoneout(zoneout_)
+        .zoneout_cell(zoneout_cell_)
+        .checkpoint_every(checkpoint_every_);
 }
 
 namespace {
@@ -121,16 +139,16 @@ void RecurrentBase<T>::check_call(const Shape& input, const std::vector<Var<T>>&
     std::vector<const Shape*> given;
     for (const Var<T>& s : initial) shapes.push_back(s.defined() ? s.shape() : Shape{});
     for (std::size_t i = 0; i < initial.size(); ++i) given.push_back(initial[i].defined() ? &shapes[i] : nullptr);
-    check_recurrent_args(who, spec_, input, settings_.batch_first, given, lengths);
+    check_recurrent_args(who, spec_, input, settings_.batch_first(), given, lengths);
 }
 
 // Drawn before the sequence runs, so that both paths, and segments of it, see the same ones.
 template <class T>
 std::vector<Tensor<T>> RecurrentBase<T>::layer_masks(std::size_t steps, std::size_t batch) {
     std::vector<Tensor<T>> masks;
-    if (this->is_training() && settings_.dropout > 0) {
+    if (this->is_training() && settings_.dropout() > 0) {
         for (std::size_t l = 0; l + 1 < spec_.num_layers; ++l) {
-            masks.push_back(dropout_mask<T>({steps, batch, spec_.directions() * spec_.hidden_size}, settings_.dropout,
+            masks.push_back(dropout_mask<T>({steps, batch, spec_.directions() * spec_.hidden_size}, settings_.dropout(),
                                             dropout_generator_));
         }
     }
@@ -142,7 +160,7 @@ RecurrentOutput<T> RecurrentBase<T>::run(Tape<T>& tape, const Var<T>& x, const I
                                          const std::vector<std::int64_t>& lengths) {
     const std::size_t steps = ids ? ids->shape(0) : x.shape()[0], batch = ids ? ids->shape(1) : x.shape()[1];
     const std::vector<Tensor<T>> masks = layer_masks(steps, batch);
-    if (settings_.checkpoint_every > 0 && settings_.checkpoint_every < steps && grad_enabled()) {
+    if (settings_.checkpoint_every() > 0 && settings_.checkpoint_every() < steps && grad_enabled()) {
         return run_segments(tape, x, ids, initial, lengths, masks);
     }
     return run_whole(tape, x, ids, initial, lengths, masks);
@@ -152,12 +170,11 @@ template <class T>
 RecurrentOutput<T> RecurrentBase<T>::run_whole(Tape<T>& tape, const Var<T>& x, const Indices* ids,
                                                const std::vector<Var<T>>& initial, const std::vector<std::int64_t>& lengths,
                                                const std::vector<Tensor<T>>& masks) {
-    const RecurrentSettings& s = settings_;
-    const bool variational = this->is_training() && (s.dropout_input > 0 || s.dropout_output > 0 || s.dropout_recurrent > 0);
-    const bool zoned = s.zoneout > 0 || (cell_->states() > 1 && s.zoneout_cell > 0);  // zoneout_cell: states after h
     tracked_hidden_.clear();
     fused_grad_norms_.reset();
-    if (s.implementation == RecurrentImplementation::graph || variational || zoned) {
+    // The fused kernel has no recurrent dropout or zoneout.
+    if (settings_.implementation() == RecurrentImplementation::graph || settings_.variational(this->is_training()) ||
+        settings_.zoned(cell_->states())) {
         return forward_graph(tape, x, ids, initial, lengths, masks);
     }
     if (!cell_->has_fused()) {
@@ -234,7 +251,7 @@ RecurrentOutput<T> RecurrentBase<T>::forward_graph(Tape<T>& tape, const Var<T>& 
     if (track_hidden_grads_) tracked_hidden_.assign(s.num_layers * D * steps, Var<T>());
     const std::vector<DirectionParameters<Var<T>>> params = graph_parameters(tape);
     auto constant = [&](Tensor<T> t) { return tape.leaf(std::move(t), false); };
-    const double p_in = training ? settings_.dropout_input : 0, p_out = training ? settings_.dropout_output : 0;
+    const double p_in = training ? settings_.dropout_input() : 0, p_out = training ? settings_.dropout_output() : 0;
 
     Var<T> layer_input = x;
     std::vector<std::vector<Var<T>>> finals(S);
@@ -274,8 +291,8 @@ std::vector<Var<T>> RecurrentBase<T>::graph_direction(Tape<T>& tape, const Graph
                                                       std::vector<std::vector<Var<T>>>& finals) {
     const std::size_t steps = call.steps, S = cell_->states(), k = layer * spec_.directions() + direction;
     const bool training = this->is_training();
-    const double p_rec = training ? settings_.dropout_recurrent : 0;
-    const double p_zone_cell = settings_.zoneout_cell < 0 ? settings_.zoneout : settings_.zoneout_cell;
+    const double p_rec = training ? settings_.dropout_recurrent() : 0;
+    const double p_zone_cell = settings_.zoneout_cell() < 0 ? settings_.zoneout() : settings_.zoneout_cell();
     const Var<T> recurrent_mask =
         p_rec > 0 ? tape.leaf(dropout_mask<T>({call.batch, spec_.hidden_size}, p_rec, dropout_generator_), false) : Var<T>();
     CellStep<T> in;
@@ -297,7 +314,7 @@ std::vector<Var<T>> RecurrentBase<T>::graph_direction(Tape<T>& tape, const Graph
             tracked_hidden_[k * steps + t] = fresh[0];
         }
         for (std::size_t i = 0; i < S; ++i) {
-            fresh[i] = zoneout(fresh[i], state[i], i == 0 ? settings_.zoneout : p_zone_cell, training, dropout_generator_);
+            fresh[i] = zoneout(fresh[i], state[i], i == 0 ? settings_.zoneout() : p_zone_cell, training, dropout_generator_);
         }
         if (call.running.empty()) {
             outputs[t] = fresh[0];
@@ -337,7 +354,7 @@ template <class T>
 RecurrentOutput<T> RecurrentBase<T>::forward_states(const Var<T>& input, const std::vector<Var<T>>& initial,
                                                     const std::vector<std::int64_t>& lengths) {
     check_call(input.shape(), initial, lengths);
-    const bool batch_first = settings_.batch_first;
+    const bool batch_first = settings_.batch_first();
     RecurrentOutput<T> r = run(input.tape(), batch_first ? transpose(input, 0, 1) : input, nullptr, initial, lengths);
     if (batch_first) r.output = transpose(r.output, 0, 1);
     return r;
@@ -347,12 +364,12 @@ template <class T>
 RecurrentOutput<T> RecurrentBase<T>::forward_indices(Graph<T>& graph, const Indices& ids, const std::vector<Var<T>>& initial,
                                                      const std::vector<std::int64_t>& lengths) {
     const std::string& who = this->type_name();
-    if (settings_.dropout_input > 0 && this->is_training()) {
+    if (settings_.dropout_input() > 0 && this->is_training()) {
         throw std::invalid_argument(fmt::format("{}: dropout_input does not apply to index input (drop the one-hot rows yourself)", who));
     }
     check_recurrent_ids(who, ids, spec_.input_size);
     check_call({ids.shape(0), ids.shape(1), spec_.input_size}, initial, lengths);
-    const bool batch_first = settings_.batch_first;
+    const bool batch_first = settings_.batch_first();
     const Indices time_major = batch_first ? Indices(xt::transpose(ids)) : ids;
     RecurrentOutput<T> r = run(graph.tape(), Var<T>(), &time_major, initial, lengths);
     if (batch_first) r.output = transpose(r.output, 0, 1);

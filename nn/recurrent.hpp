@@ -7,7 +7,7 @@
 /// @code
 ///   xgrad::nn::Recurrent<IndRNNCell> layer(xgrad::nn::RecurrentOptions(2, 64).num_layers(2).zoneout(0.1));
 ///   auto [output, h_n, states] = layer.forward(x);         // x (T, B, 2); states: h_n, then any others
-///   layer.settings().implementation = xgrad::nn::RecurrentImplementation::fused;   // the cell's own rows
+///   layer.settings().implementation(xgrad::nn::RecurrentImplementation::fused);   // the cell's own rows
 /// @endcode
 ///
 /// Recurrent dropout (training only): dropout_input / dropout_output / dropout_recurrent are
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "../autograd/graph.hpp"
+#include "../tensor/options.hpp"
 #include "../tensor/random.hpp"
 #include "cell.hpp"
 #include "module.hpp"
@@ -40,88 +41,88 @@ enum class RecurrentImplementation {
 };
 
 /// What a recurrent layer reads at every forward; change it between calls through
-/// layer.settings(). Nothing here is stored in model files.
+/// layer.settings(), e.g. `layer.settings().implementation(RecurrentImplementation::fused)`.
+/// Nothing here is stored in model files. Each option is a setter and a getter (XGRAD_OPTION).
 struct RecurrentSettings {
     /// Input and output are (batch, seq, features) instead of (seq, batch, features); states keep
     /// (num_layers * directions, batch, hidden) either way.
-    bool batch_first = false;
+    XGRAD_OPTION(bool, batch_first) = false;
     /// Dropout on the output of every layer but the last, in training (PyTorch's `dropout`).
-    double dropout = 0.0;
+    XGRAD_OPTION(double, dropout) = 0.0;
     /// graph: unrolled from primitive ops (BPTT by the tape); fused: the cell's handwritten-BPTT
     /// kernel. Both give the same numbers; fused needs a cell with fused rows.
-    RecurrentImplementation implementation = RecurrentImplementation::graph;
+    XGRAD_OPTION(RecurrentImplementation, implementation) = RecurrentImplementation::graph;
     /// Variational dropout on each layer's input, one mask per sequence, in training.
-    double dropout_input = 0.0;
+    XGRAD_OPTION(double, dropout_input) = 0.0;
     /// Variational dropout on each layer's output, one mask per sequence, in training.
-    double dropout_output = 0.0;
+    XGRAD_OPTION(double, dropout_output) = 0.0;
     /// Variational dropout on h_{t-1} where it enters the recurrent weights, in training.
-    double dropout_recurrent = 0.0;
+    XGRAD_OPTION(double, dropout_recurrent) = 0.0;
     /// Zoneout of h: each unit keeps its previous value with this probability, in training.
-    double zoneout = 0.0;
+    XGRAD_OPTION(double, zoneout) = 0.0;
     /// Zoneout of the states after h (LSTM's c); negative: the same as zoneout.
-    double zoneout_cell = -1.0;
+    XGRAD_OPTION(double, zoneout_cell) = -1.0;
     /// Activation checkpointing (both implementations): with k > 0, forward keeps only the states
     /// every k steps and the outputs, and backward recomputes each k-step segment before running
     /// through it (xgrad::checkpoint per segment). Memory for activations O(k) instead of O(T), for
     /// about one more forward; k ≈ √T balances the two. Unidirectional layers, without variational
     /// dropout, zoneout or track_hidden_grads; the same numbers as without it.
-    std::size_t checkpoint_every = 0;
+    XGRAD_OPTION(std::size_t, checkpoint_every) = 0;
 
+  public:
     /// Throws std::invalid_argument naming `who` and the setting unless every probability is in [0, 1).
     void check(std::string_view who) const;
+    /// Whether variational dropout applies: in training, with any of its three probabilities set.
+    bool variational(bool training) const {
+        return training && (dropout_input_ > 0 || dropout_output_ > 0 || dropout_recurrent_ > 0);
+    }
+    /// Whether zoneout applies to a cell of `states` states (zoneout_cell to those after h).
+    bool zoned(std::size_t states) const { return zoneout_ > 0 || (states > 1 && zoneout_cell_ > 0); }
 };
 
-/// How a recurrent layer is built, chained as libtorch's RNNOptions:
+/// How a recurrent layer is built, as libtorch's RNNOptions:
 /// `RecurrentOptions(96, 256).num_layers(2).dropout(0.1).implementation(RecurrentImplementation::fused)`.
 /// The structure (sizes, num_layers, bias, bidirectional, and the Elman cell's nonlinearity) is
-/// fixed at construction; the rest are the layer's initial settings(). RNNOptions, LSTMOptions and
-/// GRUOptions are this one type, so nonlinearity(relu) compiles for an LSTM too (in libtorch it does
-/// not): every layer but nn::RNN refuses it at construction.
-class RecurrentOptions {
-  public:
+/// fixed at construction (the layer's spec()); the rest are the layer's initial settings().
+/// RNNOptions, LSTMOptions and GRUOptions are this one type, so nonlinearity(relu) compiles for an
+/// LSTM too (in libtorch it does not): every layer but nn::RNN refuses it at construction. Each
+/// option is a setter and a getter (XGRAD_OPTION).
+struct RecurrentOptions {
     /// One layer, one direction, with bias, tanh, and the default RecurrentSettings. The sizes
     /// are checked when the layer is built (both must be positive).
-    RecurrentOptions(std::size_t input_size, std::size_t hidden_size);
+    RecurrentOptions(std::size_t input_size, std::size_t hidden_size) : input_size_(input_size), hidden_size_(hidden_size) {}
 
-    /// Sets this part of the structure (see RecurrentSpec), fixed when the layer is built; returns *this.
+    /// Features of the input.
+    XGRAD_OPTION(std::size_t, input_size) = 0;
+    /// Units per direction of each layer.
+    XGRAD_OPTION(std::size_t, hidden_size) = 0;
+    /// Stacked layers, each reading the one below's output.
+    XGRAD_OPTION(std::size_t, num_layers) = 1;
+    /// Whether the layers have biases (bias_ih and the cell's).
+    XGRAD_OPTION(bool, bias) = true;
+    /// A reverse direction beside the forward one.
+    XGRAD_OPTION(bool, bidirectional) = false;
+    /// φ of nn::RNN (Elman) only.
+    XGRAD_OPTION(Nonlinearity, nonlinearity) = Nonlinearity::tanh;
+    /// The initial RecurrentSettings of the same name (see there). Declared here again, flat as
+    /// libtorch's RNNOptions, so that every option chains; settings() copies them.
     ///@{
-    RecurrentOptions& num_layers(std::size_t n) { spec_.num_layers = n; return *this; }
-    RecurrentOptions& bias(bool on) { spec_.bias = on; return *this; }
-    RecurrentOptions& bidirectional(bool on) { spec_.bidirectional = on; return *this; }
-    ///@}
-    RecurrentOptions& nonlinearity(Nonlinearity f) { nonlinearity_ = f; return *this; }  ///< RNN (Elman) only
-    /// Sets the RecurrentSettings field of this name, part of the layer's initial settings(); returns *this.
-    /// Probabilities must be in [0, 1), checked when the layer is built.
-    ///@{
-    RecurrentOptions& batch_first(bool on) { settings_.batch_first = on; return *this; }
-    RecurrentOptions& dropout(double p) { settings_.dropout = p; return *this; }
-    RecurrentOptions& implementation(RecurrentImplementation i) { settings_.implementation = i; return *this; }
-    RecurrentOptions& dropout_input(double p) { settings_.dropout_input = p; return *this; }
-    RecurrentOptions& dropout_output(double p) { settings_.dropout_output = p; return *this; }
-    RecurrentOptions& dropout_recurrent(double p) { settings_.dropout_recurrent = p; return *this; }
-    RecurrentOptions& zoneout(double p) { settings_.zoneout = p; return *this; }
-    RecurrentOptions& zoneout_cell(double p) { settings_.zoneout_cell = p; return *this; }
-    RecurrentOptions& checkpoint_every(std::size_t k) { settings_.checkpoint_every = k; return *this; }
+    XGRAD_OPTION(bool, batch_first) = false;
+    XGRAD_OPTION(double, dropout) = 0.0;
+    XGRAD_OPTION(RecurrentImplementation, implementation) = RecurrentImplementation::graph;
+    XGRAD_OPTION(double, dropout_input) = 0.0;
+    XGRAD_OPTION(double, dropout_output) = 0.0;
+    XGRAD_OPTION(double, dropout_recurrent) = 0.0;
+    XGRAD_OPTION(double, zoneout) = 0.0;
+    XGRAD_OPTION(double, zoneout_cell) = -1.0;
+    XGRAD_OPTION(std::size_t, checkpoint_every) = 0;
     ///@}
 
-    /// The value set so far, or its default.
-    ///@{
-    std::size_t input_size() const { return spec_.input_size; }
-    std::size_t hidden_size() const { return spec_.hidden_size; }
-    std::size_t num_layers() const { return spec_.num_layers; }
-    bool bias() const { return spec_.bias; }
-    bool bidirectional() const { return spec_.bidirectional; }
-    Nonlinearity nonlinearity() const { return nonlinearity_; }
-    ///@}
+  public:
     /// The structure as the layer will hold it.
-    const RecurrentSpec& spec() const { return spec_; }
+    RecurrentSpec spec() const;
     /// The layer's initial settings.
-    const RecurrentSettings& settings() const { return settings_; }
-
-  private:
-    RecurrentSpec spec_;
-    RecurrentSettings settings_;
-    Nonlinearity nonlinearity_ = Nonlinearity::tanh;
+    RecurrentSettings settings() const;
 };
 
 /// The layer over a cell given at run time (nn::Recurrent<Cell> fixes it at compile time).

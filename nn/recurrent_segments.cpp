@@ -13,9 +13,7 @@ namespace xgrad::nn {
 
 template <class T>
 void RecurrentBase<T>::check_segmentable(std::string_view what) const {
-    const RecurrentSettings& s = settings_;
-    const bool variational = this->is_training() && (s.dropout_input > 0 || s.dropout_output > 0 || s.dropout_recurrent > 0);
-    const bool zoned = s.zoneout > 0 || (cell_->states() > 1 && s.zoneout_cell > 0);
+    const bool variational = settings_.variational(this->is_training()), zoned = settings_.zoned(cell_->states());
     const char* refused = spec_.bidirectional ? "a bidirectional layer (its reverse direction needs the whole sequence)"
                           : variational       ? "variational dropout (one mask per whole sequence)"
                           : zoned             ? "zoneout"
@@ -67,7 +65,7 @@ RecurrentOutput<T> RecurrentBase<T>::run_segments(Tape<T>& tape, const Var<T>& x
                                                   const std::vector<Tensor<T>>& masks) {
     check_segmentable("checkpoint_every");
     const std::size_t steps = ids ? ids->shape(0) : x.shape()[0], batch = ids ? ids->shape(1) : x.shape()[1];
-    const std::size_t S = cell_->states(), k = settings_.checkpoint_every;
+    const std::size_t S = cell_->states(), k = settings_.checkpoint_every();
     std::vector<Var<T>> states = entering_states(tape, initial, batch);
     std::vector<Var<T>> outputs;
     for (std::size_t t0 = 0; t0 < steps; t0 += k) {
@@ -106,10 +104,10 @@ typename RecurrentBase<T>::SegmentedLoss RecurrentBase<T>::checkpointed_loss(Gra
                                                                              const std::vector<Generator*>& generators) {
     const std::string& who = this->type_name();
     check_segmentable("checkpointed_loss");
-    if (settings_.batch_first) throw std::invalid_argument(fmt::format("{}: checkpointed_loss takes time-major ids (T, B)", who));
+    if (settings_.batch_first()) throw std::invalid_argument(fmt::format("{}: checkpointed_loss takes time-major ids (T, B)", who));
     if (segment == 0) throw std::invalid_argument(fmt::format("{}: checkpointed_loss needs a segment of at least one step", who));
     if (!segment_loss) throw std::invalid_argument(fmt::format("{}: checkpointed_loss needs a segment loss", who));
-    if (settings_.dropout_input > 0 && this->is_training()) {
+    if (settings_.dropout_input() > 0 && this->is_training()) {
         throw std::invalid_argument(fmt::format("{}: dropout_input does not apply to index input (drop the one-hot rows yourself)", who));
     }
     check_recurrent_ids(who, ids, spec_.input_size);

@@ -9,7 +9,7 @@
 ///   xgrad::nn::LSTM<float> lstm(xgrad::nn::LSTMOptions(96, 256).num_layers(2).dropout(0.1));
 ///   auto [output, h_n, c_n] = lstm.forward(x);                 // x (T, B, 96)
 ///   auto next = lstm.forward(x2, h_n.detach(), c_n.detach(), lengths);
-///   lstm.settings().implementation = xgrad::nn::RecurrentImplementation::fused;   // same model, fused kernel
+///   lstm.settings().implementation(xgrad::nn::RecurrentImplementation::fused);   // same model, fused kernel
 /// @endcode
 #pragma once
 
@@ -99,27 +99,19 @@ template <class T>
 std::unique_ptr<RecurrentBase<T>> make_recurrent(std::string_view name, const RecurrentOptions& options,
                                                  Generator& gen = default_generator());
 
-/// Options of the one-step modules RNNCell, LSTMCell and GRUCell, chained as libtorch's RNNCellOptions.
-class RNNCellOptions {
-  public:
+/// Options of the one-step modules RNNCell, LSTMCell and GRUCell, as libtorch's RNNCellOptions.
+/// Each option is a setter and a getter (XGRAD_OPTION).
+struct RNNCellOptions {
     /// With bias and tanh; both sizes must be positive (checked when the cell is built).
     RNNCellOptions(std::size_t input_size, std::size_t hidden_size) : input_size_(input_size), hidden_size_(hidden_size) {}
-    /// Whether the cell has bias_ih and bias_hh; returns *this for chaining.
-    RNNCellOptions& bias(bool on) { bias_ = on; return *this; }
-    RNNCellOptions& nonlinearity(Nonlinearity f) { nonlinearity_ = f; return *this; }  ///< RNNCell only
-
-    /// The value set so far, or its default.
-    ///@{
-    std::size_t input_size() const { return input_size_; }
-    std::size_t hidden_size() const { return hidden_size_; }
-    bool bias() const { return bias_; }
-    Nonlinearity nonlinearity() const { return nonlinearity_; }
-    ///@}
-
-  private:
-    std::size_t input_size_, hidden_size_;
-    bool bias_ = true;
-    Nonlinearity nonlinearity_ = Nonlinearity::tanh;
+    /// Features of the input x.
+    XGRAD_OPTION(std::size_t, input_size) = 0;
+    /// Units of the state.
+    XGRAD_OPTION(std::size_t, hidden_size) = 0;
+    /// Whether the cell has bias_ih and bias_hh.
+    XGRAD_OPTION(bool, bias) = true;
+    /// φ of RNNCell only.
+    XGRAD_OPTION(Nonlinearity, nonlinearity) = Nonlinearity::tanh;
 };
 /// LSTMCell's options: see RNNCellOptions (nonlinearity must stay tanh).
 using LSTMCellOptions = RNNCellOptions;

@@ -5,9 +5,7 @@
 /// step, and from central differences, compared parameter by parameter.
 ///
 /// @code
-///   xgrad::nn::RecurrentVerifyOptions o;
-///   o.cell = "lstm";
-///   o.num_layers = 2;
+///   const auto o = xgrad::nn::RecurrentVerifyOptions().cell("lstm").num_layers(2);
 ///   auto report = xgrad::nn::verify_recurrent_gradients(o);
 ///   fmt::print("{}", xgrad::nn::format_report(report, o));
 ///   auto mine = xgrad::nn::verify_cell_gradients(MyCell{}, o);   // a cell of your own (nn/cell.hpp)
@@ -18,35 +16,53 @@
 #include <string>
 #include <vector>
 
+#include "../tensor/options.hpp"
 #include "cell.hpp"
 
 namespace xgrad::nn {
 
-/// The model, the data and the bars of verify_recurrent_gradients(). All in double.
+/// The model, the data and the bars of verify_recurrent_gradients(). All in double. Each option is
+/// a setter and a getter (XGRAD_OPTION): `RecurrentVerifyOptions().cell("lstm").num_layers(2)`.
 struct RecurrentVerifyOptions {
-    std::string cell = "rnn";  ///< a built-in cell (recurrent_cell_names()); ignored by verify_cell_gradients
+    /// A built-in cell (recurrent_cell_names()); ignored by verify_cell_gradients.
+    XGRAD_OPTION(std::string, cell) = "rnn";
     /// The model's and the random data's sizes: the layer's, T steps of B sequences, and the
     /// classes of the Linear head and the targets.
     ///@{
-    std::size_t input_size = 5, hidden_size = 8, num_layers = 1, steps = 6, batch = 3, classes = 5;
+    XGRAD_OPTION(std::size_t, input_size) = 5;
+    XGRAD_OPTION(std::size_t, hidden_size) = 8;
+    XGRAD_OPTION(std::size_t, num_layers) = 1;
+    XGRAD_OPTION(std::size_t, steps) = 6;
+    XGRAD_OPTION(std::size_t, batch) = 3;
+    XGRAD_OPTION(std::size_t, classes) = 5;
     ///@}
     /// The layer's structure, as RecurrentOptions's.
     ///@{
-    bool bidirectional = false, bias = true;
+    XGRAD_OPTION(bool, bidirectional) = false;
+    XGRAD_OPTION(bool, bias) = true;
     ///@}
-    Nonlinearity nonlinearity = Nonlinearity::tanh;  ///< RNN only
-    std::vector<std::int64_t> lengths;  ///< empty: every sequence runs all steps
-    bool loss_at_last_step_only = false;  ///< makes vanishing or exploding gradients easy to see
-    double recurrent_scale = 1.0;         ///< multiplies W_hh after the usual initialization
-    double forget_bias = 0.0;             ///< LSTM only: added to the forget gates' bias_ih (a common init)
+    /// φ of the RNN (Elman) only.
+    XGRAD_OPTION(Nonlinearity, nonlinearity) = Nonlinearity::tanh;
+    /// Each sequence's length; empty: every sequence runs all steps.
+    XGRAD_OPTION(std::vector<std::int64_t>, lengths);
+    /// The loss at the last step only, which makes vanishing or exploding gradients easy to see.
+    XGRAD_OPTION(bool, loss_at_last_step_only) = false;
+    /// Multiplies W_hh after the usual initialization.
+    XGRAD_OPTION(double, recurrent_scale) = 1.0;
+    /// LSTM only: added to the forget gates' bias_ih (a common init).
+    XGRAD_OPTION(double, forget_bias) = 0.0;
     /// Seeds the weights, the input and the targets: the same seed, the same check.
-    std::uint64_t seed = 1;
-    bool finite_differences = true;       ///< costs two forward passes per parameter entry
+    XGRAD_OPTION(std::uint64_t, seed) = 1;
+    /// Whether to compare with finite differences, at two forward passes per parameter entry.
+    XGRAD_OPTION(bool, finite_differences) = true;
     /// Bars: the kernel agrees with the graph within `agreement`; autograd agrees with finite
     /// differences entry by entry within atol + rtol * |numeric| (PyTorch's gradcheck rule).
     /// eps is the central differences' step.
     ///@{
-    double agreement = 1e-10, atol = 1e-5, rtol = 1e-3, eps = 1e-6;
+    XGRAD_OPTION(double, agreement) = 1e-10;
+    XGRAD_OPTION(double, atol) = 1e-5;
+    XGRAD_OPTION(double, rtol) = 1e-3;
+    XGRAD_OPTION(double, eps) = 1e-6;
     ///@}
 };
 

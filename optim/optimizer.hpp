@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "../autograd/parameter.hpp"
-#include "options.hpp"
+#include "../tensor/options.hpp"
 #include "../tensor/safetensors.hpp"
 
 namespace xgrad::optim {
@@ -53,26 +53,15 @@ class ParamGroup {
   public:
     /// A group of these parameters with the optimizer's own rates until lr() or weight_decay() sets them.
     ParamGroup(std::vector<Parameter<T>> params) : params_(std::move(params)) {}  // NOLINT(google-explicit-constructor)
-    /// This group's learning rate instead of the options'; returns *this for chaining.
-    ParamGroup& lr(double value) {
-        lr_ = value;
-        return *this;
-    }
-    /// This group's weight decay instead of the options'; returns *this for chaining.
-    ParamGroup& weight_decay(double value) {
-        weight_decay_ = value;
-        return *this;
-    }
     /// The group's parameters, in order.
     const std::vector<Parameter<T>>& params() const { return params_; }
-    /// The group's own learning rate; empty: the options' applies.
-    std::optional<double> lr() const { return lr_; }
-    /// The group's own weight decay; empty: the options' applies.
-    std::optional<double> weight_decay() const { return weight_decay_; }
+    /// The group's own learning rate instead of the options'; empty: the options' applies.
+    XGRAD_OPTION(std::optional<double>, lr);
+    /// The group's own weight decay instead of the options'; empty: the options' applies.
+    XGRAD_OPTION(std::optional<double>, weight_decay);
 
   private:
     std::vector<Parameter<T>> params_;
-    std::optional<double> lr_, weight_decay_;
 };
 
 /// The base of the optimizers: parameter groups with their rates, the step count, per-parameter

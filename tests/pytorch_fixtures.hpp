@@ -23,7 +23,7 @@ void check_against_pytorch(xgrad::nn::RecurrentBase<T>& layer, const std::string
     const bool lstm = io.tensors.count("c0") > 0;
     layer.load(std::string(XGRAD_FIXTURES_DIR) + "/" + name + ".safetensors");
     for (RecurrentImplementation impl : {RecurrentImplementation::graph, RecurrentImplementation::fused}) {
-        layer.settings().implementation = impl;
+        layer.settings().implementation(impl);
         layer.zero_grad();
         Graph<T> g;
         auto x = g.variable(get("input")), h0 = g.variable(get("h0"));

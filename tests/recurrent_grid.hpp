@@ -141,7 +141,7 @@ void check_agreement(const Config& c, double tol) {
     for (std::size_t b = 0; c.variable_lengths && b < batch; ++b) lengths.push_back(cycle[b % 3]);
     Run<T> runs[2];
     for (int i = 0; i < 2; ++i) {
-        layer->settings().implementation = i == 0 ? RecurrentImplementation::graph : RecurrentImplementation::fused;
+        layer->settings().implementation(i == 0 ? RecurrentImplementation::graph : RecurrentImplementation::fused);
         layer->zero_grad();
         Graph<T> g;
         Var<T> x = g.variable(input);

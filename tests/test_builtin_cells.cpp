@@ -39,7 +39,7 @@ TEST_CASE("every built-in cell passes gradcheck in double, both implementations,
             CAPTURE(cell);
             xgrad::Generator gen(3);
             auto layer = grid::make_layer<double>({cell, nn::Nonlinearity::tanh, true, 2, true, false, true, true}, gen);
-            layer->settings().implementation = impl;
+            layer->settings().implementation(impl);
             const std::size_t S = layer->cell().states();
             const std::vector<std::int64_t> lengths = {4, 2};
             std::vector<Tensor<double>> inputs = {xgrad::uniform<double>({4, 2, grid::I}, -1, 1, gen)};
@@ -60,10 +60,10 @@ TEST_CASE("every built-in cell: the verification report agrees on handwritten, a
     for (const std::string& cell : nn::recurrent_cell_names()) {
         CAPTURE(cell);
         nn::RecurrentVerifyOptions o;
-        o.cell = cell;
-        o.num_layers = 2;
-        o.bidirectional = true;
-        o.lengths = {6, 2, 4};
+        o.cell(cell);
+        o.num_layers(2);
+        o.bidirectional(true);
+        o.lengths({6, 2, 4});
         auto report = nn::verify_recurrent_gradients(o);
         CHECK(report.passed);
         const std::size_t per_direction = 2 + nn::make_cell<double>(cell)->parameters(4).size();  // weight_ih, bias_ih, the cell's
@@ -107,4 +107,37 @@ TEST_CASE("every built-in cell registers PyTorch's names and shapes, and strict 
         CHECK_THROWS_WITH_AS(layer->load_state_dict(misshaped), doctest::Contains(message.c_str()), xgrad::ShapeError);
         CHECK(layer->named_parameters()[0].second.value() == before);  // nothing changed
     }
+}
+
+TEST_CASE("RecurrentOptions carries its structure to spec() and every setting to the layer's settings()") {
+    const auto options = nn::RecurrentOptions(3, 4)
+                             .num_layers(2)
+                             .bias(false)
+                             .bidirectional(true)
+                             .batch_first(true)
+                             .dropout(0.1)
+                             .implementation(RecurrentImplementation::fused)
+                             .dropout_input(0.2)
+                             .dropout_output(0.3)
+                             .dropout_recurrent(0.4)
+                             .zoneout(0.5)
+                             .zoneout_cell(0.6)
+                             .checkpoint_every(7);
+    const nn::RecurrentSpec spec = options.spec();
+    CHECK(spec.input_size == 3);
+    CHECK(spec.hidden_size == 4);
+    CHECK(spec.num_layers == 2);
+    CHECK_FALSE(spec.bias);
+    CHECK(spec.bidirectional);
+    auto layer = nn::make_recurrent<float>("gru", options);
+    const nn::RecurrentSettings& s = layer->settings();
+    CHECK(s.batch_first());
+    CHECK(s.dropout() == 0.1);
+    CHECK(s.implementation() == RecurrentImplementation::fused);
+    CHECK(s.dropout_input() == 0.2);
+    CHECK(s.dropout_output() == 0.3);
+    CHECK(s.dropout_recurrent() == 0.4);
+    CHECK(s.zoneout() == 0.5);
+    CHECK(s.zoneout_cell() == 0.6);
+    CHECK(s.checkpoint_every() == 7);
 }

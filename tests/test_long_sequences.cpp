@@ -21,7 +21,7 @@ TEST_CASE("RNN, LSTM and GRU unrolled over 100,000 steps: one training step each
             xgrad::Generator gen(4);
             auto layer = nn::make_recurrent<float>(nn::recurrent_cell_names()[static_cast<std::size_t>(cell)],
                                                    nn::RecurrentOptions(input, hidden), gen);
-            layer->settings().implementation = i == 0 ? nn::RecurrentImplementation::graph : nn::RecurrentImplementation::fused;
+            layer->settings().implementation(i == 0 ? nn::RecurrentImplementation::graph : nn::RecurrentImplementation::fused);
             nn::Linear<float> head(hidden, 1, true, gen);
             auto params = layer->parameters();
             for (const auto& p : head.parameters()) params.push_back(p);

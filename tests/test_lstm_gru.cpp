@@ -183,18 +183,18 @@ TEST_CASE("bad LSTM and GRU arguments name the module, the argument and the shap
                          std::invalid_argument);
     CHECK_THROWS_WITH_AS(nn::LSTM<float>(nn::LSTMOptions(3, 4).dropout_recurrent(-0.1)),
                          "LSTM: dropout_recurrent = -0.1 is not in [0, 1)", std::invalid_argument);
-    lstm.settings().dropout_input = 1.5;
+    lstm.settings().dropout_input(1.5);
     CHECK_THROWS_WITH_AS(lstm.forward(x), "LSTM: dropout_input = 1.5 is not in [0, 1)", std::invalid_argument);
 }
 
 TEST_CASE("vanishing gradients: over 40 steps an LSTM with a forget bias keeps them, an RNN loses them") {
     nn::RecurrentVerifyOptions o;
-    o.steps = 40;
-    o.loss_at_last_step_only = true;
-    o.finite_differences = false;
+    o.steps(40);
+    o.loss_at_last_step_only(true);
+    o.finite_differences(false);
     auto rnn = nn::verify_recurrent_gradients(o);
-    o.cell = "lstm";
-    o.forget_bias = 3.0;
+    o.cell("lstm");
+    o.forget_bias(3.0);
     auto lstm = nn::verify_recurrent_gradients(o);
     CHECK(rnn.passed);
     CHECK(lstm.passed);
@@ -225,7 +225,7 @@ TEST_CASE("one-hot input given as indices equals the dense one-hot input, in val
                 c.batch = batch;
                 c.hidden = hidden;
                 auto layer = grid::make_layer<double>(c, gen);
-                layer->settings().implementation = impl;
+                layer->settings().implementation(impl);
                 xgrad::Indices ids = xgrad::Indices::from_shape(batch_first ? xgrad::Shape{batch, T_} : xgrad::Shape{T_, batch});
                 for (auto& v : ids) v = static_cast<std::int64_t>(gen.below(vocab));
                 Tensor<double> one_hot = Tensor<double>::from_shape({ids.shape(0), ids.shape(1), vocab});

@@ -99,7 +99,7 @@ std::size_t language_model_step_peak(nn::RecurrentImplementation impl, std::size
         targets.data()[i] = static_cast<std::int64_t>((7 * i + 7) % V);
     }
     xgrad::CrossEntropyOptions sum;
-    sum.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
+    sum.reduction(xgrad::CrossEntropyOptions::Reduction::sum);
     return heap_peak_of([&] {
         xgrad::Graph<float> g;
         xgrad::Var<float> loss;

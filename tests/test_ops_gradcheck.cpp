@@ -180,20 +180,20 @@ TEST_CASE("losses") {
     Indices targets = {0, 3, 1, 4};
     expect_gradients([targets](const Vs& v) { return xgrad::cross_entropy(v[0], targets); }, {rnd({4, 5}, -2, 2)});
     xgrad::CrossEntropyOptions ignore;
-    ignore.ignore_index = 3;
+    ignore.ignore_index(3);
     expect_gradients([targets, ignore](const Vs& v) { return xgrad::cross_entropy(v[0], targets, ignore); },
                      {rnd({4, 5}, -2, 2)});
     Tensor<double> mask = {1.0, 0.0, 0.5, 1.0};
     expect_gradients([targets, mask](const Vs& v) { return xgrad::cross_entropy(v[0], targets, {}, mask); },
                      {rnd({4, 5}, -2, 2)});
     xgrad::CrossEntropyOptions summed;
-    summed.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
+    summed.reduction(xgrad::CrossEntropyOptions::Reduction::sum);
     expect_gradients([targets, summed](const Vs& v) { return xgrad::cross_entropy(v[0], targets, summed); },
                      {rnd({4, 5}, -2, 2)});
     Indices targets3 = {{0, 2, 1}, {4, 4, 0}};
     expect_gradients([targets3](const Vs& v) { return xgrad::cross_entropy(v[0], targets3); }, {rnd({2, 3, 5}, -2, 2)});
     xgrad::CrossEntropyOptions each;  // per position: the full Jacobian, one row per position
-    each.reduction = xgrad::Reduction::none;
+    each.reduction(xgrad::Reduction::none);
     expect_gradients([targets3, each](const Vs& v) { return xgrad::cross_entropy(v[0], targets3, each); }, {rnd({2, 3, 5}, -2, 2)});
     expect_gradients([](const Vs& v) { return xgrad::mse_loss(v[0], v[1]); }, {rnd({3, 4}), rnd({3, 4})});
     expect_gradients([](const Vs& v) { return xgrad::mse_loss(v[0], v[1]); }, {rnd({}), rnd({})});
@@ -213,10 +213,10 @@ TEST_CASE("regression and binary losses: every reduction, masked by position and
         for (const auto& mask : {std::optional<Tensor<double>>(), std::optional(by_position), std::optional(by_element)}) {
             expect_gradients([r, mask](const Vs& v) { return xgrad::mse_loss(v[0], v[1], {r}, mask); }, {input, target});
             expect_gradients([r, mask](const Vs& v) { return xgrad::l1_loss(v[0], v[1], {r}, mask); }, {input, target});
-            expect_gradients([r, mask](const Vs& v) { return xgrad::smooth_l1_loss(v[0], v[1], {r, 0.5}, mask); },
+            expect_gradients([r, mask](const Vs& v) { return xgrad::smooth_l1_loss(v[0], v[1], xgrad::SmoothL1LossOptions(r).beta(0.5), mask); },
                              {input, target});
-            expect_gradients([r, mask](const Vs& v) { return xgrad::huber_loss(v[0], v[1], {r, 0.8}, mask); }, {input, target});
-            xgrad::BCEWithLogitsLossOptions<double> options{r, pos_weight};
+            expect_gradients([r, mask](const Vs& v) { return xgrad::huber_loss(v[0], v[1], xgrad::HuberLossOptions(r).delta(0.8), mask); }, {input, target});
+            const auto options = xgrad::BCEWithLogitsLossOptions<double>(r).pos_weight(pos_weight);
             expect_gradients([options, mask](const Vs& v) { return xgrad::binary_cross_entropy_with_logits(v[0], v[1], options, mask); },
                              {logits, prob});
         }

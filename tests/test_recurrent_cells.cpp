@@ -72,8 +72,8 @@ TEST_CASE("a cell with three states runs through the grid, and verify_cell_gradi
         grid::check_agreement<double>(c, 1e-10);
     }
     nn::RecurrentVerifyOptions o;
-    o.num_layers = 2;
-    o.lengths = {6, 0, 4};
+    o.num_layers(2);
+    o.lengths({6, 0, 4});
     const auto report = nn::verify_cell_gradients(grid::LeakyMemoryCell{}, o);
     CHECK(report.passed);
     CHECK(report.cell == "LeakyMemory");
@@ -89,7 +89,7 @@ TEST_CASE("a zero-length sequence keeps its initial states and passes their grad
         for (std::size_t s = 0; s < S; ++s) initial.push_back(xgrad::uniform<double>({2, 2, 4}, -1, 1, gen));
         for (nn::RecurrentImplementation impl : {nn::RecurrentImplementation::graph, nn::RecurrentImplementation::fused}) {
             CAPTURE(name);
-            layer->settings().implementation = impl;
+            layer->settings().implementation(impl);
             xgrad::Graph<double> g;
             std::vector<Var<double>> given;
             for (const auto& t : initial) given.push_back(g.variable(t));
@@ -108,9 +108,9 @@ TEST_CASE("a zero-length sequence keeps its initial states and passes their grad
 
 TEST_CASE("verify_cell_gradients passes the IndRNN's handwritten backward and fails a wrong one, naming the parameters") {
     nn::RecurrentVerifyOptions o;
-    o.num_layers = 2;
-    o.bidirectional = true;
-    o.lengths = {6, 2, 4};
+    o.num_layers(2);
+    o.bidirectional(true);
+    o.lengths({6, 2, 4});
     const nn::RecurrentVerifyReport good = nn::verify_cell_gradients(IndRNNCell{}, o);
     CHECK(good.passed);
     CHECK(good.cell == "IndRNN");
@@ -145,12 +145,12 @@ TEST_CASE("a cell with only a graph step gets stacking, directions, lengths, dro
     INFO(report.summary());
     CHECK(report.passed);
 
-    mgu.settings().zoneout = 0.2;
-    mgu.settings().dropout = 0.3;
+    mgu.settings().zoneout(0.2);
+    mgu.settings().dropout(0.3);
     xgrad::Graph<double> g;
     CHECK(mgu.forward(g.constant(x)).output.shape() == xgrad::Shape{2, 5, 8});
     mgu.settings() = nn::RecurrentSettings{};
-    mgu.settings().implementation = nn::RecurrentImplementation::fused;
+    mgu.settings().implementation(nn::RecurrentImplementation::fused);
     CHECK_THROWS_WITH_AS(mgu.forward(g.constant(x)),
                          "MGU: implementation fused needs the cell's fused rows (forward_row, backward_row); this cell has only its graph step",
                          std::invalid_argument);
@@ -232,18 +232,18 @@ TEST_CASE("make_recurrent builds every built-in cell by name, and refuses other 
 TEST_CASE("settings change between calls, the structure was fixed at construction") {
     xgrad::Generator gen(2);
     nn::GRU<double> gru(nn::GRUOptions(3, 4).num_layers(2).dropout(0.5), gen);
-    CHECK(gru.settings().dropout == 0.5);
+    CHECK(gru.settings().dropout() == 0.5);
     CHECK(gru.spec().num_layers == 2);
     const Tensor<double> x = xgrad::uniform<double>({4, 2, 3}, -1, 1, gen);
     Tensor<double> outputs[2];
     for (int i = 0; i < 2; ++i) {
-        gru.settings().implementation = i == 0 ? nn::RecurrentImplementation::graph : nn::RecurrentImplementation::fused;
-        gru.settings().dropout = 0.0;
+        gru.settings().implementation(i == 0 ? nn::RecurrentImplementation::graph : nn::RecurrentImplementation::fused);
+        gru.settings().dropout(0.0);
         xgrad::Graph<double> g;
         outputs[i] = gru.forward(g.constant(x)).output.value();
     }
     CHECK(xt::allclose(outputs[0], outputs[1], 1e-12, 1e-12));
-    gru.settings().zoneout_cell = std::nan("");
+    gru.settings().zoneout_cell(std::nan(""));
     xgrad::Graph<double> g;
     CHECK_THROWS_WITH_AS(gru.forward(g.constant(x)), doctest::Contains("GRU: zoneout_cell = nan is not in [0, 1)"), std::invalid_argument);
 }
@@ -258,7 +258,7 @@ TEST_CASE("the fused op's gradients are right when only a final state enters the
             const Tensor<double> x = xgrad::uniform<double>({5, 2, 3}, -1, 1, gen);
             std::vector<Tensor<double>> grads[2];
             for (int i = 0; i < 2; ++i) {
-                layer->settings().implementation = i == 0 ? nn::RecurrentImplementation::graph : nn::RecurrentImplementation::fused;
+                layer->settings().implementation(i == 0 ? nn::RecurrentImplementation::graph : nn::RecurrentImplementation::fused);
                 layer->zero_grad();
                 xgrad::Graph<double> g;
                 Var<double> input = g.variable(x);
@@ -286,7 +286,7 @@ TEST_CASE("the fused kernel turns its saved gates into gate gradients only in a 
         const Tensor<double> input = xgrad::uniform<double>({4, 2, 3}, -1, 1, gen);
         std::vector<std::vector<Tensor<double>>> grads;
         for (auto impl : {nn::RecurrentImplementation::fused, nn::RecurrentImplementation::graph}) {
-            layer->settings().implementation = impl;
+            layer->settings().implementation(impl);
             layer->zero_grad();
             xgrad::Graph<double> g;
             auto r = layer->forward_states(g.variable(input));
@@ -317,8 +317,8 @@ TEST_CASE("checkpoint_every gives the whole sequence's outputs and gradients, bo
                 CAPTURE(impl == nn::RecurrentImplementation::fused);
                 xgrad::Generator gen(31);
                 auto layer = grid::make_layer<double>(c, gen);
-                layer->settings().implementation = impl;
-                layer->settings().dropout = c.layers > 1 ? 0.3 : 0.0;
+                layer->settings().implementation(impl);
+                layer->settings().dropout(c.layers > 1 ? 0.3 : 0.0);
                 const std::size_t S = layer->cell().states();
                 const xgrad::Shape in_shape = c.batch_first ? xgrad::Shape{grid::B, grid::T_, grid::I} : xgrad::Shape{grid::T_, grid::B, grid::I};
                 const Tensor<double> input = xgrad::uniform<double>(in_shape, -1, 1, gen);
@@ -328,7 +328,7 @@ TEST_CASE("checkpoint_every gives the whole sequence's outputs and gradients, bo
                 const std::string dropout_state = layer->dropout_generator().state();
                 std::vector<Tensor<double>> results[2];
                 for (std::size_t every : {std::size_t{0}, std::size_t{2}}) {
-                    layer->settings().checkpoint_every = every;
+                    layer->settings().checkpoint_every(every);
                     layer->dropout_generator().set_state(dropout_state);
                     layer->zero_grad();
                     xgrad::Graph<double> g;
@@ -373,8 +373,8 @@ TEST_CASE("checkpointed_loss gives the whole sequence's loss, final states and g
                 CAPTURE(impl == nn::RecurrentImplementation::fused);
                 xgrad::Generator gen(37);
                 auto layer = grid::make_layer<double>(c, gen);
-                layer->settings().implementation = impl;
-                layer->settings().dropout = c.layers > 1 ? 0.3 : 0.0;
+                layer->settings().implementation(impl);
+                layer->settings().dropout(c.layers > 1 ? 0.3 : 0.0);
                 nn::Linear<double> head(grid::H, c.input, true, gen);
                 const std::size_t S = layer->cell().states();
                 xgrad::Indices ids = xgrad::Indices::from_shape({grid::T_, c.batch}), targets = ids;
@@ -385,7 +385,7 @@ TEST_CASE("checkpointed_loss gives the whole sequence's loss, final states and g
                 std::vector<Tensor<double>> initial;
                 for (std::size_t i = 0; i < S; ++i) initial.push_back(xgrad::uniform<double>({c.layers, c.batch, grid::H}, -1, 1, gen));
                 xgrad::CrossEntropyOptions sum;
-                sum.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
+                sum.reduction(xgrad::CrossEntropyOptions::Reduction::sum);
                 const std::string dropout_state = layer->dropout_generator().state();
                 std::vector<Tensor<double>> results[2];
                 for (bool segmented : {false, true}) {

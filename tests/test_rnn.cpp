@@ -343,15 +343,15 @@ TEST_CASE("RNNCell is one step of RNN") {
 
 TEST_CASE("per-step gradient norms: both implementations agree, and a small W_hh makes them vanish") {
     xgrad::nn::RecurrentVerifyOptions o;
-    o.steps = 30;
-    o.loss_at_last_step_only = true;
-    o.finite_differences = false;
-    o.recurrent_scale = 0.5;
+    o.steps(30);
+    o.loss_at_last_step_only(true);
+    o.finite_differences(false);
+    o.recurrent_scale(0.5);
     auto vanishing = xgrad::nn::verify_recurrent_gradients(o);
     CHECK(vanishing.passed);
     const auto& n = vanishing.hidden_grad_norms_graph;
     CHECK(n(0, 0) < 1e-6 * n(0, 29));
-    o.recurrent_scale = 3.0;
+    o.recurrent_scale(3.0);
     auto large = xgrad::nn::verify_recurrent_gradients(o);
     CHECK(large.passed);
     CHECK(large.hidden_grad_norms_graph(0, 0) > 1e-2 * large.hidden_grad_norms_graph(0, 29));
@@ -359,9 +359,9 @@ TEST_CASE("per-step gradient norms: both implementations agree, and a small W_hh
 
 TEST_CASE("the verification report passes correct gradients and fails when its bar cannot be met") {
     xgrad::nn::RecurrentVerifyOptions o;
-    o.num_layers = 2;
-    o.bidirectional = true;
-    o.lengths = {6, 2, 4};
+    o.num_layers(2);
+    o.bidirectional(true);
+    o.lengths({6, 2, 4});
     auto report = xgrad::nn::verify_recurrent_gradients(o);
     CHECK(report.passed);
     for (const auto& p : report.parameters) {
@@ -369,6 +369,6 @@ TEST_CASE("the verification report passes correct gradients and fails when its b
         CHECK(p.fused_vs_graph.max_abs <= 1e-10);
         CHECK(p.graph_vs_numeric.max_abs <= 1e-6);
     }
-    o.agreement = -1;  // an impossible bar must fail
+    o.agreement(-1);  // an impossible bar must fail
     CHECK_FALSE(xgrad::nn::verify_recurrent_gradients(o).passed);
 }

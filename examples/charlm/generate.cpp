@@ -32,14 +32,14 @@ double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids, const 
     for (std::size_t b = first; b < first + mine; ++b) longest = std::max(longest, begin[b + 1] - begin[b] - 1);
 
     const bool was_training = model.is_training();
-    const auto impl = model.rnn.settings().implementation;
+    const auto impl = model.rnn.settings().implementation();
     model.eval();
-    model.rnn.settings().implementation = xgrad::nn::RecurrentImplementation::fused;  // same numbers, faster
+    model.rnn.settings().implementation(xgrad::nn::RecurrentImplementation::fused);  // same numbers, faster
     xgrad::NoGradGuard no_grad;
     State state = model.zero_state(mine);
     double nats = 0;
     xgrad::CrossEntropyOptions sum;
-    sum.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
+    sum.reduction(xgrad::CrossEntropyOptions::Reduction::sum);
     for (std::size_t offset = 0; offset < longest; offset += chunk) {
         const std::size_t steps = std::min(chunk, longest - offset);
         xgrad::Indices inputs = xgrad::Indices::from_shape({steps, mine});
@@ -63,7 +63,7 @@ double bits_per_char(CharLM& model, const std::vector<std::int64_t>& ids, const 
         state = out.next;
     }
     model.train(was_training);
-    model.rnn.settings().implementation = impl;
+    model.rnn.settings().implementation(impl);
     return ranks.sum(nats) / std::numbers::ln2 / static_cast<double>(ids.size() - streams);
 }
 

@@ -205,7 +205,7 @@ CharLM::Loss CharLM::training_loss(xgrad::Graph<float>& graph, const xgrad::Indi
         xgrad::Indices part = xgrad::Indices::from_shape({n, batch});
         std::copy_n(all_targets->data() + t0 * batch, n * batch, part.data());
         xgrad::CrossEntropyOptions sum;
-        sum.reduction = xgrad::CrossEntropyOptions::Reduction::sum;
+        sum.reduction(xgrad::CrossEntropyOptions::Reduction::sum);
         return xgrad::cross_entropy(head.forward(output), part, sum);
     };
     auto r = rnn.checkpointed_loss(graph, inputs, entering(graph, state), segment, segment_loss);

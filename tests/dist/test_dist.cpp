@@ -65,7 +65,7 @@ TEST_CASE("DistributedDataParallel: replicas start from rank 0's values, and gra
     for (std::size_t bucket_bytes : {std::size_t{25} << 20, sizeof(double) * 3, std::size_t{1}}) {
         CAPTURE(bucket_bytes);
         auto params = rank_parameters(world.rank());
-        dist::DistributedDataParallel<double> ddp(world, params, {bucket_bytes});
+        dist::DistributedDataParallel<double> ddp(world, params, dist::DistributedOptions().bucket_bytes(bucket_bytes));
         CHECK(ddp.bucket_count() == (bucket_bytes > 100 ? 1u : 2u));  // a parameter larger than a bucket gets its own
         CHECK(params[0].second.value() == Tensor<double>{{1.0, 2.0}, {3.0, 0.0}});
         CHECK(params[1].second.value() == Tensor<double>{0.0, 5.0, 6.0});
