@@ -33,9 +33,12 @@ void check_params(const FusedCell<T>& cell, const RecurrentSpec& spec, const std
         for_each_registered(given, declared, cell.gates(), spec, k / spec.directions(),
                             [&](const std::string& name, const Shape& shape, const Var<T>& p) {
             ++expected;
-            if (!p.defined() || p.shape() != shape) {
+            if (!p.defined()) {
+                throw std::invalid_argument(fmt::format("recurrent_fused: {} of (layer, direction) {} is missing", name, k));
+            }
+            if (p.shape() != shape) {
                 throw ShapeError(fmt::format("recurrent_fused: {} of (layer, direction) {} has shape {}, expected {}", name, k,
-                                             p.defined() ? shape_str(p.shape()) : "(none)", shape_str(shape)));
+                                             shape_str(p.shape()), shape_str(shape)));
             }
         });
         for (const Var<T>* p : slots(given)) defined += p->defined();

@@ -40,8 +40,8 @@ struct RecurrentSpec {
 /// for a bias without bias.
 template <class P>
 struct DirectionParameters {
-    P weight_ih;          ///< (gates * H, layer input)
-    P bias_ih;            ///< (gates * H); empty without bias
+    P weight_ih{};        ///< (gates * H, layer input)
+    P bias_ih{};          ///< (gates * H); empty without bias
     std::vector<P> cell;  ///< the cell's parameters in declared order
 };
 

@@ -56,20 +56,14 @@ bool Optimizer<T>::any_momentum() const {
 }
 
 template <class T>
-void Optimizer<T>::allocate_buffer(std::size_t b, T value) {
-    buffers_[b].clear();
-    for (const Shape& shape : shapes_) {
-        Tensor<T> filled = Tensor<T>::from_shape(shape);
-        filled.fill(value);
-        buffers_[b].push_back(std::move(filled));
-    }
-}
-
-template <class T>
 void Optimizer<T>::allocate_used_buffers() {
     for (std::size_t b = 0; b < buffers_.size(); ++b) {
         fresh_[b] = buffers_[b].empty() && uses_buffer(b);
-        if (fresh_[b]) allocate_buffer(b, T(0));
+        for (std::size_t i = 0; fresh_[b] && i < shapes_.size(); ++i) {
+            Tensor<T> filled = Tensor<T>::from_shape(shapes_[i]);
+            filled.fill(initial_value(b));
+            buffers_[b].push_back(std::move(filled));
+        }
     }
 }
 
@@ -285,13 +279,14 @@ void Optimizer<T>::load_state_dict(const TensorFile<T>& state) {
         throw std::invalid_argument(fmt::format("{}.load_state_dict: {} tensors, expected {} (the buffers {} for each of {} parameters)",
                                                 name_, state.tensors.size(), expected, fmt::join(buffer_names_, ", "), params_.size()));
     }
-    // A buffer the loaded rates use must be there once steps were taken: its absence means state
-    // from other options (Adam without amsgrad loaded into one with it), which would start over.
+    // A buffer the options use must be there once steps were taken: its absence means state from
+    // other options (Adam without amsgrad loaded into one with it), which would start over. Not so
+    // for a buffer that follows the momentum, which a run may have set after its last step.
     std::vector<GroupRates> before;
     for (const Group& group : groups_) before.push_back(group);
     for (std::size_t g = 0; g < groups_.size(); ++g) static_cast<GroupRates&>(groups_[g]) = rates[g];
     for (std::size_t b = 0; b < buffer_names_.size(); ++b) {
-        if (!present[b] && steps > 0 && uses_buffer(b)) {
+        if (!present[b] && steps > 0 && uses_buffer(b) && !follows_momentum(b)) {
             for (std::size_t g = 0; g < groups_.size(); ++g) static_cast<GroupRates&>(groups_[g]) = before[g];
             throw std::invalid_argument(fmt::format("{}.load_state_dict: the state has no '{}', which this optimizer's options use "
                                                     "(saved with other options?)", name_, buffer_names_[b]));

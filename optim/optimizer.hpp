@@ -140,12 +140,16 @@ class Optimizer {
     /// Whether the options as they are now use buffer `b` (an index into the names given to the
     /// constructor): a buffer no option uses is never allocated. Every buffer, unless overridden.
     virtual bool uses_buffer(std::size_t /*b*/) const { return true; }
+    /// Whether buffer `b` depends on the groups' momentum, which can change between steps: a saved
+    /// state may then lack it even after steps (SGD's and RMSprop's momentum_buffer).
+    virtual bool follows_momentum(std::size_t /*b*/) const { return false; }
+    /// What buffer `b` starts from when it is allocated: 0 unless overridden (Adagrad's initial accumulator).
+    virtual T initial_value(std::size_t /*b*/) const { return T(0); }
     /// Parameter i's buffer `b`, or null while the options have not used it.
     T* buffer(std::size_t b, std::size_t i);
-    /// Whether buffer `b` was allocated, zero, at this step (SGD starts its momentum from the gradient then, as torch).
+    /// Whether buffer `b` was allocated, from initial_value, at this step (SGD starts its momentum from the gradient then, as torch).
     bool buffer_fresh(std::size_t b) const { return fresh_[b]; }
-    /// Allocates buffer `b` of every parameter now, filled with `value` (Adagrad's initial accumulator).
-    void allocate_buffer(std::size_t b, T value);
+
 
   private:
     struct Group : GroupRates {
@@ -156,7 +160,7 @@ class Optimizer {
     std::size_t only_group(const char* who) const;
     void check_rate(const char* what, std::size_t group, double value) const;
     void check_momentum(std::size_t group, double value) const;
-    void allocate_used_buffers();  // at a step: the buffers the options now use, zero, unless allocated
+    void allocate_used_buffers();  // at a step: the buffers the options now use, from initial_value, unless allocated
 
     std::string name_;
     std::vector<Parameter<T>> params_;
@@ -254,6 +258,7 @@ class SGD : public Optimizer<T> {
   private:
     void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) override;
     bool uses_buffer(std::size_t b) const override;
+    bool follows_momentum(std::size_t) const override { return true; }
     SGDOptions options_;
 };
 
@@ -304,6 +309,7 @@ class Adagrad : public Optimizer<T> {
 
   private:
     void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) override;
+    T initial_value(std::size_t) const override { return static_cast<T>(options_.initial_accumulator_value()); }
     AdagradOptions options_;
 };
 
@@ -322,6 +328,7 @@ class RMSprop : public Optimizer<T> {
   private:
     void update(std::size_t i, T* p, const T* g, std::size_t n, std::int64_t step, const GroupRates& rates) override;
     bool uses_buffer(std::size_t b) const override;  // momentum_buffer with a momentum, grad_avg when centered
+    bool follows_momentum(std::size_t b) const override { return b == 1; }
     RMSpropOptions options_;
 };
 

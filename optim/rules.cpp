@@ -106,7 +106,6 @@ Adagrad<T>::Adagrad(std::vector<ParamGroup<T>> groups, AdagradOptions o)
     check("Adagrad", "lr_decay", o.lr_decay(), o.lr_decay() >= 0);
     check("Adagrad", "eps", o.eps(), o.eps() >= 0);
     check("Adagrad", "initial_accumulator_value", o.initial_accumulator_value(), o.initial_accumulator_value() >= 0);
-    this->allocate_buffer(0, static_cast<T>(o.initial_accumulator_value()));
 }
 
 template <class T>

@@ -13,6 +13,10 @@
 #                                     # examples and install (tests/CMakeLists.txt says which is which)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$#" -gt 1 ]; then
+  echo "scripts/test.sh: one option at most (--quick, --sanitize or --avx2), got: $*" >&2
+  exit 2
+fi
 case "${1:-}" in
   ""|--sanitize|--avx2|--quick) ;;
   *) echo "scripts/test.sh: unknown option '$1' (use --quick, --sanitize or --avx2, or nothing for the whole suite)" >&2; exit 2 ;;

@@ -795,6 +795,36 @@ TEST_CASE("optimizers allocate only the buffers their options use, save those, a
     sgd.step();  // buf = 0.9 * 2 + 0.5 * 1 = 2.3, x = 0.7 - 0.23
     CHECK(x.value()(0) == doctest::Approx(0.47).epsilon(1e-15));
 
+    // A momentum set after the last step is saved before its buffer exists: the state loads, and
+    // the buffer starts from the gradient at the next step, as in the optimizer it came from.
+    Parameter<double> y(Tensor<double>{1.0}), z(Tensor<double>{1.0});
+    optim::SGD<double> original({y}, optim::SGDOptions(0.1).dampening(0.5));
+    y.grad() = Tensor<double>{1.0};
+    original.step();
+    original.set_momentum(0, 0.9);
+    optim::SGD<double> copy({z}, optim::SGDOptions(0.1).dampening(0.5));
+    z.value() = y.value();
+    copy.load_state_dict(original.state_dict());
+    for (double g : {2.0, 1.0}) {
+        y.grad() = Tensor<double>{g};
+        z.grad() = Tensor<double>{g};
+        original.step();
+        copy.step();
+    }
+    CHECK(y.value() == z.value());
+    CHECK(keys(copy) == Keys{"momentum_buffer.0"});
+    // Adagrad's accumulator starts from initial_accumulator_value, also after a state saved at step 0 is loaded.
+    Parameter<double> u(Tensor<double>{1.0}), w(Tensor<double>{1.0});
+    optim::Adagrad<double> adagrad({u}, optim::AdagradOptions(0.1).initial_accumulator_value(0.5));
+    optim::Adagrad<double> loaded({w}, optim::AdagradOptions(0.1).initial_accumulator_value(0.5));
+    loaded.load_state_dict(adagrad.state_dict());
+    u.grad() = Tensor<double>{1.0};
+    w.grad() = Tensor<double>{1.0};
+    adagrad.step();
+    loaded.step();
+    CHECK(u.value()(0) == doctest::Approx(1.0 - 0.1 / (std::sqrt(1.5) + 1e-10)).epsilon(1e-14));  // sum = 0.5 + g²
+    CHECK(w.value() == u.value());
+
     // Saved and loaded, each continues exactly as the optimizer it came from.
     for (bool with_amsgrad : {false, true}) {
         Parameter<double> a(Tensor<double>{1.0, -2.0}), b(Tensor<double>{1.0, -2.0});
