@@ -48,7 +48,6 @@ void check_params(const FusedCell<T>& cell, const RecurrentSpec& spec, const std
         }
     }
 }
-}  // namespace
 
 // Where each parameter input of the op sits: its (layer, direction) and its slot there (see slots()).
 struct ParameterSlot {
@@ -64,6 +63,8 @@ RecurrentWeights<T> weights_of(std::size_t directions, std::size_t cell_paramete
     for (std::size_t i = 0; i < where.size(); ++i) *slots(w[where[i].direction])[where[i].slot] = value_of(i).data();
     return w;
 }
+
+}  // namespace
 
 template <class T>
 RecurrentOutput<T> recurrent_fused(std::shared_ptr<const FusedCell<T>> cell, const RecurrentSpec& spec, const Var<T>& input,
